@@ -1,0 +1,3 @@
+from autors.cli import main
+
+raise SystemExit(main())

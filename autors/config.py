@@ -1,0 +1,319 @@
+"""The task file: a YAML document parsed once into a typed, validated `TaskSpec`.
+
+Everything downstream (data, training, search, export) reads this object, never the raw YAML.
+Relative paths resolve against the task file's folder. Unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from autors.errors import TaskFileError
+
+SensorKind = Literal["optical", "sar", "lidar", "hyperspectral", "other"]
+TaskKind = Literal["patch_classification", "segmentation"]
+ObjectiveName = Literal["val_oa", "val_aa", "val_kappa", "val_miou"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SensorSpec(_Strict):
+    """One sensor: a GeoTIFF and how to read its values."""
+
+    kind: SensorKind
+    path: Path
+    bands: list[Union[int, str]] | None = Field(
+        default=None, description="band names or 1-based indices; all bands when omitted"
+    )
+    nodata: float | None = Field(
+        default=None, description="overrides the file's nodata value; NaN is always invalid"
+    )
+    scale: float = 1.0
+    offset: float = 0.0
+    sar_units: Literal["db", "linear"] | None = Field(
+        default=None,
+        description="SAR only: 'linear' power is converted to dB on load; 'db' is used as is",
+    )
+
+    @field_validator("bands")
+    @classmethod
+    def _bands_not_empty(cls, v: list | None) -> list | None:
+        if v is not None:
+            if len(v) == 0:
+                raise ValueError("is empty: omit 'bands' to use every band, or list some")
+            for b in v:
+                if isinstance(b, int) and b < 1:
+                    raise ValueError(f"band index {b} is invalid: indices are 1-based")
+        return v
+
+    @model_validator(mode="after")
+    def _sar_units_only_for_sar(self) -> "SensorSpec":
+        if self.sar_units is not None and self.kind != "sar":
+            raise ValueError(f"'sar_units' is only meaningful for kind 'sar', not '{self.kind}'")
+        return self
+
+
+class LabelSpec(_Strict):
+    """The label raster and the class names. Pixels equal to `ignore` are unlabelled."""
+
+    path: Path | None = Field(
+        default=None,
+        description="full label raster; required for a spatial_blocks split",
+    )
+    classes: dict[int, str] = Field(
+        description="class value -> name; a plain list means values 1..K in order"
+    )
+    ignore: int = 0
+
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _list_to_mapping(cls, v: object) -> object:
+        if isinstance(v, list):
+            return {i + 1: name for i, name in enumerate(v)}
+        return v
+
+    @model_validator(mode="after")
+    def _check_classes(self) -> "LabelSpec":
+        if len(self.classes) < 2:
+            raise ValueError("'classes' needs at least two classes")
+        if self.ignore in self.classes:
+            raise ValueError(
+                f"class value {self.ignore} is also the 'ignore' value: change one of them"
+            )
+        names = list(self.classes.values())
+        if len(set(names)) != len(names):
+            raise ValueError(f"class names must be unique, got {names}")
+        return self
+
+    @property
+    def class_values(self) -> list[int]:
+        """Raster values of the classes, in training index order (index i <-> value)."""
+        return sorted(self.classes)
+
+    @property
+    def class_names(self) -> list[str]:
+        return [self.classes[v] for v in self.class_values]
+
+
+class GivenSplit(_Strict):
+    """Train and test label rasters are given (the HSI+LiDAR benchmark protocol)."""
+
+    kind: Literal["given"]
+    train: Path
+    test: Path
+    val_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+    val_block_size: int = Field(default=16, ge=2, description="pixels")
+
+
+class SpatialBlockSplit(_Strict):
+    """Labels are split into spatially disjoint square blocks for train / val / test."""
+
+    kind: Literal["spatial_blocks"]
+    block_size: int = Field(default=64, ge=2, description="pixels, on the reference grid")
+    test_fraction: float = Field(default=0.3, gt=0.0, lt=1.0)
+    val_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _fractions(self) -> "SpatialBlockSplit":
+        if self.test_fraction + self.val_fraction >= 1.0:
+            raise ValueError("test_fraction + val_fraction must leave some blocks for training")
+        return self
+
+
+SplitSpec = Annotated[Union[GivenSplit, SpatialBlockSplit], Field(discriminator="kind")]
+
+
+class TrainSpec(_Strict):
+    """How one architecture is trained (one trial, or a final retraining)."""
+
+    epochs: int = Field(default=30, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    lr: float = Field(default=2e-3, gt=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    early_stopping_patience: int = Field(default=6, ge=1, description="epochs without val gain")
+    class_weighting: bool = False
+    modality_dropout: float = Field(
+        default=0.0, ge=0.0, lt=1.0, description="probability of zeroing a whole sensor"
+    )
+    augment: bool = Field(default=True, description="random flips and 90-degree rotations")
+    max_train_samples: int | None = Field(default=None, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class ConstraintSpec(_Strict):
+    max_params: int | None = Field(default=None, ge=1)
+    max_flops: int | None = Field(default=None, ge=1)
+    max_latency_ms: float | None = Field(default=None, gt=0)
+
+
+class SearchSpec(_Strict):
+    """The architecture search: which space, which strategy, what budget, what resources."""
+
+    space: str = "fusion"
+    strategy: str = "evolution"
+    max_trials: int | None = Field(default=20, ge=1)
+    max_minutes: float | None = Field(default=None, gt=0)
+    concurrency: int = Field(default=2, ge=1)
+    cpus_per_trial: float = Field(default=1.0, gt=0)
+    gpus_per_trial: float = Field(default=0.0, ge=0)
+    trial_timeout_s: float = Field(default=1800.0, gt=0)
+    objective: ObjectiveName = "val_oa"
+    constraints: ConstraintSpec = ConstraintSpec()
+    top_k: int = Field(default=3, ge=1, description="architectures retrained and tested")
+    final_seeds: int = Field(default=3, ge=1, description="seeds per retrained architecture")
+
+    @model_validator(mode="after")
+    def _some_budget(self) -> "SearchSpec":
+        if self.max_trials is None and self.max_minutes is None:
+            raise ValueError("set 'max_trials' or 'max_minutes' (or both) to bound the search")
+        return self
+
+
+class ExportSpec(_Strict):
+    formats: list[Literal["torchscript", "onnx"]] = ["torchscript", "onnx"]
+    onnx_opset: int = Field(default=17, ge=11)
+
+
+class TaskSpec(_Strict):
+    """A whole task file. Build with `load_task(path)`."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    task: TaskKind
+    sensors: dict[str, SensorSpec]
+    labels: LabelSpec
+    split: SplitSpec
+    grid: str = Field(
+        default="labels", description="reference grid: 'labels' or the name of a sensor"
+    )
+    patch_size: int = Field(default=11, ge=1, description="odd; patch_classification window")
+    tile_size: int = Field(default=64, ge=8, description="segmentation tile side, pixels")
+    seed: int = 0
+    train: TrainSpec = TrainSpec()
+    search: SearchSpec = SearchSpec()
+    export: ExportSpec = ExportSpec()
+    # Where the task was read from; set by load_task, not by the YAML.
+    source: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("patch_size")
+    @classmethod
+    def _odd(cls, v: int) -> int:
+        if v % 2 == 0:
+            raise ValueError(f"must be odd so the labelled pixel is the centre, got {v}: use {v + 1}")
+        return v
+
+    @field_validator("sensors")
+    @classmethod
+    def _sensor_names(cls, v: dict[str, SensorSpec]) -> dict[str, SensorSpec]:
+        if not v:
+            raise ValueError("needs at least one sensor")
+        for name in v:
+            if not name.isidentifier() or name == "target":
+                raise ValueError(
+                    f"sensor name '{name}' must be a Python identifier other than 'target' "
+                    "(it names a model input)"
+                )
+        return v
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "TaskSpec":
+        if self.grid != "labels" and self.grid not in self.sensors:
+            raise ValueError(
+                f"grid '{self.grid}' is neither 'labels' nor a sensor ({sorted(self.sensors)})"
+            )
+        if self.split.kind == "spatial_blocks" and self.labels.path is None:
+            raise ValueError("a spatial_blocks split needs 'labels.path' (the full label raster)")
+        return self
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.labels.class_names
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels.classes)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able dict with absolute paths: what a Ray trial receives."""
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TaskSpec":
+        """Inverse of `to_dict` (paths are already absolute)."""
+        return cls.model_validate(data)
+
+    def digest(self) -> str:
+        """Short hash of the task content, recorded as provenance."""
+        text = yaml.safe_dump(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _format_validation_error(err: ValidationError, path: Path) -> str:
+    lines = [f"{path}: the task file has {err.error_count()} problem(s):"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-after"))
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see the task-file reference in README.md)"
+        elif e["type"] == "missing":
+            msg = "required field is missing"
+        elif e["type"] == "union_tag_invalid":
+            msg = f"{msg} (use kind: given or kind: spatial_blocks)"
+        got = e.get("input")
+        got_text = "" if e["type"] in ("missing",) or isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"  - {loc or '<top>'}: {msg}{got_text}")
+    return "\n".join(lines)
+
+
+def _resolve_paths(data: dict, base: Path) -> None:
+    """Make every path field absolute, relative to the task file's folder."""
+
+    def fix(p: object) -> object:
+        if isinstance(p, str) and p:
+            q = Path(p).expanduser()
+            return str(q if q.is_absolute() else (base / q).resolve())
+        return p
+
+    for spec in (data.get("sensors") or {}).values():
+        if isinstance(spec, dict) and "path" in spec:
+            spec["path"] = fix(spec["path"])
+    labels = data.get("labels")
+    if isinstance(labels, dict) and "path" in labels:
+        labels["path"] = fix(labels["path"])
+    split = data.get("split")
+    if isinstance(split, dict):
+        for key in ("train", "test"):
+            if key in split:
+                split[key] = fix(split[key])
+
+
+def parse_task(data: object, source: Path) -> TaskSpec:
+    """Validate an already-loaded YAML mapping; `source` is used for paths and messages."""
+    if not isinstance(data, dict):
+        raise TaskFileError(f"{source}: the task file must be a YAML mapping of fields")
+    data = dict(data)
+    _resolve_paths(data, source.parent)
+    data["source"] = str(source)
+    try:
+        return TaskSpec.model_validate(data)
+    except ValidationError as err:
+        raise TaskFileError(_format_validation_error(err, source)) from None
+
+
+def load_task(path: str | Path) -> TaskSpec:
+    """Read and validate a YAML task file."""
+    path = Path(path).expanduser().resolve()
+    if not path.is_file():
+        raise TaskFileError(f"task file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise TaskFileError(f"{path}: not valid YAML: {err}") from None
+    return parse_task(data, path)

@@ -1,0 +1,1 @@
+"""GeoTIFF multi-sensor data: reading, alignment, masks, splits, normalisation, datasets."""

@@ -1,0 +1,1 @@
+"""Export of trained models (TorchScript, ONNX, model card) and prediction over GeoTIFFs."""

@@ -1,0 +1,1 @@
+"""The architecture search: NNI strategy adapter, Ray execution engine, run folders."""

@@ -1,0 +1,1 @@
+"""Synthetic co-registered multi-sensor scenes where the fusion topology matters."""

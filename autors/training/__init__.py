@@ -1,0 +1,1 @@
+"""Training one architecture: loop, metrics, cost (params, FLOPs, latency), run folders."""

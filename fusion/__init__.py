@@ -1,0 +1,1 @@
+"""Plain-PyTorch fusion networks: sensor branches, fusion operators, heads, build_model."""

@@ -1,0 +1,1 @@
+"""Candidate fusion topologies as NNI model spaces over the fusion Arch format."""
