@@ -11,7 +11,7 @@ from autors.errors import AutorsError
 
 # One line per verb; the module is autors.cli.<name>.
 VERBS: tuple[str, ...] = (
-    "validate",
+
 )
 
 
