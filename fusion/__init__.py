@@ -1,1 +1,43 @@
-"""Plain-PyTorch fusion networks: sensor branches, fusion operators, heads, build_model."""
+"""Plain-PyTorch fusion networks: sensor branches, fusion operators, heads, build_model.
+
+Imports torch and the standard library only (a test enforces it): an exported model is
+`arch.json` + a state_dict, rebuilt by `build_model` alone.
+"""
+
+# Importing the part modules registers their classes in the registries.
+from fusion import branches as _branches  # noqa: F401
+from fusion import heads as _heads  # noqa: F401
+from fusion import ops as _ops  # noqa: F401
+from fusion import positions as _positions  # noqa: F401
+from fusion.arch import OFF, VERSION, Arch, BranchSpec, FusionSpec, HeadSpec
+from fusion.baselines import BASELINES, baseline_arch
+from fusion.branches import Branch
+from fusion.build import build_model, count_params
+from fusion.errors import ArchError
+from fusion.heads import Head
+from fusion.ops import FusionOp
+from fusion.positions import FusionModel
+from fusion.registry import BRANCHES, FUSION_OPS, HEADS, POSITIONS, Registry
+
+__all__ = [
+    "BASELINES",
+    "BRANCHES",
+    "FUSION_OPS",
+    "HEADS",
+    "OFF",
+    "POSITIONS",
+    "VERSION",
+    "Arch",
+    "ArchError",
+    "Branch",
+    "BranchSpec",
+    "FusionModel",
+    "FusionOp",
+    "FusionSpec",
+    "Head",
+    "HeadSpec",
+    "Registry",
+    "baseline_arch",
+    "build_model",
+    "count_params",
+]

@@ -1,0 +1,324 @@
+"""The Arch format: a small, versioned, JSON-able description of one fusion network.
+
+    {"version": 1,
+     "branches": {"hsi":   {"kind": "spectral", "width": 32, "depth": 2, "kernel": 3},
+                  "lidar": {"kind": "conv", "width": 16, "depth": 1, "kernel": 3},
+                  "sar":   {"kind": "off"}},
+     "fusion": {"op": "gate", "position": "middle", "width": 32,
+                "trunk": {"kind": "conv", "width": 32, "depth": 1, "kernel": 3}},
+     "head": {"kind": "patch", "hidden": 64, "dropout": 0.1}}
+
+- branches: one entry per task sensor. A branch is a stem (stage 0) and `depth` blocks
+  (stages 1..depth), each with `width` channels at full resolution; `kernel` is the spatial
+  kernel (odd). Kind "off" leaves the sensor out (the model still accepts its input).
+- fusion.position: "early" fuses the raw inputs of the used sensors (branch fields other than
+  "off" are not used there) and runs the trunk on them; "middle" fuses each branch's last stage,
+  so a branch's depth is where its sensor meets the others, and the trunk holds the shared
+  stages after fusion; "multi" fuses every stage (stage s over the branches that reach it) and
+  averages the fused maps; "late" gives every branch its own head and fuses their logits.
+- fusion.op fuses the sensors' maps into `width` channels (late: into the logits).
+- fusion.trunk: a branch spec shared after fusion; kind "off" means none. Late has none.
+- head: "patch" (average pool + MLP), "centre" (centre pixel + MLP) or "segmentation" (per
+  pixel); `hidden` = 0 means a linear classifier; `dropout` before the classifier.
+
+`Arch.from_dict` checks structure and types and then `validate()`; every problem raises
+`ArchError` naming the dotted key and the valid values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from fusion.errors import ArchError
+from fusion.registry import BRANCHES, FUSION_OPS, HEADS, POSITIONS, Registry
+
+VERSION = 1
+OFF = "off"
+
+
+@dataclass(frozen=True)
+class BranchSpec:
+    """One sensor branch (or the shared trunk): kind, channels, blocks, spatial kernel."""
+
+    kind: str
+    width: int = 32
+    depth: int = 2
+    kernel: int = 3
+
+    @property
+    def on(self) -> bool:
+        return self.kind != OFF
+
+    def to_dict(self) -> dict[str, Any]:
+        if not self.on:
+            return {"kind": OFF}
+        return {"kind": self.kind, "width": self.width, "depth": self.depth, "kernel": self.kernel}
+
+    def describe(self) -> str:
+        """Short text such as `conv(w32,d2,k3)`."""
+        return OFF if not self.on else f"{self.kind}(w{self.width},d{self.depth},k{self.kernel})"
+
+
+@dataclass(frozen=True)
+class FusionSpec:
+    """Where and how the sensors meet, and the shared trunk after that point."""
+
+    op: str
+    position: str
+    width: int = 32
+    trunk: BranchSpec = BranchSpec(OFF)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "op": self.op,
+            "position": self.position,
+            "width": self.width,
+            "trunk": self.trunk.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """The classifier: kind, hidden units (0 = linear), dropout before the last layer."""
+
+    kind: str = "patch"
+    hidden: int = 64
+    dropout: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "hidden": self.hidden, "dropout": self.dropout}
+
+
+@dataclass(frozen=True)
+class Arch:
+    """A whole fusion network. Build it with `fusion.build_model(arch, in_channels, K)`."""
+
+    branches: dict[str, BranchSpec]
+    fusion: FusionSpec
+    head: HeadSpec = field(default_factory=HeadSpec)
+    version: int = VERSION
+
+    # ---- views ---------------------------------------------------------------------------
+    @property
+    def sensors(self) -> list[str]:
+        """Sensors whose branch is on, in the arch's order (the order the model fuses them)."""
+        return [name for name, b in self.branches.items() if b.on]
+
+    @property
+    def dense(self) -> bool:
+        """True when the head predicts every pixel (`[B, K, H, W]`), False for `[B, K]`."""
+        return bool(HEADS.get(self.head.kind).dense)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict; `Arch.from_dict(arch.to_dict()) == arch`."""
+        return {
+            "version": self.version,
+            "branches": {name: b.to_dict() for name, b in self.branches.items()},
+            "fusion": self.fusion.to_dict(),
+            "head": self.head.to_dict(),
+        }
+
+    def __hash__(self) -> int:
+        # Consistent with ==, which (like dict ==) ignores the order of the branches.
+        return hash(json.dumps(self.to_dict(), sort_keys=True))
+
+    def summary(self) -> str:
+        """One line for progress displays, e.g.
+        `hsi:spectral(w32,d2,k3) + lidar:conv(w16,d1,k3) -> middle gate(w32) -> conv(w32,d1,k3)
+        -> patch(h64,p0.1)`."""
+        f, h = self.fusion, self.head
+        if f.position == "early":
+            left = " + ".join(self.sensors)
+        else:
+            left = " + ".join(f"{s}:{self.branches[s].describe()}" for s in self.sensors)
+        uses_width = POSITIONS.get(f.position).uses_width
+        parts = [left, f"{f.position} {f.op}" + (f"(w{f.width})" if uses_width else "")]
+        if f.trunk.on:
+            parts.append(f.trunk.describe())
+        parts.append(f"{h.kind}(h{h.hidden}" + (f",p{h.dropout:g})" if h.dropout else ")"))
+        return " -> ".join(parts)
+
+    def canonical(self) -> Arch:
+        """The same network with the fields it does not use reset to defaults.
+
+        Two archs that build the same network have equal canonical forms (a dedup key for the
+        search): early fusion ignores the used branches' kind/width/depth/kernel, late fusion
+        ignores `fusion.width`.
+        """
+        branches = dict(self.branches)
+        if self.fusion.position == "early":
+            branches = {n: (BranchSpec("conv") if b.on else b) for n, b in branches.items()}
+        fusion = self.fusion
+        if not POSITIONS.get(fusion.position).uses_width:
+            fusion = dataclasses.replace(fusion, width=FusionSpec.width)
+        return dataclasses.replace(self, branches=branches, fusion=fusion)
+
+    # ---- parsing and validation ----------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Arch:
+        """Parse and validate a dict (e.g. a loaded arch.json)."""
+        d = _fields(data, "arch", required=("version", "branches", "fusion", "head"), optional=())
+        version = _int(d["version"], "version")
+        if version != VERSION:
+            raise ArchError(f"version: unsupported arch version {version}; this fusion reads {VERSION}")
+        branches_in = d["branches"]
+        if not isinstance(branches_in, Mapping) or not branches_in:
+            raise ArchError("branches: must be a non-empty mapping of sensor name -> branch")
+        branches = {str(k): _branch(v, f"branches.{k}") for k, v in branches_in.items()}
+        f = _fields(d["fusion"], "fusion", required=("op", "position"),
+                    optional=("width", "trunk"))
+        fusion = FusionSpec(
+            op=_str(f["op"], "fusion.op"),
+            position=_str(f["position"], "fusion.position"),
+            width=_int(f.get("width", FusionSpec.width), "fusion.width"),
+            trunk=_branch(f.get("trunk", {"kind": OFF}), "fusion.trunk"),
+        )
+        h = _fields(d["head"], "head", required=("kind",), optional=("hidden", "dropout"))
+        head = HeadSpec(
+            kind=_str(h["kind"], "head.kind"),
+            hidden=_int(h.get("hidden", HeadSpec.hidden), "head.hidden"),
+            dropout=_float(h.get("dropout", HeadSpec.dropout), "head.dropout"),
+        )
+        arch = cls(branches=branches, fusion=fusion, head=head, version=version)
+        arch.validate()
+        return arch
+
+    def validate(self, sensors: Iterable[str] | None = None, dense: bool | None = None) -> None:
+        """Raise `ArchError` naming the bad key and the fix.
+
+        `sensors`: the task's sensors; the arch must have exactly one branch for each.
+        `dense`: the output the task needs (True: a per-pixel map, False: one label per patch).
+        """
+        if self.version != VERSION:
+            raise ArchError(f"version: unsupported arch version {self.version}; use {VERSION}")
+        if not self.branches:
+            raise ArchError("branches: empty; give one branch per sensor")
+        for name, b in self.branches.items():
+            if not isinstance(name, str) or not name.isidentifier():
+                raise ArchError(
+                    f"branches: sensor name {name!r} must be a Python identifier "
+                    "(it names a model input)"
+                )
+            _check_branch(b, f"branches.{name}")
+        if not self.sensors:
+            raise ArchError(
+                f"branches: every branch is '{OFF}'; at least one sensor must be used: set "
+                f"branches.<sensor>.kind to one of {BRANCHES.names()}"
+            )
+        f = self.fusion
+        _check_name(f.op, FUSION_OPS, "fusion.op")
+        position = _check_name(f.position, POSITIONS, "fusion.position")
+        _positive(f.width, "fusion.width")
+        _check_branch(f.trunk, "fusion.trunk")
+        if f.trunk.on and not position.uses_trunk:
+            raise ArchError(
+                f"fusion.trunk: position '{f.position}' has no shared trunk (each sensor keeps "
+                f"its own path to the logits): set fusion.trunk to {{\"kind\": \"{OFF}\"}} or "
+                "use another position"
+            )
+        head = _check_name(self.head.kind, HEADS, "head.kind")
+        if not isinstance(self.head.hidden, int) or self.head.hidden < 0:
+            raise ArchError(f"head.hidden: must be an integer >= 0, got {self.head.hidden!r}")
+        if not 0.0 <= self.head.dropout < 1.0:
+            raise ArchError(f"head.dropout: must be in [0, 1), got {self.head.dropout!r}")
+        if dense is not None and bool(head.dense) != dense:
+            need = "a per-pixel map (segmentation)" if dense else "one label per patch"
+            fits = [k for k in HEADS.names() if bool(HEADS.get(k).dense) == dense]
+            raise ArchError(
+                f"head.kind: '{self.head.kind}' does not fit a task that needs {need}: "
+                f"use one of {fits}"
+            )
+        if sensors is not None:
+            wanted = list(sensors)
+            extra = [s for s in self.branches if s not in wanted]
+            if extra:
+                raise ArchError(
+                    f"branches.{extra[0]}: the task has no sensor '{extra[0]}' "
+                    f"(task sensors: {wanted}); remove it from the arch"
+                )
+            missing = [s for s in wanted if s not in self.branches]
+            if missing:
+                raise ArchError(
+                    f"branches: no branch for task sensor '{missing[0]}': add "
+                    f"branches.{missing[0]} (kind '{OFF}' to leave it out)"
+                )
+
+
+# ---- helpers -------------------------------------------------------------------------------
+def _fields(data: object, where: str, required: tuple[str, ...], optional: tuple[str, ...]
+            ) -> Mapping[str, Any]:
+    if not isinstance(data, Mapping):
+        raise ArchError(f"{where}: must be a mapping, got {type(data).__name__}")
+    allowed = required + optional
+    for key in data:
+        if key not in allowed:
+            raise ArchError(f"{where}.{key}: unknown key; valid keys are {list(allowed)}")
+    for key in required:
+        if key not in data:
+            raise ArchError(f"{where}.{key}: required key is missing")
+    return data
+
+
+def _branch(data: object, where: str) -> BranchSpec:
+    d = _fields(data, where, required=("kind",), optional=("width", "depth", "kernel"))
+    kind = _str(d["kind"], f"{where}.kind")
+    if kind == OFF:  # an unused branch has no parameters: drop them so equal archs compare equal
+        return BranchSpec(OFF)
+    return BranchSpec(
+        kind=kind,
+        width=_int(d.get("width", BranchSpec.width), f"{where}.width"),
+        depth=_int(d.get("depth", BranchSpec.depth), f"{where}.depth"),
+        kernel=_int(d.get("kernel", BranchSpec.kernel), f"{where}.kernel"),
+    )
+
+
+def _check_branch(b: BranchSpec, where: str) -> None:
+    if b.kind != OFF:
+        _check_name(b.kind, BRANCHES, f"{where}.kind", extra=(OFF,))
+    if not b.on:
+        return
+    _positive(b.width, f"{where}.width")
+    if not isinstance(b.depth, int) or isinstance(b.depth, bool) or b.depth < 0:
+        raise ArchError(f"{where}.depth: must be an integer >= 0, got {b.depth!r}")
+    if not isinstance(b.kernel, int) or isinstance(b.kernel, bool) or b.kernel < 1 \
+            or b.kernel % 2 == 0:
+        raise ArchError(
+            f"{where}.kernel: must be an odd integer >= 1 (so maps keep their size), "
+            f"got {b.kernel!r}"
+        )
+
+
+def _check_name(name: str, registry: Registry, where: str, extra: tuple[str, ...] = ()) -> Any:
+    if name in registry:
+        return registry.get(name)
+    raise ArchError(
+        f"{where}: unknown {registry.what} {name!r}; valid values are "
+        f"{sorted(registry.names() + list(extra))}"
+    )
+
+
+def _positive(v: object, where: str) -> None:
+    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+        raise ArchError(f"{where}: must be an integer >= 1, got {v!r}")
+
+
+def _str(v: object, where: str) -> str:
+    if not isinstance(v, str):
+        raise ArchError(f"{where}: must be a string, got {v!r}")
+    return v
+
+
+def _int(v: object, where: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ArchError(f"{where}: must be an integer, got {v!r}")
+    return v
+
+
+def _float(v: object, where: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ArchError(f"{where}: must be a number, got {v!r}")
+    return float(v)

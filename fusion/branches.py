@@ -1,0 +1,167 @@
+"""Sensor branches: `[B, in_channels, H, W]` -> feature maps at stages 0..depth.
+
+Every branch is a stem (stage 0, any band count -> `width`) and `depth` blocks (stages
+1..depth). All stages keep the input's full resolution: patches are a few pixels wide
+(7x7, 11x11) and segmentation heads need every pixel, so `reductions` is all ones.
+"""
+
+# No `from __future__ import annotations`: TorchScript reads the class-level attribute
+# annotations below and cannot resolve them from strings.
+import torch
+from torch import Tensor, nn
+
+from fusion.registry import BRANCHES
+
+
+def conv_bn_act(cin: int, cout: int, kernel: int, dilation: int = 1) -> nn.Sequential:
+    """k x k conv (size-preserving) + BatchNorm + ReLU."""
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, kernel, padding=dilation * (kernel // 2), dilation=dilation,
+                  bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class Branch(nn.Module):
+    """Base class. Subclasses set `self.stem` and `self.blocks`; the timm-like contract is
+    `out_channels[i]` and `reductions[i]` for stage i (0 = stem)."""
+
+    out_channels: list[int]
+    reductions: list[int]
+
+    def __init__(self, in_channels: int, width: int, depth: int, kernel: int) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.out_channels = [width] * (depth + 1)
+        self.reductions = [1] * (depth + 1)
+        self.stem: nn.Module = nn.Identity()
+        self.blocks = nn.ModuleList()
+
+    def forward(self, x: Tensor) -> Tensor:
+        """`[B, C_in, H, W]` -> last stage `[B, width, H, W]`."""
+        x = self.stem(x)
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+    def forward_stages(self, x: Tensor) -> list[Tensor]:
+        """Every stage's output, `depth + 1` maps of `[B, width, H, W]`."""
+        x = self.stem(x)
+        feats = [x]
+        for block in self.blocks:
+            x = block(x)
+            feats.append(x)
+        return feats
+
+
+@BRANCHES.register("conv")
+class ConvBranch(Branch):
+    """Plain stack of conv-BN-ReLU layers."""
+
+    def __init__(self, in_channels: int, width: int, depth: int, kernel: int) -> None:
+        super().__init__(in_channels, width, depth, kernel)
+        self.stem = conv_bn_act(in_channels, width, kernel)
+        self.blocks = nn.ModuleList(conv_bn_act(width, width, kernel) for _ in range(depth))
+
+
+class _ResidualBlock(nn.Module):
+    def __init__(self, width: int, kernel: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            conv_bn_act(width, width, kernel),
+            nn.Conv2d(width, width, kernel, padding=kernel // 2, bias=False),
+            nn.BatchNorm2d(width),
+        )
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.act(x + self.body(x))
+
+
+@BRANCHES.register("residual")
+class ResidualBranch(Branch):
+    """ResNet basic blocks (two convs and an identity shortcut) after a conv stem."""
+
+    def __init__(self, in_channels: int, width: int, depth: int, kernel: int) -> None:
+        super().__init__(in_channels, width, depth, kernel)
+        self.stem = conv_bn_act(in_channels, width, kernel)
+        self.blocks = nn.ModuleList(_ResidualBlock(width, kernel) for _ in range(depth))
+
+
+def _separable(cin: int, cout: int, kernel: int) -> nn.Sequential:
+    """Depthwise k x k + pointwise 1x1 + BN + ReLU: about k*k/cout of a full conv's weights."""
+    return nn.Sequential(
+        nn.Conv2d(cin, cin, kernel, padding=kernel // 2, groups=cin, bias=False),
+        nn.Conv2d(cin, cout, 1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+@BRANCHES.register("separable")
+class SeparableBranch(Branch):
+    """Compact branch of depthwise-separable convolutions (MobileNet-style)."""
+
+    def __init__(self, in_channels: int, width: int, depth: int, kernel: int) -> None:
+        super().__init__(in_channels, width, depth, kernel)
+        self.stem = _separable(in_channels, width, kernel)
+        self.blocks = nn.ModuleList(_separable(width, width, kernel) for _ in range(depth))
+
+
+class SpectralStem(nn.Module):
+    """1D convolution along the band axis, then a 1x1 spectral reduction to `width`.
+
+    The 1D filters (shared by all bands and pixels) see neighbouring bands, which suits
+    hundreds of contiguous hyperspectral bands; the 1x1 then mixes all of them per pixel.
+    """
+
+    FILTERS = 4
+    SPECTRAL_KERNEL = 7
+
+    def __init__(self, in_channels: int, width: int) -> None:
+        super().__init__()
+        k = self.SPECTRAL_KERNEL
+        self.spectral = nn.Sequential(
+            nn.Conv3d(1, self.FILTERS, (k, 1, 1), padding=(k // 2, 0, 0), bias=False),
+            nn.BatchNorm3d(self.FILTERS),
+            nn.ReLU(inplace=True),
+        )
+        self.reduce = conv_bn_act(self.FILTERS * in_channels, width, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.spectral(x.unsqueeze(1))  # [B, F, C, H, W]
+        return self.reduce(y.flatten(1, 2))  # [B, F*C, H, W] -> [B, width, H, W]
+
+
+@BRANCHES.register("spectral")
+class SpectralBranch(Branch):
+    """Hyperspectral spectral-spatial branch: spectral stem, then spatial conv blocks."""
+
+    def __init__(self, in_channels: int, width: int, depth: int, kernel: int) -> None:
+        super().__init__(in_channels, width, depth, kernel)
+        self.stem = SpectralStem(in_channels, width)
+        self.blocks = nn.ModuleList(conv_bn_act(width, width, kernel) for _ in range(depth))
+
+
+class SignedLog1p(nn.Module):
+    """sign(x) * log(1 + |x|): defined for every real value (dB is negative, linear power
+    spans decades, speckle makes outliers) and compresses heavy tails without NaN."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.sign(x) * torch.log1p(torch.abs(x))
+
+
+@BRANCHES.register("sar")
+class SarBranch(Branch):
+    """SAR branch: log-safe stem, then dilated convs (dilation 2) for a larger receptive
+    field, which averages speckle over more pixels."""
+
+    DILATION = 2
+
+    def __init__(self, in_channels: int, width: int, depth: int, kernel: int) -> None:
+        super().__init__(in_channels, width, depth, kernel)
+        self.stem = nn.Sequential(SignedLog1p(), conv_bn_act(in_channels, width, kernel))
+        self.blocks = nn.ModuleList(
+            conv_bn_act(width, width, kernel, dilation=self.DILATION) for _ in range(depth)
+        )

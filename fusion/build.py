@@ -1,0 +1,48 @@
+"""`build_model`: an Arch (or its dict, or a baseline name) -> a plain `nn.Module`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from torch import nn
+
+from fusion.arch import Arch
+from fusion.baselines import baseline_arch
+from fusion.errors import ArchError
+from fusion.registry import POSITIONS
+
+
+def build_model(
+    arch: Arch | dict | str,
+    in_channels: Mapping[str, int],
+    num_classes: int,
+    dense: bool | None = None,
+) -> nn.Module:
+    """Build the network described by `arch` for sensors `{name: band count}`.
+
+    `arch` is an `Arch`, its dict (arch.json) or a baseline name (`fusion.BASELINES`).
+    `dense` is what the task needs: True for `[B, K, H, W]` maps, False for `[B, K]` patch
+    logits, None to take the arch's head as it is; a baseline gets the head that fits.
+    The arch must have exactly one branch per sensor of `in_channels` (kind "off" allowed).
+    Seed torch before calling for reproducible weights.
+    """
+    if isinstance(arch, str):
+        arch = baseline_arch(arch, in_channels, dense=bool(dense))
+    elif isinstance(arch, Mapping):
+        arch = Arch.from_dict(arch)
+    elif not isinstance(arch, Arch):
+        raise ArchError(
+            f"arch must be an Arch, a dict or a baseline name, got {type(arch).__name__}"
+        )
+    for name, c in in_channels.items():
+        if isinstance(c, bool) or not isinstance(c, int) or c < 1:
+            raise ValueError(f"in_channels['{name}'] must be a band count >= 1, got {c!r}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+    arch.validate(sensors=list(in_channels), dense=dense)
+    return POSITIONS.get(arch.fusion.position)(arch, dict(in_channels), num_classes)
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,77 @@
+"""Heads: fused features `[B, C, H, W]` -> logits `[B, K]` (patch) or `[B, K, H, W]` (dense).
+
+Dropout sits before the last layer and is a plain `nn.Dropout`, so MC-dropout only has to
+switch those modules to train mode at inference.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from fusion.registry import HEADS
+
+
+class Head(nn.Module):
+    """Base class; `dense` says whether the head predicts every pixel."""
+
+    dense: bool = False
+
+    def __init__(self, in_channels: int, num_classes: int, hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.num_classes = num_classes
+
+
+def _mlp(cin: int, num_classes: int, hidden: int, dropout: float) -> nn.Sequential:
+    if hidden == 0:
+        return nn.Sequential(nn.Dropout(dropout), nn.Linear(cin, num_classes))
+    return nn.Sequential(
+        nn.Linear(cin, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
+        nn.Linear(hidden, num_classes),
+    )
+
+
+@HEADS.register("patch")
+class PatchHead(Head):
+    """Global average pool over the patch, then an MLP: one label per patch."""
+
+    def __init__(self, in_channels: int, num_classes: int, hidden: int, dropout: float) -> None:
+        super().__init__(in_channels, num_classes, hidden, dropout)
+        self.mlp = _mlp(in_channels, num_classes, hidden, dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.mlp(x.mean(dim=(2, 3)))  # [B, C] -> [B, K]
+
+
+@HEADS.register("centre")
+class CentreHead(Head):
+    """Features of the centre pixel (the labelled one), then an MLP: one label per patch.
+    The branches' receptive fields already bring in the context."""
+
+    def __init__(self, in_channels: int, num_classes: int, hidden: int, dropout: float) -> None:
+        super().__init__(in_channels, num_classes, hidden, dropout)
+        self.mlp = _mlp(in_channels, num_classes, hidden, dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.mlp(x[:, :, x.shape[2] // 2, x.shape[3] // 2])  # [B, C] -> [B, K]
+
+
+@HEADS.register("segmentation")
+class SegmentationHead(Head):
+    """Per-pixel MLP (1x1 convs) at full resolution: `[B, K, H, W]`."""
+
+    dense = True
+
+    def __init__(self, in_channels: int, num_classes: int, hidden: int, dropout: float) -> None:
+        super().__init__(in_channels, num_classes, hidden, dropout)
+        if hidden == 0:
+            layers = [nn.Dropout(dropout), nn.Conv2d(in_channels, num_classes, 1)]
+        else:
+            layers = [
+                nn.Conv2d(in_channels, hidden, 1), nn.ReLU(inplace=True), nn.Dropout(dropout),
+                nn.Conv2d(hidden, num_classes, 1),
+            ]
+        self.mlp = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.mlp(x)

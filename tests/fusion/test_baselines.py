@@ -1,0 +1,52 @@
+"""Named baselines build for any sensor mix, by name, with the head the task needs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import fusion
+from fusion import ArchError, baseline_arch, build_model
+
+SENSOR_SETS = [{"a": 3}, {"hsi": 48, "lidar": 1}, {"hsi": 48, "lidar": 1, "sar": 2, "s2": 13}]
+
+
+@pytest.mark.parametrize("dense", [False, True])
+@pytest.mark.parametrize("name", fusion.BASELINES)
+def test_baseline_builds_by_name_for_1_2_4_sensors(name: str, dense: bool, make_inputs) -> None:
+    for in_channels in SENSOR_SETS:
+        model = build_model(name, in_channels, 4, dense=dense)
+        size = 16 if dense else 7
+        y = model(make_inputs(in_channels, size))
+        assert tuple(y.shape) == ((2, 4, size, size) if dense else (2, 4))
+        assert model.arch == baseline_arch(name, in_channels, dense=dense)
+        assert model.arch.sensors == list(in_channels)
+
+
+def test_two_branch_gives_the_spectral_stream_to_the_richest_sensor() -> None:
+    arch = baseline_arch("two_branch", {"lidar": 1, "hsi": 144, "sar": 2})
+    assert {s: b.kind for s, b in arch.branches.items()} == {
+        "lidar": "conv", "hsi": "spectral", "sar": "conv"
+    }
+    assert (arch.fusion.position, arch.fusion.op) == ("middle", "concat")
+
+
+def test_baselines_differ_in_position() -> None:
+    positions = {n: baseline_arch(n, {"a": 3, "b": 1}).fusion.position for n in fusion.BASELINES}
+    assert positions == {"early_cnn": "early", "late_cnn": "late", "two_branch": "middle"}
+
+
+def test_unknown_baseline_lists_the_valid_ones() -> None:
+    with pytest.raises(ArchError, match=r"unknown baseline 'resnet': valid baselines are "
+                                        r"\['early_cnn', 'late_cnn', 'two_branch'\]"):
+        build_model("resnet", {"a": 3}, 2)
+
+
+def test_baseline_weights_reload_exactly(make_inputs) -> None:
+    in_channels = {"hsi": 48, "lidar": 1}
+    torch.manual_seed(0)
+    a = build_model("two_branch", in_channels, 3).eval()
+    b = build_model(a.arch.to_dict(), in_channels, 3).eval()
+    b.load_state_dict(a.state_dict())
+    x = make_inputs(in_channels, 11)
+    assert torch.equal(a(x), b(x))
