@@ -1,1 +1,36 @@
-"""GeoTIFF multi-sensor data: reading, alignment, masks, splits, normalisation, datasets."""
+"""GeoTIFF multi-sensor data: reading, alignment, masks, splits, normalisation, datasets.
+
+scene = load_scene(task)            # every raster read once, aligned on one grid, masked
+splits = make_splits(task, scene)   # train / val / test by spatial blocks
+stats = NormStats.compute(scene, splits.train >= 0)
+data = prepare(task)                # all of the above + normalised sensors, picklable
+ds = data.dataset("train", augment=True)
+"""
+
+from autors.data.datasets import PatchDataset, TileDataset
+from autors.data.grid import Grid
+from autors.data.normalize import NormStats
+from autors.data.prepare import PreparedData, prepare
+from autors.data.raster import RasterInfo
+from autors.data.scene import Scene, load_scene, load_sensor
+from autors.data.shipped import shipped_task, shipped_task_names
+from autors.data.splits import Leakage, Splits, footprint_leakage, make_splits
+
+__all__ = [
+    "Grid",
+    "Leakage",
+    "NormStats",
+    "PatchDataset",
+    "PreparedData",
+    "RasterInfo",
+    "Scene",
+    "Splits",
+    "TileDataset",
+    "footprint_leakage",
+    "load_scene",
+    "load_sensor",
+    "make_splits",
+    "prepare",
+    "shipped_task",
+    "shipped_task_names",
+]

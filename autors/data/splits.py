@@ -1,0 +1,185 @@
+"""Train / validation / test splits by spatial blocks, and how much patches leak across them.
+
+Blocks are the cells of a square lattice anchored at the grid origin. Held-out splits take whole
+blocks (never part of one), so labelled pixels of different splits never share a block. Block
+selection is a seeded shuffle: the same task and seed always give the same splits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from autors.config import TaskSpec
+from autors.data.scene import Scene
+from autors.errors import DataError
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+@dataclass
+class Splits:
+    """Class index per pixel for each split: int16 [H, W], -1 outside the split.
+
+    Only valid pixels (every sensor valid) are labelled; the splits are pairwise disjoint.
+    """
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    num_classes: int
+    dropped_invalid: int = 0  # labelled pixels left out because a sensor is invalid there
+
+    def get(self, name: str) -> np.ndarray:
+        if name not in SPLIT_NAMES:
+            raise ValueError(f"unknown split '{name}', expected one of {SPLIT_NAMES}")
+        return getattr(self, name)
+
+    def counts(self) -> dict[str, list[int]]:
+        """Labelled pixels per split and class: {'train': [n_0, ..., n_K-1], ...}."""
+        return {
+            name: np.bincount(self.get(name)[self.get(name) >= 0], minlength=self.num_classes)
+            .astype(int)
+            .tolist()
+            for name in SPLIT_NAMES
+        }
+
+
+@dataclass(frozen=True)
+class Leakage:
+    """How many pixels of a held-out split have a patch footprint reaching a training pixel."""
+
+    pixels: int
+    touching_train: int
+
+    @property
+    def fraction(self) -> float:
+        return self.touching_train / self.pixels if self.pixels else 0.0
+
+
+def make_splits(task: TaskSpec, scene: Scene) -> Splits:
+    """Train/val/test class-index rasters for the task's split, deterministic for `task.seed`.
+
+    spatial_blocks: test, then val, are carved from the full labels by blocks of `block_size`.
+    given: train and test come from their rasters; val is carved from train by blocks of
+    `val_block_size`. Fractions count labelled pixels (in whole blocks). A carve never takes the
+    last training pixels of a class; a class left with no training pixel is a DataError.
+    """
+    k = task.num_classes
+    invalid = ~scene.valid
+    if task.split.kind == "spatial_blocks":
+        full = scene.labels["full"]
+        dropped = int(((full >= 0) & invalid).sum())
+        pool = np.where(invalid, np.int16(-1), full)
+        _require_classes(task, pool, f"the label raster {task.labels.path}")
+        block = task.split.block_size
+        labelled = int((pool >= 0).sum())
+        test_mask = _carve(
+            pool, block, task.split.test_fraction * labelled, k, _rng(task.seed, 1), "test"
+        )
+        test = np.where(test_mask, pool, np.int16(-1))
+        pool = np.where(test_mask, np.int16(-1), pool)
+        val_target = task.split.val_fraction * labelled
+    else:
+        train_raw, test_raw = scene.labels["train"], scene.labels["test"]
+        dropped = int((((train_raw >= 0) | (test_raw >= 0)) & invalid).sum())
+        pool = np.where(invalid, np.int16(-1), train_raw)
+        test = np.where(invalid, np.int16(-1), test_raw)
+        _require_classes(task, pool, f"the train raster {task.split.train}")
+        block = task.split.val_block_size
+        val_target = task.split.val_fraction * int((pool >= 0).sum())
+    val_mask = _carve(pool, block, val_target, k, _rng(task.seed, 2), "validation")
+    val = np.where(val_mask, pool, np.int16(-1))
+    train = np.where(val_mask, np.int16(-1), pool)
+    return Splits(train=train, val=val, test=test, num_classes=k, dropped_invalid=dropped)
+
+
+def footprint_leakage(splits: Splits, patch_size: int) -> dict[str, Leakage]:
+    """For val and test: pixels whose P x P patch (centred on them) contains a training pixel.
+
+    Patches at block edges see training pixels as *input* (never as targets); this counts how
+    often, so a user can judge it (larger blocks reduce it).
+    """
+    touching = _box_any(splits.train >= 0, patch_size // 2)
+    out = {}
+    for name in ("val", "test"):
+        held = splits.get(name) >= 0
+        out[name] = Leakage(int(held.sum()), int((held & touching).sum()))
+    return out
+
+
+def _rng(seed: int, stream: int) -> np.random.Generator:
+    return np.random.default_rng([seed, stream])
+
+
+def _require_classes(task: TaskSpec, pool: np.ndarray, where: str) -> None:
+    counts = np.bincount(pool[pool >= 0], minlength=task.num_classes)
+    empty = [
+        f"'{name}' (value {value})"
+        for name, value, n in zip(task.class_names, task.labels.class_values, counts)
+        if n == 0
+    ]
+    if empty:
+        raise DataError(
+            f"class {', '.join(empty)} has no training pixel in {where} (pixels where a sensor "
+            "is invalid do not count); label some training pixels of it or remove it from "
+            "'labels.classes'"
+        )
+
+
+def _carve(
+    pool: np.ndarray, block: int, target: float, k: int, rng: np.random.Generator, what: str
+) -> np.ndarray:
+    """Bool [H, W]: the labelled pixels of whole blocks, picked in seeded random order to hold
+    about `target` labelled pixels of `pool`, never taking the last pixel of a class."""
+    rows, cols = np.nonzero(pool >= 0)
+    held = np.zeros(pool.shape, dtype=bool)
+    if rows.size == 0:
+        return held
+    n_block_cols = -(-pool.shape[1] // block)
+    block_id = (rows // block) * n_block_cols + cols // block
+    blocks, inverse = np.unique(block_id, return_inverse=True)
+    # per_block[b, c]: labelled pixels of class c in block b
+    per_block = np.bincount(inverse * k + pool[rows, cols], minlength=blocks.size * k)
+    per_block = per_block.reshape(blocks.size, k)
+    remaining = per_block.sum(axis=0)
+    taken = 0
+    chosen = np.zeros(blocks.size, dtype=bool)
+    for b in rng.permutation(blocks.size):
+        if taken >= target:
+            break
+        n = int(per_block[b].sum())
+        if taken + n / 2 > target:
+            continue  # taking it would move us further from the target than leaving it
+        if np.any((per_block[b] > 0) & (remaining - per_block[b] <= 0)):
+            continue  # would take the last remaining pixels of a class
+        chosen[b] = True
+        taken += n
+        remaining -= per_block[b]
+    if taken == 0:
+        # Every block overshoots the target: take the smallest one that keeps every class.
+        sizes = per_block.sum(axis=1)
+        keeps = ~np.any((per_block > 0) & (remaining - per_block <= 0), axis=1)
+        if not keeps.any():
+            raise DataError(
+                f"cannot carve the {what} split: the labelled pixels lie in {blocks.size} "
+                f"block(s) of {block} px and none can be spared without losing a class from "
+                "training; use a smaller block size or label more areas"
+            )
+        chosen[np.flatnonzero(keeps)[np.argmin(sizes[keeps])]] = True
+    held[rows, cols] = chosen[inverse]
+    return held
+
+
+def _box_any(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Bool [H, W]: True where the (2r+1)^2 window centred on the pixel has any True in `mask`."""
+    h, w = mask.shape
+    integral = np.zeros((h + 1, w + 1), dtype=np.int64)
+    np.cumsum(np.cumsum(mask, axis=0), axis=1, out=integral[1:, 1:])
+    r0 = np.clip(np.arange(h) - radius, 0, h)
+    r1 = np.clip(np.arange(h) + radius + 1, 0, h)
+    c0 = np.clip(np.arange(w) - radius, 0, w)
+    c1 = np.clip(np.arange(w) + radius + 1, 0, w)
+    total = integral[r1][:, c1] - integral[r0][:, c1] - integral[r1][:, c0] + integral[r0][:, c0]
+    return total > 0

@@ -1,0 +1,92 @@
+"""`autors validate`: summary on a generated scene, user errors without traceback."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from autors.cli import main
+from autors.config import load_task
+from autors.data import load_scene, make_splits
+
+DATA_TESTS = Path(__file__).resolve().parents[1] / "data"
+
+
+def _fixtures():
+    """tests/data/make_fixtures.py, the generator of the data tests' rasters."""
+    name = "autors_tests_data_make_fixtures"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, DATA_TESTS / "make_fixtures.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@pytest.fixture
+def task_path(tmp_path: Path) -> Path:
+    fx = _fixtures()
+    return fx.write_task(tmp_path, fx.task_dict(fx.make_scene(tmp_path)))
+
+
+def test_validate_prints_the_summary(task_path, capsys):
+    assert main(["validate", str(task_path)]) == 0
+    out = capsys.readouterr().out
+    task = load_task(task_path)
+    counts = make_splits(task, load_scene(task)).counts()
+    for text in (
+        "Task fixture: patch_classification",
+        ("optical (optical): 4 band(s): blue, green, red, nir"),
+        "sar (sar, linear): 2 band(s): VV, VH",
+        "lidar (lidar)",
+        "EPSG:4326, 5e-05 x 5e-05 deg",
+        "-> resampled (bilinear)",
+        "-> window read",
+        "Reference grid (labels): 80 x 60 px, EPSG:32632, pixel 10 x 10 m",
+        "Valid pixels: 99.5% of the grid",
+        "Patch: 5 x 5 px",
+        "val patches touching training pixels",
+        ("Search: space fusion, strategy evolution, 20 trials"),
+        "OK: the task is usable",
+    ):
+        assert text in out, text
+    rows = [line for line in out.splitlines() if "water" in line]
+    assert rows and all(str(counts[s][0]) in rows[0] for s in ("train", "val", "test"))
+    assert "labelled pixels dropped" in out  # the optical nodata corner
+
+
+def test_validate_reports_a_user_error_without_traceback(task_path, tmp_path, capsys):
+    fx = _fixtures()
+    labels = fx.label_values()
+    labels[0, 0] = 5
+    fx.write_raster(tmp_path / "labels.tif", labels, fx.UTM, fx.LABEL_TRANSFORM)
+    assert main(["validate", str(task_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "label values 5 (1 px) are not declared" in err
+    assert "Traceback" not in err
+
+
+def test_validate_reports_a_bad_field(task_path, capsys):
+    task_path.write_text(task_path.read_text().replace("patch_size: 5", "patch_size: 6"))
+    assert main(["validate", str(task_path)]) == 2
+    assert "patch_size: must be odd" in capsys.readouterr().err
+
+
+def test_validate_missing_task_file(tmp_path, capsys):
+    assert main(["validate", str(tmp_path / "nope.yaml")]) == 2
+    assert "task file not found" in capsys.readouterr().err
+
+
+def test_validate_shipped_task_on_real_data(capsys):
+    env = os.environ.get("AUTORS_SHARED_DATA")
+    root = Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "data"
+    if not (root / "sen1floods11_sample").is_dir():
+        pytest.skip("real rasters not found: set AUTORS_SHARED_DATA or put them in ../shared/data")
+    assert main(["validate", "sen1floods11", "--data-root", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "s2 (optical): 13 band(s)" in out and "512 x 512 px, EPSG:4326" in out
+    assert "not_water" in out

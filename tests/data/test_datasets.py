@@ -1,0 +1,128 @@
+"""Patch and tile datasets: what each sample holds, border padding, augmentation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from autors.data import PatchDataset, TileDataset
+from autors.errors import DataError
+
+
+def _toy(h=12, w=15, seed=0):
+    rng = np.random.default_rng(seed)
+    sensors = {
+        "a": rng.normal(size=(3, h, w)).astype(np.float32),
+        "b": rng.normal(size=(1, h, w)).astype(np.float32),
+    }
+    labels = np.full((h, w), -1, np.int16)
+    labels[0, 0] = 1  # corner: patch padded on two sides
+    labels[5, 7] = 0  # interior
+    labels[11, 14] = 2  # opposite corner
+    return sensors, labels
+
+
+def _dihedral(arr):
+    """All 8 rotations/flips of the last two axes."""
+    out = []
+    for k in range(4):
+        rot = np.rot90(arr, k, axes=(-2, -1))
+        out += [rot, rot[..., ::-1]]
+    return out
+
+
+def test_patch_items_are_centred_on_labelled_pixels():
+    sensors, labels = _toy()
+    ds = PatchDataset(sensors, labels, patch_size=5)
+    assert len(ds) == 3
+    targets = [int(ds[i]["target"]) for i in range(3)]
+    assert targets == [1, 0, 2]  # row-major order of the labelled pixels
+    item = ds[1]  # pixel (5, 7)
+    assert set(item) == {"a", "b", "target"}
+    assert item["a"].shape == (3, 5, 5) and item["a"].dtype == torch.float32
+    assert item["b"].shape == (1, 5, 5)
+    assert item["target"].dtype == torch.int64 and item["target"].shape == ()
+    np.testing.assert_array_equal(item["a"].numpy(), sensors["a"][:, 3:8, 5:10])
+
+
+def test_patch_border_is_zero_padded():
+    sensors, labels = _toy()
+    corner = PatchDataset(sensors, labels, patch_size=5)[0]["a"].numpy()  # pixel (0, 0)
+    assert (corner[:, :2, :] == 0).all() and (corner[:, :, :2] == 0).all()
+    np.testing.assert_array_equal(corner[:, 2:, 2:], sensors["a"][:, :3, :3])
+    far = PatchDataset(sensors, labels, patch_size=5)[2]["b"].numpy()  # pixel (11, 14)
+    assert (far[:, 3:, :] == 0).all() and (far[:, :, 3:] == 0).all()
+    np.testing.assert_array_equal(far[:, :3, :3], sensors["b"][:, 9:, 12:])
+
+
+def test_augmentation_is_a_seeded_dihedral_transform():
+    sensors, labels = _toy()
+    plain = PatchDataset(sensors, labels, patch_size=5)
+    aug = PatchDataset(sensors, labels, patch_size=5, augment=True, seed=3)
+    seen = set()
+    for epoch in range(6):
+        aug.set_epoch(epoch)
+        a, b = aug[1]["a"].numpy(), aug[1]["b"].numpy()
+        options = _dihedral(plain[1]["a"].numpy())
+        hits = [i for i, o in enumerate(options) if np.array_equal(a, o)]
+        assert hits, "augmented patch is not a rotation/flip of the patch"
+        # Every sensor of a sample gets the same transform.
+        assert any(np.array_equal(b, _dihedral(plain[1]["b"].numpy())[i]) for i in hits)
+        seen.add(hits[0])
+        again = PatchDataset(sensors, labels, patch_size=5, augment=True, seed=3)
+        again.set_epoch(epoch)
+        np.testing.assert_array_equal(again[1]["a"].numpy(), a)  # reproducible
+    assert len(seen) > 1  # varies across epochs
+
+
+def test_even_patch_size_is_rejected():
+    sensors, labels = _toy()
+    with pytest.raises(DataError, match="patch_size must be odd .* got 4"):
+        PatchDataset(sensors, labels, patch_size=4)
+
+
+def test_mismatched_grids_are_rejected():
+    sensors, labels = _toy()
+    with pytest.raises(DataError, match="differ from the label grid"):
+        PatchDataset(sensors, labels[:-1], patch_size=3)
+
+
+def test_tiles_hold_dense_targets_and_only_labelled_tiles():
+    sensors, _ = _toy(h=20, w=27)
+    labels = np.full((20, 27), -1, np.int16)
+    labels[2:5, 3:6] = 1  # tile (0, 0)
+    labels[18, 25] = 2  # bottom-right edge tile (16..23, 24..31) -> padded
+    ds = TileDataset(sensors, labels, tile_size=8)
+    assert len(ds) == 2
+    first, edge = ds[0], ds[1]
+    assert first["a"].shape == (3, 8, 8) and first["target"].shape == (8, 8)
+    assert first["target"].dtype == torch.int64
+    np.testing.assert_array_equal(first["target"].numpy(), labels[:8, :8])
+    np.testing.assert_array_equal(first["a"].numpy(), sensors["a"][:, :8, :8])
+    # Edge tile: rows 16..19 and cols 24..26 exist; the rest is padding.
+    assert (edge["target"].numpy()[4:, :] == -1).all() and (
+        edge["target"].numpy()[:, 3:] == -1
+    ).all()
+    assert (edge["a"].numpy()[:, 4:, :] == 0).all()
+    assert int(edge["target"][2, 1]) == 2
+
+
+def test_tile_augmentation_moves_target_with_inputs():
+    sensors, _ = _toy(h=16, w=16)
+    labels = np.arange(256, dtype=np.int16).reshape(16, 16) % 5
+    plain, aug = TileDataset(sensors, labels, 16), TileDataset(sensors, labels, 16, augment=True)
+    for epoch in range(4):
+        aug.set_epoch(epoch)
+        item = aug[0]
+        opts_t = _dihedral(plain[0]["target"].numpy())
+        opts_a = _dihedral(plain[0]["a"].numpy())
+        hits = [i for i, o in enumerate(opts_t) if np.array_equal(item["target"].numpy(), o)]
+        assert any(np.array_equal(item["a"].numpy(), opts_a[i]) for i in hits)
+
+
+def test_datasets_batch_with_a_dataloader():
+    sensors, labels = _toy()
+    batch = next(iter(DataLoader(PatchDataset(sensors, labels, 3, augment=True), batch_size=3)))
+    assert batch["a"].shape == (3, 3, 3, 3) and batch["target"].tolist() == [1, 0, 2]

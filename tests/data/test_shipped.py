@@ -1,0 +1,37 @@
+"""Task files shipped in the package resolve their rasters against a data root."""
+
+from __future__ import annotations
+
+import pytest
+
+from autors.data import shipped_task, shipped_task_names
+from autors.errors import TaskFileError
+
+
+def test_shipped_task_resolves_paths_against_the_data_root(tmp_path):
+    assert "sen1floods11" in shipped_task_names()
+    task = shipped_task("sen1floods11", tmp_path)  # parses without the data being there
+    assert task.sensors["s1"].path == tmp_path / "sen1floods11_sample" / "s1.tif"
+    assert task.labels.path == tmp_path / "sen1floods11_sample" / "labels.tif"
+    assert task.source.name == "sen1floods11.yaml" and task.source.is_file()
+    assert task.split.kind == "spatial_blocks" and task.class_names == ["not_water", "water"]
+
+
+def test_data_root_from_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("AUTORS_DATA", str(tmp_path))
+    assert shipped_task("sen1floods11").sensors["s2"].path.parent.parent == tmp_path
+
+
+def test_missing_data_root_says_how_to_give_one(monkeypatch):
+    monkeypatch.delenv("AUTORS_DATA", raising=False)
+    with pytest.raises(
+        TaskFileError,
+        match=r"needs a data root .*--data-root DIR or set "
+        r"AUTORS_DATA=DIR",
+    ):
+        shipped_task("sen1floods11")
+
+
+def test_unknown_shipped_task_lists_the_shipped_ones(tmp_path):
+    with pytest.raises(TaskFileError, match=r"no shipped task named 'houston'.*sen1floods11"):
+        shipped_task("houston", tmp_path)
