@@ -1,1 +1,22 @@
-"""The architecture search: NNI strategy adapter, Ray execution engine, run folders."""
+"""The architecture search: NNI strategies on a Ray execution engine, crash-safe run folders.
+
+    from autors.search.runner import SearchOptions, run_search
+    outcome = run_search(load_task("task.yaml"), SearchOptions())
+
+Modules (one job each; only `nni_adapter` imports NNI):
+    catalog      space and strategy names a task may use
+    nni_adapter  NNI strategies by name, the space wrapper, the ExecutionEngine on the broker
+    broker       ids, seeds, budget, dedup, judging and recording of trials
+    pool         Ray tasks: concurrency, resources, timeouts, object-store inputs
+    cluster      local Ray instance on loopback, or an existing cluster (--address)
+    scoring      objective + constraints -> one score; Pareto front
+    records      TrialRecord, one line of trials.jsonl
+    runfolder    the run folder's files (append-only + atomic writes, repair on resume)
+    resume       what --resume checks and restores
+    final        top-k retraining on several seeds, tested once
+    report       ranking, leaderboard rows, final statistics
+    summary      summary.json
+    plots        progress.png, pareto.png
+    progress     live display / log lines;  tables: rich leaderboard table
+    runner       run_search: the whole search
+"""

@@ -1,0 +1,113 @@
+"""`autors status RUN`: progress and leaderboard of a running or finished search (reads the
+run folder's files only; never starts Ray or changes a file)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from autors.search.report import (
+    arch_summary,
+    best,
+    counts,
+    final_stats,
+    finalists,
+    leaderboard_rows,
+)
+from autors.search.runfolder import RunFolder
+from autors.search.tables import leaderboard_table, make_console
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "status",
+        help="show the progress and leaderboard of a search run",
+        description="Read a run folder (results/runs/<name>) and print whether it is running, "
+        "how far it got, the best architecture and the leaderboard (with the node that ran "
+        "each trial). Works while the search runs.",
+    )
+    p.add_argument("run", type=Path, help="run folder")
+    p.add_argument("--top", type=int, default=15, help="leaderboard rows to show (default 15)")
+    p.add_argument("--all", action="store_true", help="show every trial")
+    p.set_defaults(func=run)
+
+
+def run_state_text(state: dict) -> str:
+    """'running (pid N)', 'finished', or why a 'running' run is not actually running."""
+    status = state.get("status", "?")
+    sessions = state.get("sessions") or []
+    if status != "running" or not sessions:
+        return status
+    last = sessions[-1]
+    if last.get("host") != socket.gethostname():
+        return f"running on {last.get('host')} (last update {state.get('updated')})"
+    pid = last.get("pid")
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, TypeError, ValueError):
+        return (
+            f"stopped: its process (pid {pid}) is gone without finishing; continue with "
+            "`autors search --resume` on this folder"
+        )
+    except PermissionError:
+        pass
+    return f"running (pid {pid})"
+
+
+def print_leaderboard(console: Console, run: RunFolder, limit: int | None) -> None:
+    state = run.read_state()
+    task = run.load_task()
+    records, _ = run.read_trials(repair=False)
+    rows_final, _ = run.read_final(repair=False)
+    finals = final_stats(rows_final, finalists(records, task.search.top_k)) if rows_final else []
+    rows = leaderboard_rows(records, finals)
+    objective = state.get("objective", task.search.objective)
+    if not rows:
+        console.print("no finished trial yet")
+        return
+    console.print(leaderboard_table(rows, objective, limit))
+    if limit and len(rows) > limit:
+        console.print(f"... {len(rows) - limit} more in {run.leaderboard_file}")
+
+
+def run(args: argparse.Namespace) -> int:
+    console = make_console()
+    folder = RunFolder.open(args.run)
+    state = folder.read_state()
+    task = folder.load_task()
+    records, warning = folder.read_trials(repair=False)
+    c = counts(records)
+    console.print(f"[bold]Run[/] {folder.path}  task {state.get('task_name')}  "
+                  f"space {state.get('space')}  strategy {state.get('strategy')}  "
+                  f"seed {state.get('seed')}")
+    console.print(f"[bold]State[/] {run_state_text(state)}")
+    if warning:
+        console.print(f"[yellow]warning:[/] {warning}")
+    total = state.get("max_trials") or task.search.max_trials
+    running = state.get("running") or []
+    elapsed = float(state.get("elapsed_s") or 0.0)
+    console.print(
+        f"[bold]Progress[/] {c['finished']}/{total if total else '?'} trials finished, "
+        f"{len(running)} running{(' ' + str(running)) if running else ''}, {c['failed']} failed, "
+        f"{c['timeout']} timed out, {c['infeasible']} infeasible; search time "
+        f"{time.strftime('%H:%M:%S', time.gmtime(elapsed))}"
+        + (f" of {task.search.max_minutes:g} min" if task.search.max_minutes else "")
+    )
+    top = best(records)
+    objective = state.get("objective", task.search.objective)
+    if top is not None:
+        console.print(
+            f"[bold]Best[/] trial {top.trial_id}: {objective}="
+            f"{float(top.result.metrics[objective]):.4f}  {arch_summary(top.result.arch)}",
+            markup=True,
+        )
+    nodes = sorted({r.result.node for r in records if r.result.node})
+    if nodes:
+        console.print(f"[bold]Nodes[/] {', '.join(nodes)}")
+    print_leaderboard(console, folder, None if args.all else args.top)
+    return 0

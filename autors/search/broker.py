@@ -1,0 +1,167 @@
+"""SearchBroker: the search's bookkeeping between a strategy and the TrialPool (no NNI here).
+
+It hands out trial ids and seeds, enforces the budget (max_trials over all sessions of a run,
+max_minutes of search wall time over all sessions), answers architectures that were already
+evaluated from memory instead of training them again, judges each result (score,
+feasibility) and appends it to trials.jsonl the moment it arrives.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from autors.search.pool import TrialPool
+from autors.search.records import TrialRecord
+from autors.search.runfolder import RunFolder
+from autors.search.scoring import Judgement
+from autors.training.result import TrialResult
+
+# The strategy proposed this many already-evaluated architectures in a row: the space (or
+# what the strategy can still reach in it) is exhausted, so the search ends.
+MAX_DUPLICATE_STREAK = 200
+
+
+@dataclass(frozen=True)
+class Budget:
+    max_trials: int | None  # finished + running trials over the whole run
+    max_seconds: float | None  # search wall time over the whole run
+
+
+def arch_key(arch: dict) -> str:
+    """Canonical text of an arch dict: equal architectures give equal keys."""
+    return json.dumps(arch, sort_keys=True, separators=(",", ":"))
+
+
+class SearchBroker:
+    """Budget, ids, dedup and recording for one session of a run."""
+
+    def __init__(
+        self,
+        pool: TrialPool,
+        run: RunFolder,
+        judge: Callable[[TrialResult], Judgement],
+        budget: Budget,
+        history: list[TrialRecord],
+        session: int,
+        base_seed: int,
+        elapsed_before: float,
+    ) -> None:
+        self.pool = pool
+        self.run = run
+        self.judge = judge
+        self.budget = budget
+        self.session = session
+        self.base_seed = base_seed
+        self.elapsed_before = elapsed_before
+        self.records: list[TrialRecord] = list(history)
+        self.listeners: list[Callable[[TrialRecord], None]] = []
+        self.started = time.monotonic()
+        self.next_id = max((r.trial_id for r in history), default=-1) + 1
+        self._known: dict[str, tuple[float, bool]] = {
+            arch_key(r.result.arch): (r.score, r.ok) for r in history
+        }
+        self._samples: dict[int, dict] = {}  # running trial id -> sample
+        self.duplicates = 0
+        self._duplicate_streak = 0
+        self.cancelled: list[int] = []  # trials stopped at the time budget (not recorded)
+        self.stop_reason: str | None = None
+        self._clock_stopped_at: float | None = None
+
+    # -- budget ---------------------------------------------------------------------------------
+    def start_clock(self) -> None:
+        """The search phase starts now (after Ray start, warm-up and strategy set-up)."""
+        self.started = time.monotonic()
+
+    def elapsed(self) -> float:
+        """Search wall time of the whole run so far (earlier sessions included)."""
+        now = self._clock_stopped_at if self._clock_stopped_at is not None else time.monotonic()
+        return self.elapsed_before + (now - self.started)
+
+    def stop_clock(self) -> None:
+        """The search phase is over: later work (final retraining) is not search time."""
+        if self._clock_stopped_at is None:
+            self._clock_stopped_at = time.monotonic()
+
+    def past_deadline(self) -> bool:
+        return self.budget.max_seconds is not None and self.elapsed() >= self.budget.max_seconds
+
+    def seconds_left(self) -> float | None:
+        if self.budget.max_seconds is None:
+            return None
+        return max(0.0, self.budget.max_seconds - self.elapsed())
+
+    @property
+    def submitted_total(self) -> int:
+        """Trials of the whole run that are finished or running."""
+        return len(self.records) + self.pool.running
+
+    def budget_left(self) -> bool:
+        if self.stop_reason is not None:
+            return False
+        if self.past_deadline():
+            self.stop_reason = "time budget reached (search.max_minutes)"
+            return False
+        limit = self.budget.max_trials
+        return limit is None or self.submitted_total < limit
+
+    def has_slot(self) -> bool:
+        return self.pool.has_slot()
+
+    # -- trials ---------------------------------------------------------------------------------
+    def lookup(self, arch: dict) -> tuple[float, bool] | None:
+        """(score, ok) of an architecture already evaluated in this run, else None."""
+        known = self._known.get(arch_key(arch))
+        if known is not None:
+            self.duplicates += 1
+            self._duplicate_streak += 1
+            if self._duplicate_streak >= MAX_DUPLICATE_STREAK:
+                self.stop_reason = (
+                    f"the strategy proposed {MAX_DUPLICATE_STREAK} already-evaluated "
+                    "architectures in a row: the search space looks exhausted"
+                )
+        return known
+
+    def submit(self, sample: dict, arch: dict) -> int:
+        trial_id = self.next_id
+        self.next_id += 1
+        self._duplicate_streak = 0
+        self._samples[trial_id] = dict(sample)
+        self.pool.submit(trial_id, arch, self.base_seed + trial_id)
+        return trial_id
+
+    def wait(self, timeout: float) -> list[TrialRecord]:
+        """Wait up to `timeout` s for finished trials; judge, append and return them."""
+        out = []
+        for done in self.pool.wait(timeout):
+            verdict = self.judge(done.result)
+            record = TrialRecord(
+                trial_id=done.trial_id,
+                session=self.session,
+                sample=self._samples.pop(done.trial_id),
+                score=verdict.score,
+                feasible=verdict.feasible,
+                violations=verdict.violations,
+                reason=verdict.reason,
+                submitted_at=done.submitted_at,
+                finished_at=done.finished_at,
+                elapsed_s=self.elapsed(),
+                result=done.result,
+            )
+            self.run.append_trial(record)
+            self.records.append(record)
+            self._known[arch_key(done.arch)] = (record.score, record.ok)
+            for listener in self.listeners:
+                listener(record)
+            out.append(record)
+        return out
+
+    def cancel_running(self) -> list[int]:
+        """Stop every running trial (time budget or interrupt); they are not recorded."""
+        ids = self.pool.cancel_all()
+        for trial_id in ids:
+            self._samples.pop(trial_id, None)
+        self.cancelled.extend(ids)
+        return ids

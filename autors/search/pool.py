@@ -1,0 +1,266 @@
+"""TrialPool: runs trials as Ray tasks, at most `concurrency` at once, with per-trial timeouts.
+
+Knows nothing about NNI: it takes (trial id, arch dict, seed), returns TrialResults. The task
+dict and the prepared data are put in Ray's object store once per search (SharedInputs), the
+trial function once per pool; each submission only ships references and the small arch dict.
+
+A trial never takes the search down: an exception in the trial function, a worker that dies
+(after `max_retries` automatic Ray retries) or a trial past its timeout (force-cancelled, which
+kills its worker process) all come back as a TrialResult with status failed/timeout and the
+reason in `error`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+
+from autors.errors import SearchError
+from autors.training.result import TrialResult
+
+# (task dict, arch dict, seed, prepared data, trial id) -> TrialResult; must be importable or
+# picklable by value, because it runs in Ray worker processes.
+TrialFn = Callable[[dict, dict, int, Any, int], TrialResult]
+
+_ERROR_TAIL = 2000  # characters of traceback kept in trials.jsonl
+
+
+@dataclass(frozen=True)
+class TrialResources:
+    """What one trial may use, from the task's search section."""
+
+    cpus: float
+    gpus: float
+    timeout_s: float
+    # Ray re-runs a task whose worker process or node died (not one that raised); issue 7 asks
+    # for one retry on a live node.
+    max_retries: int = 1
+
+    @property
+    def torch_threads(self) -> int:
+        return max(1, int(self.cpus))
+
+
+@dataclass
+class Finished:
+    """A trial that came back (successfully or not) from the pool."""
+
+    trial_id: int
+    arch: dict
+    seed: int
+    result: TrialResult
+    submitted_at: float  # unix time
+    finished_at: float
+
+
+@dataclass(frozen=True)
+class SharedInputs:
+    """Object-store references to what every trial of a search reads (put once)."""
+
+    task_ref: ray.ObjectRef
+    data_ref: ray.ObjectRef
+
+    @classmethod
+    def put(cls, task_dict: dict, data: Any) -> SharedInputs:
+        return cls(ray.put(task_dict), ray.put(data))
+
+
+@dataclass
+class _Running:
+    trial_id: int
+    arch: dict
+    seed: int
+    ref: ray.ObjectRef
+    submitted_at: float
+    deadline: float  # time.monotonic() after which the trial is cancelled
+
+
+def _run_in_worker(
+    trial_fn: TrialFn, task: dict, arch: dict, seed: int, data: Any, trial_id: int, threads: int
+) -> dict:
+    """Body of the Ray task: set torch threads, run the trial, never raise."""
+    start = time.perf_counter()
+    import torch
+
+    # Ray sets OMP_NUM_THREADS=1 in workers; torch must match the CPUs reserved for the trial.
+    torch.set_num_threads(threads)
+    try:
+        result = trial_fn(task, arch, seed, data, trial_id)
+    except Exception as err:  # noqa: BLE001 - any trial error becomes a failed trial
+        tb = traceback.format_exc()[-_ERROR_TAIL:]
+        result = TrialResult(
+            trial_id=trial_id,
+            arch=arch,
+            seed=seed,
+            status="failed",
+            error=f"{type(err).__name__}: {err}\n{tb}",
+        )
+    ctx = ray.get_runtime_context()
+    result.node = ray.util.get_node_ip_address()
+    result.extra = {
+        **result.extra,
+        "host": socket.gethostname(),
+        "node_id": ctx.get_node_id(),
+        "worker_pid": os.getpid(),
+        "worker_s": time.perf_counter() - start,
+    }
+    if result.duration_s == 0.0:
+        result.duration_s = time.perf_counter() - start
+    return result.to_dict()
+
+
+def _warm_worker(trial_fn: TrialFn, threads: int) -> int:
+    """Load the trial function's modules and initialise torch in a worker, once."""
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.nn.functional.conv2d(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 3, 3))  # [1,1,2,2]
+    del trial_fn  # deserialising it imported its module (training, data, fusion)
+    return os.getpid()
+
+
+_remote_trial = ray.remote(_run_in_worker)
+_remote_warm = ray.remote(_warm_worker)
+
+
+class TrialPool:
+    """Submit trials, wait for whichever finishes first, enforce the trial timeout."""
+
+    def __init__(
+        self,
+        trial_fn: TrialFn,
+        inputs: SharedInputs,
+        resources: TrialResources,
+        concurrency: int,
+    ) -> None:
+        self.resources = resources
+        self.concurrency = concurrency
+        # Task and data sit in the object store once per search (SharedInputs.put); each
+        # submission ships only their references and the small arch dict.
+        self._fn_ref = ray.put(trial_fn)
+        self._inputs = inputs
+        self._remote = _remote_trial.options(
+            num_cpus=resources.cpus,
+            num_gpus=resources.gpus,
+            max_retries=resources.max_retries,
+            retry_exceptions=False,
+        )
+        self._running: dict[int, _Running] = {}
+
+    def start_warm_up(self) -> list[ray.ObjectRef]:
+        """Start one warm-up task per slot so that the first trials do not pay for Python
+        imports and torch initialisation (Ray reuses the warmed worker processes)."""
+        warm = _remote_warm.options(num_cpus=self.resources.cpus, num_gpus=self.resources.gpus)
+        return [
+            warm.remote(self._fn_ref, self.resources.torch_threads)
+            for _ in range(self.concurrency)
+        ]
+
+    @staticmethod
+    def finish_warm_up(refs: list[ray.ObjectRef]) -> None:
+        """Wait for the warm-up; a worker that cannot load the trial function is fatal."""
+        try:
+            ray.get(refs)
+        except Exception as err:  # noqa: BLE001 - reported with the cause
+            raise SearchError(
+                "Ray workers cannot load the trial code (on a cluster, install autors on every "
+                f"node or ship it with a runtime environment): {type(err).__name__}: {err}"
+            ) from None
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    def running_ids(self) -> list[int]:
+        return sorted(self._running)
+
+    def has_slot(self) -> bool:
+        return len(self._running) < self.concurrency
+
+    def submit(self, trial_id: int, arch: dict, seed: int) -> None:
+        if trial_id in self._running:
+            raise ValueError(f"trial {trial_id} is already running")
+        ref = self._remote.remote(
+            self._fn_ref,
+            self._inputs.task_ref,
+            arch,
+            seed,
+            self._inputs.data_ref,
+            trial_id,
+            self.resources.torch_threads,
+        )
+        self._running[trial_id] = _Running(
+            trial_id, arch, seed, ref, time.time(), time.monotonic() + self.resources.timeout_s
+        )
+
+    def wait(self, timeout: float) -> list[Finished]:
+        """Block up to `timeout` seconds for at least one trial; return every one that is done.
+
+        Trials past their deadline are cancelled (their worker is killed) and returned as
+        status 'timeout'.
+        """
+        if not self._running:
+            return []
+        now = time.monotonic()
+        next_deadline = min(r.deadline for r in self._running.values())
+        timeout = max(0.0, min(timeout, next_deadline - now))
+        by_ref = {r.ref: r for r in self._running.values()}
+        ready, _ = ray.wait(list(by_ref), num_returns=1, timeout=timeout)
+        if ready:
+            # Collect everything else that finished meanwhile, without waiting.
+            ready, _ = ray.wait(list(by_ref), num_returns=len(by_ref), timeout=0)
+        done = [self._collect(by_ref[ref]) for ref in ready]
+        now = time.monotonic()
+        for run in list(self._running.values()):
+            if run.deadline <= now:
+                done.append(self._time_out(run))
+        return done
+
+    def cancel_all(self) -> list[int]:
+        """Force-cancel every running trial (nothing is returned for them)."""
+        ids = sorted(self._running)
+        for run in self._running.values():
+            ray.cancel(run.ref, force=True)
+        self._running.clear()
+        return ids
+
+    def _collect(self, run: _Running) -> Finished:
+        del self._running[run.trial_id]
+        try:
+            result = TrialResult.from_dict(ray.get(run.ref))
+        except Exception as err:  # noqa: BLE001 - a dead worker/node is a failed trial
+            result = TrialResult(
+                trial_id=run.trial_id,
+                arch=run.arch,
+                seed=run.seed,
+                status="failed",
+                error=(
+                    f"the Ray task failed outside the trial code after "
+                    f"{self.resources.max_retries} retr{'y' if self.resources.max_retries == 1 else 'ies'}"
+                    f": {type(err).__name__}: {str(err)[-_ERROR_TAIL:]}"
+                ),
+            )
+        return Finished(run.trial_id, run.arch, run.seed, result, run.submitted_at, time.time())
+
+    def _time_out(self, run: _Running) -> Finished:
+        del self._running[run.trial_id]
+        ray.cancel(run.ref, force=True)
+        result = TrialResult(
+            trial_id=run.trial_id,
+            arch=run.arch,
+            seed=run.seed,
+            status="timeout",
+            duration_s=self.resources.timeout_s,
+            error=(
+                f"exceeded search.trial_timeout_s = {self.resources.timeout_s:g} s; the trial was "
+                "cancelled (raise trial_timeout_s or shrink train.epochs if this is expected)"
+            ),
+        )
+        return Finished(run.trial_id, run.arch, run.seed, result, run.submitted_at, time.time())

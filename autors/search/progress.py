@@ -1,0 +1,125 @@
+"""What the user sees while a search runs: a live panel (rich) or plain log lines (--quiet).
+
+Live panel: done/total, running, failed, best so far with a one-line arch summary, ETA.
+Quiet mode (and any non-terminal output) prints one line per finished trial instead.
+"""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.text import Text
+
+from autors.search.broker import SearchBroker
+from autors.search.records import TrialRecord
+from autors.search.report import arch_summary, best
+from autors.search.tables import fmt_count
+
+
+def _fmt_s(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = round(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+
+
+def trial_line(record: TrialRecord, objective: str, total: int | None, done: int) -> str:
+    """One line describing a finished trial."""
+    res = record.result
+    head = f"[{done}/{total if total is not None else '?'}] trial {record.trial_id}"
+    if not record.ok:
+        reason = (record.reason.splitlines() or [""])[0][:120]
+        return f"{head} {res.status.upper()}: {reason}"
+    cost = res.cost
+    parts = [f"{objective}={float(res.metrics[objective]):.4f}"]
+    if cost is not None:
+        parts.append(f"params={fmt_count(cost.params)} latency={cost.latency_ms_b1:.2f}ms")
+    parts.append(f"{res.epochs} ep {res.train_s:.1f}s")
+    if not record.feasible:
+        parts.append("INFEASIBLE " + ",".join(record.violations))
+    return f"{head} ok {' '.join(parts)} on {res.node or '?'}"
+
+
+class SearchProgress:
+    """Reports a running search; use as a context manager around the strategy run."""
+
+    def __init__(
+        self, broker: SearchBroker, objective: str, concurrency: int, quiet: bool,
+        console: Console,
+    ) -> None:
+        self.broker = broker
+        self.objective = objective
+        self.concurrency = concurrency
+        self.console = console
+        self.live_mode = not quiet and console.is_terminal
+        self._live: Live | None = None
+        self._session_start = len(broker.records)
+        broker.listeners.append(self.on_record)
+
+    def __enter__(self) -> None:
+        if self.live_mode:
+            self._live = Live(
+                get_renderable=self.render, console=self.console, refresh_per_second=2,
+                transient=True,
+            )
+            self._live.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def on_record(self, record: TrialRecord) -> None:
+        line = trial_line(record, self.objective, self.broker.budget.max_trials,
+                          len(self.broker.records))
+        self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    def eta_s(self) -> float | None:
+        """Remaining search time: trials left x mean trial time / concurrency, capped by the
+        time budget."""
+        b = self.broker
+        new = b.records[self._session_start:]
+        by_count = None
+        if b.budget.max_trials is not None and new:
+            mean = sum(r.wall_s for r in new) / len(new)
+            left = max(0, b.budget.max_trials - len(b.records))
+            by_count = left * mean / max(1, min(self.concurrency, left or 1))
+        left_s = b.seconds_left()
+        options = [v for v in (by_count, left_s) if v is not None]
+        return min(options) if options else None
+
+    def render(self) -> Group:
+        b = self.broker
+        records = b.records
+        failed = sum(not r.ok for r in records)
+        total = b.budget.max_trials
+        status = Text.assemble(
+            ("search ", "bold"),
+            f"{len(records)}/{total if total is not None else '?'} done  ",
+            f"{b.pool.running} running  ",
+            (f"{failed} failed  ", "red" if failed else ""),
+            f"elapsed {_fmt_s(b.elapsed())}  ETA {_fmt_s(self.eta_s())}",
+        )
+        top = best(records)
+        if top is None:
+            best_line = Text("best: none yet", style="dim")
+        else:
+            value = float(top.result.metrics[self.objective])
+            best_line = Text.assemble(
+                ("best ", "bold green"),
+                f"{self.objective}={value:.4f} (trial {top.trial_id}): ",
+                arch_summary(top.result.arch),
+            )
+        return Group(status, best_line)
+
+
+def log_line(console: Console, text: str) -> None:
+    """A timestamped status line (works in live and quiet mode)."""
+    console.print(f"{time.strftime('%H:%M:%S')} {text}", markup=False, highlight=False, soft_wrap=True)
+

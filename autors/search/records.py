@@ -1,0 +1,46 @@
+"""TrialRecord: one line of trials.jsonl (a TrialResult plus what the search made of it)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from autors.training.result import TrialResult
+
+
+@dataclass
+class TrialRecord:
+    """A finished trial as the search recorded it. `result` keeps the raw measured values."""
+
+    trial_id: int
+    session: int  # 0 for the first run, +1 for each --resume
+    sample: dict[str, Any]  # the strategy's flat {label: value} choice
+    score: float  # what the strategy maximised (see scoring.py)
+    feasible: bool
+    violations: dict[str, float]  # violated constraint -> measured / limit
+    reason: str  # failure reason ('' when ok)
+    submitted_at: float  # unix time the driver sent the trial
+    finished_at: float  # unix time the driver recorded it
+    elapsed_s: float  # search wall time (over all sessions) at which the trial was recorded
+    result: TrialResult = field(repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.result.status == "ok" and not self.reason
+
+    @property
+    def wall_s(self) -> float:
+        """Driver-side time from submission to record: training plus every overhead."""
+        return self.finished_at - self.submitted_at
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "result"}
+        d["result"] = self.result.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrialRecord:
+        d = dict(d)
+        result = TrialResult.from_dict(d.pop("result"))
+        return cls(result=result, **d)

@@ -1,0 +1,165 @@
+"""Ranking, leaderboard rows, Pareto front and final-test statistics from trial records.
+
+Pure functions of the records: `autors status` uses them on a running run's files, the search
+uses them as it goes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from autors.search.records import TrialRecord
+from autors.search.runfolder import RunFolder, write_atomic
+from autors.search.scoring import pareto_front
+from fusion import Arch, ArchError
+
+METRICS = ("oa", "aa", "kappa", "miou")
+
+
+def ranked(records: list[TrialRecord]) -> list[TrialRecord]:
+    """Feasible ok trials by score (best first), then infeasible ones, then failed ones."""
+
+    def key(r: TrialRecord) -> tuple:
+        group = 0 if (r.ok and r.feasible) else (1 if r.ok else 2)
+        return (group, -r.score if group < 2 else 0.0, r.trial_id)
+
+    return sorted(records, key=key)
+
+
+def best(records: list[TrialRecord]) -> TrialRecord | None:
+    """The best feasible ok trial (never an infeasible or failed one)."""
+    top = ranked(records)
+    return top[0] if top and top[0].ok and top[0].feasible else None
+
+
+def finalists(records: list[TrialRecord], top_k: int) -> list[TrialRecord]:
+    """The best `top_k` feasible ok trials (fewer when fewer exist): retrained and tested."""
+    return [r for r in ranked(records) if r.ok and r.feasible][:top_k]
+
+
+def arch_summary(arch: dict) -> str:
+    try:
+        return Arch.from_dict(arch).summary()
+    except ArchError as err:
+        return f"<invalid arch: {err}>"
+
+
+def pareto(records: list[TrialRecord], objective: str) -> list[TrialRecord]:
+    """Non-dominated ok trials over (objective max, params min, latency min), best first."""
+    ok = [r for r in records if r.ok and r.result.cost is not None]
+    points = [
+        (r.trial_id, float(r.result.metrics[objective]), float(r.result.cost.params),
+         float(r.result.cost.latency_ms_b1))
+        for r in ok
+    ]
+    ids = pareto_front(points)
+    by_id = {r.trial_id: r for r in ok}
+    return [by_id[i] for i in ids]
+
+
+@dataclass
+class FinalStats:
+    """Test results of one retrained architecture over its seeds."""
+
+    trial_id: int
+    arch: dict
+    seeds: list[int]
+    runs: int  # successful retrainings
+    failed: list[str]  # error text of failed retrainings
+    mean: dict[str, float]  # test_oa -> mean, ...
+    std: dict[str, float]  # sample standard deviation (0 with a single run)
+
+
+def final_stats(rows: list[dict[str, Any]], finalists: list[TrialRecord]) -> list[FinalStats]:
+    """Aggregate final.jsonl rows per finalist (in finalist order)."""
+    out = []
+    for rec in finalists:
+        mine = [r for r in rows if r["trial_id"] == rec.trial_id]
+        ok = [r for r in mine if r["status"] == "ok"]
+        mean, std = {}, {}
+        for m in METRICS:
+            key = f"test_{m}"
+            values = [float(r["metrics"][key]) for r in ok if key in r["metrics"]]
+            if values:
+                mu = sum(values) / len(values)
+                var = (
+                    sum((v - mu) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
+                )
+                mean[key], std[key] = mu, math.sqrt(var)
+        out.append(
+            FinalStats(
+                trial_id=rec.trial_id,
+                arch=rec.result.arch,
+                seeds=[r["seed"] for r in ok],
+                runs=len(ok),
+                failed=[r.get("error", "") for r in mine if r["status"] != "ok"],
+                mean=mean,
+                std=std,
+            )
+        )
+    return out
+
+
+def leaderboard_rows(
+    records: list[TrialRecord], finals: list[FinalStats] | None = None
+) -> list[dict[str, Any]]:
+    """One row per trial, ranked; test mean/std columns filled for retrained finalists."""
+    by_trial = {f.trial_id: f for f in finals or []}
+    rows = []
+    for rank, r in enumerate(ranked(records), start=1):
+        res = r.result
+        row: dict[str, Any] = {
+            "rank": rank,
+            "trial_id": r.trial_id,
+            "status": res.status if not r.reason or res.status != "ok" else "failed",
+            "feasible": r.feasible,
+            "score": round(r.score, 6),
+        }
+        for m in METRICS:
+            v = res.metrics.get(f"val_{m}")
+            row[f"val_{m}"] = round(float(v), 6) if isinstance(v, (int, float)) else ""
+        cost = res.cost
+        row["params"] = cost.params if cost else ""
+        row["flops"] = cost.flops if cost else ""
+        row["latency_ms"] = round(cost.latency_ms_b1, 4) if cost else ""
+        row["epochs"] = res.epochs
+        row["train_s"] = round(res.train_s, 2)
+        row["wall_s"] = round(r.wall_s, 2)
+        row["node"] = res.node
+        row["violations"] = " ".join(f"{k}x{v:.2f}" for k, v in r.violations.items())
+        row["reason"] = (r.reason.splitlines() or [""])[0][:160]
+        final = by_trial.get(r.trial_id)
+        for m in METRICS:
+            key = f"test_{m}"
+            row[f"{key}_mean"] = round(final.mean[key], 6) if final and key in final.mean else ""
+            row[f"{key}_std"] = round(final.std[key], 6) if final and key in final.std else ""
+        row["test_runs"] = final.runs if final else ""
+        row["arch"] = arch_summary(res.arch)
+        rows.append(row)
+    return rows
+
+
+def write_leaderboard(run: RunFolder, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        write_atomic(run.leaderboard_file, "")
+        return
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(run.leaderboard_file, buf.getvalue())
+
+
+def counts(records: list[TrialRecord]) -> dict[str, int]:
+    return {
+        "finished": len(records),
+        "ok": sum(r.ok for r in records),
+        "feasible": sum(r.ok and r.feasible for r in records),
+        "infeasible": sum(r.ok and not r.feasible for r in records),
+        "failed": sum(not r.ok and r.result.status != "timeout" for r in records),
+        "timeout": sum(r.result.status == "timeout" for r in records),
+    }

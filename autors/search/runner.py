@@ -1,0 +1,274 @@
+"""`run_search`: a whole search, from task file to run folder, resumable after a crash.
+
+    outcome = run_search(load_task("task.yaml"), SearchOptions(out_dir=Path("results/runs")))
+
+Order: check the task (or open the run for --resume) -> prepare the data once -> create the run
+folder -> connect to Ray -> put task and data in the object store once -> re-seed the strategy
+from trials.jsonl (on --resume) -> run the strategy until the budget ends -> retrain the top-k
+on several seeds and test them once -> leaderboard, plots, summary. Bad input fails before the
+run folder exists; a crash or Ctrl-C later leaves a folder that `--resume` continues.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+
+from autors.config import SearchSpec, TaskSpec
+from autors.data import prepare
+from autors.errors import SearchError
+from autors.search import summary as summary_mod
+from autors.search.broker import Budget, SearchBroker
+from autors.search.catalog import space_for_task
+from autors.search.cluster import ClusterInfo, ray_cluster
+from autors.search.final import retrain_and_test, run_final
+from autors.search.plots import plot_pareto, plot_progress
+from autors.search.pool import SharedInputs, TrialFn, TrialPool, TrialResources
+from autors.search.progress import SearchProgress, log_line
+from autors.search.records import TrialRecord
+from autors.search.report import (
+    FinalStats,
+    final_stats,
+    finalists,
+    leaderboard_rows,
+    pareto,
+    write_leaderboard,
+)
+from autors.search.resume import check_not_running, merge_resumed_task, previous_elapsed
+from autors.search.runfolder import RunFolder
+from autors.search.scoring import judge
+from autors.training.trial import run_trial
+
+if TYPE_CHECKING:
+    from autors.search.nni_adapter import StrategyRun
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """Everything about a search that is not in the task file."""
+
+    out_dir: Path = Path("results/runs")
+    name: str | None = None  # run folder name; default <task name>-<date>-<time>
+    resume: Path | None = None  # an existing run folder to continue
+    address: str | None = None  # an existing Ray cluster; None starts a local instance
+    quiet: bool = False  # log lines instead of the live panel
+    # The trial and final functions run in Ray workers; tests inject cheap ones.
+    trial_fn: TrialFn = run_trial
+    final_fn: TrialFn = retrain_and_test
+
+
+@dataclass
+class SearchOutcome:
+    run_dir: Path
+    records: list[TrialRecord]
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def default_run_name(task: TaskSpec) -> str:
+    return f"{task.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def run_search(
+    task: TaskSpec | None, options: SearchOptions, console: Console | None = None
+) -> SearchOutcome:
+    """Run (or resume) a search; returns the run folder and its records."""
+    console = console or Console()
+    t_start = time.monotonic()
+
+    # -- the task, the data, then the run folder (bad input fails before anything exists) ----
+    if options.resume is not None:
+        run = RunFolder.open(options.resume)
+        state = run.read_state()
+        check_not_running(state, run.path)
+        task = merge_resumed_task(run.load_task(), task, run.path)
+    elif task is None:
+        raise SearchError("give a task file (or --resume RUN to continue a run)")
+    space = space_for_task(task)
+    spec = task.search
+    t0 = time.monotonic()
+    data = prepare(task)
+    data_s = time.monotonic() - t0
+    log_line(console, f"data ready in {data_s:.1f} s: sensors {data.in_channels}")
+    if options.resume is not None:
+        history, repaired = run.read_trials(repair=True)
+        if repaired:
+            log_line(console, f"warning: {repaired}")
+    else:
+        run = RunFolder.create(options.out_dir / (options.name or default_run_name(task)), task)
+        state = _new_state(run, task)
+        run.write_state(state)  # from now on the folder is a run (resumable, listable)
+        history, repaired = [], None
+    session = len(state["sessions"])
+    log_line(console, f"run folder {run.path} (session {session}, {len(history)} trials done)")
+
+    with ray_cluster(options.address, spec) as cluster:
+        log_line(console, f"Ray {cluster.mode} at {cluster.address}: {cluster.nodes} node(s), "
+                 f"{cluster.cpus:g} CPUs, {cluster.gpus:g} GPUs")
+        wanted = spec.concurrency * spec.cpus_per_trial
+        if cluster.cpus < wanted:
+            log_line(console, f"warning: concurrency {spec.concurrency} x cpus_per_trial "
+                     f"{spec.cpus_per_trial:g} needs {wanted:g} CPUs but the cluster has "
+                     f"{cluster.cpus:g}: trials will queue, and queued time counts against "
+                     "trial_timeout_s")
+        inputs = SharedInputs.put(task.to_dict(), data)  # once per search
+        resources = TrialResources(spec.cpus_per_trial, spec.gpus_per_trial, spec.trial_timeout_s)
+        pool = TrialPool(options.trial_fn, inputs, resources, spec.concurrency)
+        t0 = time.monotonic()
+        warming = pool.start_warm_up()  # runs while NNI is imported below
+        broker = SearchBroker(
+            pool=pool,
+            run=run,
+            judge=lambda result: judge(result, spec.objective, spec.constraints),
+            budget=Budget(spec.max_trials, spec.max_minutes * 60.0 if spec.max_minutes else None),
+            history=history,
+            session=session,
+            base_seed=task.seed,
+            elapsed_before=previous_elapsed(state, history),
+        )
+        from autors.search.nni_adapter import StrategyRun  # heavy import (nni.nas, ~5 s)
+
+        strategy = StrategyRun(space, spec.strategy, task.seed, broker, history)
+        pool.finish_warm_up(warming)
+        log_line(console, f"{spec.concurrency} worker(s) warm after {time.monotonic() - t0:.1f} s")
+        sess = _new_session(session, len(history), strategy.restored, repaired, cluster)
+        state["sessions"].append(sess)
+        _save_state(run, state, broker, "running")
+        if history:
+            log_line(console, f"resumed: strategy re-seeded with {strategy.restored}; the "
+                     "random generator is re-seeded (not restored); trials that were running "
+                     "when the run stopped are not recorded and are proposed afresh")
+
+        def on_record(record: TrialRecord) -> None:
+            write_leaderboard(run, leaderboard_rows(broker.records))
+            _save_state(run, state, broker, "running")
+
+        broker.listeners.append(on_record)
+        try:
+            search_s = _search_phase(strategy, broker, spec, options.quiet, console)
+            chosen = finalists(broker.records, spec.top_k)
+            t_final = time.monotonic()
+            rows = _final_phase(run, task, chosen, inputs, resources, options.final_fn, console)
+            final_s = time.monotonic() - t_final
+        except BaseException as err:
+            # Ctrl-C or a bug: stop the trials, keep everything recorded so far readable.
+            broker.cancel_running()
+            stopped = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+            sess.update(status=stopped, ended=_now())
+            _save_state(run, state, broker, stopped)
+            _write_outputs(run, task, broker.records, [])
+            raise
+
+    finals = final_stats(rows, chosen)
+    _write_outputs(run, task, broker.records, finals)
+    sess.update(status="finished", ended=_now())
+    _save_state(run, state, broker, "finished")
+    summary = summary_mod.build(
+        run=run, task=task, space=space, state=state, records=broker.records, finals=finals,
+        broker=broker, cluster=cluster,
+        wall={"data_s": data_s, "search_s": search_s, "final_s": final_s,
+              "session_s": time.monotonic() - t_start},
+    )
+    run.write_summary(summary)
+    return SearchOutcome(run.path, broker.records, summary)
+
+
+def _search_phase(
+    strategy: StrategyRun, broker: SearchBroker, spec: SearchSpec, quiet: bool, console: Console
+) -> float:
+    """Run the strategy until the budget ends; the search wall time of this session."""
+    t0 = time.monotonic()
+    broker.start_clock()
+    with SearchProgress(broker, spec.objective, spec.concurrency, quiet, console):
+        strategy.run()
+    broker.stop_clock()
+    search_s = time.monotonic() - t0
+    if broker.stop_reason:
+        log_line(console, f"search stopped: {broker.stop_reason}")
+    log_line(console, f"search done: {len(broker.records)} trials in {search_s:.1f} s")
+    return search_s
+
+
+def _final_phase(
+    run: RunFolder, task: TaskSpec, chosen: list[TrialRecord], inputs: SharedInputs,
+    resources: TrialResources, final_fn: TrialFn, console: Console,
+) -> list[dict[str, Any]]:
+    """Top-k retrained on several seeds, each model tested once; all final.jsonl rows."""
+    if not chosen:
+        log_line(console, "no feasible trial: nothing to retrain and test")
+        return []
+    log_line(console, f"retraining the top {len(chosen)} on {task.search.final_seeds} seed(s) "
+             "and testing each model once")
+    return run_final(run, task, chosen, inputs, resources, final_fn,
+                     on_row=lambda row: log_line(console, _final_line(row)))
+
+
+def _new_state(run: RunFolder, task: TaskSpec) -> dict[str, Any]:
+    return {
+        "name": run.path.name,
+        "task_name": task.name,
+        "task_digest": task.digest(),
+        "space": task.search.space,
+        "strategy": task.search.strategy,
+        "seed": task.seed,
+        "objective": task.search.objective,
+        "created": _now(),
+        "sessions": [],
+        "status": "created",
+    }
+
+
+def _new_session(
+    index: int, n_history: int, restored: str, repaired: str | None, cluster: ClusterInfo
+) -> dict[str, Any]:
+    return {
+        "index": index,
+        "started": _now(),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "resumed_with_trials": n_history,
+        "restored": restored,
+        "repaired": repaired,
+        "cluster": {"mode": cluster.mode, "address": cluster.address, "nodes": cluster.nodes,
+                    "cpus": cluster.cpus, "gpus": cluster.gpus},
+        "status": "running",
+    }
+
+
+def _final_line(row: dict[str, Any]) -> str:
+    if row["status"] != "ok":
+        return f"final trial {row['trial_id']} seed {row['seed']} {row['status']}: " + (
+            (row.get("error") or "").splitlines() or [""]
+        )[0][:120]
+    m = row["metrics"]
+    shown = " ".join(f"{k}={v:.4f}" for k, v in m.items() if k.startswith("test_"))
+    return f"final trial {row['trial_id']} seed {row['seed']}: {shown}"
+
+
+def _save_state(run: RunFolder, state: dict, broker: SearchBroker, status: str) -> None:
+    state["status"] = status
+    state["updated"] = _now()
+    state["trials_finished"] = len(broker.records)
+    state["max_trials"] = broker.budget.max_trials
+    state["elapsed_s"] = broker.elapsed()
+    state["running"] = broker.pool.running_ids()
+    run.write_state(state)
+
+
+def _write_outputs(
+    run: RunFolder, task: TaskSpec, records: list[TrialRecord], finals: list[FinalStats]
+) -> None:
+    objective = task.search.objective
+    write_leaderboard(run, leaderboard_rows(records, finals))
+    if records:
+        plot_progress(records, objective, run.progress_png)
+        plot_pareto(records, pareto(records, objective), objective, run.pareto_png)

@@ -1,0 +1,215 @@
+"""Branch-and-fuse spaces: a branch per sensor (or none), a fusion point and operator, a shared
+trunk and a head. `fusion` is the full space; `compact` keeps small, low-latency choices.
+
+Labels (sensor names are the task's):
+
+    branch.<sensor>.kind / .width / .depth / .kernel
+    fusion.position, fusion.op, fusion.width, trunk.layers, head.kind, head.hidden
+
+`branch.<sensor>.kind` includes "off" when the task has more than one sensor (a sample with
+every sensor off is invalid). Branch kinds made for one sensor kind are only offered to it:
+"spectral" to hyperspectral sensors, "sar" to SAR sensors. `trunk.layers` = n > 0 is a conv
+trunk of n layers at the fusion width after the fusion point (unused by late fusion).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+from fusion import (
+    BRANCHES,
+    FUSION_OPS,
+    OFF,
+    POSITIONS,
+    Arch,
+    ArchError,
+    BranchSpec,
+    FusionSpec,
+    HeadSpec,
+)
+from search_spaces.base import SPACES, Sample, SearchSpace
+
+# Branch kind -> the sensor kinds it is designed for (others are offered to every sensor).
+SPECIALISED: dict[str, tuple[str, ...]] = {"spectral": ("hyperspectral",), "sar": ("sar",)}
+
+
+class BranchFusionSpace(SearchSpace):
+    """The shared mechanics; subclasses set the option lists (None = every registered name)."""
+
+    BRANCH_KINDS: ClassVar[tuple[str, ...] | None] = None
+    WIDTHS: ClassVar[tuple[int, ...]] = ()
+    DEPTHS: ClassVar[tuple[int, ...]] = ()
+    KERNELS: ClassVar[tuple[int, ...]] = ()
+    POSITIONS: ClassVar[tuple[str, ...] | None] = None
+    OPS: ClassVar[tuple[str, ...] | None] = None
+    FUSION_WIDTHS: ClassVar[tuple[int, ...]] = ()
+    TRUNK_LAYERS: ClassVar[tuple[int, ...]] = ()
+    PATCH_HEADS: ClassVar[tuple[str, ...]] = ("patch", "centre")
+    HEAD_HIDDEN: ClassVar[tuple[int, ...]] = ()
+    DROPOUT: ClassVar[float] = 0.1
+    TRUNK_KERNEL: ClassVar[int] = 3
+
+    # -- options --------------------------------------------------------------------------------
+    def branch_kinds(self, sensor: str) -> list[str]:
+        """Kinds offered to `sensor` ("off" excluded), specialised kinds first."""
+        candidates = self.BRANCH_KINDS if self.BRANCH_KINDS is not None else BRANCHES.names()
+        sensor_kind = self.sensors[sensor]
+        kinds = [k for k in candidates if k in BRANCHES and k != OFF]
+        own = [k for k in kinds if sensor_kind in SPECIALISED.get(k, ())]
+        general = [k for k in kinds if k not in SPECIALISED]
+        return own + general
+
+    def _positions(self) -> list[str]:
+        names = self.POSITIONS if self.POSITIONS is not None else POSITIONS.names()
+        return [p for p in names if p in POSITIONS]
+
+    def _ops(self) -> list[str]:
+        names = self.OPS if self.OPS is not None else FUSION_OPS.names()
+        return [o for o in names if o in FUSION_OPS]
+
+    @property
+    def allows_off(self) -> bool:
+        return len(self.sensors) > 1
+
+    def options(self) -> dict[str, list[Any]]:
+        opts: dict[str, list[Any]] = {}
+        for s in self.sensors:
+            opts[f"branch.{s}.kind"] = self.branch_kinds(s) + ([OFF] if self.allows_off else [])
+            opts[f"branch.{s}.width"] = list(self.WIDTHS)
+            opts[f"branch.{s}.depth"] = list(self.DEPTHS)
+            opts[f"branch.{s}.kernel"] = list(self.KERNELS)
+        opts["fusion.position"] = self._positions()
+        opts["fusion.op"] = self._ops()
+        opts["fusion.width"] = list(self.FUSION_WIDTHS)
+        opts["trunk.layers"] = list(self.TRUNK_LAYERS)
+        opts["head.kind"] = ["segmentation"] if self.dense else list(self.PATCH_HEADS)
+        opts["head.hidden"] = list(self.HEAD_HIDDEN)
+        return opts
+
+    # -- sample <-> arch ------------------------------------------------------------------------
+    def to_arch(self, sample: Sample) -> Arch:
+        branches = {}
+        for s in self.sensors:
+            kind = self._value(sample, f"branch.{s}.kind")
+            if kind == OFF:
+                branches[s] = BranchSpec(OFF)
+            else:
+                branches[s] = BranchSpec(
+                    kind,
+                    width=self._value(sample, f"branch.{s}.width"),
+                    depth=self._value(sample, f"branch.{s}.depth"),
+                    kernel=self._value(sample, f"branch.{s}.kernel"),
+                )
+        position = self._value(sample, "fusion.position")
+        width = self._value(sample, "fusion.width")
+        layers = self._value(sample, "trunk.layers")
+        trunk = BranchSpec(OFF)
+        if layers > 0 and POSITIONS.get(position).uses_trunk:
+            trunk = BranchSpec("conv", width=width, depth=layers - 1, kernel=self.TRUNK_KERNEL)
+        arch = Arch(
+            branches=branches,
+            fusion=FusionSpec(self._value(sample, "fusion.op"), position, width, trunk),
+            head=HeadSpec(
+                self._value(sample, "head.kind"),
+                hidden=self._value(sample, "head.hidden"),
+                dropout=self.DROPOUT,
+            ),
+        )
+        arch.validate(sensors=list(self.sensors), dense=self.dense)
+        return arch.canonical()
+
+    def to_sample(self, arch: Arch) -> Sample:
+        if list(arch.branches) != list(self.sensors):
+            raise ArchError(
+                f"branches: the arch has sensors {list(arch.branches)}, the space "
+                f"{list(self.sensors)}"
+            )
+        opts = self.options()
+        f = arch.fusion
+        position = POSITIONS.get(f.position)
+        early = f.position == "early"
+        sample: Sample = {}
+        for s, b in arch.branches.items():
+            if not b.on:
+                sample[f"branch.{s}.kind"] = OFF
+            elif early:  # early fusion reads raw inputs: the branch fields are unused
+                sample[f"branch.{s}.kind"] = opts[f"branch.{s}.kind"][0]
+            else:
+                sample[f"branch.{s}.kind"] = b.kind
+            for field in ("width", "depth", "kernel"):
+                used = b.on and not early
+                sample[f"branch.{s}.{field}"] = (
+                    getattr(b, field) if used else opts[f"branch.{s}.{field}"][0]
+                )
+        sample["fusion.position"] = f.position
+        sample["fusion.op"] = f.op
+        sample["fusion.width"] = f.width if position.uses_width else opts["fusion.width"][0]
+        sample["trunk.layers"] = f.trunk.depth + 1 if f.trunk.on else 0
+        sample["head.kind"] = arch.head.kind
+        sample["head.hidden"] = arch.head.hidden
+        for label, value in sample.items():
+            if value not in opts[label]:
+                raise ArchError(f"{label}: {value!r} is not in the {self.name} space ({opts[label]})")
+        sample = {k: v for k, v in sample.items() if len(opts[k]) > 1}
+        if self.to_arch(sample) != arch.canonical():
+            raise ArchError(
+                f"the arch is not in the {self.name} space (trunk must be conv at the fusion "
+                f"width with kernel {self.TRUNK_KERNEL}, head dropout {self.DROPOUT})"
+            )
+        return sample
+
+    def size(self) -> int:
+        opts = self.options()
+        heads = len(opts["head.kind"]) * len(opts["head.hidden"])
+        total = 0
+        for p in opts["fusion.position"]:
+            pos = POSITIONS.get(p)
+            if p == "early":  # only on/off of each branch matters
+                branches = 2 ** len(self.sensors) - 1 if self.allows_off else 1
+            else:
+                per = [
+                    len(self.branch_kinds(s)) * len(self.WIDTHS) * len(self.DEPTHS)
+                    * len(self.KERNELS)
+                    for s in self.sensors
+                ]
+                off = 1 if self.allows_off else 0
+                branches = math.prod(n + off for n in per) - off  # minus "all off"
+            widths = len(opts["fusion.width"]) if pos.uses_width else 1
+            trunks = len(opts["trunk.layers"]) if pos.uses_trunk else 1
+            total += branches * len(opts["fusion.op"]) * widths * trunks * heads
+        return total
+
+
+@SPACES.register("fusion")
+class FusionSpace(BranchFusionSpace):
+    name = "fusion"
+    description = (
+        "full space: per-sensor branch kind (incl. off), width, depth, kernel; every fusion "
+        "position and operator; fusion width; trunk depth; head"
+    )
+    WIDTHS = (8, 16, 32, 64)
+    DEPTHS = (0, 1, 2, 3)
+    KERNELS = (1, 3, 5)
+    FUSION_WIDTHS = (16, 32, 64)
+    TRUNK_LAYERS = (0, 1, 2)
+    HEAD_HIDDEN = (0, 32, 64)
+
+
+@SPACES.register("compact")
+class CompactSpace(BranchFusionSpace):
+    name = "compact"
+    description = (
+        "small, low-latency space: narrow shallow branches, cheap fusion operators, "
+        "small heads"
+    )
+    BRANCH_KINDS = ("spectral", "sar", "separable", "conv")
+    WIDTHS = (8, 16)
+    DEPTHS = (0, 1)
+    KERNELS = (3,)
+    POSITIONS = ("early", "middle", "late")
+    OPS = ("sum", "concat", "gate")
+    FUSION_WIDTHS = (8, 16)
+    TRUNK_LAYERS = (0, 1)
+    PATCH_HEADS = ("patch",)
+    HEAD_HIDDEN = (0, 16)

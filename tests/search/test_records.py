@@ -1,0 +1,142 @@
+"""Scoring (objective + constraints -> one score), ranking, Pareto front, and the crash-safe
+run folder files (no Ray)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from autors.config import ConstraintSpec
+from autors.errors import SearchError
+from autors.search.records import TrialRecord
+from autors.search.report import best, leaderboard_rows, pareto, ranked
+from autors.search.runfolder import RunFolder
+from autors.search.scoring import FAILED_SCORE, judge, pareto_front
+from autors.training.result import Cost, TrialResult
+
+ARCH = {"version": 1, "branches": {"a": {"kind": "conv", "width": 8, "depth": 0, "kernel": 3}},
+        "fusion": {"op": "sum", "position": "middle", "width": 8, "trunk": {"kind": "off"}},
+        "head": {"kind": "patch", "hidden": 0, "dropout": 0.0}}
+
+
+def result(tid: int, oa: float | None, params: int = 1000, latency: float = 1.0,
+           status: str = "ok") -> TrialResult:
+    metrics = {} if oa is None else {"val_oa": oa}
+    return TrialResult(trial_id=tid, arch=ARCH, seed=0, status=status, metrics=metrics,
+                       cost=Cost(params, 10 * params, latency, latency / 10),
+                       error="" if status == "ok" else "boom")
+
+
+def record(res: TrialResult, constraints: ConstraintSpec | None = None) -> TrialRecord:
+    j = judge(res, "val_oa", constraints or ConstraintSpec())
+    return TrialRecord(trial_id=res.trial_id, session=0, sample={"x": res.trial_id},
+                       score=j.score, feasible=j.feasible, violations=j.violations,
+                       reason=j.reason, submitted_at=0.0, finished_at=1.0,
+                       elapsed_s=float(res.trial_id), result=res)
+
+
+def test_feasible_score_is_the_objective() -> None:
+    j = judge(result(0, 0.8), "val_oa", ConstraintSpec(max_params=5000))
+    assert (j.score, j.feasible, j.violations, j.reason) == (0.8, True, {}, "")
+
+
+def test_infeasible_scores_below_every_feasible_one_and_closer_is_better() -> None:
+    limits = ConstraintSpec(max_params=1000, max_latency_ms=2.0)
+    worst_feasible = judge(result(0, -1.0, params=1000), "val_oa", limits)  # as low as kappa
+    assert worst_feasible.feasible
+    slightly = judge(result(1, 0.99, params=1100), "val_oa", limits)
+    far = judge(result(2, 0.99, params=100_000, latency=50.0), "val_oa", limits)
+    assert not slightly.feasible and not far.feasible
+    assert slightly.violations == {"max_params": pytest.approx(1.1)}
+    assert set(far.violations) == {"max_params", "max_latency_ms"}
+    assert FAILED_SCORE < far.score < slightly.score < -1.0
+
+
+@pytest.mark.parametrize(
+    "res, reason",
+    [
+        (result(0, None), "objective val_oa is missing"),
+        (result(0, math.nan), "objective val_oa is not a finite number"),
+        (result(0, 0.9, status="timeout"), "boom"),
+    ],
+)
+def test_failed_trials_get_the_failure_score_and_a_reason(res: TrialResult, reason: str) -> None:
+    j = judge(res, "val_oa", ConstraintSpec())
+    assert j.score == FAILED_SCORE and not j.feasible
+    assert reason in j.reason
+
+
+def test_best_is_never_infeasible_or_failed() -> None:
+    limits = ConstraintSpec(max_params=5000)
+    recs = [
+        record(result(0, 0.99, params=50_000), limits),  # best metric, infeasible
+        record(result(1, 0.95, status="failed"), limits),
+        record(result(2, 0.70), limits),
+        record(result(3, 0.75), limits),
+    ]
+    assert best(recs).trial_id == 3
+    assert [r.trial_id for r in ranked(recs)] == [3, 2, 0, 1]
+    rows = leaderboard_rows(recs)
+    assert [(r["trial_id"], r["feasible"], r["status"]) for r in rows] == [
+        (3, True, "ok"), (2, True, "ok"), (0, False, "ok"), (1, False, "failed")]
+    assert rows[2]["violations"] == "max_paramsx10.00"
+    assert best([recs[0], recs[1]]) is None
+
+
+def test_pareto_front() -> None:
+    # (id, metric, params, latency): 1 dominates 0; 2 and 3 trade accuracy for cost.
+    pts = [(0, 0.7, 2000, 2.0), (1, 0.8, 1000, 1.0), (2, 0.9, 5000, 3.0), (3, 0.6, 100, 0.5),
+           (4, 0.8, 1000, 1.0)]
+    assert pareto_front(pts) == [2, 1, 4, 3]  # equal points do not dominate each other
+    recs = [record(result(i, m, p, lat)) for i, m, p, lat in pts]
+    assert [r.trial_id for r in pareto(recs, "val_oa")] == [2, 1, 4, 3]
+
+
+def _task_stub(tmp_path: Path, make_task) -> RunFolder:
+    return RunFolder.create(tmp_path / "run", make_task())
+
+
+def test_truncated_last_line_is_repaired_with_a_warning(tmp_path: Path, make_task) -> None:
+    run = _task_stub(tmp_path, make_task)
+    for i in range(3):
+        run.append_trial(record(result(i, 0.5 + i / 10)))
+    full = run.trials_file.read_bytes()
+    run.trials_file.write_bytes(full + b'{"trial_id": 3, "sess')  # crash while appending
+    records, warning = run.read_trials(repair=False)
+    assert [r.trial_id for r in records] == [0, 1, 2]
+    assert "cut short" in warning and "ignored" in warning
+    assert run.trials_file.read_bytes() != full  # not repaired without repair=True
+    records, warning = run.read_trials(repair=True)
+    assert [r.trial_id for r in records] == [0, 1, 2] and "removed" in warning
+    assert run.trials_file.read_bytes() == full
+    assert run.read_trials(repair=True)[1] is None
+    # Round trip of a record through the file keeps every field.
+    assert records[1].to_dict() == record(result(1, 0.6)).to_dict()
+
+
+def test_corrupt_line_in_the_middle_is_an_error(tmp_path: Path, make_task) -> None:
+    run = _task_stub(tmp_path, make_task)
+    run.append_trial(record(result(0, 0.5)))
+    with open(run.trials_file, "a") as f:
+        f.write("not json\n")
+    run.append_trial(record(result(1, 0.5)))
+    with pytest.raises(SearchError, match=r"trials.jsonl: line 2 is corrupt"):
+        run.read_trials(repair=True)
+
+
+def test_run_folder_refuses_overwrite_and_non_runs(tmp_path: Path, make_task) -> None:
+    run = _task_stub(tmp_path, make_task)
+    run.write_state({"status": "created", "sessions": []})
+    with pytest.raises(SearchError, match="already holds a run: continue it with --resume"):
+        RunFolder.create(run.path, make_task())
+    (tmp_path / "other").mkdir()
+    with pytest.raises(SearchError, match=r"not an autors run folder \(missing run.json"):
+        RunFolder.open(tmp_path / "other")
+    with pytest.raises(SearchError, match="run folder not found"):
+        RunFolder.open(tmp_path / "missing")
+    state = json.loads(run.state_file.read_text())
+    assert state["format"] == 1
+    assert RunFolder.open(run.path).load_task().name == make_task().name

@@ -1,0 +1,133 @@
+"""Search spaces: every sample of every space is a valid architecture that builds and runs;
+sample <-> Arch round trips; size() counts distinct networks; spaces adapt to the sensors."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+import fusion
+from autors.config import TaskSpec
+from autors.errors import SearchError
+from autors.search.catalog import check_strategy, list_spaces, space_for_task
+from search_spaces import SPACES, make_space
+
+MIXES = {
+    "single": {"s2": "optical"},
+    "optical_sar": {"s2": "optical", "s1": "sar"},
+    "hsi_lidar_sar": {"hsi": "hyperspectral", "lidar": "lidar", "s1": "sar"},
+}
+BANDS = {"optical": 4, "sar": 2, "hyperspectral": 12, "lidar": 1}
+NUM_CLASSES = 3
+
+
+def _random_sample(space, rng: np.random.Generator) -> dict:
+    return {label: c.values[rng.integers(len(c.values))] for label, c in space.choices().items()}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+@pytest.mark.parametrize("dense", [False, True], ids=["patch", "dense"])
+@pytest.mark.parametrize("mix", list(MIXES))
+@pytest.mark.parametrize("name", list(SPACES))
+def test_every_sample_builds_and_runs(name: str, mix: str, dense: bool) -> None:
+    sensors = MIXES[mix]
+    space = make_space(name, sensors, dense)
+    in_channels = {s: BANDS[k] for s, k in sensors.items()}
+    rng = np.random.default_rng(0)
+    invalid = 0
+    built = 0
+    for i in range(400):
+        sample = _random_sample(space, rng)
+        reason = space.invalid_reason(sample)
+        if reason is not None:
+            # The only invalid samples are those that switch every sensor off.
+            assert all(sample[f"branch.{s}.kind"] == "off" for s in sensors), reason
+            invalid += 1
+            continue
+        arch = space.to_arch(sample)
+        assert fusion.Arch.from_dict(arch.to_dict()) == arch
+        assert space.to_arch(space.to_sample(arch)) == arch
+        if i % 10 == 0:  # building is the slow part: every 10th sample runs forward
+            model = fusion.build_model(arch, in_channels, NUM_CLASSES).eval()
+            x = {s: torch.randn(2, c, 7, 7) for s, c in in_channels.items()}  # [B, C, H, W]
+            with torch.no_grad():
+                y = model(x)
+            assert y.shape == ((2, NUM_CLASSES, 7, 7) if dense else (2, NUM_CLASSES))
+            assert torch.isfinite(y).all()
+            built += 1
+    assert built >= 30
+    assert invalid < 400 // 4
+
+
+@pytest.mark.parametrize("name", list(SPACES))
+@pytest.mark.parametrize("mix", ["single", "optical_sar"])
+def test_size_counts_distinct_architectures(name: str, mix: str) -> None:
+    space = make_space(name, MIXES[mix], dense=False)
+    if space.num_samples() > 20_000:
+        pytest.skip("too many samples to enumerate; covered by the compact space")
+    choices = space.choices()
+    labels = list(choices)
+    archs = set()
+    for values in itertools.product(*(choices[label].values for label in labels)):
+        sample = dict(zip(labels, values))
+        if space.invalid_reason(sample) is None:
+            archs.add(repr(space.to_arch(sample).to_dict()))
+    assert len(archs) == space.size()
+    assert space.size() < space.num_samples()  # unused fields make samples collide
+
+
+def test_compact_space_is_enumerated() -> None:
+    # Guard for the test above: at least one space/mix must actually be enumerated.
+    assert make_space("compact", MIXES["optical_sar"], dense=False).num_samples() <= 20_000
+
+
+def test_branch_kinds_follow_the_sensor_kind() -> None:
+    space = make_space("fusion", MIXES["hsi_lidar_sar"], dense=False)
+    opts = space.options()
+    assert opts["branch.hsi.kind"][0] == "spectral"
+    assert "spectral" not in opts["branch.lidar.kind"] and "sar" not in opts["branch.lidar.kind"]
+    assert "sar" in opts["branch.s1.kind"] and "spectral" not in opts["branch.s1.kind"]
+    assert all("off" in opts[f"branch.{s}.kind"] for s in ("hsi", "lidar", "s1"))
+    single = make_space("fusion", MIXES["single"], dense=False)
+    assert "off" not in single.options()["branch.s2.kind"]  # one sensor cannot be switched off
+
+
+def test_dense_tasks_only_get_dense_heads() -> None:
+    space = make_space("fusion", MIXES["optical_sar"], dense=True)
+    assert space.options()["head.kind"] == ["segmentation"]
+    assert "head.kind" not in space.choices()  # a single option is a constant, not a choice
+
+
+def test_arch_outside_the_space_is_refused() -> None:
+    space = make_space("compact", MIXES["optical_sar"], dense=False)
+    sample = _random_sample(space, np.random.default_rng(1))
+    while space.invalid_reason(sample) is not None:
+        sample = _random_sample(space, np.random.default_rng(2))
+    arch = space.to_arch(sample).to_dict()
+    arch["fusion"]["position"] = "middle"
+    arch["branches"]["s2"] = {"kind": "conv", "width": 48, "depth": 1, "kernel": 3}
+    with pytest.raises(fusion.ArchError, match="branch.s2.width: 48 is not in the compact"):
+        space.to_sample(fusion.Arch.from_dict(arch))
+
+
+def test_unknown_space_and_strategy_list_the_valid_names(make_task) -> None:
+    task: TaskSpec = make_task(space="fusionn")
+    with pytest.raises(SearchError, match=r"search.space: unknown search space 'fusionn'.*compact"):
+        space_for_task(task)
+    with pytest.raises(SearchError, match=r"unknown strategy 'anneal'.*random, grid, evolution, tpe"):
+        check_strategy("anneal")
+
+
+def test_list_spaces_gives_sizes_for_the_task(make_task) -> None:
+    lines = list_spaces(make_task())
+    assert [line.split()[0] for line in lines] == list(SPACES)
+    size = make_space("compact", {"optical": "optical", "sar": "sar", "lidar": "lidar"},
+                      dense=False).size()
+    assert f"{size:,}" in lines[0]
