@@ -22,6 +22,10 @@ class Cost:
     flops: int
     latency_ms_b1: float  # median ms for one patch/tile, batch 1
     latency_ms_per_sample_b256: float  # median ms per sample at batch 256 (throughput view)
+    # Batch actually used for the throughput figure: 256 unless 256 samples would exceed the
+    # measurement's FLOP budget (large segmentation tiles); see autors.training.cost.
+    throughput_batch: int = 256
+    threads: int = 0  # torch CPU threads during the measurement (0: not recorded)
 
 
 @dataclass
@@ -43,7 +47,7 @@ class TrialResult:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrialResult":
+    def from_dict(cls, d: dict[str, Any]) -> TrialResult:
         d = dict(d)
         cost = d.pop("cost", None)
         known = {f.name for f in dataclasses.fields(cls)}

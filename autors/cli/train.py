@@ -1,0 +1,114 @@
+"""`autors train TASK --arch NAME|arch.json`: train one architecture and write a run folder.
+
+Evaluates on validation; evaluates on test only with `--test` (once, after training).
+The run folder layout is documented in `autors.training.run_folder`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import datetime
+from pathlib import Path
+
+from rich.console import Console
+
+import fusion
+from autors.cli.validate import resolve_task
+from autors.data import prepare
+from autors.data.shipped import DATA_ROOT_ENV
+from autors.errors import ArchError
+from autors.training.loop import SCALARS
+from autors.training.run_folder import check_new_run_dir
+from autors.training.train_run import train_and_write
+
+RUNS_DIR = Path("results") / "runs"
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train one architecture on a task and write a run folder",
+        description="Train one architecture with the task's `train` settings, evaluate it on "
+        "the validation split (and on the test split only with --test), measure its cost, "
+        "and write results/runs/<name>/ with the weights, arch.json and metrics.json.",
+    )
+    p.add_argument("task", help="a task YAML file (or the name of a shipped task)")
+    p.add_argument(
+        "--arch",
+        required=True,
+        help=f"a baseline name ({', '.join(fusion.BASELINES)}) or an arch.json file",
+    )
+    p.add_argument("--seed", type=int, default=None, help="training seed (default: the task's)")
+    p.add_argument("--epochs", type=_positive_int, default=None,
+                   help="override train.epochs of the task (e.g. for a quick check)")
+    p.add_argument("--test", action="store_true",
+                   help="also evaluate once on the test split (off by default: test pixels "
+                   "must not steer model choices)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="run folder to create (default: results/runs/<task>_<arch>_<time>)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars, only the summary")
+    p.add_argument("--data-root", default=None,
+                   help=f"data folder for a shipped task (default: ${DATA_ROOT_ENV})")
+    p.set_defaults(func=run)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def load_arch_arg(value: str) -> tuple[dict | str, str]:
+    """(arch dict or baseline name, short name for the run folder) from --arch."""
+    path = Path(value)
+    if path.suffix == ".json" or path.exists():
+        if not path.is_file():
+            raise ArchError(f"--arch {value}: file not found")
+        try:
+            arch = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ArchError(f"--arch {value}: not a readable JSON arch ({err})") from None
+        if not isinstance(arch, dict):
+            raise ArchError(f"--arch {value}: must hold a JSON object (an arch), not a list")
+        return arch, path.stem
+    if value not in fusion.BASELINES:
+        raise ArchError(
+            f"--arch {value!r} is neither an arch.json file nor a baseline: baselines are "
+            f"{list(fusion.BASELINES)}"
+        )
+    return value, value
+
+
+def _metrics_line(metrics: dict) -> str:
+    return "  ".join(f"{k.upper()} {metrics[k]:.4f}" for k in SCALARS)
+
+
+def run(args: argparse.Namespace) -> int:
+    console = Console(highlight=False)
+    task = resolve_task(args.task, args.data_root)
+    arch, arch_name = load_arch_arg(args.arch)
+    seed = task.seed if args.seed is None else args.seed
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = args.out or RUNS_DIR / f"{task.name}_{arch_name}_{stamp}"
+    check_new_run_dir(out)  # before reading the data, not after
+
+    if not args.quiet:
+        console.print(f"preparing data for task [bold]{task.name}[/] ({task.task})")
+    data = prepare(task)
+    run = train_and_write(task, arch, data, seed, out, test=args.test,
+                          progress=not args.quiet, max_epochs=args.epochs)
+
+    outcome, cost = run.outcome, run.cost
+    console.print(f"arch   {outcome.arch.summary()}")
+    console.print(f"epochs {outcome.epochs} (best {outcome.best_epoch}, early stopping on "
+                  f"{outcome.monitor}), {outcome.train_s:.1f} s on {outcome.device}")
+    console.print(f"val    {_metrics_line(outcome.val_metrics)}")
+    if run.test_metrics is not None:
+        console.print(f"test   {_metrics_line(run.test_metrics)}")
+    console.print(f"cost   {cost.params:,} params  {cost.flops / 1e6:.2f} MFLOPs/sample  "
+                  f"{cost.latency_ms_b1:.2f} ms @1  {cost.latency_ms_per_sample_b256:.3f} "
+                  f"ms/sample @{cost.throughput_batch} ({cost.threads} threads)")
+    console.print(f"run folder {run.path}")
+    return 0

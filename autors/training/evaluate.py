@@ -1,0 +1,74 @@
+"""Evaluate a trained model on one split of the prepared data.
+
+Validation is used for model selection (early stopping, the search); the test split is only
+evaluated when a caller names it explicitly (`autors train --test`, the search's final
+retraining), never as a side effect.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from autors.data import PreparedData
+from autors.errors import DataError
+from autors.training.batches import eval_loader, to_device
+from autors.training.metrics import confusion_matrix, expected_calibration_error, summarize
+
+EVAL_SPLITS = ("val", "test")
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def predict_split(
+    model: nn.Module, data: PreparedData, split: str, batch_size: int = 256
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(target, prediction, confidence) for every labelled sample of `split`, each [N].
+
+    Patch classification: one sample per labelled pixel. Segmentation: every labelled pixel of
+    the split's non-overlapping tiles (each pixel once). Confidence = max softmax probability.
+    """
+    if split not in EVAL_SPLITS:
+        raise ValueError(f"evaluate on 'val' or 'test', not '{split}'")
+    loader = eval_loader(data.dataset(split, augment=False), batch_size)
+    device = _device_of(model)
+    targets, preds, confs = [], [], []
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for batch in loader:
+                batch = to_device(batch, device)
+                target = batch.pop("target")  # [B] or [B, H, W]
+                prob = torch.softmax(model(batch).float(), dim=1)  # [B, K] or [B, K, H, W]
+                conf, pred = prob.max(dim=1)  # [B] or [B, H, W]
+                keep = target >= 0
+                targets.append(target[keep].cpu())
+                preds.append(pred[keep].cpu())
+                confs.append(conf[keep].cpu())
+    finally:
+        model.train(was_training)
+    if not targets or sum(t.numel() for t in targets) == 0:
+        raise DataError(f"the {split} split has no labelled pixel to evaluate on")
+    return (
+        torch.cat(targets).numpy(),
+        torch.cat(preds).numpy(),
+        torch.cat(confs).numpy(),
+    )
+
+
+def evaluate(
+    model: nn.Module, data: PreparedData, split: str, batch_size: int = 256
+) -> dict[str, Any]:
+    """Metrics of `model` on `split` ('val' or 'test'): `metrics.summarize` keys plus `ece`."""
+    target, pred, conf = predict_split(model, data, split, batch_size)
+    cm = confusion_matrix(target, pred, data.num_classes)
+    out = summarize(cm, data.class_names)
+    out["ece"] = expected_calibration_error(conf, pred == target)
+    return out

@@ -1,0 +1,229 @@
+"""Train one architecture on prepared data with the task's `train` settings.
+
+- Optimiser: adamw / adam (lr, weight_decay) or sgd (momentum 0.9, Nesterov, weight_decay).
+- Schedule: cosine annealing per epoch from `lr` down to `lr / 100` over the epoch budget
+  (early stopping may end training before the minimum is reached).
+- Loss: cross-entropy, unlabelled pixels (-1) ignored; with `class_weighting`, classes are
+  weighted by inverse frequency over the training split: w_k = N / (K * n_k).
+- Early stopping on the task's `search.objective` (val_oa, val_aa, val_kappa or val_miou),
+  evaluated on the validation split after every epoch; training stops after
+  `early_stopping_patience` epochs without a strict improvement and the best epoch's weights
+  are restored.
+- Modality dropout: per training sample, each sensor the arch uses is zeroed with probability
+  `modality_dropout`, never all of them (see `batches.modality_keep_mask`).
+- Augmentation: flips / 90-degree rotations drawn by the dataset from (seed, epoch, index).
+- Reproducible for a seed on CPU: torch's global RNG is seeded (weights, dropout layers), the
+  loader shuffles with its own seeded generator, modality dropout has its own generator, and
+  loading is single-process.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from torch import nn
+from torch.utils.data import DataLoader
+
+import fusion
+from autors.config import TaskSpec, TrainSpec
+from autors.data import PreparedData
+from autors.errors import ArchError, AutorsError
+from autors.training.batches import (
+    Batch,
+    apply_modality_dropout,
+    resolve_device,
+    to_device,
+    train_loader,
+)
+from autors.training.evaluate import evaluate
+
+SCALARS = ("oa", "aa", "kappa", "miou")
+MIN_LR_FACTOR = 0.01  # cosine schedule ends at lr * MIN_LR_FACTOR
+
+
+class TrainingDivergedError(AutorsError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class TrainOutcome:
+    """A trained model (best validation epoch restored) and how it got there."""
+
+    model: nn.Module  # on the training device, in eval mode
+    arch: fusion.Arch  # the resolved architecture (a baseline name becomes its full Arch)
+    history: list[dict[str, float]]  # one record per epoch: epoch, train_loss, lr, val_*, seconds
+    val_metrics: dict[str, Any]  # `evaluate(..., "val")` of the restored best epoch
+    best_epoch: int
+    epochs: int  # epochs actually run
+    monitor: str  # the early-stopping metric: task.search.objective, e.g. "val_oa"
+    device: str
+    train_s: float  # wall time of the loop, validation included
+
+
+def monitor_metric(task: TaskSpec) -> str:
+    """The validation metric early stopping maximises: the search objective of the task
+    (`search.objective`, default val_oa; set val_miou for segmentation), so the weights kept
+    for a trial are the best ones by the very metric the search ranks trials with."""
+    return task.search.objective
+
+
+def resolve_arch(arch: fusion.Arch | dict | str, task: TaskSpec, data: PreparedData) -> fusion.Arch:
+    """An Arch for this task: a baseline name, an arch dict or an Arch, checked against the
+    task's sensors and output kind. fusion's errors become `autors.errors.ArchError`."""
+    dense = task.task == "segmentation"
+    try:
+        if isinstance(arch, str):
+            arch = fusion.baseline_arch(arch, data.in_channels, dense=dense)
+        elif isinstance(arch, dict):
+            arch = fusion.Arch.from_dict(arch)
+        arch.validate(sensors=list(data.in_channels), dense=dense)
+    except fusion.ArchError as err:
+        raise ArchError(f"architecture: {err}") from None
+    return arch
+
+
+def build_optimizer(params: Any, spec: TrainSpec) -> torch.optim.Optimizer:
+    if spec.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
+    if spec.optimizer == "adam":
+        return torch.optim.Adam(params, lr=spec.lr, weight_decay=spec.weight_decay)
+    return torch.optim.SGD(
+        params, lr=spec.lr, momentum=0.9, nesterov=True, weight_decay=spec.weight_decay
+    )
+
+
+def class_weights(data: PreparedData) -> torch.Tensor:
+    """Inverse-frequency weights [K] over the training split (0 for a class with no pixel)."""
+    counts = np.asarray(data.splits.counts()["train"], dtype=np.float64)  # [K]
+    present = counts > 0
+    w = np.zeros_like(counts)
+    w[present] = counts.sum() / (present.sum() * counts[present])
+    return torch.as_tensor(w, dtype=torch.float32)
+
+
+def _stream_seed(seed: int, stream: int) -> int:
+    """An independent 63-bit seed per random stream (weights, shuffling, dropout...)."""
+    return int(np.random.SeedSequence([seed, stream]).generate_state(2, np.uint64)[0] >> 1)
+
+
+def _train_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    epoch: int,
+    drop: Callable[[Batch], Batch],
+    on_batch: Callable[[float], object],
+) -> float:
+    """One pass over `loader`; returns the mean batch loss. `drop` applies modality dropout,
+    `on_batch` receives the running mean loss (progress display)."""
+    device = next(model.parameters()).device
+    model.train()
+    loss_sum, n_batches = 0.0, 0
+    for i, batch in enumerate(loader, start=1):
+        batch = to_device(batch, device)
+        target = batch.pop("target")  # [B] or [B, H, W]
+        loss = loss_fn(model(drop(batch)), target)
+        if not torch.isfinite(loss):
+            raise TrainingDivergedError(
+                f"the training loss became {loss.item()} at epoch {epoch}, batch {i} "
+                f"(lr {optimizer.param_groups[0]['lr']:g}): lower train.lr, or check the "
+                "inputs for NaN / infinite values"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.item()
+        n_batches += 1
+        on_batch(loss_sum / n_batches)
+    return loss_sum / max(n_batches, 1)
+
+
+def train_model(
+    task: TaskSpec,
+    arch: fusion.Arch | dict | str,
+    data: PreparedData,
+    seed: int,
+    *,
+    progress: bool = False,
+    max_epochs: int | None = None,
+) -> TrainOutcome:
+    """Train `arch` on `data` with `task.train`; `max_epochs` overrides `task.train.epochs`.
+
+    Raises `ArchError` for an arch that does not fit the task and `TrainingDivergedError`
+    when the loss stops being finite.
+    """
+    spec = task.train
+    epochs = max_epochs if max_epochs is not None else spec.epochs
+    if epochs < 1:
+        raise ValueError(f"max_epochs must be >= 1, got {epochs}")
+    arch = resolve_arch(arch, task, data)
+    device = resolve_device(spec.device)
+    torch.manual_seed(_stream_seed(seed, 0))  # weights and dropout layers
+    model = fusion.build_model(arch, data.in_channels, data.num_classes, dense=arch.dense)
+    model.to(device)
+
+    train_ds = data.dataset("train", augment=spec.augment, seed=_stream_seed(seed, 1))
+    loader = train_loader(train_ds, spec, _stream_seed(seed, 2))
+    dropout_gen = torch.Generator().manual_seed(_stream_seed(seed, 3))
+    weight = class_weights(data).to(device) if spec.class_weighting else None
+    loss_fn = nn.CrossEntropyLoss(weight=weight, ignore_index=-1)
+    optimizer = build_optimizer(model.parameters(), spec)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=epochs, eta_min=spec.lr * MIN_LR_FACTOR
+    )
+    monitor = monitor_metric(task)
+
+    history: list[dict[str, float]] = []
+    best_score, best_epoch, best_val, best_state = -math.inf, 0, {}, None
+    t_start = time.perf_counter()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TextColumn("{task.fields[status]}"))
+    with Progress(*columns, disable=not progress) as bar:
+        for epoch in range(1, epochs + 1):
+            t_epoch = time.perf_counter()
+            train_ds.set_epoch(epoch)
+            bar_task = bar.add_task(f"epoch {epoch}/{epochs}", total=len(loader), status="")
+            train_loss = _train_epoch(
+                model, loader, loss_fn, optimizer, epoch,
+                lambda batch: apply_modality_dropout(batch, arch.sensors,
+                                                     spec.modality_dropout, dropout_gen),
+                lambda mean_loss, task_id=bar_task: bar.update(
+                    task_id, advance=1, status=f"loss {mean_loss:.3f}"),
+            )
+            lr = optimizer.param_groups[0]["lr"]
+            schedule.step()
+
+            val = evaluate(model, data, "val", spec.batch_size)
+            record = {"epoch": epoch, "train_loss": train_loss, "lr": lr}
+            record.update({f"val_{k}": float(val[k]) for k in SCALARS})
+            record["seconds"] = time.perf_counter() - t_epoch
+            history.append(record)
+            if record[monitor] > best_score:
+                best_score, best_epoch, best_val = record[monitor], epoch, val
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            bar.update(bar_task, status=f"loss {record['train_loss']:.3f}  {monitor} "
+                       f"{record[monitor]:.3f}  best {best_score:.3f} (epoch {best_epoch})")
+            if epoch - best_epoch >= spec.early_stopping_patience:
+                break
+
+    model.load_state_dict(best_state)  # set in epoch 1: any score beats -inf
+    model.eval()
+    return TrainOutcome(
+        model=model,
+        arch=arch,
+        history=history,
+        val_metrics=best_val,
+        best_epoch=best_epoch,
+        epochs=len(history),
+        monitor=monitor,
+        device=str(device),
+        train_s=time.perf_counter() - t_start,
+    )

@@ -1,0 +1,263 @@
+"""The run folder of one trained architecture (`autors train`), and how to read it back.
+
+Layout of `results/runs/<name>/` (all JSON is UTF-8, indented):
+
+    task.yaml        byte-for-byte copy of the task file used (relative paths in it are
+                     relative to the ORIGINAL file's folder: run.json task.path); when the
+                     task has no file (rebuilt from a dict in a Ray worker), the parsed task
+                     written as YAML with absolute paths (run.json task.path is then null)
+    arch.json        the resolved architecture, `fusion.Arch.to_dict()` (a baseline name is
+                     stored as its full arch); rebuilds the model with `fusion.build_model`
+    weights.pt       the model's state_dict, CPU tensors; load with
+                     `torch.load(path, weights_only=True)`
+    metrics.json     {"val": <metrics>, "test": <metrics> (ONLY when --test was given),
+                      "cost": {params, flops, latency_ms_b1, latency_ms_per_sample_b256,
+                               throughput_batch, threads},
+                      "epochs": n run, "best_epoch": n, "monitor": search.objective,
+                      "history": [{epoch, train_loss, lr, val_oa, val_aa, val_kappa,
+                                   val_miou, seconds}, ...]}
+                     where <metrics> = oa, aa, kappa, miou, ece, per_class_accuracy,
+                     per_class_iou, support ({class: ...}), confusion_matrix (rows =
+                     reference, columns = prediction), class_names, num_samples
+    norm_stats.json  {"mean": {sensor: [per band]}, "std": {...}}, training pixels only;
+                     model inputs are (raw - mean) / std, invalid pixels set to 0
+    run.json         provenance and model inputs:
+                     {"format": 1, "kind": "train", "seed": s,
+                      "task": {"name", "kind", "path", "sha256" (of task.yaml's bytes),
+                               "digest" (TaskSpec.digest()), "spec" (TaskSpec.to_dict())},
+                      "split_sha256": hash of the train/val/test class-index rasters,
+                      "inputs": {"sensors": [{"name", "kind", "bands": [names],
+                                              "in_channels"}, ...] (model input order),
+                                 "class_names", "class_values" (raster value per class
+                                 index), "num_classes", "patch_size", "tile_size",
+                                 "dense" (segmentation output)},
+                      "device", "torch_threads", "host", "started" (ISO 8601 UTC),
+                      "wall_s", "versions": {autors, torch, numpy, rasterio, python},
+                      "argv"}
+
+The folder is written under a temporary name and renamed when complete, so a folder with the
+final name is never half-written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import platform
+import shutil
+import socket
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import torch
+import yaml
+from torch import nn
+
+import autors
+import fusion
+from autors.config import TaskSpec
+from autors.data import NormStats, PreparedData
+from autors.errors import ModelFolderError
+from autors.training.loop import TrainOutcome
+from autors.training.result import Cost
+
+FORMAT = 1
+FILES = ("task.yaml", "arch.json", "weights.pt", "metrics.json", "norm_stats.json", "run.json")
+
+
+def versions() -> dict[str, str]:
+    return {
+        "autors": autors.__version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "rasterio": rasterio.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def split_sha256(data: PreparedData) -> str:
+    """Hash of the split rasters: two runs with equal hashes trained and validated on the
+    same pixels."""
+    h = hashlib.sha256()
+    for name in ("train", "val", "test"):
+        arr = np.ascontiguousarray(data.splits.get(name), dtype=np.int16)
+        h.update(name.encode() + str(arr.shape).encode() + arr.tobytes())
+    return h.hexdigest()
+
+
+def check_new_run_dir(out: Path) -> None:
+    """Refuse to reuse a folder that already holds something (checked before training)."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ModelFolderError(
+            f"run folder {out} already exists and is not empty: choose another --out or "
+            "remove it"
+        )
+
+
+def _dump(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=2, allow_nan=False) + "\n")
+
+
+@dataclass
+class RunRecord:
+    """What a caller needs to write a run folder."""
+
+    task: TaskSpec
+    outcome: TrainOutcome
+    data: PreparedData
+    seed: int
+    cost: Cost
+    test_metrics: dict[str, Any] | None  # None unless the test split was explicitly asked for
+    started: str  # ISO 8601 UTC
+    wall_s: float
+
+
+def write_run(out: Path, rec: RunRecord) -> Path:
+    """Write the run folder `out` (layout in the module docstring); returns its path."""
+    out = Path(out)
+    check_new_run_dir(out)
+    task, outcome, data = rec.task, rec.outcome, rec.data
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        if task.source is not None:
+            shutil.copyfile(task.source, tmp / "task.yaml")
+        else:
+            (tmp / "task.yaml").write_text(yaml.safe_dump(task.to_dict(), sort_keys=False))
+        _dump(tmp / "arch.json", outcome.arch.to_dict())
+        state = {k: v.detach().cpu() for k, v in outcome.model.state_dict().items()}
+        torch.save(state, tmp / "weights.pt")
+        metrics: dict[str, Any] = {"val": outcome.val_metrics}
+        if rec.test_metrics is not None:
+            metrics["test"] = rec.test_metrics
+        metrics.update(
+            cost=asdict(rec.cost),
+            epochs=outcome.epochs,
+            best_epoch=outcome.best_epoch,
+            monitor=outcome.monitor,
+            history=outcome.history,
+        )
+        _dump(tmp / "metrics.json", metrics)
+        _dump(tmp / "norm_stats.json", data.stats.to_dict())
+        _dump(tmp / "run.json", {
+            "format": FORMAT,
+            "kind": "train",
+            "seed": rec.seed,
+            "task": {
+                "name": task.name,
+                "kind": task.task,
+                "path": None if task.source is None else str(task.source),
+                "sha256": file_sha256(tmp / "task.yaml"),
+                "digest": task.digest(),
+                "spec": task.to_dict(),
+            },
+            "split_sha256": split_sha256(data),
+            "inputs": {
+                "sensors": [
+                    {"name": name, "kind": task.sensors[name].kind,
+                     "bands": list(data.band_names[name]), "in_channels": c}
+                    for name, c in data.in_channels.items()
+                ],
+                "class_names": list(data.class_names),
+                "class_values": task.labels.class_values,
+                "num_classes": data.num_classes,
+                "patch_size": task.patch_size,
+                "tile_size": task.tile_size,
+                "dense": outcome.arch.dense,
+            },
+            "device": outcome.device,
+            "torch_threads": torch.get_num_threads(),
+            "host": socket.gethostname(),
+            "started": rec.started,
+            "wall_s": rec.wall_s,
+            "versions": versions(),
+            "argv": list(sys.argv),
+        })
+        if out.exists():
+            out.rmdir()  # empty (checked above); rename needs the name free
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+# ---- reading ----------------------------------------------------------------------------------
+@dataclass
+class RunFolder:
+    """A run folder read back (export and tests use it)."""
+
+    path: Path
+    arch: fusion.Arch
+    metrics: dict[str, Any]
+    norm_stats: NormStats
+    run: dict[str, Any]
+
+    @property
+    def in_channels(self) -> dict[str, int]:
+        return {s["name"]: int(s["in_channels"]) for s in self.run["inputs"]["sensors"]}
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.run["inputs"]["num_classes"])
+
+    def load_model(self) -> nn.Module:
+        """Rebuild the model from arch.json and load weights.pt (weights_only); eval mode."""
+        model = fusion.build_model(self.arch, self.in_channels, self.num_classes)
+        weights = self.path / "weights.pt"
+        try:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+            model.load_state_dict(state)
+        except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as err:
+            raise ModelFolderError(
+                f"{weights}: cannot load the weights into the model of arch.json ({err}); "
+                "the run folder is corrupted or its files come from different runs"
+            ) from None
+        return model.eval()
+
+
+def _load_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ModelFolderError(f"{path}: unreadable or not valid JSON ({err})") from None
+
+
+def read_run(path: str | Path) -> RunFolder:
+    """Read a run folder written by `write_run`; a missing or broken file is a
+    ModelFolderError naming it."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ModelFolderError(f"run folder {path} does not exist")
+    missing = [f for f in FILES if not (path / f).is_file()]
+    if missing:
+        raise ModelFolderError(
+            f"run folder {path} is incomplete: missing {', '.join(missing)} "
+            "(was it written by `autors train`?)"
+        )
+    run = _load_json(path / "run.json")
+    if not isinstance(run, dict) or run.get("format") != FORMAT:
+        raise ModelFolderError(
+            f"{path / 'run.json'}: unsupported run folder format {run.get('format')!r} "
+            f"(this autors reads format {FORMAT})"
+        )
+    try:
+        arch = fusion.Arch.from_dict(_load_json(path / "arch.json"))
+        stats = NormStats.from_dict(_load_json(path / "norm_stats.json"))
+    except (fusion.ArchError, KeyError, TypeError, AttributeError) as err:
+        raise ModelFolderError(f"run folder {path}: invalid arch.json or norm_stats.json "
+                               f"({err})") from None
+    return RunFolder(path=path, arch=arch, metrics=_load_json(path / "metrics.json"),
+                     norm_stats=stats, run=run)

@@ -1,0 +1,62 @@
+"""Train one architecture, evaluate it, measure its cost and write its run folder.
+
+The one path from (task, arch, data, seed) to a run folder: `autors train` uses it, and so can
+the search's final retraining (its run folders are what `autors export` reads).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import fusion
+from autors.config import TaskSpec
+from autors.data import PreparedData
+from autors.training.cost import measure_cost
+from autors.training.evaluate import evaluate
+from autors.training.loop import TrainOutcome, train_model
+from autors.training.result import Cost
+from autors.training.run_folder import RunRecord, check_new_run_dir, write_run
+from autors.training.trial import sample_size
+
+
+@dataclass
+class TrainRun:
+    """A written run folder and what went into it."""
+
+    path: Path
+    outcome: TrainOutcome
+    cost: Cost
+    test_metrics: dict[str, Any] | None  # None unless test=True
+
+
+def train_and_write(
+    task: TaskSpec,
+    arch: fusion.Arch | dict | str,
+    data: PreparedData,
+    seed: int,
+    out: Path,
+    *,
+    test: bool = False,
+    progress: bool = False,
+    max_epochs: int | None = None,
+) -> TrainRun:
+    """Train, evaluate on validation (and once on test only if `test`), measure cost, and
+    write the run folder `out` (refused up front if it exists and is not empty).
+
+    run.json `wall_s` covers this call (data preparation is the caller's and not included).
+    """
+    t0 = time.perf_counter()
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    check_new_run_dir(Path(out))  # before minutes of training, not after
+    outcome = train_model(task, arch, data, seed, progress=progress, max_epochs=max_epochs)
+    test_metrics = evaluate(outcome.model, data, "test", task.train.batch_size) if test else None
+    cost = measure_cost(outcome.model, data.in_channels, sample_size(task))
+    path = write_run(Path(out), RunRecord(
+        task=task, outcome=outcome, data=data, seed=seed, cost=cost,
+        test_metrics=test_metrics, started=started, wall_s=time.perf_counter() - t0,
+    ))
+    return TrainRun(path=path, outcome=outcome, cost=cost, test_metrics=test_metrics)

@@ -1,0 +1,157 @@
+"""The training loop on the tiny two-sensor scene: learning, seeding, early stopping, errors."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from autors.config import TaskSpec
+from autors.data import PreparedData, Splits
+from autors.errors import ArchError, TaskFileError
+from autors.training.batches import apply_modality_dropout, modality_keep_mask, resolve_device
+from autors.training.evaluate import evaluate
+from autors.training.loop import TrainingDivergedError, class_weights, train_model
+
+
+def with_train(task: TaskSpec, **changes: object) -> TaskSpec:
+    """The task with some `train` fields changed (TaskSpec is frozen)."""
+    return task.model_copy(update={"train": task.train.model_copy(update=changes)})
+
+
+def test_patch_training_beats_chance_and_restores_the_best_epoch(
+    patch_task: TaskSpec, patch_data: PreparedData
+) -> None:
+    task = with_train(patch_task, epochs=3, early_stopping_patience=1)
+    out = train_model(task, "late_cnn", patch_data, seed=0)
+    assert out.monitor == "val_oa"
+    assert out.val_metrics["oa"] > 1 / 3 + 0.4  # 3 classes: chance is 1/3
+    scores = [h["val_oa"] for h in out.history]
+    assert out.val_metrics["oa"] == pytest.approx(max(scores))
+    assert scores[out.best_epoch - 1] == max(scores)
+    # stopped either at the budget or `patience` epochs after the best one
+    assert out.epochs == len(out.history)
+    assert out.epochs == 3 or out.epochs - out.best_epoch == 1
+    # the returned model IS the best epoch's: re-evaluating it gives the same numbers
+    again = evaluate(out.model, patch_data, "val")
+    assert again["confusion_matrix"] == out.val_metrics["confusion_matrix"]
+    assert not out.model.training
+
+
+def test_segmentation_training_learns_and_monitors_miou(
+    seg_task: TaskSpec, seg_data: PreparedData
+) -> None:
+    task = with_train(seg_task, epochs=4, batch_size=4)
+    out = train_model(task, "early_cnn", seg_data, seed=0)
+    assert out.monitor == "val_miou"
+    assert out.val_metrics["oa"] > 1 / 3 + 0.25
+    assert out.val_metrics["miou"] == pytest.approx(max(h["val_miou"] for h in out.history))
+    # every labelled validation pixel is counted exactly once
+    assert out.val_metrics["num_samples"] == int((seg_data.splits.val >= 0).sum())
+
+
+def test_early_stopping_follows_the_search_objective(
+    patch_task: TaskSpec, patch_data: PreparedData
+) -> None:
+    task = with_train(patch_task, epochs=2, max_train_samples=64).model_copy(
+        update={"search": patch_task.search.model_copy(update={"objective": "val_kappa"})})
+    out = train_model(task, "late_cnn", patch_data, seed=0)
+    assert out.monitor == "val_kappa"
+    kappas = [h["val_kappa"] for h in out.history]
+    assert out.best_epoch == kappas.index(max(kappas)) + 1
+    assert out.val_metrics["kappa"] == pytest.approx(max(kappas))
+
+
+def test_same_seed_same_weights_other_seed_other_weights(
+    patch_task: TaskSpec, patch_data: PreparedData
+) -> None:
+    # every random stream on: init, shuffling, augmentation, modality dropout, head dropout
+    task = with_train(patch_task, epochs=2, max_train_samples=96, modality_dropout=0.5,
+                      class_weighting=True, augment=True, optimizer="sgd", lr=0.05)
+    a = train_model(task, "late_cnn", patch_data, seed=7)
+    b = train_model(task, "late_cnn", patch_data, seed=7)
+    c = train_model(task, "late_cnn", patch_data, seed=8)
+    sa, sb, sc = a.model.state_dict(), b.model.state_dict(), c.model.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert [h["train_loss"] for h in a.history] == [h["train_loss"] for h in b.history]
+    assert a.val_metrics == b.val_metrics
+    assert not all(torch.equal(sa[k], sc[k]) for k in sa)
+
+
+def test_modality_keep_mask_never_drops_every_sensor() -> None:
+    gen = torch.Generator().manual_seed(0)
+    for sensors in (2, 3, 4):
+        keep = modality_keep_mask(5000, sensors, 0.9, gen)  # [B, S]
+        assert keep.any(dim=1).all()
+        # a high p is not silently ignored: few samples keep every sensor (0.1^S expected)
+        assert keep.all(dim=1).float().mean() < 0.05
+
+
+def test_modality_dropout_zeroes_whole_sensors_of_used_sensors_only() -> None:
+    gen = torch.Generator().manual_seed(1)
+    batch = {"optical": torch.ones(64, 4, 5, 5), "lidar": torch.ones(64, 1, 5, 5),
+             "sar": torch.ones(64, 2, 5, 5)}
+    out = apply_modality_dropout(batch, ["optical", "lidar"], 0.7, gen)
+    per_sample = {}
+    for name in ("optical", "lidar"):
+        sums = out[name].flatten(1).sum(dim=1)  # [B]
+        n = out[name][0].numel()
+        assert bool(((sums == 0) | (sums == n)).all())  # a sensor is kept or zeroed whole
+        per_sample[name] = sums > 0
+    assert bool((per_sample["optical"] | per_sample["lidar"]).all())
+    assert not bool(per_sample["optical"].all() and per_sample["lidar"].all())
+    assert torch.equal(out["sar"], batch["sar"])  # not used by the arch: untouched
+    assert torch.equal(batch["optical"], torch.ones(64, 4, 5, 5))  # input not modified
+    # a single used sensor is never dropped
+    single = apply_modality_dropout(batch, ["optical"], 0.99, gen)
+    assert torch.equal(single["optical"], batch["optical"])
+
+
+def test_class_weights_are_inverse_frequency_by_hand(patch_data: PreparedData) -> None:
+    train = np.full((2, 4), -1, dtype=np.int16)
+    train[0] = [0, 0, 0, 1]  # class 0: 3 pixels, class 1: 1, class 2: none
+    splits = Splits(train=train, val=train.copy(), test=train.copy(), num_classes=3)
+    w = class_weights(dataclasses.replace(patch_data, splits=splits))
+    # N = 4 over 2 present classes: w_k = 4 / (2 * n_k)
+    assert w.tolist() == pytest.approx([4 / 6, 4 / 2, 0.0])
+
+
+def test_nan_inputs_raise_a_clear_divergence_error(
+    patch_task: TaskSpec, patch_data: PreparedData
+) -> None:
+    bad = dict(patch_data.sensors)
+    bad["lidar"] = np.full_like(bad["lidar"], np.nan)
+    data = dataclasses.replace(patch_data, sensors=bad)
+    with pytest.raises(TrainingDivergedError, match=r"loss became nan at epoch 1, batch 1.*lr"):
+        train_model(with_train(patch_task, epochs=1), "late_cnn", data, seed=0)
+
+
+def test_arch_for_other_sensors_is_an_arch_error(
+    patch_task: TaskSpec, patch_data: PreparedData
+) -> None:
+    arch = {"version": 1,
+            "branches": {"optical": {"kind": "conv"}, "radar": {"kind": "conv"}},
+            "fusion": {"op": "sum", "position": "late"},
+            "head": {"kind": "patch"}}
+    with pytest.raises(ArchError, match="branches.radar.*no sensor 'radar'"):
+        train_model(patch_task, arch, patch_data, seed=0)
+
+
+def test_segmentation_head_on_a_patch_task_is_an_arch_error(
+    patch_task: TaskSpec, patch_data: PreparedData, seg_task: TaskSpec, seg_data: PreparedData
+) -> None:
+    arch = {"version": 1,
+            "branches": {"optical": {"kind": "conv"}, "lidar": {"kind": "conv"}},
+            "fusion": {"op": "sum", "position": "late"},
+            "head": {"kind": "segmentation"}}
+    with pytest.raises(ArchError, match="head.kind"):
+        train_model(patch_task, arch, patch_data, seed=0)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
+def test_cuda_without_gpu_names_the_field() -> None:
+    with pytest.raises(TaskFileError, match="train.device.*'auto' or 'cpu'"):
+        resolve_device("cuda")
+    assert resolve_device("auto") == torch.device("cpu")
