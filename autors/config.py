@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -29,7 +29,7 @@ class SensorSpec(_Strict):
 
     kind: SensorKind
     path: Path
-    bands: list[Union[int, str]] | None = Field(
+    bands: list[int | str] | None = Field(
         default=None, description="band names or 1-based indices; all bands when omitted"
     )
     nodata: float | None = Field(
@@ -54,7 +54,7 @@ class SensorSpec(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _sar_units_only_for_sar(self) -> "SensorSpec":
+    def _sar_units_only_for_sar(self) -> SensorSpec:
         if self.sar_units is not None and self.kind != "sar":
             raise ValueError(f"'sar_units' is only meaningful for kind 'sar', not '{self.kind}'")
         return self
@@ -80,7 +80,7 @@ class LabelSpec(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _check_classes(self) -> "LabelSpec":
+    def _check_classes(self) -> LabelSpec:
         if len(self.classes) < 2:
             raise ValueError("'classes' needs at least two classes")
         if self.ignore in self.classes:
@@ -121,13 +121,13 @@ class SpatialBlockSplit(_Strict):
     val_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
 
     @model_validator(mode="after")
-    def _fractions(self) -> "SpatialBlockSplit":
+    def _fractions(self) -> SpatialBlockSplit:
         if self.test_fraction + self.val_fraction >= 1.0:
             raise ValueError("test_fraction + val_fraction must leave some blocks for training")
         return self
 
 
-SplitSpec = Annotated[Union[GivenSplit, SpatialBlockSplit], Field(discriminator="kind")]
+SplitSpec = Annotated[GivenSplit | SpatialBlockSplit, Field(discriminator="kind")]
 
 
 class TrainSpec(_Strict):
@@ -171,7 +171,7 @@ class SearchSpec(_Strict):
     final_seeds: int = Field(default=3, ge=1, description="seeds per retrained architecture")
 
     @model_validator(mode="after")
-    def _some_budget(self) -> "SearchSpec":
+    def _some_budget(self) -> SearchSpec:
         if self.max_trials is None and self.max_minutes is None:
             raise ValueError("set 'max_trials' or 'max_minutes' (or both) to bound the search")
         return self
@@ -223,7 +223,7 @@ class TaskSpec(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> "TaskSpec":
+    def _cross_checks(self) -> TaskSpec:
         if self.grid != "labels" and self.grid not in self.sensors:
             raise ValueError(
                 f"grid '{self.grid}' is neither 'labels' nor a sensor ({sorted(self.sensors)})"
@@ -245,7 +245,7 @@ class TaskSpec(_Strict):
         return self.model_dump(mode="json")
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TaskSpec":
+    def from_dict(cls, data: dict) -> TaskSpec:
         """Inverse of `to_dict` (paths are already absolute)."""
         return cls.model_validate(data)
 
