@@ -34,3 +34,7 @@ class SearchError(AutorsError):
 
 class ModelFolderError(AutorsError):
     """An exported model folder is incomplete, corrupted or does not fit the given inputs."""
+
+
+class SynthConfigError(AutorsError):
+    """A synthetic-scene setting is invalid; the message names the field and the valid range."""

@@ -1,1 +1,12 @@
-"""Synthetic co-registered multi-sensor scenes where the fusion topology matters."""
+"""Synthetic co-registered multi-sensor scenes where the fusion topology matters.
+
+`generate_scene(out_dir, SynthConfig.small())` writes optical.tif, sar.tif, lidar.tif,
+hsi.tif, labels.tif, train.tif, test.tif, task.yaml and scene.json; see `catalogue` for why no
+single sensor separates every class and `spectra` for where the spectra come from.
+"""
+
+from autors.errors import SynthConfigError
+from autors.synth.config import SENSORS, SynthConfig
+from autors.synth.scene import SceneInfo, generate_scene
+
+__all__ = ["SENSORS", "SceneInfo", "SynthConfig", "SynthConfigError", "generate_scene"]
