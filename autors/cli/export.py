@@ -1,0 +1,83 @@
+"""`autors export RUN [--rank N] --out DIR` and `autors export --list RUN`.
+
+RUN is an `autors train` run folder (one model, rank 1) or an `autors search` run folder
+(its final retrained models, rank 1 = best). The exported folder layout is documented in
+`autors.export.export` and the model card in `autors.export.card`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from autors.export.card import MetricSummary
+from autors.export.export import export_model, summarize_metrics
+from autors.export.loader import load_exported
+from autors.export.source import list_candidates
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "export",
+        help="export a trained model (TorchScript, ONNX, weights, model card)",
+        description="Write a self-describing model folder from a run folder: arch.json, "
+        "weights.pt, model.ts (TorchScript), model.onnx and model.json (the model card with "
+        "sensors, bands, normalisation, classes, metrics, cost and provenance).",
+    )
+    p.add_argument("run", type=Path, help="an `autors train` or `autors search` run folder")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--out", type=Path, help="the model folder to create (must not exist "
+                      "or be empty)")
+    what.add_argument("--list", action="store_true", help="list what RUN can export and exit")
+    p.add_argument("--rank", type=_rank, default=1,
+                   help="which final model of a search run (1 = best; default 1)")
+    p.set_defaults(func=run)
+
+
+def _rank(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"ranks start at 1, got {value}")
+    return value
+
+
+def _fmt(s: MetricSummary | None) -> str:
+    if s is None:
+        return "-"
+    return f"{s.mean:.4f}" if s.std is None else f"{s.mean:.4f} ± {s.std:.4f}"
+
+
+def run(args: argparse.Namespace) -> int:
+    console = Console(highlight=False)
+    if args.list:
+        candidates = list_candidates(args.run)
+        table = Table(title=f"exportable models of {args.run}")
+        for col in ("rank", "seeds", "val OA", "test OA", "params", "MFLOPs"):
+            table.add_column(col, no_wrap=True)
+        for c in candidates:
+            val, test = summarize_metrics(c.runs, "val"), summarize_metrics(c.runs, "test")
+            cost = c.best.metrics["cost"]
+            table.add_row(
+                str(c.rank), ",".join(map(str, c.seeds)), _fmt(val["oa"] if val else None),
+                _fmt(test["oa"] if test else None), f"{cost['params']:,}",
+                f"{cost['flops'] / 1e6:.2f}",
+            )
+        console.print(table)
+        for c in candidates:
+            console.print(f"rank {c.rank}: {c.best.arch.summary()}\n  weights of seed "
+                          f"{c.best.run['seed']} from {c.best.path}")
+        return 0
+    out = export_model(args.run, args.out, args.rank)
+    card = load_exported(out).card  # re-read and verify what was written
+    console.print(f"exported rank {args.rank} of {args.run} (seed {card.provenance.seed}) "
+                  f"to {out}")
+    console.print(f"inputs  {', '.join(f'{s.name}[{s.in_channels}]' for s in card.used_sensors)}"
+                  f" -> {card.num_classes} classes, input size {card.task.input_size}")
+    parity = ", ".join(f"{k} max|diff| {v:.1e}" for k, v in card.export.parity.items())
+    console.print(f"checked {parity}")
+    if card.metrics.test is None:
+        console.print("note: the run has no test metrics (train with --test to get them)")
+    return 0

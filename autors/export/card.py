@@ -1,0 +1,235 @@
+"""The model card (`model.json`) of an exported model folder: what the model needs and what it
+achieved, parsed into typed objects.
+
+    {"format": 1,
+     "task": {"name", "kind", "patch_size", "tile_size", "input_size", "dense", "grid"},
+     "inputs": ["optical", "lidar"],          # model inputs, in the model's fusion order
+     "sensors": [{"name", "kind", "used", "in_channels", "bands": [names],
+                  "read": {"bands", "nodata", "scale", "offset", "sar_units"},
+                  "mean": [...], "std": [...]}, ...],   # every task sensor, arch order
+     "classes": [{"index": 0, "value": 1, "name": "water"}, ...], "ignore_value": 0,
+     "metrics": {"val": {"oa": {"mean", "std", "n", "values"}, ...},
+                 "test": {... same, "ece" included ...} | null, "seeds": [0, 1, 2]},
+     "cost": {params, flops, latency_ms_b1, latency_ms_per_sample_b256, throughput_batch,
+              threads},
+     "provenance": {"task_digest", "task_sha256", "split_sha256", "seed", "source_run",
+                    "source_kind", "rank", "trained_with": {versions}, "exported_with":
+                    {versions}, "exported_at"},
+     "export": {"formats", "onnx_opset", "output": "logits", "parity": {format: max |diff|}},
+     "files": {"arch.json": sha256, "weights.pt": sha256, "model.ts": ..., "model.onnx": ...}}
+
+A model's inputs are `(raw - mean) / std` per band, 0 where the pixel is invalid (nodata or NaN
+in any band of that sensor), `[B, C, S, S]` with S = `task.input_size`; its output is logits
+`[B, K]` (patch classification) or `[B, K, S, S]` (dense). Class index i is raster value
+`classes[i].value`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from autors.config import SensorKind, SensorSpec, TaskKind
+from autors.errors import ModelFolderError
+
+CARD_FORMAT = 1
+CARD_FILE = "model.json"
+
+
+class _Card(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TaskCard(_Card):
+    name: str
+    kind: TaskKind
+    patch_size: int
+    tile_size: int
+    input_size: int = Field(description="side of one model input: patch_size or tile_size")
+    dense: bool = Field(description="True: logits [B, K, S, S]; False: logits [B, K]")
+    grid: str = Field(description="the task's reference grid: 'labels' or a sensor name")
+
+
+class ReadSpec(_Card):
+    """How the sensor's raster values were read in training (the task's sensor entry minus
+    its path): predict applies the same band selection, nodata, scale/offset and dB conversion."""
+
+    bands: list[int | str] | None
+    nodata: float | None
+    scale: float
+    offset: float
+    sar_units: Literal["db", "linear"] | None
+
+
+class SensorCard(_Card):
+    name: str
+    kind: SensorKind
+    used: bool = Field(description="False when the arch's branch is 'off': no input needed")
+    in_channels: int
+    bands: list[str]
+    read: ReadSpec
+    mean: list[float]
+    std: list[float]
+
+    @model_validator(mode="after")
+    def _lengths(self) -> SensorCard:
+        n = self.in_channels
+        if not (len(self.bands) == len(self.mean) == len(self.std) == n):
+            raise ValueError(
+                f"sensor '{self.name}': in_channels {n} but {len(self.bands)} band names, "
+                f"{len(self.mean)} means and {len(self.std)} stds"
+            )
+        try:
+            self.sensor_spec(Path("check"))
+        except ValidationError as err:
+            raise ValueError(f"sensor '{self.name}': read: {err.errors()[0]['msg']}") from None
+        return self
+
+    def sensor_spec(self, path: Path) -> SensorSpec:
+        """The task-file sensor entry for a raster at `path` (read exactly as in training)."""
+        return SensorSpec(kind=self.kind, path=path, **self.read.model_dump())
+
+
+class ClassCard(_Card):
+    index: int
+    value: int = Field(description="the class's value in label rasters and output maps")
+    name: str
+
+
+class MetricSummary(_Card):
+    """One metric over the exported architecture's seeds (std is None for a single seed)."""
+
+    mean: float
+    std: float | None
+    n: int
+    values: list[float]
+
+
+class Metrics(_Card):
+    val: dict[str, MetricSummary]
+    test: dict[str, MetricSummary] | None = Field(
+        description="None when the source run was not evaluated on its test split"
+    )
+    seeds: list[int]
+
+
+class CostCard(_Card):
+    params: int
+    flops: int
+    latency_ms_b1: float
+    latency_ms_per_sample_b256: float
+    throughput_batch: int
+    threads: int
+
+
+class Provenance(_Card):
+    task_digest: str
+    task_sha256: str
+    split_sha256: str
+    seed: int = Field(description="training seed of the exported weights")
+    source_run: str
+    source_kind: Literal["train", "search"]
+    rank: int
+    trained_with: dict[str, str]
+    exported_with: dict[str, str]
+    exported_at: str
+
+
+class ExportInfo(_Card):
+    formats: list[Literal["torchscript", "onnx"]]
+    onnx_opset: int | None
+    output: str = "logits"
+    parity: dict[str, float] = Field(description="max |logit difference| to PyTorch per format")
+
+
+class ModelCard(_Card):
+    format: int
+    task: TaskCard
+    inputs: list[str]
+    sensors: list[SensorCard]
+    classes: list[ClassCard]
+    ignore_value: int
+    metrics: Metrics
+    cost: CostCard
+    provenance: Provenance
+    export: ExportInfo
+    files: dict[str, str] = Field(description="file name -> sha256 of its bytes")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelCard:
+        if self.format != CARD_FORMAT:
+            raise ValueError(f"format {self.format} is not {CARD_FORMAT}")
+        names = [s.name for s in self.sensors]
+        used = [s.name for s in self.sensors if s.used]
+        if self.inputs != used:
+            raise ValueError(f"inputs {self.inputs} differ from the used sensors {used}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"sensor names repeat: {names}")
+        if [c.index for c in self.classes] != list(range(len(self.classes))):
+            raise ValueError("classes must be listed by index 0..K-1")
+        if self.ignore_value in self.class_values:
+            raise ValueError(f"ignore_value {self.ignore_value} is also a class value")
+        return self
+
+    # ---- views ---------------------------------------------------------------------------
+    @property
+    def in_channels(self) -> dict[str, int]:
+        """Bands per task sensor, arch order (what `fusion.build_model` takes)."""
+        return {s.name: s.in_channels for s in self.sensors}
+
+    @property
+    def used_sensors(self) -> list[SensorCard]:
+        """Sensors the model reads, in input order."""
+        return [s for s in self.sensors if s.used]
+
+    def sensor(self, name: str) -> SensorCard:
+        return next(s for s in self.sensors if s.name == name)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def class_values(self) -> list[int]:
+        return [c.value for c in self.classes]
+
+    @property
+    def class_names(self) -> list[str]:
+        return [c.name for c in self.classes]
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), indent=2, allow_nan=False) + "\n"
+
+
+def read_card(folder: Path) -> ModelCard:
+    """Parse `folder/model.json`; a missing, unreadable or invalid card is a ModelFolderError."""
+    path = Path(folder) / CARD_FILE
+    if not path.is_file():
+        raise ModelFolderError(
+            f"{path} is missing: {folder} is not an exported model folder (create one with "
+            "`autors export RUN --out DIR`)"
+        )
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelFolderError(
+            f"{path}: unreadable or not valid JSON ({err}); re-export the model"
+        ) from None
+    if isinstance(data, dict) and data.get("format") != CARD_FORMAT:
+        raise ModelFolderError(
+            f"{path}: model card format {data.get('format')!r} is not supported (this autors "
+            f"reads format {CARD_FORMAT}); re-export the model with this version"
+        )
+    try:
+        return ModelCard.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "<top>"
+        raise ModelFolderError(
+            f"{path}: invalid model card at '{where}': {first['msg']} "
+            f"({err.error_count()} problem(s)); the file was edited or is damaged: re-export "
+            "the model"
+        ) from None

@@ -1,0 +1,246 @@
+"""`export_model`: turn one trained model of a run folder into a self-describing folder.
+
+    DIR/arch.json    fusion.Arch.to_dict(): `fusion.build_model(arch, in_channels, K)` rebuilds
+                     the network (in_channels and K are in model.json)
+    DIR/weights.pt   its state_dict (CPU tensors), byte copy of the run's weights; load with
+                     `torch.load(path, weights_only=True)`
+    DIR/model.ts     TorchScript (`torch.jit.load`): takes {sensor: [B, C, S, S]} -> logits
+    DIR/model.onnx   ONNX, one input per used sensor (named after it), dynamic batch axis,
+                     output "logits"
+    DIR/model.json   the model card (`autors.export.card`)
+
+Both compiled formats are checked against the PyTorch model on random inputs before the folder
+is published (max |logit difference| <= PARITY_ATOL, recorded in the card). The folder is
+written under a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import ValidationError
+from torch import nn
+
+from autors.config import TaskSpec
+from autors.errors import ModelFolderError
+from autors.export.card import (
+    CARD_FILE,
+    CARD_FORMAT,
+    ClassCard,
+    CostCard,
+    ExportInfo,
+    Metrics,
+    MetricSummary,
+    ModelCard,
+    Provenance,
+    ReadSpec,
+    SensorCard,
+    TaskCard,
+)
+from autors.export.source import Candidate, select
+from autors.training.cost import random_inputs
+from autors.training.run_folder import RunFolder as TrainRun
+from autors.training.run_folder import versions
+
+PARITY_ATOL = 1e-4
+PARITY_BATCH = 3
+CARD_METRICS = ("oa", "aa", "kappa", "miou", "ece")
+TS_FILE, ONNX_FILE = "model.ts", "model.onnx"
+
+# torch 2.13 deprecates torch.jit.* and the TorchScript-based ONNX exporter; both still work
+# and are what this format ships (the dynamo exporter needs onnxscript, not installed).
+_EXPECTED_WARNINGS = (
+    r"`torch\.jit\.\w+` is deprecated",
+    "You are using the legacy TorchScript-based ONNX export",
+    "The feature will be removed",
+)
+
+
+def export_model(run: str | Path, out: str | Path, rank: int = 1) -> Path:
+    """Export the model of rank `rank` of run folder `run` into the new folder `out`."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ModelFolderError(f"--out {out} already exists and is not empty: choose another "
+                               "folder or remove it")
+    candidate = select(run, rank)
+    chosen = candidate.best
+    task = _task_of(chosen)
+    model = chosen.load_model()  # eval mode, CPU
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        shutil.copyfile(chosen.path / "arch.json", tmp / "arch.json")
+        shutil.copyfile(chosen.path / "weights.pt", tmp / "weights.pt")
+        parity = _write_compiled(model, chosen, task, tmp)
+        try:
+            card = build_card(candidate, chosen, task, parity, tmp)
+        except (KeyError, TypeError, ValidationError) as err:
+            raise ModelFolderError(
+                f"run folder {chosen.path}: its metrics.json / run.json lack what the model "
+                f"card needs ({type(err).__name__}: {err}); was it written by `autors train`?"
+            ) from None
+        (tmp / CARD_FILE).write_text(card.to_json())
+        if out.exists():
+            out.rmdir()  # empty (checked above); the rename needs the name free
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _task_of(run: TrainRun) -> TaskSpec:
+    try:
+        return TaskSpec.from_dict(run.run["task"]["spec"])
+    except (KeyError, TypeError, ValidationError) as err:
+        raise ModelFolderError(
+            f"{run.path / 'run.json'}: task.spec cannot be read by this autors ({err}); "
+            "the run was written by another version"
+        ) from None
+
+
+def _write_compiled(model: nn.Module, run: TrainRun, task: TaskSpec, folder: Path
+                    ) -> dict[str, float]:
+    """Write model.ts / model.onnx as the task's `export.formats` asks; max |diff| per format."""
+    size = input_size(task)
+    # Arch order: the ONNX graph takes the used sensors in the order of this dict.
+    in_channels = {s: run.in_channels[s] for s in run.arch.branches}
+    x = random_inputs(in_channels, size, PARITY_BATCH, seed=1)  # {s: [B, C, S, S]}
+    with torch.no_grad():
+        want = model(x).numpy()
+    parity: dict[str, float] = {}
+    with warnings.catch_warnings():
+        for pattern in _EXPECTED_WARNINGS:
+            warnings.filterwarnings("ignore", message=pattern)
+        if "torchscript" in task.export.formats:
+            torch.jit.save(torch.jit.script(model), folder / TS_FILE)
+            loaded = torch.jit.load(folder / TS_FILE)
+            with torch.no_grad():
+                parity["torchscript"] = _check(loaded(x).numpy(), want, TS_FILE)
+        if "onnx" in task.export.formats:
+            parity["onnx"] = _write_onnx(model, x, want, task.export.onnx_opset, folder,
+                                         run.arch.sensors)
+    return parity
+
+
+def _write_onnx(model: nn.Module, x: dict[str, torch.Tensor], want: np.ndarray, opset: int,
+                folder: Path, used: list[str]) -> float:
+    import onnx  # the export's only users of onnx / onnxruntime
+    import onnxruntime as ort
+
+    names = list(x)
+    # The dict is passed as (inputs, {}): a trailing dict in `args` would be read as kwargs.
+    # Sensors whose branch is "off" are dropped from the graph's inputs by the exporter.
+    torch.onnx.export(
+        model, (x, {}), str(folder / ONNX_FILE), dynamo=False, opset_version=opset,
+        input_names=names, output_names=["logits"],
+        dynamic_axes={**{s: {0: "batch"} for s in names}, "logits": {0: "batch"}},
+    )
+    onnx.checker.check_model(str(folder / ONNX_FILE))
+    session = ort.InferenceSession(str(folder / ONNX_FILE), providers=["CPUExecutionProvider"])
+    if [i.name for i in session.get_inputs()] != used:
+        raise RuntimeError(f"{ONNX_FILE}: inputs {[i.name for i in session.get_inputs()]} are "
+                           f"not the used sensors {used} in order; please report this arch")
+    feeds = {name: x[name].numpy() for name in used}
+    (got,) = session.run(["logits"], feeds)
+    return _check(got, want, ONNX_FILE)
+
+
+def _check(got: np.ndarray, want: np.ndarray, name: str) -> float:
+    diff = float(np.abs(got - want).max())
+    if got.shape != want.shape or not diff <= PARITY_ATOL:
+        # Not a user error: the compiled model computes something else than PyTorch.
+        raise RuntimeError(
+            f"{name}: outputs differ from the PyTorch model (shape {got.shape} vs "
+            f"{want.shape}, max |diff| {diff:.3g} > {PARITY_ATOL}); please report this arch"
+        )
+    return diff
+
+
+def input_size(task: TaskSpec) -> int:
+    """Side of one model input: the patch (patch classification) or the tile (segmentation)."""
+    return task.tile_size if task.task == "segmentation" else task.patch_size
+
+
+def _summary(values: list[float]) -> MetricSummary:
+    arr = np.asarray(values, dtype=np.float64)
+    # Sample standard deviation over seeds; undefined for a single seed.
+    std = float(arr.std(ddof=1)) if arr.size > 1 else None
+    return MetricSummary(mean=float(arr.mean()), std=std, n=int(arr.size), values=list(values))
+
+
+def summarize_metrics(runs: list[TrainRun], split: str) -> dict[str, MetricSummary] | None:
+    """Scalar metrics of `split` over the runs (seeds); None unless every run has them."""
+    if not all(split in r.metrics for r in runs):
+        return None
+    return {k: _summary([float(r.metrics[split][k]) for r in runs]) for k in CARD_METRICS}
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def build_card(candidate: Candidate, chosen: TrainRun, task: TaskSpec,
+               parity: dict[str, float], folder: Path) -> ModelCard:
+    """The model card of `chosen` (one seed of `candidate`) for the files now in `folder`."""
+    inputs = chosen.run["inputs"]
+    arch = chosen.arch
+    by_name = {s["name"]: s for s in inputs["sensors"]}
+    sensors = []
+    for name in arch.branches:  # arch order = the model's fusion order
+        spec = task.sensors[name]
+        sensors.append(SensorCard(
+            name=name, kind=spec.kind, used=arch.branches[name].on,
+            in_channels=int(by_name[name]["in_channels"]), bands=list(by_name[name]["bands"]),
+            read=ReadSpec(**spec.model_dump(mode="json", exclude={"path", "kind"})),
+            mean=chosen.norm_stats.mean[name], std=chosen.norm_stats.std[name],
+        ))
+    classes = [ClassCard(index=i, value=int(v), name=n) for i, (v, n) in
+               enumerate(zip(inputs["class_values"], inputs["class_names"]))]
+    val = summarize_metrics(candidate.runs, "val")
+    assert val is not None  # every run folder has validation metrics
+    exported_with = versions()
+    if "onnx" in parity:
+        import onnx
+        import onnxruntime as ort
+
+        exported_with |= {"onnx": onnx.__version__, "onnxruntime": ort.__version__}
+    provenance = chosen.run["task"]
+    return ModelCard(
+        format=CARD_FORMAT,
+        task=TaskCard(name=task.name, kind=task.task, patch_size=task.patch_size,
+                      tile_size=task.tile_size, input_size=input_size(task), dense=arch.dense,
+                      grid=task.grid),
+        inputs=arch.sensors,
+        sensors=sensors,
+        classes=classes,
+        ignore_value=task.labels.ignore,
+        metrics=Metrics(val=val, test=summarize_metrics(candidate.runs, "test"),
+                        seeds=candidate.seeds),
+        cost=CostCard(**chosen.metrics["cost"]),
+        provenance=Provenance(
+            task_digest=provenance["digest"], task_sha256=provenance["sha256"],
+            split_sha256=chosen.run["split_sha256"], seed=int(chosen.run["seed"]),
+            source_run=str(candidate.source.resolve()), source_kind=candidate.kind,
+            rank=candidate.rank, trained_with=chosen.run["versions"],
+            exported_with=exported_with,
+            exported_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        ),
+        export=ExportInfo(formats=list(task.export.formats),
+                          onnx_opset=task.export.onnx_opset if "onnx" in parity else None,
+                          parity=parity),
+        files={f.name: sha256(f) for f in sorted(folder.iterdir()) if f.name != CARD_FILE},
+    )

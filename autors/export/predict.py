@@ -1,0 +1,187 @@
+"""`predict_scene`: apply an exported model to GeoTIFFs, window by window, into a class map
+and a confidence map (layouts in `autors.export.writer`).
+
+Per core window (see `autors.export.windows`): read the used sensors with their halo on the
+reference grid (`autors.export.inputs`, the training reader), normalise with the card's
+statistics, cut patches (patch classification: one per valid pixel) or overlapping tiles
+(segmentation) as strided views, run batches through the PyTorch model rebuilt from arch.json
++ weights, write the window. Peak memory depends on --window and --batch-size, not on the
+scene size.
+
+With `mc_dropout=N` the model's dropout layers stay active (BatchNorm stays in eval mode), the
+N softmax outputs are averaged, and the predictive entropy of the mean is written.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from torch import Tensor, nn
+
+from autors.data import Grid
+from autors.errors import ModelFolderError
+from autors.export.inputs import SceneInputs, open_inputs
+from autors.export.loader import ExportedModel
+from autors.export.windows import Core, Tiling, gather_batches, plan, strided
+from autors.export.writer import BLOCK, check_out, map_writer, score_bands
+
+GDAL_CACHE_MB = 64  # bounds GDAL's block cache for the output files (default: 5% of RAM)
+# Samples per forward pass when not given: a batch of tiles holds ~T*T/P*P times the pixels.
+PATCH_BATCH, TILE_BATCH = 512, 16
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    window: int = 512  # core window side in pixels
+    batch_size: int | None = None  # patches or tiles per forward pass; None: the defaults
+    probabilities: bool = False  # add one probability band per class
+    mc_dropout: int = 0  # MC-dropout passes; 0 = a single deterministic pass
+    grid: str | None = None  # reference grid sensor; None = `inputs.default_grid_sensor`
+    seed: int = 0  # seeds the dropout masks of MC dropout
+
+    def __post_init__(self) -> None:
+        if self.window < 1 or (self.batch_size is not None and self.batch_size < 1):
+            raise ValueError(f"window and batch_size must be >= 1, got {self.window} and "
+                             f"{self.batch_size}")
+        if self.mc_dropout < 0 or self.mc_dropout == 1:
+            raise ValueError(f"mc_dropout must be 0 (off) or >= 2 passes, got {self.mc_dropout}")
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    class_map: Path
+    scores: Path
+    bands: list[str]  # band descriptions of `scores`
+    grid: Grid
+    grid_sensor: str
+    valid_pixels: int
+    seconds: float
+    ignored_sensors: list[str]
+    notes: list[str]  # e.g. band names that differ from training (see inputs.SensorSource)
+
+
+def predict_scene(
+    exported: ExportedModel,
+    sensors: dict[str, Path],
+    out: Path,
+    options: PredictOptions = PredictOptions(),
+    progress: bool = True,
+) -> PredictResult:
+    """Predict the scene given by `sensors` ({name: raster}) into `out` (+ `_confidence`)."""
+    t0 = time.perf_counter()
+    check_out(out)
+    card, model = exported.card, exported.model.eval()
+    inputs = open_inputs(card, sensors, options.grid)
+    tiling = Tiling(card.task.input_size, card.task.dense)
+    cores = plan(inputs.grid.height, inputs.grid.width, options.window, tiling, BLOCK)
+    bands = score_bands(card, options.mc_dropout > 0, options.probabilities)
+    values = np.asarray(card.class_values)
+    n_valid = 0
+    if options.mc_dropout:
+        _enable_dropout(model, exported.path)
+    try:
+        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), torch.random.fork_rng(), \
+                _progress(progress, inputs.grid) as bar, \
+                map_writer(out, inputs.grid, card, bands) as writer:
+            torch.manual_seed(options.seed)
+            task = bar.add_task("predicting", total=inputs.grid.height * inputs.grid.width)
+            for core in cores:
+                # [K, h, w], NaN where invalid
+                probs = _window_probs(model, inputs, core, tiling, card.num_classes, options)
+                valid = ~np.isnan(probs[0])
+                n_valid += int(valid.sum())
+                classes = np.full(valid.shape, card.ignore_value, dtype=np.int64)
+                classes[valid] = values[np.argmax(probs[:, valid], axis=0)]
+                writer.write(core.row, core.col, classes, _scores(probs, valid, options))
+                bar.advance(task, core.height * core.width)
+    finally:
+        model.eval()  # MC dropout switched dropout layers to training mode
+    return PredictResult(
+        class_map=writer.paths[0], scores=writer.paths[1], bands=bands, grid=inputs.grid,
+        grid_sensor=inputs.grid_sensor, valid_pixels=n_valid,
+        seconds=time.perf_counter() - t0, ignored_sensors=inputs.ignored, notes=inputs.notes,
+    )
+
+
+def _scores(probs: np.ndarray, valid: np.ndarray, options: PredictOptions) -> np.ndarray:
+    """[bands, h, w] float32, NaN where invalid: confidence, entropy (MC dropout), and the
+    per-class probabilities (with `probabilities`)."""
+    p = probs[:, valid]  # [K, n]
+    out = [p.max(axis=0)]
+    if options.mc_dropout:
+        out.append(-(p * np.log(np.clip(p, 1e-12, None))).sum(axis=0))  # entropy, nats
+    stack = np.full((len(out), *valid.shape), np.nan, np.float32)
+    stack[:, valid] = np.stack(out)
+    return np.concatenate([stack, probs]) if options.probabilities else stack
+
+
+def _window_probs(model: nn.Module, inputs: SceneInputs, core: Core, tiling: Tiling, k: int,
+                  options: PredictOptions) -> np.ndarray:
+    """Class probabilities of the core window: float32 [K, h, w], NaN where invalid."""
+    halo, size, stride = tiling.halo, tiling.size, tiling.stride
+    read_h, read_w = tiling.read_shape(core)
+    arrays, valid = inputs.read(core.row - halo, core.col - halo, read_h, read_w)
+    tensors = {n: torch.from_numpy(a) for n, a in arrays.items()}  # [C, read_h, read_w]
+    core_valid = valid[halo:halo + core.height, halo:halo + core.width]  # [h, w]
+    if not tiling.dense:
+        probs = np.full((k, core.height, core.width), np.nan, np.float32)
+        rows, cols = np.nonzero(core_valid)  # [N] each
+        views = strided(tensors, size, 1)  # [C, h, w, P, P]: patch of core pixel (r, c)
+        batch_size = options.batch_size or PATCH_BATCH
+        for sl, batch in gather_batches(views, torch.from_numpy(rows), torch.from_numpy(cols),
+                                        batch_size):
+            r, c = rows[sl], cols[sl]  # numpy indexes: a 1-element tensor would act as a scalar
+            probs[:, r, c] = _probs(model, batch, options.mc_dropout)[: len(r)].T.numpy()
+        return probs
+    # Segmentation: tile (i, j) covers read rows i*s .. i*s+T; its centre s x s block is core
+    # rows i*s .. i*s+s. Tiles whose centre holds no valid pixel are skipped.
+    n_r, n_c = (read_h - 2 * halo) // stride, (read_w - 2 * halo) // stride
+    padded = np.zeros((n_r * stride, n_c * stride), bool)
+    padded[:core.height, :core.width] = core_valid
+    needed = padded.reshape(n_r, stride, n_c, stride).any(axis=(1, 3))  # [n_r, n_c]
+    probs = np.full((k, n_r * stride, n_c * stride), np.nan, np.float32)
+    rows, cols = (torch.from_numpy(i) for i in np.nonzero(needed))
+    views = strided(tensors, size, stride)  # [C, n_r, n_c, T, T]
+    for sl, batch in gather_batches(views, rows, cols, options.batch_size or TILE_BATCH):
+        p = _probs(model, batch, options.mc_dropout)[:, :, halo:halo + stride,
+                                                     halo:halo + stride]  # [B, K, s, s]
+        for b, (i, j) in enumerate(zip(rows[sl].tolist(), cols[sl].tolist())):
+            probs[:, i * stride:(i + 1) * stride, j * stride:(j + 1) * stride] = p[b].numpy()
+    probs = probs[:, :core.height, :core.width]
+    probs[:, ~core_valid] = np.nan
+    return probs
+
+
+def _probs(model: nn.Module, batch: dict[str, Tensor], passes: int) -> Tensor:
+    """Softmax probabilities [B, K, ...]; the mean over `passes` dropout samples if > 0."""
+    with torch.inference_mode():
+        total = torch.softmax(model(batch).float(), dim=1)
+        for _ in range(passes - 1):
+            total += torch.softmax(model(batch).float(), dim=1)
+        return total / max(passes, 1)
+
+
+def _enable_dropout(model: nn.Module, path: Path) -> None:
+    """Switch the dropout layers (only) to training mode for MC dropout."""
+    layers = [m for m in model.modules() if isinstance(m, nn.Dropout) and m.p > 0]
+    if not layers:
+        raise ModelFolderError(
+            f"{path}: the model has no active dropout layer (head.dropout is 0 in arch.json), "
+            "so --mc-dropout passes would all be identical; predict without --mc-dropout"
+        )
+    for m in layers:
+        m.train()
+
+
+def _progress(enabled: bool, grid: Grid) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(),
+        TextColumn("{task.percentage:>5.1f}% of " + f"{grid.height} x {grid.width} px"),
+        TimeElapsedColumn(), TimeRemainingColumn(), disable=not enabled, transient=False,
+    )

@@ -1,0 +1,137 @@
+"""Fixtures of the export tests: a small synthetic scene (autors.synth), a tiny fusion network
+trained on it with `autors train --test`, and that run exported with `autors export`.
+
+Everything goes through the real CLI and real GeoTIFFs; sessions share one trained run
+(training is the slow part). The scene is 64 x 64 px with 6 classes, 16 HSI bands, 7 x 7
+patches; the optical image has clouds (nodata), the SAR is on a coarser, shifted grid.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from autors.cli import main
+from autors.synth import SynthConfig, generate_scene
+
+SENSORS = ("optical", "sar", "lidar", "hsi")
+TINY_ARCH = {
+    "version": 1,
+    "branches": {
+        "optical": {"kind": "conv", "width": 8, "depth": 1, "kernel": 3},
+        "sar": {"kind": "conv", "width": 4, "depth": 1, "kernel": 3},
+        "lidar": {"kind": "conv", "width": 4, "depth": 1, "kernel": 3},
+        "hsi": {"kind": "spectral", "width": 8, "depth": 1, "kernel": 3},
+    },
+    "fusion": {"op": "concat", "position": "middle", "width": 16, "trunk": {"kind": "off"}},
+    "head": {"kind": "patch", "hidden": 16, "dropout": 0.2},
+}
+TRAIN = {"epochs": 20, "batch_size": 16, "lr": 0.01, "early_stopping_patience": 20,
+         "device": "cpu"}
+
+
+@dataclass(frozen=True)
+class Scene:
+    folder: Path
+    task: Path  # patch classification task
+    seg_task: Path  # the same scene as a segmentation task (16 x 16 tiles)
+
+    def sensors(self) -> dict[str, Path]:
+        return {s: self.folder / f"{s}.tif" for s in SENSORS}
+
+    def sensor_args(self, skip: tuple[str, ...] = ()) -> list[str]:
+        return [a for s, p in self.sensors().items() if s not in skip
+                for a in ("--sensor", f"{s}={p}")]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread() -> object:
+    """Tiny models on a shared 2-core box run fastest on one intra-op thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _run_cli(argv: list[str]) -> None:
+    code = main(argv)
+    assert code == 0, f"autors {' '.join(argv)} exited with {code}"
+
+
+@pytest.fixture(scope="session")
+def scene(tmp_path_factory: pytest.TempPathFactory) -> Scene:
+    folder = tmp_path_factory.mktemp("synth")
+    info = generate_scene(folder, SynthConfig(size=64, classes=6, n_train_per_class=30,
+                                              hsi_bands=16, patch_size=7, seed=0))
+    task = yaml.safe_load(info.task_path.read_text())
+    task["train"] = TRAIN
+    (folder / "patch.yaml").write_text(yaml.safe_dump(task, sort_keys=False))
+    seg = dict(task, name="synth_seg", task="segmentation", tile_size=16,
+               train=dict(TRAIN, epochs=2))
+    (folder / "seg.yaml").write_text(yaml.safe_dump(seg, sort_keys=False))
+    return Scene(folder=folder, task=folder / "patch.yaml", seg_task=folder / "seg.yaml")
+
+
+@pytest.fixture(scope="session")
+def train_run(scene: Scene, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`autors train` run folder of the tiny arch, evaluated on test."""
+    root = tmp_path_factory.mktemp("runs")
+    arch = root / "tiny.json"
+    arch.write_text(json.dumps(TINY_ARCH))
+    out = root / "tiny_run"
+    _run_cli(["train", str(scene.task), "--arch", str(arch), "--test", "--out", str(out),
+              "--quiet"])
+    return out
+
+
+@pytest.fixture(scope="session")
+def exported(train_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("exports") / "tiny"
+    _run_cli(["export", str(train_run), "--out", str(out)])
+    return out
+
+
+@pytest.fixture(scope="session")
+def seg_exported(scene: Scene, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("seg")
+    arch = root / "seg.json"
+    arch.write_text(json.dumps(dict(TINY_ARCH, head={"kind": "segmentation", "hidden": 16,
+                                                     "dropout": 0.2})))
+    _run_cli(["train", str(scene.seg_task), "--arch", str(arch), "--test", "--out",
+              str(root / "run"), "--quiet"])
+    _run_cli(["export", str(root / "run"), "--out", str(root / "model")])
+    return root / "model"
+
+
+@pytest.fixture
+def model_copy(exported: Path, tmp_path: Path) -> Path:
+    """A private copy of the exported folder, free to be damaged by a test."""
+    return Path(shutil.copytree(exported, tmp_path / "model"))
+
+
+@pytest.fixture(scope="session")
+def off_exported(scene: Scene, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny arch with the SAR branch 'off' (2 epochs), exported."""
+    root = tmp_path_factory.mktemp("off")
+    arch = root / "no_sar.json"
+    branches = dict(TINY_ARCH["branches"], sar={"kind": "off"})
+    arch.write_text(json.dumps(dict(TINY_ARCH, branches=branches)))
+    _run_cli(["train", str(scene.task), "--arch", str(arch), "--epochs", "2", "--out",
+              str(root / "run"), "--quiet"])
+    _run_cli(["export", str(root / "run"), "--out", str(root / "model")])
+    return root / "model"
+
+
+@pytest.fixture(scope="session")
+def big_scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Another synthetic scene with the same sensors, 4x the pixels (128 x 128)."""
+    folder = tmp_path_factory.mktemp("synth_big")
+    generate_scene(folder, SynthConfig(size=128, classes=6, n_train_per_class=15,
+                                       hsi_bands=16, patch_size=7, seed=1))
+    return folder
