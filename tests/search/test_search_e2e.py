@@ -52,6 +52,18 @@ def test_search_command_writes_every_run_file(make_task, local_ray, tmp_path, ca
         assert 0.0 <= f["test_mean"]["test_oa"] <= 1.0 and f["test_std"]["test_oa"] >= 0.0
     rows_final = [json.loads(line) for line in (run / "final.jsonl").read_text().splitlines()]
     assert len(rows_final) == 4 and len({(r["trial_id"], r["seed"]) for r in rows_final}) == 4
+    for r in rows_final:  # every retrained model is kept as a train-run folder, tested once
+        kept = json.loads((run / r["run_dir"] / "metrics.json").read_text())
+        assert kept["test"]["oa"] == r["metrics"]["test_oa"]
+        assert (run / r["run_dir"] / "weights.pt").is_file()
+
+    # the search's best final model exports and loads (the user's payoff)
+    assert main(["export", str(run), "--rank", "1", "--out", str(tmp_path / "exported")]) == 0
+    card = json.loads((tmp_path / "exported" / "model.json").read_text())
+    best = finals[0]
+    assert card["provenance"]["source_kind"] == "search"
+    assert card["metrics"]["test"]["oa"]["n"] == 2
+    assert abs(card["metrics"]["test"]["oa"]["mean"] - best["test_mean"]["test_oa"]) < 1e-9
 
     with open(run / "leaderboard.csv") as f:
         board = list(csv.DictReader(f))
