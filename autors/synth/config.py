@@ -31,7 +31,7 @@ class SynthConfig:
     redge_shift_nm: float = 20.0  # maple's red-edge shift relative to oak (hsi only sees it)
     block_size: int | None = None  # train/test checkerboard block side; None: auto
     patch_size: int = 11  # written to the task; also the train/test separation margin
-    task_epochs: int = 5  # training budget per trial written to task.yaml
+    task_epochs: int = 20  # training budget per trial written to task.yaml (early stopping ends most sooner)
     task_trials: int = 4  # search budget written to task.yaml
     spectra_dir: Path | None = None  # ASD folder; None: looked up (see spectra.find_asd_dir)
     name: str | None = None  # task name; None: synth_<size>_s<seed>

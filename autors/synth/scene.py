@@ -74,7 +74,8 @@ def _task_dict(cfg: SynthConfig, names: tuple[str, ...], files: dict[str, Path])
         },
         "patch_size": cfg.patch_size,
         "seed": cfg.seed,
-        "train": {"epochs": cfg.task_epochs, "batch_size": 32, "early_stopping_patience": 3},
+        "train": {"epochs": cfg.task_epochs, "batch_size": 32, "lr": 0.005,
+                  "early_stopping_patience": 5},
         "search": {
             "space": "fusion",
             "strategy": "evolution",

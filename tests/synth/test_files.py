@@ -140,7 +140,7 @@ def test_task_file_parses_and_points_at_the_files(scene: SceneInfo) -> None:
     assert task.split.kind == "given"
     assert task.split.train.is_file() and task.split.test.is_file()
     assert task.patch_size == 11
-    assert task.search.max_trials is not None and task.train.epochs <= 10
+    assert task.search.max_trials is not None and task.train.epochs <= 20
 
 
 def test_record_states_spectra_and_split(scene: SceneInfo) -> None:
