@@ -165,6 +165,14 @@ class SearchSpec(_Strict):
     cpus_per_trial: float = Field(default=1.0, gt=0)
     gpus_per_trial: float = Field(default=0.0, ge=0)
     trial_timeout_s: float = Field(default=1800.0, gt=0)
+    memory_per_trial_mb: int | None = Field(
+        default=None,
+        ge=1,
+        description="memory (MiB) a trial may allocate beyond what its Ray worker holds when the "
+        "trial starts; reserved from Ray's per-node 'memory' resource when placing the trial and "
+        "enforced in the worker (Linux RLIMIT_DATA): a trial that needs more fails with that "
+        "reason. Not for GPU memory. None: no limit",
+    )
     objective: ObjectiveName = "val_oa"
     constraints: ConstraintSpec = ConstraintSpec()
     top_k: int = Field(default=3, ge=1, description="architectures retrained and tested")

@@ -35,6 +35,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--address", metavar="HOST:PORT",
                    help="join an existing Ray cluster (started with `ray start`) instead of "
                    "starting a local instance")
+    p.add_argument("--ship-code", action="store_true",
+                   help="with --address: send this autors (and fusion, search_spaces) to the "
+                   "cluster's workers as the job's runtime environment instead of using the "
+                   "copy installed on each node (the nodes still need torch, nni, rasterio)")
     p.add_argument("--name", help="run folder name (default: <task>-<date>-<time>)")
     p.add_argument("--out", type=Path, default=RUNS_DIR,
                    help=f"folder that holds run folders (default: {RUNS_DIR})")
@@ -63,12 +67,14 @@ def run(args: argparse.Namespace) -> int:
         raise SearchError("give a task file, or --resume RUN to continue a run")
     if args.resume is not None and args.name is not None:
         raise SearchError("--name names a new run; a resumed run keeps its folder")
+    if args.ship_code and not args.address:
+        raise SearchError("--ship-code sends the code to an existing cluster: give --address")
     # Imported here: the search stack (Ray, torch, NNI) is heavy for --list-spaces.
     from autors.search.runner import SearchOptions, run_search
 
     options = SearchOptions(
         out_dir=args.out, name=args.name, resume=args.resume, address=args.address,
-        quiet=args.quiet,
+        ship_code=args.ship_code, quiet=args.quiet,
     )
     outcome = run_search(task, options, console)
     print_result(console, RunFolder(outcome.run_dir), outcome.summary)

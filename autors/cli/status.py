@@ -7,10 +7,12 @@ import argparse
 import os
 import socket
 import time
+from collections import Counter
 from pathlib import Path
 
 from rich.console import Console
 
+from autors.search.records import TrialRecord
 from autors.search.report import (
     arch_summary,
     best,
@@ -59,6 +61,19 @@ def run_state_text(state: dict) -> str:
     return f"running (pid {pid})"
 
 
+def nodes_text(records: list[TrialRecord]) -> str:
+    """'Nodes 127.0.0.2 (3 trials), 127.0.0.3 (2 trials); re-run after a worker or node died:
+    trial 4'. A trial that never came back from its node has no node ('?')."""
+    per_node = Counter(r.result.node or "?" for r in records)
+    shown = ", ".join(f"{node} ({n} trial{'s' if n > 1 else ''})"
+                      for node, n in sorted(per_node.items()))
+    rerun = [str(r.trial_id) for r in records if r.result.extra.get("attempt", 0)]
+    if rerun:
+        shown += (f"; re-run after a worker or node died: trial{'s' if len(rerun) > 1 else ''} "
+                  + ", ".join(rerun))
+    return f"Nodes {shown}"
+
+
 def print_leaderboard(console: Console, run: RunFolder, limit: int | None) -> None:
     state = run.read_state()
     task = run.load_task()
@@ -70,7 +85,10 @@ def print_leaderboard(console: Console, run: RunFolder, limit: int | None) -> No
     if not rows:
         console.print("no finished trial yet")
         return
-    console.print(leaderboard_table(rows, objective, limit))
+    # On a cluster (--address) every trial's node is shown, even if all ran on one node.
+    on_cluster = any(s.get("cluster", {}).get("mode") == "address"
+                     for s in state.get("sessions", []))
+    console.print(leaderboard_table(rows, objective, limit, node_column=on_cluster or None))
     if limit and len(rows) > limit:
         console.print(f"... {len(rows) - limit} more in {run.leaderboard_file}")
 
@@ -106,8 +124,7 @@ def run(args: argparse.Namespace) -> int:
             f"{float(top.result.metrics[objective]):.4f}  {arch_summary(top.result.arch)}",
             markup=True,
         )
-    nodes = sorted({r.result.node for r in records if r.result.node})
-    if nodes:
-        console.print(f"[bold]Nodes[/] {', '.join(nodes)}")
+    if records:
+        console.print(nodes_text(records), markup=False)
     print_leaderboard(console, folder, None if args.all else args.top)
     return 0

@@ -8,7 +8,9 @@ Modules (one job each; only `nni_adapter` imports NNI):
     nni_adapter  NNI strategies by name, the space wrapper, the ExecutionEngine on the broker
     broker       ids, seeds, budget, dedup, judging and recording of trials
     pool         Ray tasks: concurrency, resources, timeouts, object-store inputs
-    cluster      local Ray instance on loopback, or an existing cluster (--address)
+    cluster      local Ray instance on loopback, or an existing cluster (--address, token
+                 auth, --ship-code); see docs/cluster.md
+    limits       per-trial memory limit in the worker (search.memory_per_trial_mb)
     scoring      objective + constraints -> one score; Pareto front
     records      TrialRecord, one line of trials.jsonl
     runfolder    the run folder's files (append-only + atomic writes, repair on resume)

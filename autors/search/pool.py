@@ -4,10 +4,10 @@ Knows nothing about NNI: it takes (trial id, arch dict, seed), returns TrialResu
 dict and the prepared data are put in Ray's object store once per search (SharedInputs), the
 trial function once per pool; each submission only ships references and the small arch dict.
 
-A trial never takes the search down: an exception in the trial function, a worker that dies
-(after `max_retries` automatic Ray retries) or a trial past its timeout (force-cancelled, which
-kills its worker process) all come back as a TrialResult with status failed/timeout and the
-reason in `error`.
+A trial never takes the search down: an exception in the trial function, an allocation past
+`memory_per_trial_mb`, a worker or node that dies (Ray re-runs the trial on a live node up to
+`max_retries` times first) or a trial past its timeout (force-cancelled, which kills its worker
+process) all come back as a TrialResult with status failed/timeout and the reason in `error`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any
 import ray
 
 from autors.errors import SearchError
+from autors.search.limits import MIB, looks_out_of_memory, memory_limit
 from autors.training.result import TrialResult
 
 # (task dict, arch dict, seed, prepared data, trial id) -> TrialResult; must be importable or
@@ -39,13 +40,19 @@ class TrialResources:
     cpus: float
     gpus: float
     timeout_s: float
-    # Ray re-runs a task whose worker process or node died (not one that raised); issue 7 asks
-    # for one retry on a live node.
+    memory_mb: int | None = None  # search.memory_per_trial_mb
+    # Ray re-runs a task whose worker process or node died (not one that raised): one retry,
+    # on whichever node is alive and has room.
     max_retries: int = 1
 
     @property
     def torch_threads(self) -> int:
         return max(1, int(self.cpus))
+
+    @property
+    def memory_bytes(self) -> int | None:
+        """Ray's `memory` scheduling resource of one trial (bytes), None without a limit."""
+        return None if self.memory_mb is None else self.memory_mb * MIB
 
 
 @dataclass
@@ -82,17 +89,26 @@ class _Running:
     deadline: float  # time.monotonic() after which the trial is cancelled
 
 
+def task_attempt() -> int:
+    """0 for the first run of the current Ray task, 1 for its first retry, ..."""
+    # Not in Ray's public RuntimeContext; the core worker tracks it for retries.
+    return ray._private.worker.global_worker.core_worker.get_current_task_attempt_number()
+
+
 def _run_in_worker(
-    trial_fn: TrialFn, task: dict, arch: dict, seed: int, data: Any, trial_id: int, threads: int
+    trial_fn: TrialFn, task: dict, arch: dict, seed: int, data: Any, trial_id: int, threads: int,
+    memory_mb: int | None,
 ) -> dict:
-    """Body of the Ray task: set torch threads, run the trial, never raise."""
+    """Body of the Ray task: set torch threads and the memory limit, run the trial, never
+    raise."""
     start = time.perf_counter()
     import torch
 
     # Ray sets OMP_NUM_THREADS=1 in workers; torch must match the CPUs reserved for the trial.
     torch.set_num_threads(threads)
     try:
-        result = trial_fn(task, arch, seed, data, trial_id)
+        with memory_limit(memory_mb):
+            result = trial_fn(task, arch, seed, data, trial_id)
     except Exception as err:  # noqa: BLE001 - any trial error becomes a failed trial
         tb = traceback.format_exc()[-_ERROR_TAIL:]
         result = TrialResult(
@@ -102,6 +118,11 @@ def _run_in_worker(
             status="failed",
             error=f"{type(err).__name__}: {err}\n{tb}",
         )
+    if memory_mb is not None and result.status == "failed" and looks_out_of_memory(result.error):
+        result.error = (
+            f"exceeded search.memory_per_trial_mb = {memory_mb} MiB (an allocation was refused; "
+            f"raise the limit or shrink train.batch_size / the model): {result.error}"
+        )
     ctx = ray.get_runtime_context()
     result.node = ray.util.get_node_ip_address()
     result.extra = {
@@ -110,6 +131,8 @@ def _run_in_worker(
         "node_id": ctx.get_node_id(),
         "worker_pid": os.getpid(),
         "worker_s": time.perf_counter() - start,
+        "attempt": task_attempt(),  # > 0: re-run after its worker or node died
+        "resources": ctx.get_assigned_resources(),  # {"CPU": 1.0, "GPU": 1.0, ...} on this node
     }
     if result.duration_s == 0.0:
         result.duration_s = time.perf_counter() - start
@@ -123,6 +146,7 @@ def _warm_worker(trial_fn: TrialFn, threads: int) -> int:
     torch.set_num_threads(threads)
     torch.nn.functional.conv2d(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 3, 3))  # [1,1,2,2]
     del trial_fn  # deserialising it imported its module (training, data, fusion)
+    task_attempt()  # fails here, not in every trial, on a Ray without attempt numbers
     return os.getpid()
 
 
@@ -149,6 +173,7 @@ class TrialPool:
         self._remote = _remote_trial.options(
             num_cpus=resources.cpus,
             num_gpus=resources.gpus,
+            memory=resources.memory_bytes,
             max_retries=resources.max_retries,
             retry_exceptions=False,
         )
@@ -157,17 +182,27 @@ class TrialPool:
     def start_warm_up(self) -> list[ray.ObjectRef]:
         """Start one warm-up task per slot so that the first trials do not pay for Python
         imports and torch initialisation (Ray reuses the warmed worker processes)."""
-        warm = _remote_warm.options(num_cpus=self.resources.cpus, num_gpus=self.resources.gpus)
+        warm = _remote_warm.options(num_cpus=self.resources.cpus, num_gpus=self.resources.gpus,
+                                    memory=self.resources.memory_bytes)
         return [
             warm.remote(self._fn_ref, self.resources.torch_threads)
             for _ in range(self.concurrency)
         ]
 
-    @staticmethod
-    def finish_warm_up(refs: list[ray.ObjectRef]) -> None:
-        """Wait for the warm-up; a worker that cannot load the trial function is fatal."""
+    def finish_warm_up(self, refs: list[ray.ObjectRef]) -> None:
+        """Wait for the warm-up (at most one trial timeout); a worker that cannot load the
+        trial function is fatal."""
         try:
-            ray.get(refs)
+            ray.get(refs, timeout=self.resources.timeout_s)
+        except ray.exceptions.GetTimeoutError:
+            for ref in refs:
+                ray.cancel(ref, force=True)
+            raise SearchError(
+                f"no Ray worker could start within search.trial_timeout_s = "
+                f"{self.resources.timeout_s:g} s: no live node has a free slot with the per-trial "
+                "resources (cpus_per_trial, gpus_per_trial, memory_per_trial_mb); check "
+                "`ray status` on the cluster"
+            ) from None
         except Exception as err:  # noqa: BLE001 - reported with the cause
             raise SearchError(
                 "Ray workers cannot load the trial code (on a cluster, install autors on every "
@@ -195,6 +230,7 @@ class TrialPool:
             self._inputs.data_ref,
             trial_id,
             self.resources.torch_threads,
+            self.resources.memory_mb,
         )
         self._running[trial_id] = _Running(
             trial_id, arch, seed, ref, time.time(), time.monotonic() + self.resources.timeout_s

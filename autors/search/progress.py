@@ -43,7 +43,8 @@ def trial_line(record: TrialRecord, objective: str, total: int | None, done: int
     parts.append(f"{res.epochs} ep {res.train_s:.1f}s")
     if not record.feasible:
         parts.append("INFEASIBLE " + ",".join(record.violations))
-    return f"{head} ok {' '.join(parts)} on {res.node or '?'}"
+    rerun = " (re-run: its first worker or node died)" if res.extra.get("attempt") else ""
+    return f"{head} ok {' '.join(parts)} on {res.node or '?'}{rerun}"
 
 
 class SearchProgress:

@@ -130,6 +130,8 @@ def leaderboard_rows(
         row["train_s"] = round(res.train_s, 2)
         row["wall_s"] = round(r.wall_s, 2)
         row["node"] = res.node
+        # Runs of the trial's Ray task: 2 when it was re-run after its worker or node died.
+        row["attempts"] = 1 + int(res.extra.get("attempt", 0))
         row["violations"] = " ".join(f"{k}x{v:.2f}" for k, v in r.violations.items())
         row["reason"] = (r.reason.splitlines() or [""])[0][:160]
         final = by_trial.get(r.trial_id)

@@ -29,6 +29,7 @@ RESUMABLE_CHANGES = {
     "search.cpus_per_trial",
     "search.gpus_per_trial",
     "search.trial_timeout_s",
+    "search.memory_per_trial_mb",
     "search.top_k",
     "search.final_seeds",
     "train.device",

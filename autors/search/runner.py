@@ -57,6 +57,7 @@ class SearchOptions:
     name: str | None = None  # run folder name; default <task name>-<date>-<time>
     resume: Path | None = None  # an existing run folder to continue
     address: str | None = None  # an existing Ray cluster; None starts a local instance
+    ship_code: bool = False  # send this autors to the cluster's workers (runtime env py_modules)
     quiet: bool = False  # log lines instead of the live panel
     # The trial and final functions run in Ray workers; tests inject cheap ones.
     trial_fn: TrialFn = run_trial
@@ -111,9 +112,11 @@ def run_search(
     session = len(state["sessions"])
     log_line(console, f"run folder {run.path} (session {session}, {len(history)} trials done)")
 
-    with ray_cluster(options.address, spec) as cluster:
+    with ray_cluster(options.address, spec, options.ship_code) as cluster:
         log_line(console, f"Ray {cluster.mode} at {cluster.address}: {cluster.nodes} node(s), "
-                 f"{cluster.cpus:g} CPUs, {cluster.gpus:g} GPUs")
+                 f"{cluster.cpus:g} CPUs, {cluster.gpus:g} GPUs; workers import "
+                 + ("the autors shipped by this driver" if cluster.shipped_code
+                    else "the autors installed on their node"))
         wanted = spec.concurrency * spec.cpus_per_trial
         if cluster.cpus < wanted:
             log_line(console, f"warning: concurrency {spec.concurrency} x cpus_per_trial "
@@ -121,7 +124,8 @@ def run_search(
                      f"{cluster.cpus:g}: trials will queue, and queued time counts against "
                      "trial_timeout_s")
         inputs = SharedInputs.put(task.to_dict(), data)  # once per search
-        resources = TrialResources(spec.cpus_per_trial, spec.gpus_per_trial, spec.trial_timeout_s)
+        resources = TrialResources(spec.cpus_per_trial, spec.gpus_per_trial, spec.trial_timeout_s,
+                                   spec.memory_per_trial_mb)
         pool = TrialPool(options.trial_fn, inputs, resources, spec.concurrency)
         t0 = time.monotonic()
         warming = pool.start_warm_up()  # runs while NNI is imported below
@@ -239,7 +243,8 @@ def _new_session(
         "restored": restored,
         "repaired": repaired,
         "cluster": {"mode": cluster.mode, "address": cluster.address, "nodes": cluster.nodes,
-                    "cpus": cluster.cpus, "gpus": cluster.gpus},
+                    "cpus": cluster.cpus, "gpus": cluster.gpus,
+                    "shipped_code": cluster.shipped_code},
         "status": "running",
     }
 

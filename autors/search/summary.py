@@ -7,6 +7,7 @@ import os
 import platform
 import socket
 import time
+from collections import Counter
 from importlib import metadata
 from typing import Any
 
@@ -100,12 +101,17 @@ def build(
         "budget": {"max_trials": spec.max_trials, "max_minutes": spec.max_minutes},
         "resources": {"concurrency": spec.concurrency, "cpus_per_trial": spec.cpus_per_trial,
                       "gpus_per_trial": spec.gpus_per_trial,
-                      "trial_timeout_s": spec.trial_timeout_s},
+                      "trial_timeout_s": spec.trial_timeout_s,
+                      "memory_per_trial_mb": spec.memory_per_trial_mb},
         "versions": versions(),
         "host": {"hostname": socket.gethostname(), "platform": platform.platform(),
                  "cpu_count": os.cpu_count()},
         "cluster": {"mode": cluster.mode, "address": cluster.address, "nodes": cluster.nodes,
-                    "cpus": cluster.cpus, "gpus": cluster.gpus},
+                    "cpus": cluster.cpus, "gpus": cluster.gpus,
+                    "shipped_code": cluster.shipped_code,
+                    "trials_per_node": dict(Counter(r.result.node or "?" for r in records)),
+                    "rerun_trials": [r.trial_id for r in records
+                                     if r.result.extra.get("attempt")]},
         "created": state.get("created"),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "wall_s": {**wall, "search_all_sessions_s": broker.elapsed()},

@@ -22,12 +22,18 @@ def fmt_count(n: int) -> str:
     return f"{n / 1e6:.2f}M" if n >= 1e6 else (f"{n / 1e3:.1f}k" if n >= 1e3 else str(n))
 
 
-def leaderboard_table(rows: list[dict], objective: str, limit: int | None = 10) -> Table:
-    """A rich table of leaderboard rows (report.leaderboard_rows), best first."""
+def leaderboard_table(
+    rows: list[dict], objective: str, limit: int | None = 10, node_column: bool | None = None
+) -> Table:
+    """A rich table of leaderboard rows (report.leaderboard_rows), best first.
+
+    `node_column`: show which node ran each trial (None: only when trials ran on several).
+    """
     metric = objective.removeprefix("val_")
     has_test = any(r.get(f"test_{metric}_mean") != "" for r in rows)
     # Which node ran each trial matters on a cluster; on one machine it is noise.
-    has_node = len({r.get("node") for r in rows if r.get("node")}) > 1
+    has_node = (len({r.get("node") for r in rows if r.get("node")}) > 1
+                if node_column is None else node_column)
     table = Table(show_lines=False, pad_edge=False, box=None, header_style="bold")
     for col in ("#", "trial", "status", objective, "params", "ms"):
         table.add_column(col, justify="left" if col == "status" else "right", no_wrap=True)
@@ -50,7 +56,8 @@ def leaderboard_table(rows: list[dict], objective: str, limit: int | None = 10) 
             mean, std = row[f"test_{metric}_mean"], row[f"test_{metric}_std"]
             cells.append(f"{mean:.4f}±{std:.4f} n={row['test_runs']}" if mean != "" else "")
         if has_node:
-            cells.append(str(row["node"]))
+            runs = int(row.get("attempts") or 1)
+            cells.append((str(row["node"]) or "-") + (f" (run {runs})" if runs > 1 else ""))
         cells.append(row["arch"] if row["status"] == "ok" else row["reason"] or row["arch"])
         table.add_row(*cells, style=style)
     return table

@@ -6,30 +6,45 @@ evaluator). The end-to-end tests train for real with autors.training.run_trial.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import pytest
 import ray
-import yaml
 
 import fusion
-from autors.config import TaskSpec, parse_task
+from autors.config import TaskSpec
 from autors.search.cluster import _loopback_only
-from autors.synth import SynthConfig, generate_scene
+from autors.synth import generate_scene
 from autors.training.result import Cost, TrialResult
 from autors.training.trial import run_trial
 
-# 64 x 64 px, 4 classes, optical + SAR + LiDAR, ~50 training pixels: seconds per real trial.
-SCENE = SynthConfig(size=64, classes=4, sensors=("optical", "sar", "lidar"),
-                    n_train_per_class=20, task_epochs=1, task_trials=4)
-TINY_TRAIN = {"epochs": 1, "batch_size": 32, "early_stopping_patience": 1, "device": "cpu"}
+
+def load_helpers() -> ModuleType:
+    """tests/search/helpers.py as a module (tests are not a package; tests/cluster uses it)."""
+    name = "autors_tests_search_helpers"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("helpers.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+h = load_helpers()
+
+
+@pytest.fixture(scope="session")
+def helpers() -> ModuleType:
+    """Scene/task helpers and the crash-test helpers (SIGKILL a search, clean up after it)."""
+    return h
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +71,7 @@ def local_ray(ray_tmpdir: Path) -> Iterator[dict]:
 
 @pytest.fixture(scope="session")
 def scene_task_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    info = generate_scene(tmp_path_factory.mktemp("scene"), SCENE)
+    info = generate_scene(tmp_path_factory.mktemp("scene"), h.SCENE)
     return info.files["task"]
 
 
@@ -66,18 +81,7 @@ def make_task(scene_task_file: Path, tmp_path: Path) -> Callable[..., TaskSpec]:
     (relative raster paths made absolute) so a subprocess can load it too."""
 
     def make(train: dict | None = None, **search: Any) -> TaskSpec:
-        data = yaml.safe_load(scene_task_file.read_text())
-        for sensor in data["sensors"].values():
-            sensor["path"] = str(scene_task_file.parent / sensor["path"])
-        data["labels"]["path"] = str(scene_task_file.parent / data["labels"]["path"])
-        for key in ("train", "test"):
-            data["split"][key] = str(scene_task_file.parent / data["split"][key])
-        data["train"] = {**TINY_TRAIN, **(train or {})}
-        data["search"] = {"space": "compact", "strategy": "random", "max_trials": 4,
-                          "concurrency": 2, "top_k": 1, "final_seeds": 1, **search}
-        path = tmp_path / "task.yaml"
-        path.write_text(yaml.safe_dump(data, sort_keys=False))
-        return parse_task(data, path)
+        return h.write_task(scene_task_file, tmp_path / "task.yaml", train, **search)
 
     return make
 

@@ -6,9 +6,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,10 +18,6 @@ from autors.search.broker import arch_key
 from autors.search.runner import SearchOptions, run_search
 
 
-def _lines(path: Path) -> list[str]:
-    return path.read_text().splitlines() if path.exists() else []
-
-
 def _resume(run_dir: Path, task=None, trial_fn=None, final_fn=None):
     log = io.StringIO()
     extra = {} if trial_fn is None else {"trial_fn": trial_fn, "final_fn": final_fn}
@@ -33,28 +26,8 @@ def _resume(run_dir: Path, task=None, trial_fn=None, final_fn=None):
     return outcome, log.getvalue()
 
 
-def _kill_group(pgid: int) -> None:
-    """SIGKILL what is left of the killed search's session (its local Ray's agents)."""
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-def _processes_using(marker: str) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker in (entry / "cmdline").read_bytes().decode(errors="replace"):
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
-    return pids
-
-
 def test_sigkilled_search_resumes_without_rerunning_trials(
-    make_task, local_ray, tmp_path, tmp_path_factory, capsys
+    make_task, local_ray, helpers, tmp_path, tmp_path_factory, capsys
 ) -> None:
     task = make_task(strategy="evolution", max_trials=6, concurrency=2, top_k=1,
                      final_seeds=1, train={"epochs": 2})
@@ -63,26 +36,12 @@ def test_sigkilled_search_resumes_without_rerunning_trials(
     ray_dir = tmp_path_factory.mktemp("rk")  # the killed search's own local Ray
     env = {**os.environ, "RAY_TMPDIR": str(ray_dir)}
     log_path = tmp_path / "search.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "autors", "search", str(task.source), "--out", str(runs),
-             "--name", "killed", "--quiet"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+    proc = helpers.start_search([str(task.source), "--out", str(runs), "--name", "killed",
+                               "--quiet"], env, log_path)
     try:
-        deadline = time.monotonic() + 150
-        while len(_lines(run_dir / "trials.jsonl")) < 2:
-            assert proc.poll() is None, log_path.read_text()[-3000:]
-            assert time.monotonic() < deadline, "no trial finished in time"
-            time.sleep(0.2)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+        before = helpers.sigkill_after_trials(proc, run_dir / "trials.jsonl", 2, 150, log_path)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        _kill_group(proc.pid)
-    assert proc.returncode == -signal.SIGKILL
-    before = _lines(run_dir / "trials.jsonl")
+        helpers.kill_session(proc.pid)  # what is left of its local Ray
     assert 2 <= len(before) < 6, "the search should have been killed mid-run"
     assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
     assert main(["status", str(run_dir)]) == 0  # reads the files of the dead run
@@ -93,15 +52,8 @@ def test_sigkilled_search_resumes_without_rerunning_trials(
 
     outcome, log = _resume(run_dir)
 
-    after = _lines(run_dir / "trials.jsonl")
-    assert len(after) == 6 == len(outcome.records)
-    assert after[: len(before)] == before  # finished trials kept byte for byte, never re-run
-    ids = [json.loads(line)["trial_id"] for line in after]
-    assert len(set(ids)) == 6 and 99 not in ids
-    sessions = [json.loads(line)["session"] for line in after]
-    assert sessions == [0] * len(before) + [1] * (6 - len(before))
-    keys = [arch_key(r.result.arch) for r in outcome.records]
-    assert len(set(keys)) == 6  # no architecture trained twice across the two sessions
+    helpers.assert_resumed(run_dir / "trials.jsonl", before, outcome.records, 6)
+    assert 99 not in {r.trial_id for r in outcome.records}  # the cut line is gone
     assert "cut short by a crash while writing; it was removed" in log
     assert "resumed: strategy re-seeded with population of" in log
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -110,22 +62,22 @@ def test_sigkilled_search_resumes_without_rerunning_trials(
     assert summary["sessions"][1]["resumed_with_trials"] == len(before)
     assert summary["sessions"][1]["repaired"] and summary["counts"]["finished"] == 6
     time.sleep(1.0)
-    assert _processes_using(str(ray_dir)) == [], "the killed search left Ray processes"
+    assert helpers.processes_using(str(ray_dir)) == [], "the killed search left Ray processes"
 
 
 @pytest.mark.parametrize("strategy", ["random", "grid", "evolution", "tpe"])
 def test_resume_with_a_larger_budget_reseeds_the_strategy(
-    strategy, make_task, trial_fns, tmp_path
+    strategy, make_task, trial_fns, helpers, tmp_path
 ) -> None:
     first = make_task(strategy=strategy, max_trials=4, concurrency=2)
     options = SearchOptions(out_dir=tmp_path, name="r", quiet=True, trial_fn=trial_fns.cheap,
                             final_fn=trial_fns.cheap_final)
     run_search(first, options, Console(file=io.StringIO()))
     run_dir = tmp_path / "r"
-    before = _lines(run_dir / "trials.jsonl")
+    before = helpers.lines(run_dir / "trials.jsonl")
     more = make_task(strategy=strategy, max_trials=7, concurrency=2)  # only the budget differs
     outcome, log = _resume(run_dir, more, trial_fns.cheap, trial_fns.cheap_final)
-    after = _lines(run_dir / "trials.jsonl")
+    after = helpers.lines(run_dir / "trials.jsonl")
     assert len(after) == 7 and after[:4] == before
     assert len({arch_key(r.result.arch) for r in outcome.records}) == 7
     restored = outcome.summary["sessions"][1]["restored"]
@@ -133,7 +85,7 @@ def test_resume_with_a_larger_budget_reseeds_the_strategy(
     assert "resumed: strategy re-seeded with" in log
     # The run is complete: resuming again runs nothing new.
     again, _ = _resume(run_dir, None, trial_fns.cheap, trial_fns.cheap_final)
-    assert len(_lines(run_dir / "trials.jsonl")) == 7 and len(again.records) == 7
+    assert len(helpers.lines(run_dir / "trials.jsonl")) == 7 and len(again.records) == 7
 
 
 def test_resume_refuses_a_different_task(make_task, trial_fns, tmp_path) -> None:
