@@ -1,0 +1,241 @@
+"""Benchmark (issue 8.1, measured part): the hand-designed fusion baselines and each single
+sensor, on the synthetic benchmark preset and on the real Sen1Floods11 chip.
+
+    python benchmarks/baselines.py [--datasets synth,sen1floods11] [--seeds 0,1,2]
+        [--synth-epochs 10] [--s1f11-epochs 5] [--s1f11-train 4000] [--s1f11-val 3000]
+        [--workers 2] [--data-root DIR] [--workdir /tmp/autors_baselines]
+        [--out results/benchmarks] [--smoke]
+
+Models: `early_cnn`, `late_cnn`, `two_branch` on every sensor of the task, and `early_cnn` on
+each sensor alone. Each (model, seed) is trained with a fixed budget (epochs, early stopping
+off: the best validation epoch is restored) and evaluated once on the test split: OA, AA,
+kappa (and IoU of water on Sen1Floods11), mean ± std over seeds; params, FLOPs per patch and
+CPU latency (batch 1, 1 thread) from `autors.training.measure_cost`.
+
+Sen1Floods11 (512 x 512 px, spatial-block split) has ~40 k validation patches: to fit the
+budget, training uses `train.max_train_samples` and validation a fixed random subset of its
+pixels (`--s1f11-val`, the same for every model and seed); the test split is evaluated in full.
+The searched networks of issue 8.1 are not part of this script (see search_compare.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import yaml
+from _common import fmt_pm, header_block, md_table, mean_std, one_thread, write_report
+
+BASELINES = ("early_cnn", "late_cnn", "two_branch")
+SINGLE_ARCH = "early_cnn"  # the network used for each single sensor
+
+
+@dataclass(frozen=True)
+class Job:
+    dataset: str
+    task_path: str  # the task file (or the shipped file's virtual location under the root)
+    raw: str  # the task YAML text, sensors still all present
+    model: str  # a baseline name or "<sensor> only"
+    arch: str
+    sensors: tuple[str, ...] | None  # None: every sensor
+    seed: int
+    epochs: int
+    max_train: int | None
+    max_val: int | None
+
+
+def synth_task(workdir: Path, smoke: bool) -> tuple[Path, str]:
+    """The synthetic benchmark preset (512 px, scene seed 0), generated once."""
+    from autors.synth import SynthConfig, generate_scene
+
+    out = workdir / ("synth_smoke" if smoke else "synth_benchmark_s0")
+    path = out / "task.yaml"
+    if not path.is_file():
+        cfg = (SynthConfig(size=64, n_train_per_class=8, block_size=16, patch_size=5) if smoke
+               else SynthConfig.benchmark(seed=0))
+        generate_scene(out, cfg)
+    return path, path.read_text()
+
+
+def s1f11_task(data_root: Path) -> tuple[Path, str]:
+    """The shipped Sen1Floods11 task, its relative paths resolved against `data_root`."""
+    from autors.data.shipped import SHIPPED_DIR
+
+    src = SHIPPED_DIR / "sen1floods11.yaml"
+    return data_root.resolve() / src.name, src.read_text()
+
+
+def _subsample(labels: np.ndarray, keep: int, seed: int) -> np.ndarray:
+    """`labels` with all but `keep` randomly chosen labelled pixels set to -1."""
+    idx = np.flatnonzero(labels.reshape(-1) >= 0)
+    if idx.size <= keep:
+        return labels
+    drop = np.random.default_rng(seed).permutation(idx)[keep:]
+    out = labels.copy().reshape(-1)
+    out[drop] = -1
+    return out.reshape(labels.shape)
+
+
+def run_job(job: Job) -> dict:
+    """Train one model on one seed, evaluate it once on test, measure its cost."""
+    one_thread()
+    from autors.config import parse_task
+    from autors.data import prepare
+    from autors.training.cost import measure_cost
+    from autors.training.evaluate import evaluate
+    from autors.training.loop import train_model
+
+    t0 = time.perf_counter()
+    raw = yaml.safe_load(job.raw)
+    if job.sensors is not None:
+        raw["sensors"] = {k: v for k, v in raw["sensors"].items() if k in job.sensors}
+    raw["train"] = dict(raw.get("train") or {}, epochs=job.epochs,
+                        early_stopping_patience=job.epochs, max_train_samples=job.max_train)
+    task = parse_task(raw, Path(job.task_path))
+    data = prepare(task)
+    if job.max_val is not None:  # the same validation pixels for every model and seed
+        data.splits.val = _subsample(data.splits.val, job.max_val, 12345)
+    outcome = train_model(task, job.arch, data, job.seed, progress=False)
+    test = evaluate(outcome.model, data, "test", 512)
+    cost = measure_cost(outcome.model, data.in_channels, task.patch_size)
+    water = test["per_class_iou"].get("water")
+    return {"dataset": job.dataset, "model": job.model, "seed": job.seed,
+            "oa": test["oa"], "aa": test["aa"], "kappa": test["kappa"],
+            "iou_water": water, "params": cost.params, "flops": cost.flops,
+            "latency_ms": cost.latency_ms_b1, "n_test": test["num_samples"],
+            "seconds": time.perf_counter() - t0}
+
+
+def jobs_for(dataset: str, path: Path, raw: str, args: argparse.Namespace) -> list[Job]:
+    sensors = list(yaml.safe_load(raw)["sensors"])
+    synth = dataset == "synth"
+    epochs = args.synth_epochs if synth else args.s1f11_epochs
+    max_train = None if synth else args.s1f11_train
+    max_val = None if synth else args.s1f11_val
+    models = [(b, b, None) for b in BASELINES] + [
+        (f"{s} only", SINGLE_ARCH, (s,)) for s in sensors]
+    return [Job(dataset, str(path), raw, m, a, sub, seed, epochs, max_train, max_val)
+            for m, a, sub in models for seed in args.seed_list]
+
+
+def _plot(rows: list[dict], datasets: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 3.8), squeeze=False)
+    for ax, ds in zip(axes[0], datasets):
+        models = list(dict.fromkeys(r["model"] for r in rows if r["dataset"] == ds))
+        for m in models:
+            sel = [r for r in rows if r["dataset"] == ds and r["model"] == m]
+            oa, oa_s = mean_std([100 * r["oa"] for r in sel])
+            ax.errorbar(sel[0]["flops"], oa, yerr=oa_s, fmt="o", capsize=3, label=m)
+        ax.set_xscale("log")
+        ax.set_xlabel("FLOPs per patch")
+        ax.set_ylabel("test OA (%)")
+        ax.set_title(ds)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def report(rows: list[dict], args: argparse.Namespace, datasets: list[str], wall_s: float,
+           png: Path) -> str:
+    text = [header_block("Fusion baselines and single sensors (issue 8.1, measured part)",
+                         "benchmarks/baselines.py", wall_s)]
+    text.append(
+        f"\nSeeds: {args.seed_list} ({len(args.seed_list)} per model; the issue asks for 5). "
+        f"Single sensors use `{SINGLE_ARCH}`. Early stopping off, best validation epoch "
+        f"restored; each model tested once. {len(rows)} trainings, "
+        f"{sum(r['seconds'] for r in rows) / 60:.1f} CPU-min, {args.workers} processes of 1 "
+        "torch thread. Latency: batch 1, 1 thread, median.\n")
+    for ds in datasets:
+        sel_ds = [r for r in rows if r["dataset"] == ds]
+        if ds == "synth":
+            how = (f"synthetic benchmark preset (512 x 512 px, scene seed 0, 40 training pixels "
+                   f"per class), {args.synth_epochs} epochs, batch 32")
+        else:
+            how = (f"Sen1Floods11 chip Spain_7370579 (512 x 512 px, spatial-block split 64 px), "
+                   f"{args.s1f11_epochs} epochs, batch 128, {args.s1f11_train} training "
+                   f"patches per epoch (train.max_train_samples), validation on a fixed random "
+                   f"{args.s1f11_val} of its pixels; test on all "
+                   f"{sel_ds[0]['n_test'] if sel_ds else 0} test pixels")
+        header = ["model", "OA %", "AA %", "kappa"] + (["IoU water %"] if ds != "synth" else []) \
+            + ["params", "MFLOPs", "latency ms"]
+        body = []
+        for m in dict.fromkeys(r["model"] for r in sel_ds):
+            sel = [r for r in sel_ds if r["model"] == m]
+            row = [m, fmt_pm([r["oa"] for r in sel]), fmt_pm([r["aa"] for r in sel]),
+                   fmt_pm([r["kappa"] for r in sel], 1.0, 3)]
+            if ds != "synth":
+                row.append(fmt_pm([r["iou_water"] or 0.0 for r in sel]))
+            row += [f"{sel[0]['params']:,}", f"{sel[0]['flops'] / 1e6:.2f}",
+                    f"{mean_std([r['latency_ms'] for r in sel])[0]:.2f}"]
+            body.append(row)
+        text.append(f"\n## {ds}\n\n{how}.\n\n" + md_table(header, body, "l" + "r" * (len(header) - 1))
+                    + "\n")
+    text.append(f"\n![baselines]({png.name})\n\nNot measured here: the searched networks "
+                "(issue 8.1's target that they beat the best baseline with <= 1/5 of its FLOPs) "
+                "— see search_compare.md.\n")
+    return "".join(text)
+
+
+def main() -> None:
+    import os
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--datasets", default="synth,sen1floods11")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--synth-epochs", type=int, default=10)
+    p.add_argument("--s1f11-epochs", type=int, default=5)
+    p.add_argument("--s1f11-train", type=int, default=4000)
+    p.add_argument("--s1f11-val", type=int, default=3000)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--data-root", type=Path, default=Path(
+        os.environ.get("AUTORS_SHARED_DATA") or os.environ.get("AUTORS_DATA")
+        or "/work/shared/data"))
+    p.add_argument("--workdir", type=Path, default=Path("/tmp/autors_baselines"))
+    p.add_argument("--out", type=Path, default=Path("results/benchmarks"))
+    p.add_argument("--smoke", action="store_true", help="tiny synthetic scene, 1 epoch (CI)")
+    args = p.parse_args()
+    if args.smoke:
+        args.datasets, args.seeds, args.synth_epochs = "synth", "0", 1
+    args.seed_list = [int(s) for s in args.seeds.split(",")]
+    datasets = args.datasets.split(",")
+    t0 = time.perf_counter()
+    one_thread()
+    jobs = []
+    for ds in datasets:
+        if ds == "synth":
+            path, raw = synth_task(args.workdir, args.smoke)
+        elif ds == "sen1floods11":
+            path, raw = s1f11_task(args.data_root)
+        else:
+            raise SystemExit(f"unknown dataset {ds!r}: use synth and/or sen1floods11")
+        jobs += jobs_for(ds, path, raw, args)
+    # Longest jobs first, so the two processes finish together.
+    jobs.sort(key=lambda j: j.dataset != "sen1floods11")
+    rows = []
+    with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
+        for r in pool.map(run_job, jobs):
+            rows.append(r)
+            print(f"{r['dataset']} {r['model']:>14} s{r['seed']}: OA {100 * r['oa']:.1f} "
+                  f"kappa {r['kappa']:.3f} ({r['seconds']:.0f} s)", flush=True)
+    name = "baselines_smoke" if args.smoke else "baselines"
+    args.out.mkdir(parents=True, exist_ok=True)
+    png = args.out / f"{name}.png"
+    _plot(rows, datasets, png)
+    path = write_report(args.out, name, report(rows, args, datasets, time.perf_counter() - t0, png))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""CI smoke runs of the benchmark scripts (their `--smoke` mode: a tiny scene, 1 epoch, 1-2
+trials), so the scripts do not rot. Each must write its report with the expected table header
+and cells that parse as numbers. The figures themselves are not checked: smoke budgets are
+far too small to mean anything."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "benchmarks"
+NUMBER = re.compile(r"^-?[\d,]+(\.\d+)?( ± \d+(\.\d+)?)?$")
+
+
+def _run(script: str, tmp_path: Path) -> Path:
+    out = tmp_path / "out"
+    # Ray's socket paths must fit AF_UNIX's ~107 characters: pytest's tmp_path is too deep.
+    ray_tmp = tempfile.mkdtemp(prefix="rb", dir="/tmp")
+    env = dict(os.environ, OMP_NUM_THREADS="1", RAY_TMPDIR=ray_tmp)
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(BENCH / script), "--smoke", "--out", str(out),
+             "--workdir", str(tmp_path / "work")],
+            check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240,
+        )
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+def _table(text: str, header_start: str) -> list[list[str]]:
+    """Data rows of the first markdown table whose header begins with `header_start`."""
+    lines = text.splitlines()
+    i = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    rows = []
+    for line in lines[i + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip("|").split("|")])
+    return rows
+
+
+def _numeric(cells: list[str]) -> None:
+    for cell in cells:
+        assert NUMBER.match(cell), f"not a number: {cell!r}"
+
+
+def _common_head(text: str) -> None:
+    for key in ("Command: `python ", "Machine: ", "Versions: ", "Wall time: "):
+        assert key in text
+
+
+def test_synth_ablation_smoke(tmp_path: Path) -> None:
+    out = _run("synth_ablation.py", tmp_path)
+    text = (out / "synth_ablation_smoke.md").read_text()
+    _common_head(text)
+    rows = _table(text, "| sensor subset | OA scene s0 | mean OA | AA | kappa |")
+    assert [r[0] for r in rows] == ["optical", "sar", "lidar", "hsi", "all four",
+                                    "all − optical", "all − sar", "all − lidar", "all − hsi"]
+    for r in rows:
+        _numeric(r[1:])
+        assert 0.0 <= float(r[2]) <= 100.0
+    assert "best single sensor" in text and "## Verdict" in text
+    assert (out / "synth_ablation_smoke.png").stat().st_size > 1000
+
+
+def test_baselines_smoke(tmp_path: Path) -> None:
+    out = _run("baselines.py", tmp_path)
+    text = (out / "baselines_smoke.md").read_text()
+    _common_head(text)
+    rows = _table(text, "| model | OA % | AA % | kappa | params | MFLOPs | latency ms |")
+    assert [r[0] for r in rows][:3] == ["early_cnn", "late_cnn", "two_branch"]
+    assert "lidar only" in [r[0] for r in rows]
+    for r in rows:
+        _numeric(r[1:])
+        assert int(r[4].replace(",", "")) > 0  # params
+    assert (out / "baselines_smoke.png").is_file()
+
+
+def test_engine_scaling_smoke(tmp_path: Path) -> None:
+    out = _run("engine_scaling.py", tmp_path)
+    text = (out / "engine_scaling_smoke.md").read_text()
+    _common_head(text)
+    rows = _table(text, "| concurrency | Ray start s |")
+    assert [r[0] for r in rows] == ["2"]
+    _numeric(rows[0])
+    trials = _table(text, "| concurrency | trial | span s |")
+    assert len(trials) == 2
+    for r in trials:
+        _numeric(r)
+        assert float(r[3]) > 0  # train s
+
+
+def test_search_compare_smoke(tmp_path: Path) -> None:
+    out = _run("search_compare.py", tmp_path)
+    text = (out / "search_compare_smoke.md").read_text()
+    _common_head(text)
+    rows = _table(text, "| strategy | best val OA % |")
+    assert rows[0][0] == "random"
+    _numeric([rows[0][1], rows[0][3], rows[0][4]])
+    assert (out / "search_compare_smoke.png").is_file()
