@@ -200,7 +200,7 @@ def main() -> None:
     p.add_argument("--s1f11-val", type=int, default=3000)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--data-root", type=Path, default=Path(
-        os.environ.get("AUTORS_SHARED_DATA") or os.environ.get("AUTORS_DATA")
+        os.environ.get("AUTORS_DATA")
         or "/work/shared/data"))
     p.add_argument("--workdir", type=Path, default=Path("/tmp/autors_baselines"))
     p.add_argument("--out", type=Path, default=Path("results/benchmarks"))

@@ -2,7 +2,7 @@
 
 Where the spectra come from (`find_asd_dir`):
 1. `SynthConfig.spectra_dir` when given (it must exist: an explicit folder is never skipped);
-2. else `$AUTORS_SHARED_DATA/muufl_asd_spectra` when the environment variable is set;
+2. else `$AUTORS_DATA/muufl_asd_spectra` when the environment variable is set;
 3. else `<repo root>/../shared/data/muufl_asd_spectra` (the repo sits beside `shared/`, as on
    the development machine `/work/main` + `/work/shared` and in CI's clone).
 When 2/3 find no folder, the built-in analytic spectra below are used and `SceneInfo.spectra`
@@ -61,7 +61,7 @@ def find_asd_dir(explicit: Path | None) -> Path | None:
                 "folder, or leave it unset to look it up (built-in spectra when absent)"
             )
         return explicit
-    env = os.environ.get("AUTORS_SHARED_DATA")
+    env = os.environ.get("AUTORS_DATA")
     candidate = Path(env) / ASD_FOLDER if env else _REPO_ROOT.parent / "shared" / "data" / ASD_FOLDER
     return candidate if candidate.is_dir() else None
 
@@ -202,7 +202,7 @@ def build_library(
         if missing:
             raise DataError(
                 f"{asd_dir}: missing ASD file(s) {missing} for class '{c.name}': restore the "
-                "folder, or unset AUTORS_SHARED_DATA / spectra_dir to use built-in spectra"
+                "folder, or unset AUTORS_DATA / spectra_dir to use built-in spectra"
             )
         x = np.concatenate([read_asd_file(asd_dir / f) for f in c.asd_files])
         cache[c.name] = _from_measurements(_smooth(x))

@@ -26,8 +26,8 @@ def load_fixture_module() -> ModuleType:
 
 
 def shared_data_dir() -> Path | None:
-    """The real rasters: $AUTORS_SHARED_DATA, else ../shared/data next to the repository."""
-    env = os.environ.get("AUTORS_SHARED_DATA")
+    """The real rasters: $AUTORS_DATA, else ../shared/data next to the repository."""
+    env = os.environ.get("AUTORS_DATA")
     path = Path(env) if env else HERE.parents[2] / "shared" / "data"
     return path if path.is_dir() else None
 
@@ -60,5 +60,5 @@ def write_task(tmp_path: Path, fx: ModuleType, scene_files: dict[str, Path]) -> 
 def shared_data() -> Path:
     path = shared_data_dir()
     if path is None:
-        pytest.skip("real rasters not found: set AUTORS_SHARED_DATA or put them in ../shared/data")
+        pytest.skip("real rasters not found: set AUTORS_DATA or put them in ../shared/data")
     return path

@@ -20,7 +20,7 @@ needs_asd = pytest.mark.skipif(ASD is None, reason="shared/data/muufl_asd_spectr
 def test_missing_shared_folder_falls_back_to_builtin_and_says_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("AUTORS_SHARED_DATA", str(tmp_path / "no_such_folder"))
+    monkeypatch.setenv("AUTORS_DATA", str(tmp_path / "no_such_folder"))
     assert find_asd_dir(None) is None
     info = generate_scene(tmp_path / "scene", SynthConfig(size=32, n_train_per_class=2))
     assert info.spectra == "built-in spectra"
@@ -29,7 +29,7 @@ def test_missing_shared_folder_falls_back_to_builtin_and_says_so(
 
 def test_env_variable_points_at_the_shared_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     (tmp_path / "muufl_asd_spectra").mkdir()
-    monkeypatch.setenv("AUTORS_SHARED_DATA", str(tmp_path))
+    monkeypatch.setenv("AUTORS_DATA", str(tmp_path))
     assert find_asd_dir(None) == tmp_path / "muufl_asd_spectra"
 
 
