@@ -201,7 +201,7 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--data-root", type=Path, default=Path(
         os.environ.get("AUTORS_DATA")
-        or "/work/shared/data"))
+        or Path(__file__).resolve().parents[2] / "shared" / "data"))  # ../shared/data
     p.add_argument("--workdir", type=Path, default=Path("/tmp/autors_baselines"))
     p.add_argument("--out", type=Path, default=Path("results/benchmarks"))
     p.add_argument("--smoke", action="store_true", help="tiny synthetic scene, 1 epoch (CI)")
