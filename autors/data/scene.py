@@ -127,10 +127,7 @@ def load_sensor(
 def _load_sensor(
     name: str, spec: SensorSpec, info: RasterInfo, indexes: list[int], grid: Grid
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`load_sensor`, refusing a sensor with no valid pixel on `grid` (a DataError naming it).
-
-    (autors.export.inputs calls this too; `load_sensor` is the public form.)
-    """
+    """`load_sensor`, refusing a sensor with no valid pixel on `grid` (a DataError naming it)."""
     stack, valid = load_sensor(spec, grid, info, indexes)
     if not valid.any():
         nodata = spec.nodata if spec.nodata is not None else info.nodata[indexes[0] - 1]
