@@ -10,8 +10,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
 from autors.errors import AutorsError
+
+RUNS_DIR = Path("results") / "runs"  # where run folders go unless a verb is told otherwise
 
 # verb -> one-line help shown by `autors --help` (the verb's module is not imported for it).
 VERBS: dict[str, str] = {

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import yaml
 
+from autors.cli import RUNS_DIR
 from autors.config import TaskSpec, parse_task
 from autors.search.progress import log_line
 from autors.synth import SynthConfig, generate_scene
-
-RUNS_DIR = Path("results") / "runs"
 
 # The demo's budget: tiny training (the scene has ~300 training pixels) so the whole search,
 # final retraining included, stays within a few minutes on 2 cores.

@@ -8,14 +8,13 @@ from pathlib import Path
 
 from rich.console import Console
 
+from autors.cli import RUNS_DIR
 from autors.cli.validate import resolve_task
 from autors.data.shipped import DATA_ROOT_ENV
 from autors.errors import SearchError
 from autors.search.catalog import STRATEGIES, STRATEGY_HELP, list_spaces
 from autors.search.runfolder import RunFolder
 from autors.search.tables import make_console
-
-RUNS_DIR = Path("results") / "runs"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

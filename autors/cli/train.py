@@ -14,6 +14,7 @@ from pathlib import Path
 from rich.console import Console
 
 import fusion
+from autors.cli import RUNS_DIR
 from autors.cli.validate import resolve_task
 from autors.data import prepare
 from autors.data.shipped import DATA_ROOT_ENV
@@ -21,8 +22,6 @@ from autors.errors import ArchError
 from autors.training.loop import SCALARS
 from autors.training.run_folder import check_new_run_dir
 from autors.training.train_run import train_and_write
-
-RUNS_DIR = Path("results") / "runs"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
