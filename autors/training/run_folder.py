@@ -26,6 +26,8 @@ Layout of `results/runs/<name>/` (all JSON is UTF-8, indented):
                       "task": {"name", "kind", "path", "sha256" (of task.yaml's bytes),
                                "digest" (TaskSpec.digest()), "spec" (TaskSpec.to_dict())},
                       "split_sha256": hash of the train/val/test class-index rasters,
+                      "grid": the training reference grid {"crs" (WKT), "transform",
+                              "height", "width"},
                       "inputs": {"sensors": [{"name", "kind", "bands": [names],
                                               "in_channels"}, ...] (model input order),
                                  "class_names", "class_values" (raster value per class
@@ -164,6 +166,7 @@ def write_run(out: Path, rec: RunRecord) -> Path:
                 "spec": task.to_dict(),
             },
             "split_sha256": split_sha256(data),
+            "grid": data.grid.to_dict(),  # the training reference grid (CRS as WKT)
             "inputs": {
                 "sensors": [
                     {"name": name, "kind": task.sensors[name].kind,

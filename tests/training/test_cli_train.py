@@ -8,13 +8,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import rasterio
 import torch
 import yaml
 
 import fusion
 from autors.cli import main
 from autors.config import TaskSpec, load_task
-from autors.data import PreparedData, prepare
+from autors.data import Grid, PreparedData, prepare
 from autors.errors import ModelFolderError
 from autors.training.cost import random_inputs
 from autors.training.evaluate import evaluate
@@ -55,6 +56,9 @@ def test_train_writes_the_run_folder_without_test_metrics(
     assert run["inputs"]["sensors"][0]["in_channels"] == 4
     assert run["inputs"]["class_names"] == ["water", "grass", "trees"]
     assert run["wall_s"] > 0
+    grid = Grid.from_dict(run["grid"])  # the training grid is recorded for predict's checks
+    with rasterio.open(load_task(task_path).labels.path) as labels:
+        assert (grid.height, grid.width) == labels.shape and grid.crs == labels.crs
     assert set(json.loads((out / "norm_stats.json").read_text())["mean"]) == {"optical", "lidar"}
 
     printed = capsys.readouterr().out
