@@ -144,7 +144,15 @@ class TrainSpec(_Strict):
         default=0.0, ge=0.0, lt=1.0, description="probability of zeroing a whole sensor"
     )
     augment: bool = Field(default=True, description="random flips and 90-degree rotations")
-    max_train_samples: int | None = Field(default=None, ge=1)
+    max_train_samples: int | None = Field(
+        default=None, ge=1, description="train on a seeded subset of this many samples"
+    )
+    val_max_samples: int | None = Field(
+        default=None,
+        ge=1,
+        description="validate on at most this many labelled pixels: a fixed seeded subset of "
+        "the validation split, to bound per-epoch validation time on densely labelled scenes",
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 

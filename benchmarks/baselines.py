@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
-import numpy as np
 import yaml
 from _common import fmt_pm, header_block, md_table, mean_std, one_thread, write_report
 
@@ -70,17 +69,6 @@ def s1f11_task(data_root: Path) -> tuple[Path, str]:
     return data_root.resolve() / src.name, src.read_text()
 
 
-def _subsample(labels: np.ndarray, keep: int, seed: int) -> np.ndarray:
-    """`labels` with all but `keep` randomly chosen labelled pixels set to -1."""
-    idx = np.flatnonzero(labels.reshape(-1) >= 0)
-    if idx.size <= keep:
-        return labels
-    drop = np.random.default_rng(seed).permutation(idx)[keep:]
-    out = labels.copy().reshape(-1)
-    out[drop] = -1
-    return out.reshape(labels.shape)
-
-
 def run_job(job: Job) -> dict:
     """Train one model on one seed, evaluate it once on test, measure its cost."""
     one_thread()
@@ -94,12 +82,12 @@ def run_job(job: Job) -> dict:
     raw = yaml.safe_load(job.raw)
     if job.sensors is not None:
         raw["sensors"] = {k: v for k, v in raw["sensors"].items() if k in job.sensors}
+    # the same validation pixels for every model and seed (train.val_max_samples)
     raw["train"] = dict(raw.get("train") or {}, epochs=job.epochs,
-                        early_stopping_patience=job.epochs, max_train_samples=job.max_train)
+                        early_stopping_patience=job.epochs, max_train_samples=job.max_train,
+                        val_max_samples=job.max_val)
     task = parse_task(raw, Path(job.task_path))
     data = prepare(task)
-    if job.max_val is not None:  # the same validation pixels for every model and seed
-        data.splits.val = _subsample(data.splits.val, job.max_val, 12345)
     outcome = train_model(task, job.arch, data, job.seed, progress=False)
     test = evaluate(outcome.model, data, "test", 512)
     cost = measure_cost(outcome.model, data.in_channels, task.patch_size)

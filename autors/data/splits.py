@@ -92,6 +92,8 @@ def make_splits(task: TaskSpec, scene: Scene) -> Splits:
     val_mask = _carve(pool, block, val_target, k, _rng(task.seed, 2), "validation")
     val = np.where(val_mask, pool, np.int16(-1))
     train = np.where(val_mask, np.int16(-1), pool)
+    if task.train.val_max_samples is not None:
+        val = _subsample(val, task.train.val_max_samples, _rng(task.seed, 3))
     return Splits(train=train, val=val, test=test, num_classes=k, dropped_invalid=dropped)
 
 
@@ -170,6 +172,17 @@ def _carve(
         chosen[np.flatnonzero(keeps)[np.argmin(sizes[keeps])]] = True
     held[rows, cols] = chosen[inverse]
     return held
+
+
+def _subsample(labels: np.ndarray, keep: int, rng: np.random.Generator) -> np.ndarray:
+    """`labels` with all but `keep` seeded-random labelled pixels unlabelled (-1). The dropped
+    pixels stay out of training too: their blocks were held out."""
+    idx = np.flatnonzero(labels.reshape(-1) >= 0)
+    if idx.size <= keep:
+        return labels
+    out = labels.copy().reshape(-1)
+    out[rng.permutation(idx)[keep:]] = -1
+    return out.reshape(labels.shape)
 
 
 def _box_any(mask: np.ndarray, radius: int) -> np.ndarray:

@@ -71,6 +71,22 @@ def test_splits_are_deterministic_for_the_seed(write_task):
     assert not np.array_equal(a.test, c.test)
 
 
+def test_val_max_samples_keeps_a_fixed_subset_of_validation_only(write_task):
+    _, _, full = _split_and_scene(write_task())
+
+    def cap(data):
+        data["train"] = {"val_max_samples": 50}
+
+    _, _, a = _split_and_scene(write_task(cap, name="cap.yaml"))
+    _, _, b = _split_and_scene(write_task(cap, name="cap2.yaml"))
+    assert sum(a.counts()["val"]) == 50 < sum(full.counts()["val"])
+    assert np.array_equal(a.val, b.val)  # the same pixels every time (model selection)
+    kept = a.val >= 0
+    assert np.array_equal(a.val[kept], full.val[kept])  # a subset of the carved split
+    # the dropped validation pixels do not leak into training; train and test are unchanged
+    assert np.array_equal(a.train, full.train) and np.array_equal(a.test, full.test)
+
+
 def test_counts_per_split_and_class(write_task):
     _, _, splits = _split_and_scene(write_task())
     counts = splits.counts()
