@@ -145,7 +145,7 @@ class TrainSpec(_Strict):
     )
     augment: bool = Field(default=True, description="random flips and 90-degree rotations")
     max_train_samples: int | None = Field(
-        default=None, ge=1, description="train on a seeded subset of this many samples"
+        default=None, ge=1, description="train on a fixed seeded subset of this many samples"
     )
     val_max_samples: int | None = Field(
         default=None,
