@@ -2,34 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from pathlib import Path
 
+import make_fixtures  # tests/data (on sys.path via tests/conftest.py)
 import pytest
 
 from autors.cli import main
 from autors.config import load_task
 from autors.data import load_scene, make_splits
 
-DATA_TESTS = Path(__file__).resolve().parents[1] / "data"
-
-
-def _fixtures():
-    """tests/data/make_fixtures.py, the generator of the data tests' rasters."""
-    name = "autors_tests_data_make_fixtures"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, DATA_TESTS / "make_fixtures.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
 
 @pytest.fixture
 def task_path(tmp_path: Path) -> Path:
-    fx = _fixtures()
+    fx = make_fixtures
     return fx.write_task(tmp_path, fx.task_dict(fx.make_scene(tmp_path)))
 
 
@@ -60,7 +46,7 @@ def test_validate_prints_the_summary(task_path, capsys):
 
 
 def test_validate_reports_a_user_error_without_traceback(task_path, tmp_path, capsys):
-    fx = _fixtures()
+    fx = make_fixtures
     labels = fx.label_values()
     labels[0, 0] = 5
     fx.write_raster(tmp_path / "labels.tif", labels, fx.UTM, fx.LABEL_TRANSFORM)

@@ -9,7 +9,6 @@ disconnect) or as `autors search` subprocesses; the cluster outlives them all.
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import os
@@ -21,9 +20,11 @@ import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 from typing import Any
 
+import isolation
+import loopback
 import numpy as np
 import pytest
 import ray
@@ -38,18 +39,6 @@ from autors.search.runner import SearchOptions, SearchOutcome, run_search
 from autors.synth import generate_scene
 from autors.training.result import Cost, TrialResult
 
-
-def _load(name: str, path: Path) -> ModuleType:
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-loopback = _load("autors_tests_cluster_loopback", Path(__file__).with_name("loopback.py"))
-isolation = _load("autors_tests_cluster_isolation", Path(__file__).with_name("isolation.py"))
 WRAPPER = "test_isolated_netns.py"
 
 

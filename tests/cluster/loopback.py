@@ -8,12 +8,11 @@ but stay in the session) shares that session id. Killing a node SIGKILLs exactly
 as if the machine had died. `ray stop` is never used: it kills every Ray process of the machine
 (every user's test session), whatever RAY_TMPDIR says.
 
-Loaded by conftest.py of this folder (tests cannot import each other under importlib mode).
+Imported by name (tests/conftest.py puts the helper folders on sys.path).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import socket
 import subprocess
@@ -21,8 +20,8 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
+import helpers  # tests/search/helpers.py (on sys.path via tests/conftest.py)
 import ray
 
 from autors.search.cluster import use_token_auth
@@ -54,18 +53,6 @@ def free_port(ip: str) -> int:
         return s.getsockname()[1]
 
 
-def load_search_helpers() -> ModuleType:
-    """tests/search/helpers.py (scene, task and process helpers shared with the search tests)."""
-    name = "autors_tests_search_helpers"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, SEARCH_TESTS / "helpers.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-helpers = load_search_helpers()
 
 
 class LoopbackCluster:

@@ -6,18 +6,15 @@ them all in a child pytest inside the namespace; its output is shown when it fai
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import isolation
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-_spec = importlib.util.spec_from_file_location("autors_tests_cluster_isolation",
-                                               HERE / "isolation.py")
-isolation = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(isolation)
 
 
 def test_cluster_tests_pass_in_an_isolated_network_namespace() -> None:

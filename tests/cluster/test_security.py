@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import importlib.util
 import ipaddress
 import json
 import os
@@ -15,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import isolation
 import pytest
 import ray
 import torch
@@ -26,10 +26,6 @@ from autors.search.cluster import use_token_auth
 from autors.training.run_folder import read_run
 
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("autors_tests_cluster_isolation",
-                                               Path(__file__).with_name("isolation.py"))
-isolation = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(isolation)
 PACKAGES = ("autors", "fusion", "search_spaces")
 
 

@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
+import make_fixtures  # tests/data (on sys.path via tests/conftest.py)
 import pytest
 
 HERE = Path(__file__).resolve().parent
-
-
-def load_fixture_module() -> ModuleType:
-    """tests/data/make_fixtures.py as a module (tests are not a package)."""
-    name = "autors_tests_data_make_fixtures"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, HERE / "make_fixtures.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 def shared_data_dir() -> Path | None:
@@ -34,7 +22,7 @@ def shared_data_dir() -> Path | None:
 
 @pytest.fixture(scope="session")
 def fx() -> ModuleType:
-    return load_fixture_module()
+    return make_fixtures
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ evaluator). The end-to-end tests train for real with autors.training.run_trial.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
+import helpers as search_helpers  # tests/search/helpers.py
 import pytest
 import ray
 
@@ -26,19 +26,7 @@ from autors.synth import generate_scene
 from autors.training.result import Cost, TrialResult
 from autors.training.trial import run_trial
 
-
-def load_helpers() -> ModuleType:
-    """tests/search/helpers.py as a module (tests are not a package; tests/cluster uses it)."""
-    name = "autors_tests_search_helpers"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("helpers.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-h = load_helpers()
+h = search_helpers
 
 
 @pytest.fixture(scope="session")
