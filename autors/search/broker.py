@@ -2,7 +2,8 @@
 
 It hands out trial ids and seeds, enforces the budget (max_trials over all sessions of a run,
 max_minutes of search wall time over all sessions), answers architectures that were already
-evaluated from memory instead of training them again, judges each result (score,
+evaluated from memory instead of training them again, records proposals whose parameters or
+FLOPs break a limit without training them (prescreen.py), judges each result (score,
 feasibility) and appends it to trials.jsonl the moment it arrives.
 """
 
@@ -14,14 +15,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from autors.search.pool import TrialPool
+from autors.search.prescreen import Screen
 from autors.search.records import TrialRecord
 from autors.search.runfolder import RunFolder
 from autors.search.scoring import Judgement
 from autors.training.result import TrialResult
 
-# The strategy proposed this many already-evaluated architectures in a row: the space (or
-# what the strategy can still reach in it) is exhausted, so the search ends.
-MAX_DUPLICATE_STREAK = 200
+# The strategy proposed this many already-evaluated or over-limit architectures in a row: the
+# space (or what the strategy can still reach in it under the limits) is exhausted, so the
+# search ends.
+MAX_IDLE_STREAK = 200
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class SearchBroker:
         session: int,
         base_seed: int,
         elapsed_before: float,
+        screen: Screen | None = None,
     ) -> None:
         self.pool = pool
         self.run = run
@@ -56,16 +60,17 @@ class SearchBroker:
         self.session = session
         self.base_seed = base_seed
         self.elapsed_before = elapsed_before
+        self.screen = screen
         self.records: list[TrialRecord] = list(history)
         self.listeners: list[Callable[[TrialRecord], None]] = []
         self.started = time.monotonic()
         self.next_id = max((r.trial_id for r in history), default=-1) + 1
         self._known: dict[str, tuple[float, bool]] = {
-            arch_key(r.result.arch): (r.score, r.ok) for r in history
+            arch_key(r.result.arch): (r.score, r.scored) for r in history
         }
         self._samples: dict[int, dict] = {}  # running trial id -> sample
         self.duplicates = 0
-        self._duplicate_streak = 0
+        self._idle_streak = 0
         self.cancelled: list[int] = []  # trials stopped at the time budget (not recorded)
         self.stop_reason: str | None = None
         self._clock_stopped_at: float | None = None
@@ -95,8 +100,8 @@ class SearchBroker:
 
     @property
     def submitted_total(self) -> int:
-        """Trials of the whole run that are finished or running."""
-        return len(self.records) + self.pool.running
+        """Trials of the whole run that are finished or running (screened-out ones aside)."""
+        return sum(r.trained for r in self.records) + self.pool.running
 
     def budget_left(self) -> bool:
         if self.stop_reason is not None:
@@ -112,51 +117,78 @@ class SearchBroker:
 
     # -- trials ---------------------------------------------------------------------------------
     def lookup(self, arch: dict) -> tuple[float, bool] | None:
-        """(score, ok) of an architecture already evaluated in this run, else None."""
+        """(score, scored) of an architecture already evaluated in this run, else None."""
         known = self._known.get(arch_key(arch))
         if known is not None:
             self.duplicates += 1
-            self._duplicate_streak += 1
-            if self._duplicate_streak >= MAX_DUPLICATE_STREAK:
-                self.stop_reason = (
-                    f"the strategy proposed {MAX_DUPLICATE_STREAK} already-evaluated "
-                    "architectures in a row: the search space looks exhausted"
-                )
+            self._count_idle()
         return known
+
+    def screen_out(self, sample: dict, arch: dict) -> TrialRecord | None:
+        """Record `arch` as over_limit, untrained, when its params or FLOPs break a limit."""
+        if self.screen is None:
+            return None
+        try:
+            cost = self.screen(arch)
+        except Exception:  # noqa: BLE001 - an arch that cannot be built fails as a trial, recorded there
+            return None
+        if cost is None:
+            return None
+        trial_id = self.next_id
+        self.next_id += 1
+        self._count_idle()
+        now = time.time()
+        result = TrialResult(trial_id=trial_id, arch=arch, seed=self.base_seed + trial_id,
+                             status="over_limit", extra={"static_cost": cost})
+        return self._record(result, arch, sample, now, now)
+
+    def _count_idle(self) -> None:
+        self._idle_streak += 1
+        if self._idle_streak >= MAX_IDLE_STREAK:
+            self.stop_reason = (
+                f"the strategy proposed {MAX_IDLE_STREAK} already-evaluated or over-limit "
+                "architectures in a row: the search space (under its limits) looks exhausted"
+            )
 
     def submit(self, sample: dict, arch: dict) -> int:
         trial_id = self.next_id
         self.next_id += 1
-        self._duplicate_streak = 0
+        self._idle_streak = 0
         self._samples[trial_id] = dict(sample)
         self.pool.submit(trial_id, arch, self.base_seed + trial_id)
         return trial_id
 
     def wait(self, timeout: float) -> list[TrialRecord]:
         """Wait up to `timeout` s for finished trials; judge, append and return them."""
-        out = []
-        for done in self.pool.wait(timeout):
-            verdict = self.judge(done.result)
-            record = TrialRecord(
-                trial_id=done.trial_id,
-                session=self.session,
-                sample=self._samples.pop(done.trial_id),
-                score=verdict.score,
-                feasible=verdict.feasible,
-                violations=verdict.violations,
-                reason=verdict.reason,
-                submitted_at=done.submitted_at,
-                finished_at=done.finished_at,
-                elapsed_s=self.elapsed(),
-                result=done.result,
-            )
-            self.run.append_trial(record)
-            self.records.append(record)
-            self._known[arch_key(done.arch)] = (record.score, record.ok)
-            for listener in self.listeners:
-                listener(record)
-            out.append(record)
-        return out
+        return [
+            self._record(done.result, done.arch, self._samples.pop(done.trial_id),
+                         done.submitted_at, done.finished_at)
+            for done in self.pool.wait(timeout)
+        ]
+
+    def _record(self, result: TrialResult, arch: dict, sample: dict, submitted_at: float,
+                finished_at: float) -> TrialRecord:
+        """Judge a finished (or screened-out) trial, append it to trials.jsonl, tell listeners."""
+        verdict = self.judge(result)
+        record = TrialRecord(
+            trial_id=result.trial_id,
+            session=self.session,
+            sample=sample,
+            score=verdict.score,
+            feasible=verdict.feasible,
+            violations=verdict.violations,
+            reason=verdict.reason,
+            submitted_at=submitted_at,
+            finished_at=finished_at,
+            elapsed_s=self.elapsed(),
+            result=result,
+        )
+        self.run.append_trial(record)
+        self.records.append(record)
+        self._known[arch_key(arch)] = (record.score, record.scored)  # as proposed
+        for listener in self.listeners:
+            listener(record)
+        return record
 
     def cancel_running(self) -> list[int]:
         """Stop every running trial (time budget or interrupt); they are not recorded."""

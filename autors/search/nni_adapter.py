@@ -234,12 +234,16 @@ class _RayEngine(ExecutionEngine):
             if known is not None:  # same network already evaluated: answer from memory
                 self._finish(model, *known)
                 continue
+            screened = self.broker.screen_out(model.sample, arch)
+            if screened is not None:  # over a params/FLOPs limit: scored without training
+                self._finish(model, screened.score, screened.scored)
+                continue
             trial_id = self.broker.submit(model.sample, arch)
             self._running[trial_id] = model
 
-    def _finish(self, model: ExecutableModelSpace, score: float, ok: bool) -> None:
+    def _finish(self, model: ExecutableModelSpace, score: float, scored: bool) -> None:
         self.dispatch_model_event(FinalMetricEvent(model, score))
-        status = ModelStatus.Trained if ok else ModelStatus.Failed
+        status = ModelStatus.Trained if scored else ModelStatus.Failed
         self.dispatch_model_event(TrainingEndEvent(model, status))
 
     def pump(self, timeout: float) -> None:
@@ -250,7 +254,7 @@ class _RayEngine(ExecutionEngine):
                 self.dispatch_model_event(TrainingEndEvent(model, ModelStatus.Interrupted))
             return
         for record in self.broker.wait(timeout):
-            self._finish(self._running.pop(record.trial_id), record.score, record.ok)
+            self._finish(self._running.pop(record.trial_id), record.score, record.scored)
 
     def idle_worker_available(self) -> bool:
         # Blocks until a slot is free (or the deadline cancels the running trials) instead of

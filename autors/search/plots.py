@@ -23,7 +23,8 @@ def _best_so_far(values: list[float | None]) -> list[float | None]:
 
 def plot_progress(records: list[TrialRecord], objective: str, path: Path) -> None:
     """Best feasible objective so far against trial count and against search wall time."""
-    recs = sorted(records, key=lambda r: r.elapsed_s)
+    # trials only: proposals screened out before training took no time and no slot
+    recs = sorted((r for r in records if r.trained), key=lambda r: r.elapsed_s)
     values = [
         float(r.result.metrics[objective]) if r.ok and r.feasible else None for r in recs
     ]

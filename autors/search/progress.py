@@ -29,6 +29,11 @@ def _fmt_s(seconds: float | None) -> str:
 
 
 
+def trained_count(records: list[TrialRecord]) -> int:
+    """Trials that were trained (proposals screened out as over_limit are not trials)."""
+    return sum(r.trained for r in records)
+
+
 def trial_line(record: TrialRecord, objective: str, total: int | None, done: int) -> str:
     """One line describing a finished trial."""
     res = record.result
@@ -77,19 +82,21 @@ class SearchProgress:
             self._live = None
 
     def on_record(self, record: TrialRecord) -> None:
+        if not record.trained:  # screened out before training: counted in the status line
+            return
         line = trial_line(record, self.objective, self.broker.budget.max_trials,
-                          len(self.broker.records))
+                          trained_count(self.broker.records))
         self.console.print(line, markup=False, highlight=False, soft_wrap=True)
 
     def eta_s(self) -> float | None:
         """Remaining search time: trials left x mean trial time / concurrency, capped by the
         time budget."""
         b = self.broker
-        new = b.records[self._session_start:]
+        new = [r for r in b.records[self._session_start:] if r.trained]
         by_count = None
         if b.budget.max_trials is not None and new:
             mean = sum(r.wall_s for r in new) / len(new)
-            left = max(0, b.budget.max_trials - len(b.records))
+            left = max(0, b.budget.max_trials - trained_count(b.records))
             by_count = left * mean / max(1, min(self.concurrency, left or 1))
         left_s = b.seconds_left()
         options = [v for v in (by_count, left_s) if v is not None]
@@ -98,13 +105,15 @@ class SearchProgress:
     def render(self) -> Group:
         b = self.broker
         records = b.records
-        failed = sum(not r.ok for r in records)
+        failed = sum(not r.ok and r.trained for r in records)
+        screened = len(records) - trained_count(records)
         total = b.budget.max_trials
         status = Text.assemble(
             ("search ", "bold"),
-            f"{len(records)}/{total if total is not None else '?'} done  ",
+            f"{trained_count(records)}/{total if total is not None else '?'} done  ",
             f"{b.pool.running} running  ",
             (f"{failed} failed  ", "red" if failed else ""),
+            (f"{screened} over limit (not trained)  " if screened else ""),
             f"elapsed {_fmt_s(b.elapsed())}  ETA {_fmt_s(self.eta_s())}",
         )
         top = best(records)

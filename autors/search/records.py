@@ -30,6 +30,16 @@ class TrialRecord:
         return self.result.status == "ok" and not self.reason
 
     @property
+    def trained(self) -> bool:
+        """False for proposals the driver screened out before training (status over_limit)."""
+        return self.result.status != "over_limit"
+
+    @property
+    def scored(self) -> bool:
+        """The strategy learns from this score: trained ok trials and screened-out proposals."""
+        return self.ok or not self.trained
+
+    @property
     def wall_s(self) -> float:
         """Driver-side time from submission to record: training plus every overhead."""
         return self.finished_at - self.submitted_at

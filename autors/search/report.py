@@ -123,8 +123,9 @@ def leaderboard_rows(
             v = res.metrics.get(f"val_{m}")
             row[f"val_{m}"] = round(float(v), 6) if isinstance(v, (int, float)) else ""
         cost = res.cost
-        row["params"] = cost.params if cost else ""
-        row["flops"] = cost.flops if cost else ""
+        static = res.extra.get("static_cost", {})  # over_limit: counted, never trained
+        row["params"] = cost.params if cost else static.get("params", "")
+        row["flops"] = cost.flops if cost else static.get("flops", "")
         row["latency_ms"] = round(cost.latency_ms_b1, 4) if cost else ""
         row["epochs"] = res.epochs
         row["train_s"] = round(res.train_s, 2)
@@ -162,6 +163,8 @@ def counts(records: list[TrialRecord]) -> dict[str, int]:
         "ok": sum(r.ok for r in records),
         "feasible": sum(r.ok and r.feasible for r in records),
         "infeasible": sum(r.ok and not r.feasible for r in records),
-        "failed": sum(not r.ok and r.result.status != "timeout" for r in records),
+        "over_limit": sum(not r.trained for r in records),
+        "failed": sum(not r.ok and r.result.status not in ("timeout", "over_limit")
+                      for r in records),
         "timeout": sum(r.result.status == "timeout" for r in records),
     }

@@ -30,7 +30,8 @@ from autors.search.cluster import ClusterInfo, ray_cluster
 from autors.search.final import retrain_and_test, run_final
 from autors.search.plots import plot_pareto, plot_progress
 from autors.search.pool import SharedInputs, TrialFn, TrialPool, TrialResources
-from autors.search.progress import SearchProgress, log_line
+from autors.search.prescreen import make_screen
+from autors.search.progress import SearchProgress, log_line, trained_count
 from autors.search.records import TrialRecord
 from autors.search.report import (
     FinalStats,
@@ -138,6 +139,7 @@ def run_search(
             session=session,
             base_seed=task.seed,
             elapsed_before=previous_elapsed(state, history),
+            screen=make_screen(task, data),
         )
         from autors.search.nni_adapter import StrategyRun  # heavy import (nni.nas, ~5 s)
 
@@ -198,7 +200,10 @@ def _search_phase(
     search_s = time.monotonic() - t0
     if broker.stop_reason:
         log_line(console, f"search stopped: {broker.stop_reason}")
-    log_line(console, f"search done: {len(broker.records)} trials in {search_s:.1f} s")
+    screened = len(broker.records) - trained_count(broker.records)
+    log_line(console, f"search done: {trained_count(broker.records)} trials in {search_s:.1f} s"
+             + (f"; {screened} proposals over a params/FLOPs limit were not trained"
+                if screened else ""))
     return search_s
 
 
@@ -262,7 +267,7 @@ def _final_line(row: dict[str, Any]) -> str:
 def _save_state(run: RunFolder, state: dict, broker: SearchBroker, status: str) -> None:
     state["status"] = status
     state["updated"] = _now()
-    state["trials_finished"] = len(broker.records)
+    state["trials_finished"] = trained_count(broker.records)
     state["max_trials"] = broker.budget.max_trials
     state["elapsed_s"] = broker.elapsed()
     state["running"] = broker.pool.running_ids()

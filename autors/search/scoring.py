@@ -7,6 +7,8 @@ the TrialResult; only the strategy sees the score defined here:
 - ok but infeasible: score = objective - 3 - min(violation, 5), within [-9, -2): always below any
   feasible trial, and closer-to-feasible architectures rank higher among the infeasible ones.
   `violation` sums log2(value / limit) over the violated constraints (2x too many params = 1).
+- over_limit (not trained, params/FLOPs over a limit; see prescreen.py): scored as an
+  infeasible trial with the worst objective value (-1), so within [-9, -4).
 - failed / timeout:  score = FAILED_SCORE (-10), below everything else.
 """
 
@@ -22,6 +24,7 @@ from autors.training.result import TrialResult
 FAILED_SCORE = -10.0
 _INFEASIBLE_OFFSET = 3.0
 _MAX_VIOLATION = 5.0
+_WORST_OBJECTIVE = -1.0  # every objective (oa, aa, kappa, miou) is >= -1
 
 
 @dataclass(frozen=True)
@@ -48,13 +51,20 @@ def objective_value(result: TrialResult, objective: str) -> float | None:
 
 def constraint_violations(result: TrialResult, constraints: ConstraintSpec) -> dict[str, float]:
     """Ratio measured/limit for every violated constraint (empty when feasible or no cost)."""
-    if result.cost is None:
+    if result.status == "over_limit":
+        static = result.extra["static_cost"]
+        checks: list[tuple[str, float | None, float]] = [
+            ("max_params", constraints.max_params, float(static["params"])),
+            ("max_flops", constraints.max_flops, float(static["flops"])),
+        ]
+    elif result.cost is None:
         return {}
-    checks: list[tuple[str, float | None, float]] = [
-        ("max_params", constraints.max_params, float(result.cost.params)),
-        ("max_flops", constraints.max_flops, float(result.cost.flops)),
-        ("max_latency_ms", constraints.max_latency_ms, float(result.cost.latency_ms_b1)),
-    ]
+    else:
+        checks = [
+            ("max_params", constraints.max_params, float(result.cost.params)),
+            ("max_flops", constraints.max_flops, float(result.cost.flops)),
+            ("max_latency_ms", constraints.max_latency_ms, float(result.cost.latency_ms_b1)),
+        ]
     return {
         name: value / float(limit)
         for name, limit, value in checks
@@ -64,6 +74,9 @@ def constraint_violations(result: TrialResult, constraints: ConstraintSpec) -> d
 
 def judge(result: TrialResult, objective: str, constraints: ConstraintSpec) -> Judgement:
     """Turn a TrialResult into the strategy's score, feasibility and failure reason."""
+    if result.status == "over_limit":
+        violations = constraint_violations(result, constraints)
+        return Judgement(_infeasible_score(_WORST_OBJECTIVE, violations), False, violations, "")
     if result.status != "ok":
         reason = result.error or f"trial status {result.status}"
         return Judgement(FAILED_SCORE, False, {}, reason)
@@ -81,9 +94,12 @@ def judge(result: TrialResult, objective: str, constraints: ConstraintSpec) -> J
     violations = constraint_violations(result, constraints)
     if not violations:
         return Judgement(value, True, {}, "")
+    return Judgement(_infeasible_score(value, violations), False, violations, "")
+
+
+def _infeasible_score(value: float, violations: dict[str, float]) -> float:
     excess = sum(math.log2(r) for r in violations.values())
-    score = value - _INFEASIBLE_OFFSET - min(excess, _MAX_VIOLATION)
-    return Judgement(score, False, violations, "")
+    return value - _INFEASIBLE_OFFSET - min(excess, _MAX_VIOLATION)
 
 
 def _limits(constraints: ConstraintSpec) -> tuple[Any, ...]:

@@ -39,6 +39,7 @@ def engine_stats(records: list[TrialRecord], concurrency: int, search_s: float) 
     - slot utilisation: trial-function time / (concurrency x search wall time); the rest is
       idle slots (strategy thinking, waiting for the last trials, overhead).
     """
+    records = [r for r in records if r.trained]  # screened-out proposals took no slot
     if not records:
         return {}
     wall = [r.wall_s for r in records]

@@ -44,7 +44,7 @@ def leaderboard_table(
     table.add_column("architecture")  # wraps on narrow terminals
     for row in rows[:limit] if limit else rows:
         status = row["status"] if row["feasible"] or row["status"] != "ok" else "infeasible"
-        style = {"ok": "", "infeasible": "yellow"}.get(status, "red")
+        style = {"ok": "", "infeasible": "yellow", "over_limit": "yellow"}.get(status, "red")
         value = row[objective]
         cells = [
             str(row["rank"]), str(row["trial_id"]), status,

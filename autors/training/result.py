@@ -11,7 +11,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-TrialStatus = Literal["ok", "failed", "timeout"]
+# over_limit: never trained, because its parameters or FLOPs (known before training) exceed a
+# constraint; extra["static_cost"] holds them (see autors.search.prescreen).
+TrialStatus = Literal["ok", "failed", "timeout", "over_limit"]
 
 
 @dataclass

@@ -117,24 +117,49 @@ def test_nan_objective_is_a_failed_trial(make_task, trial_fns, tmp_path) -> None
 def test_constraints_keep_infeasible_trials_but_never_pick_them(
     make_task, trial_fns, tmp_path
 ) -> None:
-    limit = 1500
+    # Latency is measured after training (not screened): these trials train, then fail it.
+    # The cheap trials report latency = params / 1e4 ms, so this is a 1500-parameter limit.
+    limit = 0.15
     task = make_task(max_trials=10, strategy="random", top_k=2,
-                     constraints={"max_params": limit})
+                     constraints={"max_latency_ms": limit})
     outcome = search(task, tmp_path, "cons", trial_fns.cheap, trial_fns.cheap_final)
     recs = outcome.records
+    assert all(r.trained for r in recs)
     infeasible = [r for r in recs if not r.feasible]
     feasible = [r for r in recs if r.feasible]
     assert infeasible and feasible, "the limit should split this sample of architectures"
-    assert all(r.result.cost.params > limit and "max_params" in r.violations for r in infeasible)
+    assert all(r.result.cost.latency_ms_b1 > limit and "max_latency_ms" in r.violations
+               for r in infeasible)
     assert max(r.score for r in infeasible) < min(r.score for r in feasible)
     best = outcome.summary["best"]
-    assert best["feasible"] and best["params"] <= limit
+    assert best["feasible"] and best["latency_ms"] <= limit
     # The best raw metric was infeasible in this run: the constraint changed the choice.
     assert max(trial_fns.metric(r.result.arch) for r in recs) > best["val_oa"]
     finals = {f["trial_id"] for f in outcome.summary["final"]}
     assert finals and finals <= {r.trial_id for r in feasible}
     board = (outcome.run_dir / "leaderboard.csv").read_text().splitlines()
     assert board[1].split(",")[3] == "True"  # rank 1 is feasible
+
+
+def test_params_limit_screens_proposals_out_before_training(make_task, trial_fns, tmp_path) -> None:
+    limit = 1500
+    task = make_task(max_trials=6, strategy="random", top_k=2, constraints={"max_params": limit})
+    outcome = search(task, tmp_path, "screen", trial_fns.cheap, trial_fns.cheap_final)
+    recs = outcome.records
+    screened = [r for r in recs if not r.trained]
+    trained = [r for r in recs if r.trained]
+    assert screened, "the limit should screen out part of this sample of architectures"
+    assert len(trained) == 6, "max_trials counts trained trials, not screened-out proposals"
+    for r in screened:  # never sent to a worker: no trial-function output at all
+        assert r.result.status == "over_limit" and r.result.duration_s == 0.0
+        assert "start" not in r.result.extra and r.result.cost is None
+        assert r.result.extra["static_cost"]["params"] > limit and "max_params" in r.violations
+    assert all(r.result.cost.params <= limit for r in trained)
+    assert max(r.score for r in screened) < min(r.score for r in trained)
+    counts = outcome.summary["counts"]
+    assert (counts["over_limit"], counts["failed"]) == (len(screened), 0)
+    assert {f["trial_id"] for f in outcome.summary["final"]} <= {r.trial_id for r in trained}
+    assert f"{len(screened)} proposals over a params/FLOPs limit" in outcome.summary["_log"]
 
 
 def test_time_budget_stops_the_search(make_task, trial_fns, tmp_path) -> None:

@@ -55,6 +55,21 @@ def test_infeasible_scores_below_every_feasible_one_and_closer_is_better() -> No
     assert FAILED_SCORE < far.score < slightly.score < -1.0
 
 
+def test_over_limit_proposals_score_below_trained_infeasible_ones_and_keep_their_ratio() -> None:
+    limits = ConstraintSpec(max_params=1000, max_flops=100_000)
+    screened = TrialResult(trial_id=3, arch=ARCH, seed=0, status="over_limit",
+                           extra={"static_cost": {"params": 2000, "flops": 5000}})
+    j = judge(screened, "val_oa", limits)
+    assert not j.feasible and j.reason == ""
+    assert j.violations == {"max_params": pytest.approx(2.0)}  # flops are within their limit
+    trained_twice_over = judge(result(4, -1.0, params=2000), "val_oa", limits)
+    assert FAILED_SCORE < j.score <= trained_twice_over.score < -2.0
+    rec = record(screened, limits)
+    assert not rec.ok and not rec.trained and rec.scored
+    row = leaderboard_rows([rec])[0]
+    assert (row["status"], row["params"], row["flops"]) == ("over_limit", 2000, 5000)
+
+
 @pytest.mark.parametrize(
     "res, reason",
     [
