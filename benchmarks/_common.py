@@ -86,3 +86,85 @@ def write_report(out_dir: Path, name: str, text: str) -> Path:
     path = out_dir / f"{name}.md"
     path.write_text(text)
     return path
+
+
+# -- the two measured datasets and their training protocol (shared by baselines.py,
+# search_compare.py and searched_vs_baselines.py so every figure uses the same budget) --------
+DATASETS = ("synth", "sen1floods11")
+BASELINES = ("early_cnn", "late_cnn", "two_branch")
+DEFAULT_DATA_ROOT = Path(os.environ.get("AUTORS_DATA")
+                         or Path(__file__).resolve().parents[2] / "shared" / "data")
+# epochs; training patches per epoch (None: all); validation pixels (None: all)
+PROTOCOL = {"synth": {"epochs": 10, "max_train": None, "max_val": None},
+            "sen1floods11": {"epochs": 5, "max_train": 4000, "max_val": 3000}}
+
+
+def synth_task(workdir: Path, smoke: bool) -> tuple[Path, str]:
+    """The synthetic benchmark preset (512 px, scene seed 0), generated once per workdir."""
+    from autors.synth import SynthConfig, generate_scene
+
+    out = workdir / ("synth_smoke" if smoke else "synth_benchmark_s0")
+    path = out / "task.yaml"
+    if not path.is_file():
+        cfg = (SynthConfig(size=64, n_train_per_class=8, block_size=16, patch_size=5) if smoke
+               else SynthConfig.benchmark(seed=0))
+        generate_scene(out, cfg)
+    return path, path.read_text()
+
+
+def s1f11_task(data_root: Path) -> tuple[Path, str]:
+    """The shipped Sen1Floods11 task, its relative paths resolved against `data_root`."""
+    from autors.data.shipped import SHIPPED_DIR
+
+    src = SHIPPED_DIR / "sen1floods11.yaml"
+    return data_root.resolve() / src.name, src.read_text()
+
+
+def dataset_task(dataset: str, workdir: Path, data_root: Path, smoke: bool) -> tuple[Path, str]:
+    """(task path, task YAML text) of a benchmark dataset."""
+    if dataset == "synth":
+        return synth_task(workdir, smoke)
+    if dataset == "sen1floods11":
+        return s1f11_task(data_root)
+    raise SystemExit(f"unknown dataset {dataset!r}: use one of {', '.join(DATASETS)}")
+
+
+def with_protocol(raw: dict, dataset: str, epochs: int | None = None) -> dict:
+    """The task dict with the dataset's fixed training budget (early stopping off: the best
+    validation epoch is restored)."""
+    proto = PROTOCOL[dataset]
+    n = epochs or proto["epochs"]
+    raw = dict(raw)
+    raw["train"] = dict(raw.get("train") or {}, epochs=n, early_stopping_patience=n,
+                        max_train_samples=proto["max_train"], val_max_samples=proto["max_val"])
+    return raw
+
+
+def best_baseline(rows: list[dict], dataset: str) -> dict:
+    """The hand-designed baseline with the highest mean test OA on `dataset` (baselines.json
+    rows): {"model", "oa", "flops"}."""
+    means = []
+    for model in BASELINES:
+        sel = [r for r in rows if r["dataset"] == dataset and r["model"] == model]
+        if sel:
+            means.append({"model": model, "oa": mean_std([r["oa"] for r in sel])[0],
+                          "flops": sel[0]["flops"]})
+    if not means:
+        raise SystemExit(f"no baseline rows for {dataset!r}: run benchmarks/baselines.py first")
+    return max(means, key=lambda m: m["oa"])
+
+
+def write_task_file(raw: dict, task_path: Path, out: Path) -> Path:
+    """Write the task dict to `out` with its raster paths made absolute (they are relative to
+    `task_path`'s folder), so `autors train` can read it from anywhere."""
+    import yaml
+
+    base = task_path.parent
+    raw = dict(raw, sensors={k: dict(v, path=str(base / v["path"]))
+                             for k, v in raw["sensors"].items()})
+    raw["labels"] = dict(raw["labels"], path=str(base / raw["labels"]["path"]))
+    raw["split"] = dict(raw["split"], **{k: str(base / raw["split"][k])
+                                         for k in ("train", "test") if raw["split"].get(k)})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return out

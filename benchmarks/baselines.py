@@ -29,9 +29,19 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import yaml
-from _common import fmt_pm, header_block, md_table, mean_std, one_thread, write_report
+from _common import (
+    BASELINES,
+    DEFAULT_DATA_ROOT,
+    PROTOCOL,
+    dataset_task,
+    fmt_pm,
+    header_block,
+    md_table,
+    mean_std,
+    one_thread,
+    write_report,
+)
 
-BASELINES = ("early_cnn", "late_cnn", "two_branch")
 SINGLE_ARCH = "early_cnn"  # the network used for each single sensor
 
 
@@ -40,34 +50,13 @@ class Job:
     dataset: str
     task_path: str  # the task file (or the shipped file's virtual location under the root)
     raw: str  # the task YAML text, sensors still all present
-    model: str  # a baseline name or "<sensor> only"
-    arch: str
+    model: str  # a baseline name, "<sensor> only" or "searched"
+    arch: str | dict  # a baseline name or an arch dict
     sensors: tuple[str, ...] | None  # None: every sensor
     seed: int
     epochs: int
     max_train: int | None
     max_val: int | None
-
-
-def synth_task(workdir: Path, smoke: bool) -> tuple[Path, str]:
-    """The synthetic benchmark preset (512 px, scene seed 0), generated once."""
-    from autors.synth import SynthConfig, generate_scene
-
-    out = workdir / ("synth_smoke" if smoke else "synth_benchmark_s0")
-    path = out / "task.yaml"
-    if not path.is_file():
-        cfg = (SynthConfig(size=64, n_train_per_class=8, block_size=16, patch_size=5) if smoke
-               else SynthConfig.benchmark(seed=0))
-        generate_scene(out, cfg)
-    return path, path.read_text()
-
-
-def s1f11_task(data_root: Path) -> tuple[Path, str]:
-    """The shipped Sen1Floods11 task, its relative paths resolved against `data_root`."""
-    from autors.data.shipped import SHIPPED_DIR
-
-    src = SHIPPED_DIR / "sen1floods11.yaml"
-    return data_root.resolve() / src.name, src.read_text()
 
 
 def run_job(job: Job) -> dict:
@@ -171,26 +160,21 @@ def report(rows: list[dict], args: argparse.Namespace, datasets: list[str], wall
             body.append(row)
         text.append(f"\n## {ds}\n\n{how}.\n\n" + md_table(header, body, "l" + "r" * (len(header) - 1))
                     + "\n")
-    text.append(f"\n![baselines]({png.name})\n\nNot measured here: the searched networks "
-                "(issue 8.1's target that they beat the best baseline with <= 1/5 of its FLOPs) "
-                "— see search_compare.md.\n")
+    text.append(f"\n![baselines]({png.name})\n\nThe searched networks beside these: "
+                "searched_vs_baselines_<dataset>.md.\n")
     return "".join(text)
 
 
 def main() -> None:
-    import os
-
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--datasets", default="synth,sen1floods11")
     p.add_argument("--seeds", default="0,1,2,3,4")
-    p.add_argument("--synth-epochs", type=int, default=10)
-    p.add_argument("--s1f11-epochs", type=int, default=5)
-    p.add_argument("--s1f11-train", type=int, default=4000)
-    p.add_argument("--s1f11-val", type=int, default=3000)
+    p.add_argument("--synth-epochs", type=int, default=PROTOCOL["synth"]["epochs"])
+    p.add_argument("--s1f11-epochs", type=int, default=PROTOCOL["sen1floods11"]["epochs"])
+    p.add_argument("--s1f11-train", type=int, default=PROTOCOL["sen1floods11"]["max_train"])
+    p.add_argument("--s1f11-val", type=int, default=PROTOCOL["sen1floods11"]["max_val"])
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--data-root", type=Path, default=Path(
-        os.environ.get("AUTORS_DATA")
-        or Path(__file__).resolve().parents[2] / "shared" / "data"))  # ../shared/data
+    p.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
     p.add_argument("--workdir", type=Path, default=Path("/tmp/autors_baselines"))
     p.add_argument("--out", type=Path, default=Path("results/benchmarks"))
     p.add_argument("--smoke", action="store_true", help="tiny synthetic scene, 1 epoch (CI)")
@@ -203,12 +187,7 @@ def main() -> None:
     one_thread()
     jobs = []
     for ds in datasets:
-        if ds == "synth":
-            path, raw = synth_task(args.workdir, args.smoke)
-        elif ds == "sen1floods11":
-            path, raw = s1f11_task(args.data_root)
-        else:
-            raise SystemExit(f"unknown dataset {ds!r}: use synth and/or sen1floods11")
+        path, raw = dataset_task(ds, args.workdir, args.data_root, args.smoke)
         jobs += jobs_for(ds, path, raw, args)
     # Longest jobs first, so the two processes finish together.
     jobs.sort(key=lambda j: j.dataset != "sen1floods11")

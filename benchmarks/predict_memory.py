@@ -57,8 +57,9 @@ def _status_mb(key: str) -> float:
     raise RuntimeError(f"no {key} in /proc/self/status")
 
 
-def child(model: str, scene: str, out: str, window: int) -> None:
-    """Predict one scene in this (fresh) process and print the memory figures as JSON."""
+def child(model: str, sensors_json: str, out: str, window: int) -> None:
+    """Predict one scene ({sensor: GeoTIFF} as JSON) in this (fresh) process and print the
+    time and memory figures as JSON."""
     import torch
 
     from autors.export.inputs import open_inputs
@@ -66,7 +67,7 @@ def child(model: str, scene: str, out: str, window: int) -> None:
     from autors.export.predict import PredictOptions, predict_scene
 
     torch.set_num_threads(1)
-    sensors = {s: Path(scene) / f"{s}.tif" for s in SENSORS}
+    sensors = {s: Path(f) for s, f in json.loads(sensors_json).items()}
     exported = load_exported(model)
     grid = open_inputs(exported.card, sensors).grid  # headers only
     base = _status_mb("VmRSS")
@@ -103,11 +104,16 @@ def _prepare(workdir: Path, size: int) -> tuple[Path, Path, Path]:
     return model, small, big
 
 
-def _measure(model: Path, scene: Path, window: int, out: Path) -> dict:
+def measure_predict(model: Path, sensors: dict[str, Path], window: int, out: Path) -> dict:
+    """`autors predict`'s work on one scene in a fresh process (1 torch thread): pixels,
+    valid pixels, seconds (prediction only), base and peak resident memory (MB)."""
     done = subprocess.run(
-        [sys.executable, __file__, "--child", str(model), str(scene), str(out), str(window)],
-        check=True, capture_output=True, text=True,
+        [sys.executable, __file__, "--child", str(model),
+         json.dumps({s: str(f) for s, f in sensors.items()}), str(out), str(window)],
+        check=False, capture_output=True, text=True,
     )
+    if done.returncode != 0:
+        raise SystemExit(f"prediction with {model} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -160,7 +166,7 @@ def _report(rows: list[dict], size: int, model: Path, wall_s: float) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--child", nargs=4, metavar=("MODEL", "SCENE", "OUT", "WINDOW"),
+    parser.add_argument("--child", nargs=4, metavar=("MODEL", "SENSORS_JSON", "OUT", "WINDOW"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=256, help="training scene side, px")
     parser.add_argument("--windows", default="128,512", help="core window sizes to compare")
@@ -170,8 +176,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("results/benchmarks"))
     args = parser.parse_args()
     if args.child:
-        model, scene, out, window = args.child
-        child(model, scene, out, int(window))
+        model, sensors, out, window = args.child
+        child(model, sensors, out, int(window))
         return
     t0 = time.perf_counter()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="autors_predict_mem_"))
@@ -180,7 +186,8 @@ def main() -> None:
     rows = []
     for window in (int(w) for w in args.windows.split(",")):
         for scene in (small, big):
-            r = _measure(model, scene, window, workdir / f"map_{scene.name}_{window}.tif")
+            r = measure_predict(model, {s: scene / f"{s}.tif" for s in SENSORS}, window,
+                                workdir / f"map_{scene.name}_{window}.tif")
             r.update(window=window, scene=scene.name)
             print(json.dumps(r), flush=True)
             rows.append(r)

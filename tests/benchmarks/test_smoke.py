@@ -5,6 +5,7 @@ far too small to mean anything."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -13,12 +14,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "benchmarks"
 NUMBER = re.compile(r"^-?[\d,]+(\.\d+)?( ± \d+(\.\d+)?)?$")
 
 
-def _run(script: str, tmp_path: Path) -> Path:
+def _run(script: str, tmp_path: Path, *extra: str) -> Path:
     out = tmp_path / "out"
     # Ray's socket paths must fit AF_UNIX's ~107 characters: pytest's tmp_path is too deep.
     ray_tmp = tempfile.mkdtemp(prefix="rb", dir="/tmp")
@@ -26,7 +29,7 @@ def _run(script: str, tmp_path: Path) -> Path:
     try:
         proc = subprocess.run(
             [sys.executable, str(BENCH / script), "--smoke", "--out", str(out),
-             "--workdir", str(tmp_path / "work")],
+             "--workdir", str(tmp_path / "work"), *extra],
             check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240,
         )
     finally:
@@ -71,8 +74,18 @@ def test_synth_ablation_smoke(tmp_path: Path) -> None:
     assert (out / "synth_ablation_smoke.png").stat().st_size > 1000
 
 
-def test_baselines_smoke(tmp_path: Path) -> None:
-    out = _run("baselines.py", tmp_path)
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """baselines -> search_compare (FLOPs limit from the baselines) -> searched_vs_baselines,
+    in their smoke modes, into one folder: each reads what the one before wrote."""
+    tmp = tmp_path_factory.mktemp("chain")
+    _run("baselines.py", tmp)
+    _run("search_compare.py", tmp)
+    return _run("searched_vs_baselines.py", tmp, "--results", str(tmp / "out"))
+
+
+def test_baselines_smoke(chain: Path) -> None:
+    out = chain
     text = (out / "baselines_smoke.md").read_text()
     _common_head(text)
     rows = _table(text, "| model | OA % | AA % | kappa | params | MFLOPs | latency ms |")
@@ -98,11 +111,30 @@ def test_engine_scaling_smoke(tmp_path: Path) -> None:
         assert float(r[3]) > 0  # train s
 
 
-def test_search_compare_smoke(tmp_path: Path) -> None:
-    out = _run("search_compare.py", tmp_path)
-    text = (out / "search_compare_smoke.md").read_text()
+def test_search_compare_smoke(chain: Path) -> None:
+    text = (chain / "search_compare_smoke.md").read_text()
     _common_head(text)
     rows = _table(text, "| strategy | best val OA % |")
     assert rows[0][0] == "random"
-    _numeric([rows[0][1], rows[0][3], rows[0][4]])
-    assert (out / "search_compare_smoke.png").is_file()
+    _numeric([rows[0][1], rows[0][3], rows[0][4], rows[0][7]])
+    assert "MFLOPs per sample (0.2 x the " in text  # the limit came from baselines_smoke.json
+    limit = json.loads((chain / "search_compare_smoke.json").read_text())["max_flops"]
+    assert 0 < float(rows[0][4]) * 1e6 <= limit
+    assert (chain / "search_compare_smoke.png").is_file()
+
+
+def test_searched_vs_baselines_smoke(chain: Path) -> None:
+    text = (chain / "searched_vs_baselines_smoke.md").read_text()
+    _common_head(text)
+    rows = _table(text, "| model | OA % | AA % | kappa | params | MFLOPs |")
+    names = [r[0] for r in rows]
+    assert names[:3] == ["early_cnn", "late_cnn", "two_branch"] and names[-1] == "**searched**"
+    for r in rows:
+        _numeric(r[1:])
+    assert "## Verdict (issue 8.1 target)" in text and "- overall: target " in text
+    speed = _table(text, "| model | test OA % (this run) |")
+    assert speed[0][0] == "searched" and len(speed) == 2
+    for r in speed:
+        _numeric(r[1:2] + r[3:])
+        assert float(r[4].replace(",", "")) > 0  # pixels / s
+    assert (chain / "searched_vs_baselines_smoke.png").stat().st_size > 1000
