@@ -112,7 +112,10 @@ def run(args: argparse.Namespace) -> int:
     console.print(
         f"[bold]Progress[/] {c['finished']}/{total if total else '?'} trials finished, "
         f"{len(running)} running{(' ' + str(running)) if running else ''}, {c['failed']} failed, "
-        f"{c['timeout']} timed out, {c['infeasible']} infeasible; search time "
+        f"{c['timeout']} timed out, {c['infeasible']} infeasible"
+        + (f", {c['over_limit']} proposals over a params/FLOPs limit (not trained)"
+           if c["over_limit"] else "")
+        + "; search time "
         f"{time.strftime('%H:%M:%S', time.gmtime(elapsed))}"
         + (f" of {task.search.max_minutes:g} min" if task.search.max_minutes else "")
     )

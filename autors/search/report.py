@@ -159,7 +159,7 @@ def write_leaderboard(run: RunFolder, rows: list[dict[str, Any]]) -> None:
 
 def counts(records: list[TrialRecord]) -> dict[str, int]:
     return {
-        "finished": len(records),
+        "finished": sum(r.trained for r in records),  # trials; over_limit ones were not
         "ok": sum(r.ok for r in records),
         "feasible": sum(r.ok and r.feasible for r in records),
         "infeasible": sum(r.ok and not r.feasible for r in records),

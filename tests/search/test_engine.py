@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from autors.cli import main
 from autors.config import TaskSpec
 from autors.errors import AutorsError
 from autors.search.broker import arch_key
@@ -141,7 +142,9 @@ def test_constraints_keep_infeasible_trials_but_never_pick_them(
     assert board[1].split(",")[3] == "True"  # rank 1 is feasible
 
 
-def test_params_limit_screens_proposals_out_before_training(make_task, trial_fns, tmp_path) -> None:
+def test_params_limit_screens_proposals_out_before_training(
+    make_task, trial_fns, tmp_path, capsys
+) -> None:
     limit = 1500
     task = make_task(max_trials=6, strategy="random", top_k=2, constraints={"max_params": limit})
     outcome = search(task, tmp_path, "screen", trial_fns.cheap, trial_fns.cheap_final)
@@ -160,6 +163,10 @@ def test_params_limit_screens_proposals_out_before_training(make_task, trial_fns
     assert (counts["over_limit"], counts["failed"]) == (len(screened), 0)
     assert {f["trial_id"] for f in outcome.summary["final"]} <= {r.trial_id for r in trained}
     assert f"{len(screened)} proposals over a params/FLOPs limit" in outcome.summary["_log"]
+    assert main(["status", str(outcome.run_dir)]) == 0
+    status = capsys.readouterr().out
+    assert "6/6 trials finished" in status
+    assert f"{len(screened)} proposals over a params/FLOPs limit (not trained)" in status
 
 
 def test_time_budget_stops_the_search(make_task, trial_fns, tmp_path) -> None:
