@@ -13,7 +13,7 @@ from rich.live import Live
 from rich.text import Text
 
 from autors.search.broker import SearchBroker
-from autors.search.records import TrialRecord
+from autors.search.records import TrialRecord, trained_count
 from autors.search.report import arch_summary, best
 from autors.search.tables import fmt_count
 
@@ -27,11 +27,6 @@ def _fmt_s(seconds: float | None) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
-
-
-def trained_count(records: list[TrialRecord]) -> int:
-    """Trials that were trained (proposals screened out as over_limit are not trials)."""
-    return sum(r.trained for r in records)
 
 
 def trial_line(record: TrialRecord, objective: str, total: int | None, done: int) -> str:

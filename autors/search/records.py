@@ -54,3 +54,8 @@ class TrialRecord:
         d = dict(d)
         result = TrialResult.from_dict(d.pop("result"))
         return cls(result=result, **d)
+
+
+def trained_count(records: list[TrialRecord]) -> int:
+    """Trials that were trained (proposals screened out as over_limit are not trials)."""
+    return sum(r.trained for r in records)

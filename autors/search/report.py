@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from autors.search.records import TrialRecord
+from autors.search.records import TrialRecord, trained_count
 from autors.search.runfolder import RunFolder, write_atomic
 from autors.search.scoring import pareto_front
 from fusion import Arch, ArchError
@@ -159,7 +159,7 @@ def write_leaderboard(run: RunFolder, rows: list[dict[str, Any]]) -> None:
 
 def counts(records: list[TrialRecord]) -> dict[str, int]:
     return {
-        "finished": sum(r.trained for r in records),  # trials; over_limit ones were not
+        "finished": trained_count(records),
         "ok": sum(r.ok for r in records),
         "feasible": sum(r.ok and r.feasible for r in records),
         "infeasible": sum(r.ok and not r.feasible for r in records),

@@ -31,8 +31,8 @@ from autors.search.final import retrain_and_test, run_final
 from autors.search.plots import plot_pareto, plot_progress
 from autors.search.pool import SharedInputs, TrialFn, TrialPool, TrialResources
 from autors.search.prescreen import make_screen
-from autors.search.progress import SearchProgress, log_line, trained_count
-from autors.search.records import TrialRecord
+from autors.search.progress import SearchProgress, log_line
+from autors.search.records import TrialRecord, trained_count
 from autors.search.report import (
     FinalStats,
     final_stats,
