@@ -70,14 +70,15 @@ def pick_searched(search: dict) -> dict:
 
 
 def model_costs(task, archs: dict[str, str | dict]) -> dict[str, dict]:
-    """params, FLOPs and batch-1 latency of each (untrained) model, measured here in turn."""
+    """params, FLOPs and batch-1 latency of each (untrained) model, measured here in turn
+    (and, under "_n_val", the number of validation samples the searches selected on)."""
     import fusion
     from autors.data import prepare
     from autors.training.cost import measure_cost
     from autors.training.loop import resolve_arch
 
     data = prepare(task)
-    out = {}
+    out = {"_n_val": len(data.dataset("val"))}
     for name, arch in archs.items():
         spec = resolve_arch(arch, task, data)
         model = fusion.build_model(spec, data.in_channels, data.num_classes, dense=spec.dense)
@@ -172,7 +173,8 @@ def report(args, table, ref, pick, speed, wall_s, png) -> str:
     text.append(
         f"\nSearched network: the best validation OA over the {pick['searches']} searches of "
         f"search_compare_{args.suffix}.md (found by {pick['from']}, val OA "
-        f"{100 * pick['val_oa']:.1f} %): `{pick['summary']}`. Retrained on seeds "
+        f"{100 * pick['val_oa']:.1f} % on {args.n_val} validation pixels, so in steps of "
+        f"{100 / max(args.n_val, 1):.1f} points): `{pick['summary']}`. Retrained on seeds "
         f"{args.seed_list} under the baselines' protocol and tested once per seed. Baseline and "
         f"single-sensor rows: baselines.json ({len({r['seed'] for r in args.base_rows})} "
         "seeds). Params, FLOPs and latency (batch 1, one torch thread, median) of every row "
@@ -261,6 +263,7 @@ def main() -> None:
     archs = {m: (pick["arch"] if m == SEARCHED else m) for m in [*BASELINES, SEARCHED]
              if rows_by_model.get(m)}
     costs = model_costs(task, archs)
+    args.n_val = costs.pop("_n_val")
     table = []
     for m in models:
         sel = rows_by_model[m]
