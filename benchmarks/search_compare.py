@@ -42,12 +42,14 @@ from _common import (
     one_thread,
     with_protocol,
     write_report,
+    write_task_file,
 )
 
 
 def make_task(args: argparse.Namespace, strategy: str, seed: int):
-    """The dataset's task with this strategy and seed, the shared budget and FLOPs limit."""
-    from autors.config import parse_task
+    """The dataset's task with this strategy and seed, the shared budget and FLOPs limit,
+    written to a file of its own (the search's final models copy their task file)."""
+    from autors.config import load_task
 
     path, text = dataset_task(args.dataset, args.workdir, args.data_root, args.smoke)
     raw = with_protocol(yaml.safe_load(text), args.dataset, 1 if args.smoke else None)
@@ -57,7 +59,8 @@ def make_task(args: argparse.Namespace, strategy: str, seed: int):
                          concurrency=args.concurrency, top_k=1, final_seeds=1,
                          objective="val_oa",
                          constraints={"max_flops": args.max_flops})
-    return parse_task(raw, path)
+    out = args.workdir / "tasks" / f"{args.dataset}_{strategy}_s{seed}.yaml"
+    return load_task(write_task_file(raw, path, out))
 
 
 def run_one(args: argparse.Namespace, strategy: str, seed: int) -> dict:
