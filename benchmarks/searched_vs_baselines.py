@@ -120,15 +120,18 @@ def _plot(table: list[dict], dataset: str, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for row in table:
         oa, sd = mean_std([100 * v for v in row["oa"]])
-        style = {"marker": "*", "markersize": 14, "color": "tab:red"} if row["model"] == SEARCHED \
+        style = {"marker": "*", "markersize": 14, "color": "black"} if row["model"] == SEARCHED \
             else {"marker": "o"}
         ax.errorbar(row["flops"] / 1e6, oa, yerr=sd, capsize=3, label=row["model"], **style)
     ax.set_xscale("log")
-    ax.set_xlabel("MFLOPs per patch (log)")
+    for axis in (ax.xaxis.set_major_formatter, ax.xaxis.set_minor_formatter):
+        axis(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.set_xlabel("MFLOPs per patch (log scale)")
     ax.set_ylabel("test OA (%), mean ± std over seeds")
     ax.set_title(f"{dataset}: searched vs hand-designed")
     ax.grid(alpha=0.3)
