@@ -71,7 +71,7 @@ def run_level(task, data, trials: list[tuple[dict, int]], concurrency: int) -> d
         warm_s = time.monotonic() - t1
         pending = list(enumerate(trials))
         done = []
-        t2 = time.monotonic()
+        t2, t2_unix = time.monotonic(), time.time()
         while pending or pool.running:
             while pending and pool.has_slot():
                 tid, (arch, seed) = pending.pop(0)
@@ -85,7 +85,8 @@ def run_level(task, data, trials: list[tuple[dict, int]], concurrency: int) -> d
             raise RuntimeError(f"trial {f.trial_id} {r.status}: {r.error}")
         span = f.finished_at - f.submitted_at
         cost_s = float(r.extra.get("cost_s", 0.0))
-        rows.append({"trial": f.trial_id, "worker": r.extra.get("worker_pid"), "span": span, "train_s": r.train_s, "cost_s": cost_s,
+        rows.append({"trial": f.trial_id, "worker": r.extra.get("worker_pid"), "span": span,
+                     "start": f.submitted_at - t2_unix, "train_s": r.train_s, "cost_s": cost_s,
                      "overhead": span - r.train_s - cost_s,
                      "engine": span - float(r.extra.get("worker_s", r.duration_s)),
                      "val_oa": r.metrics["val_oa"]})
@@ -166,6 +167,33 @@ def report(levels: list[dict], args, n_trials: int, load_end: tuple, wall_s: flo
     return "".join(text)
 
 
+def plot_timeline(levels: list[dict], path: Path) -> None:
+    """One row per worker process and one bar per trial (submission to result), per level."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(levels), 1, figsize=(9, 1.2 + 1.1 * len(levels)), sharex=True,
+                             squeeze=False)
+    for ax, lv in zip(axes[:, 0], levels):
+        workers = list(dict.fromkeys(r["worker"] for r in lv["trials"]))
+        for r in lv["trials"]:
+            y = workers.index(r["worker"])
+            ax.barh(y, r["span"], left=r["start"], height=0.6, color="tab:blue",
+                    edgecolor="white")
+            ax.text(r["start"] + r["span"] / 2, y, str(r["trial"]), ha="center", va="center",
+                    color="white", fontsize=8)
+        ax.set_yticks(range(len(workers)), [f"worker {i + 1}" for i in range(len(workers))])
+        ax.set_title(f"concurrency {lv['concurrency']}: makespan {lv['makespan']:.1f} s",
+                     fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    axes[-1, 0].set_xlabel("seconds since the first submission")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--size", type=int, default=256)
@@ -195,8 +223,11 @@ def main() -> None:
         levels.append(run_level(task, data, trials, c))
         print(f"concurrency {c}: makespan {levels[-1]['makespan']:.1f} s", flush=True)
     name = "engine_scaling_smoke" if args.smoke else "engine_scaling"
+    args.out.mkdir(parents=True, exist_ok=True)
+    plot_timeline(levels, args.out / f"{name}.png")
     path = write_report(args.out, name, report(levels, args, len(trials), os.getloadavg(),
-                                               time.perf_counter() - t0))
+                                               time.perf_counter() - t0)
+                        + f"\n![trial timeline]({name}.png)\n")
     print(f"wrote {path}")
 
 

@@ -109,6 +109,7 @@ def test_engine_scaling_smoke(tmp_path: Path) -> None:
     for r in trials:
         _numeric(r)
         assert float(r[3]) > 0  # train s
+    assert (out / "engine_scaling_smoke.png").stat().st_size > 1000
 
 
 def test_search_compare_smoke(chain: Path) -> None:
