@@ -177,7 +177,7 @@ def report(args, table, ref, pick, speed, wall_s, png) -> str:
         f"\nSearched network: the best validation OA over the {pick['searches']} searches of "
         f"search_compare_{args.suffix}.md (found by {pick['from']}, val OA "
         f"{100 * pick['val_oa']:.1f} % on {args.n_val} validation pixels, so in steps of "
-        f"{100 / max(args.n_val, 1):.1f} points): `{pick['summary']}`. Retrained on seeds "
+        f"{100 / max(args.n_val, 1):.2g} points): `{pick['summary']}`. Retrained on seeds "
         f"{args.seed_list} under the baselines' protocol and tested once per seed. Baseline and "
         f"single-sensor rows: baselines.json ({len({r['seed'] for r in args.base_rows})} "
         "seeds). Params, FLOPs and latency (batch 1, one torch thread, median) of every row "
