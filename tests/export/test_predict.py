@@ -311,8 +311,9 @@ def test_memory_does_not_grow_with_the_scene(exported: Path, scene: Scene, big_s
     script = Path(__file__).resolve().parents[2] / "benchmarks" / "predict_memory.py"
     figures = []
     for folder in (scene.folder, big_scene):
+        sensors = {name: str(folder / f"{name}.tif") for name in scene.sensors()}
         done = subprocess.run(
-            [sys.executable, str(script), "--child", str(exported), str(folder),
+            [sys.executable, str(script), "--child", str(exported), json.dumps(sensors),
              str(tmp_path / f"{folder.name}.tif"), "32"],
             check=False, capture_output=True, text=True, timeout=300,
         )
