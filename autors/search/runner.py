@@ -44,6 +44,7 @@ from autors.search.report import (
 from autors.search.resume import check_not_running, merge_resumed_task, previous_elapsed
 from autors.search.runfolder import RunFolder
 from autors.search.scoring import judge
+from autors.training.run_folder import check_task_copyable
 from autors.training.trial import run_trial
 
 if TYPE_CHECKING:
@@ -95,6 +96,8 @@ def run_search(
         task = merge_resumed_task(run.load_task(), task, run.path)
     elif task is None:
         raise SearchError("give a task file (or --resume RUN to continue a run)")
+    else:
+        check_task_copyable(task)  # the final phase's model folders copy the task file
     space = space_for_task(task)
     spec = task.search
     t0 = time.monotonic()

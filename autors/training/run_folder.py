@@ -65,7 +65,7 @@ import autors
 import fusion
 from autors.config import TaskSpec
 from autors.data import NormStats, PreparedData
-from autors.errors import ModelFolderError
+from autors.errors import ModelFolderError, TaskFileError
 from autors.training.loop import TrainOutcome
 from autors.training.result import Cost
 
@@ -103,6 +103,17 @@ def check_new_run_dir(out: Path) -> None:
         raise ModelFolderError(
             f"run folder {out} already exists and is not empty: choose another --out or "
             "remove it"
+        )
+
+
+def check_task_copyable(task: TaskSpec) -> None:
+    """Refuse a task whose file is gone (checked before training): the run folder keeps a
+    byte-for-byte copy of it, which would otherwise fail only after the training."""
+    if task.source is not None and not Path(task.source).is_file():
+        raise TaskFileError(
+            f"task file {task.source} does not exist (any more): the run folder keeps a copy "
+            "of the task file it was trained with; restore it, or load the task from a file "
+            "that exists"
         )
 
 

@@ -19,7 +19,12 @@ from autors.training.cost import measure_cost
 from autors.training.evaluate import evaluate
 from autors.training.loop import TrainOutcome, train_model
 from autors.training.result import Cost
-from autors.training.run_folder import RunRecord, check_new_run_dir, write_run
+from autors.training.run_folder import (
+    RunRecord,
+    check_new_run_dir,
+    check_task_copyable,
+    write_run,
+)
 from autors.training.trial import sample_size
 
 
@@ -52,6 +57,7 @@ def train_and_write(
     t0 = time.perf_counter()
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     check_new_run_dir(Path(out))  # before minutes of training, not after
+    check_task_copyable(task)
     outcome = train_model(task, arch, data, seed, progress=progress, max_epochs=max_epochs)
     test_metrics = evaluate(outcome.model, data, "test", task.train.batch_size) if test else None
     cost = measure_cost(outcome.model, data.in_channels, sample_size(task))

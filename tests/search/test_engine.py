@@ -182,6 +182,13 @@ def test_time_budget_stops_the_search(make_task, trial_fns, tmp_path) -> None:
     assert state["trials_finished"] == len(outcome.records) and state["running"] == []
 
 
+def test_a_task_whose_file_is_gone_fails_before_a_run_folder_exists(make_task, tmp_path) -> None:
+    gone = make_task().model_copy(update={"source": tmp_path / "moved.yaml"})
+    with pytest.raises(AutorsError, match=r"moved\.yaml does not exist"):
+        run_search(gone, SearchOptions(out_dir=tmp_path / "runs", name="gone", quiet=True))
+    assert not (tmp_path / "runs").exists()
+
+
 def test_bad_data_fails_before_a_run_folder_exists(make_task, tmp_path) -> None:
     d = make_task().to_dict()
     d["sensors"]["optical"]["path"] = str(tmp_path / "missing.tif")

@@ -16,7 +16,7 @@ import fusion
 from autors.cli import main
 from autors.config import TaskSpec, load_task
 from autors.data import Grid, PreparedData, prepare
-from autors.errors import ModelFolderError
+from autors.errors import ModelFolderError, TaskFileError
 from autors.training.cost import random_inputs
 from autors.training.evaluate import evaluate
 from autors.training.run_folder import FILES, read_run
@@ -188,3 +188,14 @@ def test_train_and_write_from_a_task_dict_without_file(
         hashlib.sha256((run.path / "task.yaml").read_bytes()).hexdigest()
     assert folder.metrics["test"] == run.test_metrics
     assert folder.metrics["cost"]["params"] == run.cost.params
+
+
+def test_a_task_whose_file_is_gone_is_refused_before_training(
+    patch_task: TaskSpec, patch_data: PreparedData, tmp_path: Path
+) -> None:
+    """The run folder copies the task file: a file that vanished is an error up front, not a
+    crash after the training."""
+    gone = patch_task.model_copy(update={"source": tmp_path / "moved.yaml"})
+    with pytest.raises(TaskFileError, match=r"moved\.yaml does not exist"):
+        train_and_write(gone, "late_cnn", patch_data, 0, tmp_path / "r")
+    assert not (tmp_path / "r").exists()
