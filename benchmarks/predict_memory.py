@@ -57,7 +57,7 @@ def _status_mb(key: str) -> float:
     raise RuntimeError(f"no {key} in /proc/self/status")
 
 
-def child(model: str, sensors_json: str, out: str, window: int) -> None:
+def child(model: str, sensors_json: str, out: str, window: int, per_patch: bool = False) -> None:
     """Predict one scene ({sensor: GeoTIFF} as JSON) in this (fresh) process and print the
     time and memory figures as JSON."""
     import torch
@@ -72,13 +72,14 @@ def child(model: str, sensors_json: str, out: str, window: int) -> None:
     grid = open_inputs(exported.card, sensors).grid  # headers only
     base = _status_mb("VmRSS")
     t0 = time.perf_counter()
-    result = predict_scene(exported, sensors, Path(out), PredictOptions(window=window),
+    result = predict_scene(exported, sensors, Path(out),
+                           PredictOptions(window=window, fully_convolutional=not per_patch),
                            progress=False)
     seconds = time.perf_counter() - t0
     peak = _status_mb("VmHWM")
     print(json.dumps({"pixels": grid.height * grid.width, "shape": [grid.height, grid.width],
                       "valid": result.valid_pixels, "base_mb": base, "peak_mb": peak,
-                      "seconds": seconds}))
+                      "seconds": seconds, "method": result.method}))
 
 
 def _prepare(workdir: Path, size: int) -> tuple[Path, Path, Path]:
@@ -104,12 +105,14 @@ def _prepare(workdir: Path, size: int) -> tuple[Path, Path, Path]:
     return model, small, big
 
 
-def measure_predict(model: Path, sensors: dict[str, Path], window: int, out: Path) -> dict:
+def measure_predict(model: Path, sensors: dict[str, Path], window: int, out: Path,
+                    per_patch: bool = False) -> dict:
     """`autors predict`'s work on one scene in a fresh process (1 torch thread): pixels,
-    valid pixels, seconds (prediction only), base and peak resident memory (MB)."""
+    valid pixels, seconds (prediction only), base and peak resident memory (MB), method."""
     done = subprocess.run(
         [sys.executable, __file__, "--child", str(model),
-         json.dumps({s: str(f) for s, f in sensors.items()}), str(out), str(window)],
+         json.dumps({s: str(f) for s, f in sensors.items()}), str(out), str(window)]
+        + (["--per-patch"] if per_patch else []),
         check=False, capture_output=True, text=True,
     )
     if done.returncode != 0:
@@ -168,6 +171,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", nargs=4, metavar=("MODEL", "SENSORS_JSON", "OUT", "WINDOW"),
                         help=argparse.SUPPRESS)
+    parser.add_argument("--per-patch", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=256, help="training scene side, px")
     parser.add_argument("--windows", default="128,512", help="core window sizes to compare")
     parser.add_argument("--workdir", type=Path, default=None,
@@ -177,7 +181,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         model, sensors, out, window = args.child
-        child(model, sensors, out, int(window))
+        child(model, sensors, out, int(window), args.per_patch)
         return
     t0 = time.perf_counter()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="autors_predict_mem_"))

@@ -108,10 +108,15 @@ def throughput(args: argparse.Namespace, task_file: Path, sensors: dict[str, Pat
             if not (model / "model.json").is_file() and autors(argv) != 0:
                 raise SystemExit(f"autors {' '.join(argv)} failed")
         card = json.loads((model / "model.json").read_text())
-        m = measure_predict(model, sensors, args.window, folder / "map.tif")
-        m["test_oa"] = ((card["metrics"].get("test") or {}).get("oa") or {}).get("mean")
-        m["pixels_per_s"] = m["pixels"] / m["seconds"]
-        out[name] = m
+        test_oa = ((card["metrics"].get("test") or {}).get("oa") or {}).get("mean")
+        for per_patch in (False, True):
+            m = measure_predict(model, sensors, args.window,
+                                folder / f"map{'_per_patch' if per_patch else ''}.tif",
+                                per_patch=per_patch)
+            m.update(test_oa=test_oa, pixels_per_s=m["pixels"] / m["seconds"], model=name)
+            out[name if not per_patch else f"{name} (per patch)"] = m
+            if m["method"] == "per patch":
+                break  # the default already was one pass per patch
     return out
 
 
@@ -202,17 +207,23 @@ def report(args, table, ref, pick, speed, wall_s, png) -> str:
         f"with `autors train`, exported with `autors export`, predicted in a fresh process with "
         f"one torch thread, window {args.window} px, batch 512 (`autors predict`'s code path); "
         "`seconds` excludes imports and model loading.\n\n")
-    body = [[name, f"{m['test_oa'] * 100:.1f}" if m.get("test_oa") is not None else "-",
+    body = [[m["model"], m["method"],
+             f"{m['test_oa'] * 100:.1f}" if m.get("test_oa") is not None else "-",
              f"{m['shape'][0]} x {m['shape'][1]}", f"{m['seconds']:.1f}",
-             f"{m['pixels_per_s']:,.0f}", f"{m['peak_mb']:.0f}"] for name, m in speed.items()]
-    text.append(md_table(["model", "test OA % (this run)", "scene px", "seconds", "pixels / s",
-                          "peak MB"], body, "lrrrrr") + "\n")
-    names = list(speed)
-    if len(names) == 2:
-        a, b = speed[names[0]], speed[names[1]]
-        text.append(f"\n{names[0]} predicts {a['pixels_per_s'] / b['pixels_per_s']:.2f}x as "
-                    f"many pixels per second as {names[1]}, with "
-                    f"{a['peak_mb'] / b['peak_mb']:.2f}x its peak memory (same run).\n")
+             f"{m['pixels_per_s']:,.0f}", f"{m['peak_mb']:.0f}"] for m in speed.values()]
+    text.append(md_table(["model", "method", "test OA % (this run)", "scene px", "seconds",
+                          "pixels / s", "peak MB"], body, "llrrrrr") + "\n")
+    text.append("\n`fully convolutional`: one pass per strip of the window instead of one per "
+                "pixel's patch, used by `autors predict` when the model's output is local to the "
+                "patch (centre head, concat/sum fusion, receptive field inside the patch); it "
+                "writes the same map (checked against per-patch inference on the first window).\n")
+    base = next(m for m in speed.values() if m["model"] != SEARCHED)
+    for label, m in speed.items():
+        if m["model"] == SEARCHED:
+            text.append(f"\n{label} ({m['method']}) predicts "
+                        f"{m['pixels_per_s'] / base['pixels_per_s']:.2f}x as many pixels per "
+                        f"second as {base['model']} ({base['method']}), with "
+                        f"{m['peak_mb'] / base['peak_mb']:.2f}x its peak memory (same run).\n")
     text.append(f"\n![searched vs baselines]({png.name})\n")
     return "".join(text)
 

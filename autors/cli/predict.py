@@ -39,6 +39,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--grid", default=None, metavar="SENSOR",
                    help="sensor whose pixel grid the map uses (default: the task's grid "
                    "sensor if the model uses it, else the finest sensor)")
+    p.add_argument("--per-patch", action="store_true",
+                   help="patch classifiers: one forward pass per pixel's patch, even where the "
+                   "model allows the (identical, much faster) fully convolutional pass")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -70,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     exported = load_exported(args.model)
     options = PredictOptions(window=args.window, batch_size=args.batch_size,
                              probabilities=args.probabilities, mc_dropout=args.mc_dropout,
-                             grid=args.grid)
+                             grid=args.grid, fully_convolutional=not args.per_patch)
     result = predict_scene(exported, sensors, args.out, options, progress=not args.quiet)
     for note in result.notes:
         console.print(f"note: {note}")
@@ -80,6 +83,6 @@ def run(args: argparse.Namespace) -> int:
     g = result.grid
     console.print(f"{result.class_map}: {g.height} x {g.width} px on the grid of "
                   f"'{result.grid_sensor}', {result.valid_pixels:,} valid pixels, "
-                  f"{result.seconds:.1f} s")
+                  f"{result.seconds:.1f} s ({result.method})")
     console.print(f"{result.scores}: bands {', '.join(result.bands)}")
     return 0

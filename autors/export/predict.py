@@ -8,6 +8,11 @@ statistics, cut patches (patch classification: one per valid pixel) or overlappi
 + weights, write the window. Peak memory depends on --window and --batch-size, not on the
 scene size.
 
+Patch classifiers whose output is local to the patch (a `centre` head, local fusion, a
+receptive field inside the patch) run fully convolutionally instead: one pass per strip of the
+window gives every pixel's logits, identical to the per-patch ones (`autors.export.fullconv`;
+checked against per-patch inference on the first window, with a fallback).
+
 With `mc_dropout=N` the model's dropout layers stay active (BatchNorm stays in eval mode), the
 N softmax outputs are averaged, and the predictive entropy of the mean is written.
 """
@@ -26,6 +31,7 @@ from torch import Tensor, nn
 
 from autors.data import Grid
 from autors.errors import ModelFolderError
+from autors.export.fullconv import window_logits, window_model
 from autors.export.inputs import SceneInputs, open_inputs
 from autors.export.loader import ExportedModel
 from autors.export.windows import Core, Tiling, gather_batches, plan, strided
@@ -34,6 +40,7 @@ from autors.export.writer import BLOCK, check_out, map_writer, score_bands
 GDAL_CACHE_MB = 64  # bounds GDAL's block cache for the output files (default: 5% of RAM)
 # Samples per forward pass when not given: a batch of tiles holds ~T*T/P*P times the pixels.
 PATCH_BATCH, TILE_BATCH = 512, 16
+PARITY_PIXELS, PARITY_TOL = 64, 1e-4  # the fully convolutional path's check on its first window
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,9 @@ class PredictOptions:
     mc_dropout: int = 0  # MC-dropout passes; 0 = a single deterministic pass
     grid: str | None = None  # reference grid sensor; None = `inputs.default_grid_sensor`
     seed: int = 0  # seeds the dropout masks of MC dropout
+    # patch classifiers: run fully convolutionally when the model allows it (see fullconv.py);
+    # False: one forward pass per patch
+    fully_convolutional: bool = True
 
     def __post_init__(self) -> None:
         if self.window < 1 or (self.batch_size is not None and self.batch_size < 1):
@@ -64,6 +74,7 @@ class PredictResult:
     seconds: float
     ignored_sensors: list[str]
     notes: list[str]  # e.g. band names that differ from training (see inputs.SensorSource)
+    method: str  # "per tile", "per patch" or "fully convolutional"
 
 
 def predict_scene(
@@ -83,6 +94,7 @@ def predict_scene(
     bands = score_bands(card, options.mc_dropout > 0, options.probabilities)
     values = np.asarray(card.class_values)
     n_valid = 0
+    fast = _FastPath(exported, options)
     if options.mc_dropout:
         _enable_dropout(model, exported.path)
     try:
@@ -93,7 +105,8 @@ def predict_scene(
             task = bar.add_task("predicting", total=inputs.grid.height * inputs.grid.width)
             for core in cores:
                 # [K, h, w], NaN where invalid
-                probs = _window_probs(model, inputs, core, tiling, card.num_classes, options)
+                probs = _window_probs(model, inputs, core, tiling, card.num_classes, options,
+                                      fast)
                 valid = ~np.isnan(probs[0])
                 n_valid += int(valid.sum())
                 classes = np.full(valid.shape, card.ignore_value, dtype=np.int64)
@@ -105,8 +118,39 @@ def predict_scene(
     return PredictResult(
         class_map=writer.paths[0], scores=writer.paths[1], bands=bands, grid=inputs.grid,
         grid_sensor=inputs.grid_sensor, valid_pixels=n_valid,
-        seconds=time.perf_counter() - t0, ignored_sensors=inputs.ignored, notes=inputs.notes,
+        seconds=time.perf_counter() - t0, ignored_sensors=inputs.ignored,
+        notes=inputs.notes + fast.notes,
+        method="per tile" if card.task.dense else fast.method,
     )
+
+
+class _FastPath:
+    """The fully convolutional model of a patch classifier, while it is trusted."""
+
+    def __init__(self, exported: ExportedModel, options: PredictOptions) -> None:
+        self.model: nn.Module | None = None
+        self.verified = False
+        self.notes: list[str] = []
+        card = exported.card
+        if card.task.dense or not options.fully_convolutional or options.mc_dropout:
+            return  # tiles, the caller's choice, or per-patch dropout masks
+        self.model, _ = window_model(exported.model, exported.arch, card.in_channels,
+                                     card.task.input_size)
+
+    @property
+    def method(self) -> str:
+        return "fully convolutional" if self.model is not None else "per patch"
+
+    def verify(self, probs: np.ndarray, patch_probs: np.ndarray, where: str) -> bool:
+        """Keep the path only if it matches per-patch inference on the sampled pixels."""
+        diff = float(np.nanmax(np.abs(probs - patch_probs))) if patch_probs.size else 0.0
+        self.verified = diff <= PARITY_TOL
+        if not self.verified:
+            self.model = None
+            self.notes.append(
+                f"fully convolutional inference differed from per-patch inference by {diff:.2g} "
+                f"on sampled pixels of {where} (limit {PARITY_TOL:g}): predicted per patch")
+        return self.verified
 
 
 def _scores(probs: np.ndarray, valid: np.ndarray, options: PredictOptions) -> np.ndarray:
@@ -122,7 +166,7 @@ def _scores(probs: np.ndarray, valid: np.ndarray, options: PredictOptions) -> np
 
 
 def _window_probs(model: nn.Module, inputs: SceneInputs, core: Core, tiling: Tiling, k: int,
-                  options: PredictOptions) -> np.ndarray:
+                  options: PredictOptions, fast: _FastPath) -> np.ndarray:
     """Class probabilities of the core window: float32 [K, h, w], NaN where invalid."""
     halo, size, stride = tiling.halo, tiling.size, tiling.stride
     read_h, read_w = tiling.read_shape(core)
@@ -130,15 +174,21 @@ def _window_probs(model: nn.Module, inputs: SceneInputs, core: Core, tiling: Til
     tensors = {n: torch.from_numpy(a) for n, a in arrays.items()}  # [C, read_h, read_w]
     core_valid = valid[halo:halo + core.height, halo:halo + core.width]  # [h, w]
     if not tiling.dense:
-        probs = np.full((k, core.height, core.width), np.nan, np.float32)
         rows, cols = np.nonzero(core_valid)  # [N] each
-        views = strided(tensors, size, 1)  # [C, h, w, P, P]: patch of core pixel (r, c)
-        batch_size = options.batch_size or PATCH_BATCH
-        for sl, batch in gather_batches(views, torch.from_numpy(rows), torch.from_numpy(cols),
-                                        batch_size):
-            r, c = rows[sl], cols[sl]  # numpy indexes: a 1-element tensor would act as a scalar
-            probs[:, r, c] = _probs(model, batch, options.mc_dropout)[: len(r)].T.numpy()
-        return probs
+        if fast.model is not None and rows.size:
+            logits = window_logits(fast.model, tensors, halo, core.height, core.width)
+            probs = torch.softmax(logits.float(), dim=0).numpy()
+            probs[:, ~core_valid] = np.nan
+            if fast.verified:
+                return probs
+            pick = np.random.default_rng(0).permutation(rows.size)[:PARITY_PIXELS]
+            sample = _patch_probs(model, tensors, rows[pick], cols[pick], k, core, size,
+                                  options)
+            where = f"the window at row {core.row}, column {core.col}"
+            if fast.verify(probs[:, rows[pick], cols[pick]], sample[:, rows[pick], cols[pick]],
+                           where):
+                return probs
+        return _patch_probs(model, tensors, rows, cols, k, core, size, options)
     # Segmentation: tile (i, j) covers read rows i*s .. i*s+T; its centre s x s block is core
     # rows i*s .. i*s+s. Tiles whose centre holds no valid pixel are skipped.
     n_r, n_c = (read_h - 2 * halo) // stride, (read_w - 2 * halo) // stride
@@ -155,6 +205,19 @@ def _window_probs(model: nn.Module, inputs: SceneInputs, core: Core, tiling: Til
             probs[:, i * stride:(i + 1) * stride, j * stride:(j + 1) * stride] = p[b].numpy()
     probs = probs[:, :core.height, :core.width]
     probs[:, ~core_valid] = np.nan
+    return probs
+
+
+def _patch_probs(model: nn.Module, tensors: dict[str, Tensor], rows: np.ndarray,
+                 cols: np.ndarray, k: int, core: Core, size: int, options: PredictOptions
+                 ) -> np.ndarray:
+    """[K, h, w] probabilities of core pixels (rows, cols), one patch each; NaN elsewhere."""
+    probs = np.full((k, core.height, core.width), np.nan, np.float32)
+    views = strided(tensors, size, 1)  # [C, h, w, P, P]: patch of core pixel (r, c)
+    for sl, batch in gather_batches(views, torch.from_numpy(rows), torch.from_numpy(cols),
+                                    options.batch_size or PATCH_BATCH):
+        r, c = rows[sl], cols[sl]  # numpy indexes: a 1-element tensor would act as a scalar
+        probs[:, r, c] = _probs(model, batch, options.mc_dropout)[: len(r)].T.numpy()
     return probs
 
 

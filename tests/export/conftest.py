@@ -129,6 +129,19 @@ def off_exported(scene: Scene, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 
 @pytest.fixture(scope="session")
+def centre_exported(scene: Scene, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny arch with a centre head (fully convolutional prediction applies), 2 epochs."""
+    root = tmp_path_factory.mktemp("centre")
+    arch = root / "centre.json"
+    arch.write_text(json.dumps(dict(TINY_ARCH, head={"kind": "centre", "hidden": 16,
+                                                     "dropout": 0.2})))
+    _run_cli(["train", str(scene.task), "--arch", str(arch), "--epochs", "2", "--out",
+              str(root / "run"), "--quiet"])
+    _run_cli(["export", str(root / "run"), "--out", str(root / "model")])
+    return root / "model"
+
+
+@pytest.fixture(scope="session")
 def big_scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Another synthetic scene with the same sensors, 4x the pixels (128 x 128)."""
     folder = tmp_path_factory.mktemp("synth_big")

@@ -1,0 +1,109 @@
+"""Fully convolutional prediction for patch classifiers whose output is local to the patch.
+
+A patch classifier with a `centre` head labels a pixel from the feature at the centre of its
+P x P patch. When every layer before the head works on each position's neighbourhood only
+(convolutions, per-pixel ops, `concat` / `sum` fusion) and the centre's receptive field fits
+inside the patch, that feature depends on pixels of the patch only, and is the same computed
+on the patch or on a whole window around it. One pass over a window then gives every pixel's
+logits, instead of one pass per pixel over its own patch (up to P x P times less work).
+
+Not eligible: the `patch` head (mean over the patch), `gate` / `se` / `cross_attention`
+fusion (they pool or attend over the patch), late fusion (its heads are per sensor) and MC
+dropout (per-patch dropout masks). Eligibility is checked twice beyond the architecture: the
+receptive field is measured (gradient of the centre output), and `predict` compares the result
+with per-patch inference on sampled pixels of the first window, falling back (with a note)
+on any disagreement.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import Tensor, nn
+
+import fusion
+
+LOCAL_OPS = ("concat", "sum")
+POSITIONS = ("early", "middle", "multi")
+STRIP_ROWS = 64  # core rows per forward pass: bounds activation memory on wide windows
+
+
+class _PixelwiseHead(nn.Module):
+    """The centre head's MLP applied at every position: [B, C, H, W] -> [B, K, H, W]."""
+
+    def __init__(self, mlp: nn.Module) -> None:
+        super().__init__()
+        self.mlp = mlp
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.mlp(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+def ineligible_reason(arch: fusion.Arch) -> str | None:
+    """Why `arch` cannot be run fully convolutionally (None: it may, pending the checks)."""
+    if arch.head.kind != "centre":
+        return f"its head is '{arch.head.kind}', not 'centre'"
+    if arch.fusion.position not in POSITIONS:
+        return f"{arch.fusion.position} fusion has a head per sensor"
+    if arch.fusion.op not in LOCAL_OPS and len(arch.sensors) > 1:
+        return f"the '{arch.fusion.op}' fusion operator pools over the patch"
+    return None
+
+
+def receptive_radius(model: nn.Module, in_channels: dict[str, int], size: int) -> int:
+    """Largest distance (px, Chebyshev) from the centre of a size x size input at which an
+    input value changes the centre output of the pixelwise `model`."""
+    gen = torch.Generator().manual_seed(0)
+    xs = {n: torch.randn(1, c, size, size, generator=gen, requires_grad=True)
+          for n, c in in_channels.items()}
+    model.zero_grad(set_to_none=True)
+    centre = size // 2
+    model(xs)[0, :, centre, centre].sum().backward()
+    radius = 0
+    for x in xs.values():
+        if x.grad is None:
+            continue
+        rows, cols = torch.nonzero(x.grad[0].abs().sum(dim=0), as_tuple=True)
+        if rows.numel():
+            radius = max(radius, int((rows - centre).abs().max()), int((cols - centre).abs().max()))
+    return radius
+
+
+def window_model(
+    model: nn.Module, arch: fusion.Arch, in_channels: dict[str, int], patch_size: int
+) -> tuple[nn.Module | None, str]:
+    """(a copy of `model` that outputs logits at every position, "") when eligible, else
+    (None, why not)."""
+    why = ineligible_reason(arch)
+    if why is not None:
+        return None, why
+    dense = copy.deepcopy(model).eval()
+    dense.head = _PixelwiseHead(dense.head.mlp)
+    # a probe larger than the patch, so a field wider than the patch shows as such
+    radius = receptive_radius(dense, in_channels, 3 * patch_size)
+    for p in dense.parameters():
+        p.requires_grad_(False)
+    if radius > patch_size // 2:
+        return None, (f"its receptive field reaches {radius} px from the centre, beyond the "
+                      f"patch's {patch_size // 2}")
+    return dense, ""
+
+
+@torch.no_grad()
+def window_logits(dense: nn.Module, tensors: dict[str, Tensor], halo: int, height: int,
+                  width: int) -> Tensor:
+    """Logits [K, height, width] of the core pixels of window arrays {sensor: [C, rows, cols]}
+    read with `halo` pixels around the core, in strips of STRIP_ROWS core rows."""
+    out = []
+    for r0 in range(0, height, STRIP_ROWS):
+        rows = min(STRIP_ROWS, height - r0)
+        strip = {}
+        for name, a in tensors.items():
+            s = a[:, r0:r0 + rows + 2 * halo]
+            if rows < STRIP_ROWS:  # one input shape per window width (oneDNN caches per shape)
+                s = nn.functional.pad(s, (0, 0, 0, STRIP_ROWS - rows))
+            strip[name] = s.unsqueeze(0)
+        logits = dense(strip)[0]  # [K, STRIP_ROWS + 2 halo, cols]
+        out.append(logits[:, halo:halo + rows, halo:halo + width])
+    return torch.cat(out, dim=1)
