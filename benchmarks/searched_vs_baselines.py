@@ -218,9 +218,9 @@ def report(args, table, ref, pick, speed, wall_s, png) -> str:
                 "patch (centre head, concat/sum fusion, receptive field inside the patch); it "
                 "writes the same map (checked against per-patch inference on the first window).\n")
     base = next(m for m in speed.values() if m["model"] != SEARCHED)
-    for label, m in speed.items():
+    for m in speed.values():
         if m["model"] == SEARCHED:
-            text.append(f"\n{label} ({m['method']}) predicts "
+            text.append(f"\n{m['model']} ({m['method']}) predicts "
                         f"{m['pixels_per_s'] / base['pixels_per_s']:.2f}x as many pixels per "
                         f"second as {base['model']} ({base['method']}), with "
                         f"{m['peak_mb'] / base['peak_mb']:.2f}x its peak memory (same run).\n")
