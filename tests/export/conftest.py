@@ -64,6 +64,15 @@ def _run_cli(argv: list[str]) -> None:
     assert code == 0, f"autors {' '.join(argv)} exited with {code}"
 
 
+def _train_and_export(task: Path, root: Path, arch: dict, *train_args: str) -> Path:
+    """`autors train` `arch` on `task` into root/run, `autors export` it to root/model."""
+    (root / "arch.json").write_text(json.dumps(arch))
+    _run_cli(["train", str(task), "--arch", str(root / "arch.json"), *train_args, "--out",
+              str(root / "run"), "--quiet"])
+    _run_cli(["export", str(root / "run"), "--out", str(root / "model")])
+    return root / "model"
+
+
 @pytest.fixture(scope="session")
 def scene(tmp_path_factory: pytest.TempPathFactory) -> Scene:
     folder = tmp_path_factory.mktemp("synth")
@@ -99,14 +108,9 @@ def exported(train_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def seg_exported(scene: Scene, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("seg")
-    arch = root / "seg.json"
-    arch.write_text(json.dumps(dict(TINY_ARCH, head={"kind": "segmentation", "hidden": 16,
-                                                     "dropout": 0.2})))
-    _run_cli(["train", str(scene.seg_task), "--arch", str(arch), "--test", "--out",
-              str(root / "run"), "--quiet"])
-    _run_cli(["export", str(root / "run"), "--out", str(root / "model")])
-    return root / "model"
+    return _train_and_export(
+        scene.seg_task, tmp_path_factory.mktemp("seg"),
+        dict(TINY_ARCH, head={"kind": "segmentation", "hidden": 16, "dropout": 0.2}), "--test")
 
 
 @pytest.fixture
@@ -118,27 +122,17 @@ def model_copy(exported: Path, tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def off_exported(scene: Scene, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny arch with the SAR branch 'off' (2 epochs), exported."""
-    root = tmp_path_factory.mktemp("off")
-    arch = root / "no_sar.json"
     branches = dict(TINY_ARCH["branches"], sar={"kind": "off"})
-    arch.write_text(json.dumps(dict(TINY_ARCH, branches=branches)))
-    _run_cli(["train", str(scene.task), "--arch", str(arch), "--epochs", "2", "--out",
-              str(root / "run"), "--quiet"])
-    _run_cli(["export", str(root / "run"), "--out", str(root / "model")])
-    return root / "model"
+    return _train_and_export(scene.task, tmp_path_factory.mktemp("off"),
+                             dict(TINY_ARCH, branches=branches), "--epochs", "2")
 
 
 @pytest.fixture(scope="session")
 def centre_exported(scene: Scene, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny arch with a centre head (fully convolutional prediction applies), 2 epochs."""
-    root = tmp_path_factory.mktemp("centre")
-    arch = root / "centre.json"
-    arch.write_text(json.dumps(dict(TINY_ARCH, head={"kind": "centre", "hidden": 16,
-                                                     "dropout": 0.2})))
-    _run_cli(["train", str(scene.task), "--arch", str(arch), "--epochs", "2", "--out",
-              str(root / "run"), "--quiet"])
-    _run_cli(["export", str(root / "run"), "--out", str(root / "model")])
-    return root / "model"
+    return _train_and_export(
+        scene.task, tmp_path_factory.mktemp("centre"),
+        dict(TINY_ARCH, head={"kind": "centre", "hidden": 16, "dropout": 0.2}), "--epochs", "2")
 
 
 @pytest.fixture(scope="session")
