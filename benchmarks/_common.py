@@ -129,15 +129,19 @@ def dataset_task(dataset: str, workdir: Path, data_root: Path, smoke: bool) -> t
     raise SystemExit(f"unknown dataset {dataset!r}: use one of {', '.join(DATASETS)}")
 
 
+def with_budget(raw: dict, epochs: int, max_train: int | None, max_val: int | None) -> dict:
+    """The task dict with a fixed training budget: `epochs` with early stopping off (the best
+    validation epoch is restored), `max_train` patches per epoch, the same fixed `max_val`
+    validation pixels for every model and seed."""
+    return dict(raw, train=dict(raw.get("train") or {}, epochs=epochs,
+                                early_stopping_patience=epochs, max_train_samples=max_train,
+                                val_max_samples=max_val))
+
+
 def with_protocol(raw: dict, dataset: str, epochs: int | None = None) -> dict:
-    """The task dict with the dataset's fixed training budget (early stopping off: the best
-    validation epoch is restored)."""
+    """The task dict with the dataset's budget from PROTOCOL (`epochs` overrides its epochs)."""
     proto = PROTOCOL[dataset]
-    n = epochs or proto["epochs"]
-    raw = dict(raw)
-    raw["train"] = dict(raw.get("train") or {}, epochs=n, early_stopping_patience=n,
-                        max_train_samples=proto["max_train"], val_max_samples=proto["max_val"])
-    return raw
+    return with_budget(raw, epochs or proto["epochs"], proto["max_train"], proto["max_val"])
 
 
 def best_baseline(rows: list[dict], dataset: str) -> dict:

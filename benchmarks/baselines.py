@@ -39,6 +39,7 @@ from _common import (
     md_table,
     mean_std,
     one_thread,
+    with_budget,
     write_report,
 )
 
@@ -72,11 +73,8 @@ def run_job(job: Job) -> dict:
     raw = yaml.safe_load(job.raw)
     if job.sensors is not None:
         raw["sensors"] = {k: v for k, v in raw["sensors"].items() if k in job.sensors}
-    # the same validation pixels for every model and seed (train.val_max_samples)
-    raw["train"] = dict(raw.get("train") or {}, epochs=job.epochs,
-                        early_stopping_patience=job.epochs, max_train_samples=job.max_train,
-                        val_max_samples=job.max_val)
-    task = parse_task(raw, Path(job.task_path))
+    task = parse_task(with_budget(raw, job.epochs, job.max_train, job.max_val),
+                      Path(job.task_path))
     data = prepare(task)
     outcome = train_model(task, job.arch, data, job.seed, progress=False)
     test = evaluate(outcome.model, data, "test", 512)

@@ -69,16 +69,13 @@ def pick_searched(search: dict) -> dict:
             "cpu_s": sum(r["cpu_s"] for r in search["rows"])}
 
 
-def model_costs(task, archs: dict[str, str | dict]) -> dict[str, dict]:
-    """params, FLOPs and batch-1 latency of each (untrained) model, measured here in turn
-    (and, under "_n_val", the number of validation samples the searches selected on)."""
+def model_costs(task, data, archs: dict[str, str | dict]) -> dict[str, dict]:
+    """params, FLOPs and batch-1 latency of each (untrained) model, measured here in turn."""
     import fusion
-    from autors.data import prepare
     from autors.training.cost import measure_cost
     from autors.training.loop import resolve_arch
 
-    data = prepare(task)
-    out = {"_n_val": len(data.dataset("val"))}
+    out = {}
     for name, arch in archs.items():
         spec = resolve_arch(arch, task, data)
         model = fusion.build_model(spec, data.in_channels, data.num_classes, dense=spec.dense)
@@ -256,7 +253,8 @@ def main() -> None:
     ref = best_baseline(args.base_rows, args.dataset)
     pick = pick_searched(search)
 
-    from autors.config import parse_task
+    from autors.config import load_task, parse_task
+    from autors.data import prepare
 
     task_path, text = dataset_task(args.dataset, args.workdir, args.data_root, args.smoke)
     raw = with_protocol(yaml.safe_load(text), args.dataset, 1 if args.smoke else None)
@@ -276,8 +274,9 @@ def main() -> None:
                      for m in models}
     archs = {m: (pick["arch"] if m == SEARCHED else m) for m in [*BASELINES, SEARCHED]
              if rows_by_model.get(m)}
-    costs = model_costs(task, archs)
-    args.n_val = costs.pop("_n_val")
+    data = prepare(task)
+    args.n_val = len(data.dataset("val"))  # the pixels the searches selected on
+    costs = model_costs(task, data, archs)
     table = []
     for m in models:
         sel = rows_by_model[m]
@@ -288,8 +287,7 @@ def main() -> None:
                       "iou_water": [r["iou_water"] or 0.0 for r in sel], **cost})
     # 3. throughput of the searched network and the best baseline on the whole scene
     task_file = write_task_file(raw, task_path, args.workdir / f"{args.dataset}_task.yaml")
-    sensors = {name: Path(s.path) for name, s in parse_task(
-        yaml.safe_load(task_file.read_text()), task_file).sensors.items()}
+    sensors = {name: Path(s.path) for name, s in load_task(task_file).sensors.items()}
     speed = throughput(args, task_file, sensors, {SEARCHED: pick["arch"], ref["model"]:
                                                   ref["model"]})
     name = f"searched_vs_baselines_{suffix}"
