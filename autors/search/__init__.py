@@ -7,6 +7,7 @@ Modules (one job each; only `nni_adapter` imports NNI):
     catalog      space and strategy names a task may use
     nni_adapter  NNI strategies by name, the space wrapper, the ExecutionEngine on the broker
     broker       ids, seeds, budget, dedup, judging and recording of trials
+    prescreen    params/FLOPs limits checked on the driver before a trial is trained
     pool         Ray tasks: concurrency, resources, timeouts, object-store inputs
     cluster      local Ray instance on loopback, or an existing cluster (--address, token
                  auth, --ship-code); see docs/cluster.md
