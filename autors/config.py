@@ -102,17 +102,42 @@ class LabelSpec(_Strict):
         return [self.classes[v] for v in self.class_values]
 
 
-class GivenSplit(_Strict):
-    """Train and test label rasters are given (the HSI+LiDAR benchmark protocol)."""
+class _SplitCommon(_Strict):
+    """What every split kind shares: its own seed and the buffer around held-out pixels."""
+
+    seed: int = Field(
+        default=0,
+        description="seed of the split alone (block choice, validation subset): independent of "
+        "the task's training and search seeds, so every trial, search seed and benchmark row "
+        "sees the same validation and test pixels",
+    )
+    buffer: int | None = Field(
+        default=None,
+        ge=0,
+        description="pixels: training pixels within this distance (a square, as patches are) "
+        "of a validation or test pixel are left out of training, so no held-out patch or tile "
+        "footprint touches a training pixel. Default: the patch radius (patch_size // 2), or "
+        "half the tile for segmentation. 0 keeps every training pixel (leakage is reported)",
+    )
+
+
+class GivenSplit(_SplitCommon):
+    """Train and test label rasters are given (the HSI+LiDAR benchmark protocol); validation
+    is given too, or carved from the training labels by spatial blocks."""
 
     kind: Literal["given"]
     train: Path
     test: Path
+    val: Path | None = Field(
+        default=None,
+        description="validation label raster; when omitted, validation is carved from the "
+        "training labels (val_fraction, val_block_size)",
+    )
     val_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
     val_block_size: int = Field(default=16, ge=2, description="pixels")
 
 
-class SpatialBlockSplit(_Strict):
+class SpatialBlockSplit(_SplitCommon):
     """Labels are split into spatially disjoint square blocks for train / val / test."""
 
     kind: Literal["spatial_blocks"]
@@ -249,6 +274,21 @@ class TaskSpec(_Strict):
         return self
 
     @property
+    def dense(self) -> bool:
+        """Segmentation: the model outputs a class per pixel of a tile."""
+        return self.task == "segmentation"
+
+    @property
+    def sample_size(self) -> int:
+        """Side in pixels of one model input: the patch, or the segmentation tile."""
+        return self.tile_size if self.dense else self.patch_size
+
+    @property
+    def split_buffer(self) -> int:
+        """`split.buffer`, or its default: half the model input's side."""
+        return self.split.buffer if self.split.buffer is not None else self.sample_size // 2
+
+    @property
     def class_names(self) -> list[str]:
         return self.labels.class_names
 
@@ -305,7 +345,7 @@ def _resolve_paths(data: dict, base: Path) -> None:
         labels["path"] = fix(labels["path"])
     split = data.get("split")
     if isinstance(split, dict):
-        for key in ("train", "test"):
+        for key in ("train", "val", "test"):
             if key in split:
                 split[key] = fix(split[key])
 

@@ -91,12 +91,14 @@ def write_report(out_dir: Path, name: str, text: str) -> Path:
 # -- the two measured datasets and their training protocol (shared by baselines.py,
 # search_compare.py and searched_vs_baselines.py so every figure uses the same budget) --------
 DATASETS = ("synth", "sen1floods11")
-BASELINES = ("early_cnn", "late_cnn", "two_branch")
 DEFAULT_DATA_ROOT = Path(os.environ.get("AUTORS_DATA")
                          or Path(__file__).resolve().parents[2] / "shared" / "data")
-# epochs; training patches per epoch (None: all); validation pixels (None: all)
+# epochs; training patches per epoch (None: all); validation pixels (None: all). The synthetic
+# preset has its own validation raster (over 1,000 pixels); Sen1Floods11's ~40 k validation
+# pixels are bounded to a fixed seeded 3,000 (the same for every model, seed and search).
 PROTOCOL = {"synth": {"epochs": 10, "max_train": None, "max_val": None},
             "sen1floods11": {"epochs": 5, "max_train": 4000, "max_val": 3000}}
+SPLIT_SEED = 0  # every row, trial and search of every benchmark sees this one split
 
 
 def synth_task(workdir: Path, smoke: bool) -> tuple[Path, str]:
@@ -132,10 +134,12 @@ def dataset_task(dataset: str, workdir: Path, data_root: Path, smoke: bool) -> t
 def with_budget(raw: dict, epochs: int, max_train: int | None, max_val: int | None) -> dict:
     """The task dict with a fixed training budget: `epochs` with early stopping off (the best
     validation epoch is restored), `max_train` patches per epoch, the same fixed `max_val`
-    validation pixels for every model and seed."""
+    validation pixels for every model and seed, and the benchmarks' one split (SPLIT_SEED,
+    default buffer: no held-out footprint touches a training pixel)."""
     return dict(raw, train=dict(raw.get("train") or {}, epochs=epochs,
                                 early_stopping_patience=epochs, max_train_samples=max_train,
-                                val_max_samples=max_val))
+                                val_max_samples=max_val),
+                split=dict(raw["split"], seed=SPLIT_SEED))
 
 
 def with_protocol(raw: dict, dataset: str, epochs: int | None = None) -> dict:
@@ -144,18 +148,70 @@ def with_protocol(raw: dict, dataset: str, epochs: int | None = None) -> dict:
     return with_budget(raw, epochs or proto["epochs"], proto["max_train"], proto["max_val"])
 
 
-def best_baseline(rows: list[dict], dataset: str) -> dict:
-    """The hand-designed baseline with the highest mean test OA on `dataset` (baselines.json
-    rows): {"model", "oa", "flops"}."""
+def baseline_names(head: str | None = None) -> tuple[str, ...]:
+    """The hand-designed baselines (`fusion.BASELINES`), optionally only those with a `patch`
+    or a `centre` head."""
+    from fusion import BASELINES
+    from fusion.baselines import CENTRE_SUFFIX
+
+    if head is None:
+        return BASELINES
+    return tuple(b for b in BASELINES if b.endswith(CENTRE_SUFFIX) == (head == "centre"))
+
+
+def best_baseline(rows: list[dict], dataset: str, head: str | None = None) -> dict:
+    """The hand-designed baseline with the highest mean VALIDATION OA on `dataset` (baselines.json
+    rows; the test split never picks a winner): {"model", "val_oa", "oa", "flops"}."""
     means = []
-    for model in BASELINES:
+    for model in baseline_names(head):
         sel = [r for r in rows if r["dataset"] == dataset and r["model"] == model]
         if sel:
-            means.append({"model": model, "oa": mean_std([r["oa"] for r in sel])[0],
-                          "flops": sel[0]["flops"]})
+            means.append({"model": model, "val_oa": mean_std([r["val_oa"] for r in sel])[0],
+                          "oa": mean_std([r["oa"] for r in sel])[0], "flops": sel[0]["flops"]})
     if not means:
         raise SystemExit(f"no baseline rows for {dataset!r}: run benchmarks/baselines.py first")
-    return max(means, key=lambda m: m["oa"])
+    return max(means, key=lambda m: (m["val_oa"], -m["flops"]))
+
+
+def subset_arch(arch: str, in_channels: dict[str, int], sensors: tuple[str, ...]) -> dict:
+    """Baseline `arch` using only `sensors`: the other sensors' branches are off. The task keeps
+    every sensor, so a single-sensor row is trained, validated and tested on exactly the pixels
+    of the all-sensor rows (where every sensor of the task is valid)."""
+    from fusion import baseline_arch
+
+    arch_dict = baseline_arch(arch, in_channels).to_dict()
+    for name in in_channels:
+        if name not in sensors:
+            arch_dict["branches"][name] = {"kind": "off"}
+    return arch_dict
+
+
+def same_pixels(rows: list[dict], what: str) -> str:
+    """One sentence on the pixels every row was scored on; exits when rows differ (a
+    comparison on different pixels is not reported)."""
+    hashes = {r["split_sha256"] for r in rows}
+    n_test = {r["n_test"] for r in rows}
+    if len(hashes) != 1 or len(n_test) != 1:
+        raise SystemExit(f"{what}: rows were scored on different splits {sorted(hashes)} / "
+                         f"test pixels {sorted(n_test)}: not comparable")
+    n_val = {r.get("n_val") for r in rows} - {None}
+    val = f", validated on the same {n_val.pop():,} pixels" if len(n_val) == 1 else ""
+    return (f"Every row is tested on the same {n_test.pop():,} test pixels (labelled pixels "
+            f"where every sensor of the task is valid){val}; split hash "
+            f"`{hashes.pop()[:12]}` (split seed {SPLIT_SEED}, default buffer: no held-out patch "
+            "footprint touches a training pixel).")
+
+
+def repeat_statement(first: dict, again: dict, what: str, ignore: Sequence[str] = ()) -> str:
+    """Whether a repeated row matched the first exactly (every value but timings in `ignore`)."""
+    keys = sorted((set(first) | set(again)) - set(ignore))
+    differ = [k for k in keys if first.get(k) != again.get(k)]
+    if not differ:
+        return (f"Repeat check: {what} was run twice; all {len(keys)} recorded values "
+                f"({', '.join(keys)}) matched exactly (timings excluded).")
+    shown = "; ".join(f"{k}: {first.get(k)!r} then {again.get(k)!r}" for k in differ[:4])
+    return (f"Repeat check: {what} was run twice and did NOT match exactly on "
+            f"{len(differ)} of {len(keys)} values ({shown}).")
 
 
 def write_task_file(raw: dict, task_path: Path, out: Path) -> Path:

@@ -5,14 +5,19 @@
         [--strategies random,evolution,tpe] [--seeds 0,1,2] [--trials 16] [--concurrency 2]
         [--space fusion] [--flops-fraction 0.2] [--baselines results/benchmarks/baselines.json]
         [--data-root DIR] [--workdir /tmp/autors_search_compare] [--out results/benchmarks]
-        [--smoke]
+        [--repeat-check] [--smoke]
 
 Each (strategy, seed) is a full search (local Ray, `--concurrency` trials at once, objective
 val_oa) with the same budget: `--trials` trained trials under the dataset's fixed training
 protocol (the one baselines.py uses: see `_common.PROTOCOL`), then its best architecture
 retrained once and tested once. The searches are constrained to at most `--flops-fraction` of
-the FLOPs of the best hand-designed baseline (highest mean test OA in `--baselines`): proposals
-over that limit are screened out before training and do not count as trials.
+the FLOPs of the best hand-designed baseline (highest mean validation OA in `--baselines`):
+proposals over that limit are screened out before training and do not count as trials.
+
+The search seed drives the strategy and the trials' training only: every search uses the one
+split of `_common.SPLIT_SEED` (checked: one split hash), so all searches select on the same
+validation pixels and their winners are tested on the same test pixels. `--repeat-check` runs
+the first (strategy, seed) search a second time and states whether it matched exactly.
 
 Reported: best-so-far validation OA against trial count and search wall time (PNG), each
 strategy's final best (mean ± std over seeds), how many trials each needed to reach random
@@ -33,6 +38,7 @@ from pathlib import Path
 import yaml
 from _common import (
     DEFAULT_DATA_ROOT,
+    SPLIT_SEED,
     best_baseline,
     dataset_task,
     fmt_pm,
@@ -40,6 +46,7 @@ from _common import (
     md_table,
     mean_std,
     one_thread,
+    repeat_statement,
     with_protocol,
     write_report,
     write_task_file,
@@ -80,11 +87,17 @@ def run_one(args: argparse.Namespace, strategy: str, seed: int) -> dict:
         if r.ok and r.feasible:
             top = max(top, float(r.result.metrics["val_oa"]))
         curve.append((i, r.elapsed_s, top))
-    winner = best(outcome.records)
+    winner = best(outcome.records)  # ties: val kappa, then val loss, then FLOPs
     final = (outcome.summary.get("final") or [{}])[0]
     counts = outcome.summary.get("counts", {})
+    metrics = winner.result.metrics if winner else {}
     return {"dataset": args.dataset, "strategy": strategy, "seed": seed, "curve": curve,
-            "best": top,
+            "best": top, "best_kappa": metrics.get("val_kappa"),
+            "best_loss": metrics.get("val_loss"),
+            "split_sha256": outcome.summary["split"]["sha256"],
+            "n_val": outcome.summary["split"]["counts"]["val"],
+            "n_test": outcome.summary["split"]["counts"]["test"],
+            "trial_val_oa": [float(r.result.metrics["val_oa"]) for r in trained if r.ok],
             "arch": winner.result.arch if winner else None,
             "arch_summary": final.get("arch_summary", ""),
             "flops": winner.result.cost.flops if winner else None,
@@ -131,14 +144,18 @@ def _plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def report(rows: list[dict], args: argparse.Namespace, wall_s: float, png: Path) -> str:
+def report(rows: list[dict], args: argparse.Namespace, wall_s: float, png: Path,
+           repeat: str | None) -> str:
     text = [header_block(f"Search strategies compared on {args.dataset} (issue 8.2, 8.1 "
                          "searched part)", "benchmarks/search_compare.py", wall_s)]
     limit = (f"at most {args.max_flops / 1e6:.2f} MFLOPs per sample ({args.flops_fraction:g} x "
              f"the {args.reference['model']} baseline's {args.reference['flops'] / 1e6:.2f}, "
-             "the best baseline by mean test OA in baselines.json); proposals over it were "
-             "screened out before training and are not trials" if args.max_flops
+             "the best baseline by mean validation OA in baselines.json); proposals over it "
+             "were screened out before training and are not trials" if args.max_flops
              else "no FLOPs limit")
+    hashes = {r["split_sha256"] for r in rows}
+    if len(hashes) != 1:
+        raise SystemExit(f"searches ran on different splits {sorted(hashes)}: not comparable")
     total_cpu = sum(r["cpu_s"] for r in rows) / 60
     total_wall = sum(r["search_s"] for r in rows) / 60
     text.append(
@@ -146,6 +163,11 @@ def report(rows: list[dict], args: argparse.Namespace, wall_s: float, png: Path)
         f"space `{args.space}`, objective val_oa, {limit}. Training per trial: the dataset's "
         f"fixed protocol ({args.protocol}). Seeds {args.seed_list}. Then each search's best "
         "architecture was retrained once and tested once.\n\n"
+        f"Every search selected on the same {rows[0]['n_val']:,} validation pixels and its "
+        f"winner was tested on the same {rows[0]['n_test']:,} test pixels (split seed "
+        f"{SPLIT_SEED}, hash `{hashes.pop()[:12]}`, default buffer: no held-out patch footprint "
+        "touches a training pixel). Equal validation OA is broken by validation kappa, then "
+        "validation loss, then FLOPs.\n\n"
         f"All {len(rows)} searches together: {total_wall:.1f} min of search wall time on "
         f"{args.concurrency} cores ({total_wall * args.concurrency:.0f} core-minutes), of which "
         f"trials used {total_cpu:.0f} CPU-minutes.\n\n")
@@ -181,6 +203,8 @@ def report(rows: list[dict], args: argparse.Namespace, wall_s: float, png: Path)
         [[r["strategy"], r["seed"], f"{100 * r['best']:.1f}",
           f"{r['flops'] / 1e6:.2f}" if r["flops"] else "-", r["arch_summary"]] for r in rows],
         "lrrrl") + "\n")
+    if repeat:
+        text.append(f"\n{repeat}\n")
     text.append(f"\n![search]({png.name})\n")
     return "".join(text)
 
@@ -199,6 +223,8 @@ def main() -> None:
     p.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
     p.add_argument("--workdir", type=Path, default=Path("/tmp/autors_search_compare"))
     p.add_argument("--out", type=Path, default=Path("results/benchmarks"))
+    p.add_argument("--repeat-check", action="store_true",
+                   help="run the first search twice and report whether it matched exactly")
     p.add_argument("--smoke", action="store_true", help="tiny scene, 1 epoch, 2 trials, limit "
                    "from --out/baselines_smoke.json (CI)")
     args = p.parse_args()
@@ -227,11 +253,20 @@ def main() -> None:
             print(f"{args.dataset} {strategy} s{seed}: best val OA {100 * r['best']:.1f} "
                   f"({r['trials']} trials, {r['over_limit']} screened out, "
                   f"{r['search_s'] / 60:.1f} min)", flush=True)
+    repeat = None
+    if args.repeat_check:
+        first = rows[0]
+        again = run_one(args, first["strategy"], first["seed"])
+        keys = ("best", "best_kappa", "best_loss", "arch", "test_oa", "trials", "over_limit",
+                "duplicates", "trial_val_oa", "split_sha256")
+        repeat = repeat_statement({k: first[k] for k in keys}, {k: again[k] for k in keys},
+                                  f"the {first['strategy']} seed {first['seed']} search")
+        print(repeat, flush=True)
     name = "search_compare_smoke" if args.smoke else f"search_compare_{args.dataset}"
     args.out.mkdir(parents=True, exist_ok=True)
     png = args.out / f"{name}.png"
     _plot(rows, png)
-    path = write_report(args.out, name, report(rows, args, time.perf_counter() - t0, png))
+    path = write_report(args.out, name, report(rows, args, time.perf_counter() - t0, png, repeat))
     (args.out / f"{name}.json").write_text(json.dumps(
         {"max_flops": args.max_flops, "reference": args.reference, "rows": rows}, indent=1))
     print(f"wrote {path}")

@@ -2,13 +2,17 @@
 
     python benchmarks/synth_ablation.py [--presets 256,benchmark] [--scene-seeds 0,1]
         [--train-seeds 0] [--arch early_cnn] [--epochs 15] [--workers 2]
-        [--workdir /tmp/autors_synth_ablation] [--out results/benchmarks] [--smoke]
+        [--workdir /tmp/autors_synth_ablation] [--out results/benchmarks] [--repeat-check]
+        [--smoke]
 
 For each scene (preset x scene seed) the same fixed network (a `fusion` baseline, default
 `early_cnn`) is trained with the same fixed budget (`--epochs`, early stopping off: patience =
 epochs, the best validation epoch restored) on every sensor subset that matters: each single
-sensor, all four, and all-but-one for each sensor. A subset is the scene's generated task file
-with the other sensors removed. Each model is evaluated once on the test split.
+sensor, all four, and all-but-one for each sensor. A subset is the network with the other
+sensors' branches switched off; the task keeps every sensor, so every subset of a scene is
+trained, validated and tested on the same pixels (where all four sensors are valid; checked by
+the split hash and test-pixel count). Each model is evaluated once on the test split.
+`--repeat-check` trains the first job a second time and states whether it matched exactly.
 
 The two checks of issue 3, on the OA averaged over scene seeds (and per scene):
 - the best single sensor is at least 10 points below all sensors;
@@ -28,7 +32,18 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import yaml
-from _common import fmt_pm, header_block, md_table, mean_std, one_thread, write_report
+from _common import (
+    SPLIT_SEED,
+    fmt_pm,
+    header_block,
+    md_table,
+    mean_std,
+    one_thread,
+    repeat_statement,
+    same_pixels,
+    subset_arch,
+    write_report,
+)
 
 SENSORS = ("optical", "sar", "lidar", "hsi")
 SINGLE_GAP_PTS = 10.0  # best single sensor must be this many OA points below all sensors
@@ -87,15 +102,16 @@ def make_scene(workdir: Path, preset: str, seed: int, smoke: bool) -> Path:
 
 def _cache_path(job: Job) -> Path:
     """Where a finished job's row is kept, next to its scene, so a rerun skips it."""
-    key = f"{'-'.join(job.sensors)}_t{job.train_seed}_{job.arch}_e{job.epochs}"
+    # p2: the issue-12 protocol (one split, buffer, branches off instead of sensors removed)
+    key = f"{'-'.join(job.sensors)}_t{job.train_seed}_{job.arch}_e{job.epochs}_p2"
     return Path(job.task_path).parent / "ablation_rows" / f"{key}.json"
 
 
-def run_job(job: Job) -> dict:
+def run_job(job: Job, reuse: bool = True) -> dict:
     """Train the fixed network on one sensor subset and evaluate it once on test (or return
     the row of an identical earlier run of this job)."""
     cache = _cache_path(job)
-    if cache.is_file():
+    if reuse and cache.is_file():
         row = json.loads(cache.read_text())
         row["sensors"] = tuple(row["sensors"])
         row["reused"] = True
@@ -109,16 +125,19 @@ def run_job(job: Job) -> dict:
     t0 = time.perf_counter()
     path = Path(job.task_path)
     raw = yaml.safe_load(path.read_text())
-    raw["sensors"] = {k: v for k, v in raw["sensors"].items() if k in job.sensors}
     raw["train"] = dict(raw.get("train") or {}, epochs=job.epochs,
                         early_stopping_patience=job.epochs)
+    raw["split"] = dict(raw["split"], seed=SPLIT_SEED)
     task = parse_task(raw, path)
     data = prepare(task)
-    outcome = train_model(task, job.arch, data, job.train_seed, progress=False)
+    arch = subset_arch(job.arch, data.in_channels, job.sensors)
+    outcome = train_model(task, arch, data, job.train_seed, progress=False)
     test = evaluate(outcome.model, data, "test", 256)
     row = {"preset": job.preset, "scene_seed": job.scene_seed, "sensors": job.sensors,
            "train_seed": job.train_seed, "oa": float(test["oa"]), "aa": float(test["aa"]),
-           "kappa": float(test["kappa"]), "seconds": time.perf_counter() - t0}
+           "kappa": float(test["kappa"]), "n_test": test["num_samples"],
+           "n_val": outcome.val_metrics["num_samples"], "split_sha256": data.splits.sha256(),
+           "seconds": time.perf_counter() - t0}
     cache.parent.mkdir(exist_ok=True)
     cache.write_text(json.dumps(row))
     return row | {"reused": False}
@@ -184,14 +203,15 @@ def _verdict_lines(c: dict) -> str:
 
 
 def report(rows: list[dict], args: argparse.Namespace, presets: list[str], seeds: list[int],
-           wall_s: float, png: Path) -> str:
+           wall_s: float, png: Path, repeat: str | None) -> str:
     text = [header_block("Sensor ablation on the synthetic scene (issue 3)",
                          "benchmarks/synth_ablation.py", wall_s)]
     train_s = sum(r["seconds"] for r in rows)
     text.append(
         f"\nNetwork: `{args.arch}` (fusion baseline), fixed for every subset. Budget: "
         f"{args.epochs} epochs, batch 32, AdamW lr 2e-3 with cosine decay, early stopping off "
-        f"(the best validation epoch is restored; validation = 20 % of the training blocks). "
+        f"(the best validation epoch is restored; validation: the preset's own validation "
+        f"blocks, or 20 % of the training blocks). "
         f"Scenes: {', '.join(presets)} x scene seeds {seeds}; training seeds "
         f"{args.train_seeds}. Each model is evaluated once on the test split. "
         f"{len(rows)} trainings, {train_s / 60:.1f} CPU-min, {args.workers} processes of "
@@ -211,8 +231,11 @@ def report(rows: list[dict], args: argparse.Namespace, presets: list[str], seeds
                            fmt_pm([r["kappa"] for r in sel], 1.0, 3)])
         c = checks(mean)
         all_ok &= c["single_ok"] and c["necessary_ok"]
+        pixels = " ".join(f"Scene s{s}: " + same_pixels(
+            [r for r in rows if r["preset"] == preset and r["scene_seed"] == s],
+            f"{preset} s{s}") for s in seeds)
         text.append(f"\n## Scene preset {preset}\n\nTest OA (%), AA (%) and kappa (mean ± std "
-                    f"over scene and training seeds).\n\n"
+                    f"over scene and training seeds). {pixels}\n\n"
                     + md_table(header, body, "l" + "r" * (len(header) - 1)) + "\n")
         text.append(f"\nOn the mean over scene seeds: {_verdict_lines(c)}.\n")
         for s in seeds:
@@ -221,6 +244,8 @@ def report(rows: list[dict], args: argparse.Namespace, presets: list[str], seeds
             scenes_ok += cs["single_ok"] and cs["necessary_ok"]
             text.append(f"\n- scene seed {s}: {_verdict_lines(cs)}")
         text.append("\n")
+    if repeat:
+        text.append(f"\n{repeat}\n")
     text.append(f"\n![ablation]({png.name})\n\n## Verdict\n\n"
                 + ("Both checks of issue 3 pass on the mean over scene seeds of every preset "
                    "measured" if all_ok else "At least one check of issue 3 fails on the mean "
@@ -241,6 +266,8 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--workdir", type=Path, default=Path("/tmp/autors_synth_ablation"))
     p.add_argument("--out", type=Path, default=Path("results/benchmarks"))
+    p.add_argument("--repeat-check", action="store_true",
+                   help="train the first job twice and report whether it matched exactly")
     p.add_argument("--smoke", action="store_true", help="tiny scene, 1 epoch (CI)")
     args = p.parse_args()
     if args.smoke:
@@ -263,12 +290,22 @@ def main() -> None:
             rows.append(r)
             print(f"{r['preset']} s{r['scene_seed']} {label(r['sensors']):>14} "
                   f"t{r['train_seed']}: OA {100 * r['oa']:.1f} ({r['seconds']:.0f} s)", flush=True)
+    repeat = None
+    if args.repeat_check:
+        again = run_job(jobs[0], reuse=False)
+        first = next(r for r in rows if (r["preset"], r["scene_seed"], r["sensors"],
+                                         r["train_seed"]) == (again["preset"], again["scene_seed"],
+                                                              again["sensors"], again["train_seed"]))
+        repeat = repeat_statement(first, again, f"{again['preset']} s{again['scene_seed']} "
+                                  f"{label(again['sensors'])} training seed {again['train_seed']}",
+                                  ignore=("seconds", "reused"))
+        print(repeat, flush=True)
     name = "synth_ablation_smoke" if args.smoke else "synth_ablation"
     png = args.out / f"{name}.png"
     args.out.mkdir(parents=True, exist_ok=True)
     _plot(rows, presets, png)
     path = write_report(args.out, name, report(rows, args, presets, seeds,
-                                               time.perf_counter() - t0, png))
+                                               time.perf_counter() - t0, png, repeat))
     print(f"wrote {path}")
 
 

@@ -11,12 +11,18 @@ from collections.abc import Mapping
 from fusion.arch import OFF, Arch, BranchSpec, FusionSpec, HeadSpec
 from fusion.errors import ArchError
 
-BASELINES: tuple[str, ...] = ("early_cnn", "late_cnn", "two_branch")
+_DESIGNS = ("early_cnn", "late_cnn", "two_branch")
+CENTRE_SUFFIX = "_centre"
+# Each design with its published head (`patch`: average pool + MLP) and with a `centre` head
+# (the labelled pixel's features + the same MLP), so a searched network with a centre head is
+# compared with a baseline of the same head, for accuracy and for prediction speed.
+BASELINES: tuple[str, ...] = _DESIGNS + tuple(d + CENTRE_SUFFIX for d in _DESIGNS)
 
 
-def _head(dense: bool) -> HeadSpec:
-    return HeadSpec("segmentation", hidden=32, dropout=0.1) if dense else \
-        HeadSpec("patch", hidden=64, dropout=0.1)
+def _head(dense: bool, centre: bool) -> HeadSpec:
+    if dense:
+        return HeadSpec("segmentation", hidden=32, dropout=0.1)
+    return HeadSpec("centre" if centre else "patch", hidden=64, dropout=0.1)
 
 
 def baseline_arch(name: str, in_channels: Mapping[str, int], dense: bool = False) -> Arch:
@@ -27,9 +33,12 @@ def baseline_arch(name: str, in_channels: Mapping[str, int], dense: bool = False
     - two_branch: the classic two-stream HSI+LiDAR network: a spectral-spatial branch for the
       sensor with the most bands (the first one on a tie), a CNN branch for each other sensor,
       concatenated at the middle, MLP head. With one sensor it is that single spectral branch.
+    - `<name>_centre`: the same network with a `centre` head instead of `patch` (patch tasks).
     """
     if name not in BASELINES:
         raise ArchError(f"unknown baseline {name!r}: valid baselines are {list(BASELINES)}")
+    centre = name.endswith(CENTRE_SUFFIX)
+    name = name.removesuffix(CENTRE_SUFFIX)
     if not in_channels:
         raise ArchError("a baseline needs at least one sensor")
     conv = BranchSpec("conv", width=32, depth=2, kernel=3)
@@ -38,18 +47,18 @@ def baseline_arch(name: str, in_channels: Mapping[str, int], dense: bool = False
             branches={s: conv for s in in_channels},
             fusion=FusionSpec("concat", "early", width=64,
                               trunk=BranchSpec("conv", width=64, depth=2, kernel=3)),
-            head=_head(dense),
+            head=_head(dense, centre),
         )
     if name == "late_cnn":
         return Arch(
             branches={s: conv for s in in_channels},
             fusion=FusionSpec("sum", "late", trunk=BranchSpec(OFF)),
-            head=_head(dense),
+            head=_head(dense, centre),
         )
     richest = max(in_channels, key=lambda s: in_channels[s])  # max() keeps the first on a tie
     spectral = BranchSpec("spectral", width=64, depth=2, kernel=3)
     return Arch(
         branches={s: (spectral if s == richest else conv) for s in in_channels},
         fusion=FusionSpec("concat", "middle", width=64, trunk=BranchSpec(OFF)),
-        head=_head(dense),
+        head=_head(dense, centre),
     )

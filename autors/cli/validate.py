@@ -14,7 +14,13 @@ from autors.data.grid import Grid, crs_name, lattice_offset
 from autors.data.raster import RasterInfo
 from autors.data.scene import Scene, load_scene
 from autors.data.shipped import DATA_ROOT_ENV, shipped_task, shipped_task_names
-from autors.data.splits import SPLIT_NAMES, Splits, footprint_leakage, make_splits
+from autors.data.splits import (
+    SPLIT_NAMES,
+    Splits,
+    footprint_leakage,
+    make_splits,
+    split_record,
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -73,17 +79,29 @@ def _print_summary(console: Console, task: TaskSpec, scene: Scene, splits: Split
             f"spatial blocks of {split.block_size} px: test {split.test_fraction:.0%}, "
             f"val {split.val_fraction:.0%} of labelled pixels"
         )
+    elif split.val is not None:
+        how = (
+            f"given train {escape(split.train.name)} / val {escape(split.val.name)} / test "
+            f"{escape(split.test.name)}"
+        )
     else:
         how = (
             f"given train {escape(split.train.name)} / test {escape(split.test.name)}; val "
             "carved from "
             f"train by blocks of {split.val_block_size} px ({split.val_fraction:.0%})"
         )
-    console.print(f"[bold]Split[/]: {how}, seed {task.seed}")
+    record = split_record(splits, task.sample_size, split.seed)
+    console.print(f"[bold]Split[/]: {how}, split seed {split.seed}, hash {record['sha256'][:12]}")
     if splits.dropped_invalid:
         console.print(
             f"  {splits.dropped_invalid} labelled pixels dropped: a sensor is invalid there"
         )
+    buffer_note = " (split.buffer: 0, so held-out footprints may touch training pixels)" \
+        if splits.buffer == 0 else ""
+    console.print(
+        f"  buffer {splits.buffer} px{buffer_note}: {splits.dropped_buffer} training pixels "
+        "within it of a validation or test pixel left out of training"
+    )
     for name, n in zip(task.class_names, zip(*(splits.counts()[s] for s in SPLIT_NAMES))):
         missing = [s for s, c in zip(SPLIT_NAMES, n) if c == 0]
         if missing:
@@ -92,16 +110,13 @@ def _print_summary(console: Console, task: TaskSpec, scene: Scene, splits: Split
                 f"{' and '.join(missing)}"
             )
 
-    if task.task == "patch_classification":
-        leak = footprint_leakage(splits, task.patch_size)
-        console.print(f"[bold]Patch[/]: {task.patch_size} x {task.patch_size} px")
-        for name, lk in leak.items():
-            console.print(
-                f"  {name} patches touching training pixels: {lk.touching_train} "
-                f"of {lk.pixels} ({lk.fraction:.1%})"
-            )
-    else:
-        console.print(f"[bold]Tiles[/]: {task.tile_size} x {task.tile_size} px")
+    size = task.sample_size
+    console.print(f"[bold]{'Tiles' if task.dense else 'Patch'}[/]: {size} x {size} px")
+    for name, lk in footprint_leakage(splits, size).items():
+        console.print(
+            f"  leakage: {name} footprints touching training pixels: {lk.touching_train} "
+            f"of {lk.pixels} ({lk.fraction:.1%})"
+        )
 
     s, t = task.search, task.train
     budget = " and ".join(

@@ -14,7 +14,7 @@ from autors.data.prepare import PreparedData, prepare
 from autors.data.raster import RasterInfo
 from autors.data.scene import Scene, load_scene, load_sensor
 from autors.data.shipped import shipped_task, shipped_task_names
-from autors.data.splits import Leakage, Splits, footprint_leakage, make_splits
+from autors.data.splits import Leakage, Splits, footprint_leakage, make_splits, split_record
 
 __all__ = [
     "Grid",
@@ -33,4 +33,5 @@ __all__ = [
     "prepare",
     "shipped_task",
     "shipped_task_names",
+    "split_record",
 ]

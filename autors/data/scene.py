@@ -32,17 +32,20 @@ class Scene:
     sensor_valid: dict[str, np.ndarray]  # name -> bool [H, W]
     valid: np.ndarray  # bool [H, W]: every sensor valid
     band_names: dict[str, list[str]]
-    labels: dict[str, np.ndarray]  # "full" / "train" / "test" -> int16 [H, W], -1 unlabelled
+    labels: dict[str, np.ndarray]  # "full" / "train" / "val" / "test" -> int16 [H, W], -1 = none
     rasters: dict[str, RasterInfo]  # headers of the source files (sensor names, "labels:<key>")
 
 
 def label_paths(task: TaskSpec) -> dict[str, Path]:
-    """Label rasters of the task by role: 'full' (labels.path), 'train' and 'test' (given split)."""
+    """Label rasters of the task by role: 'full' (labels.path), 'train', 'val' (when given) and
+    'test' (given split)."""
     paths = {}
     if task.labels.path is not None:
         paths["full"] = task.labels.path
     if task.split.kind == "given":
         paths["train"] = task.split.train
+        if task.split.val is not None:
+            paths["val"] = task.split.val
         paths["test"] = task.split.test
     return paths
 
@@ -77,14 +80,8 @@ def load_scene(task: TaskSpec) -> Scene:
         )
     valid = np.logical_and.reduce(list(sensor_valid.values()))
     labels = {key: read_labels(info, task.labels, grid) for key, info in label_infos.items()}
-    if "train" in labels:
-        both = (labels["train"] >= 0) & (labels["test"] >= 0)
-        if both.any():
-            raise DataError(
-                f"{int(both.sum())} pixels are labelled in both the train raster "
-                f"({task.split.train}) and the test raster ({task.split.test}); "
-                "the given splits must be disjoint"
-            )
+    if task.split.kind == "given":
+        _check_disjoint(task, labels)
     rasters = dict(sensor_infos)
     rasters.update({f"labels:{key}": info for key, info in label_infos.items()})
     return Scene(
@@ -159,3 +156,17 @@ def _to_physical(
         return raw
 
     return convert
+
+
+def _check_disjoint(task: TaskSpec, labels: dict[str, np.ndarray]) -> None:
+    """The given split rasters must not label the same pixel twice."""
+    given = [key for key in ("train", "val", "test") if key in labels]
+    for i, a in enumerate(given):
+        for b in given[i + 1:]:
+            both = (labels[a] >= 0) & (labels[b] >= 0)
+            if both.any():
+                raise DataError(
+                    f"{int(both.sum())} pixels are labelled in both the {a} raster "
+                    f"({getattr(task.split, a)}) and the {b} raster ({getattr(task.split, b)}); "
+                    "the given splits must be disjoint"
+                )

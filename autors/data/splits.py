@@ -2,11 +2,14 @@
 
 Blocks are the cells of a square lattice anchored at the grid origin. Held-out splits take whole
 blocks (never part of one), so labelled pixels of different splits never share a block. Block
-selection is a seeded shuffle: the same task and seed always give the same splits.
+selection is a seeded shuffle with the split's own seed (`split.seed`): the same task gives the
+same splits whatever the training or search seed. Training pixels within `split.buffer` of a
+held-out pixel are then left out, so no held-out footprint reaches a training pixel.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +33,17 @@ class Splits:
     test: np.ndarray
     num_classes: int
     dropped_invalid: int = 0  # labelled pixels left out because a sensor is invalid there
+    buffer: int = 0  # pixels kept between training pixels and held-out ones
+    dropped_buffer: int = 0  # training pixels left out because they lie within the buffer
+
+    def sha256(self) -> str:
+        """Hash of the three class-index rasters: equal hashes mean the same pixels in every
+        split (recorded by every run, model card and benchmark report)."""
+        h = hashlib.sha256()
+        for name in SPLIT_NAMES:
+            arr = np.ascontiguousarray(self.get(name), dtype=np.int16)
+            h.update(name.encode() + str(arr.shape).encode() + arr.tobytes())
+        return h.hexdigest()
 
     def get(self, name: str) -> np.ndarray:
         if name not in SPLIT_NAMES:
@@ -59,15 +73,19 @@ class Leakage:
 
 
 def make_splits(task: TaskSpec, scene: Scene) -> Splits:
-    """Train/val/test class-index rasters for the task's split, deterministic for `task.seed`.
+    """Train/val/test class-index rasters for the task's split, deterministic for `split.seed`.
 
     spatial_blocks: test, then val, are carved from the full labels by blocks of `block_size`.
-    given: train and test come from their rasters; val is carved from train by blocks of
-    `val_block_size`. Fractions count labelled pixels (in whole blocks). A carve never takes the
-    last training pixels of a class; a class left with no training pixel is a DataError.
+    given: train, test (and val, when given) come from their rasters; otherwise val is carved
+    from train by blocks of `val_block_size`. Fractions count labelled pixels (in whole blocks).
+    A carve never takes the last training pixels of a class. Then training pixels within
+    `task.split_buffer` of a held-out pixel are dropped. A class left with no training pixel is
+    a DataError.
     """
     k = task.num_classes
+    seed = task.split.seed
     invalid = ~scene.valid
+    val = None
     if task.split.kind == "spatial_blocks":
         full = scene.labels["full"]
         dropped = int(((full >= 0) & invalid).sum())
@@ -75,35 +93,50 @@ def make_splits(task: TaskSpec, scene: Scene) -> Splits:
         _require_classes(task, pool, f"the label raster {task.labels.path}")
         block = task.split.block_size
         labelled = int((pool >= 0).sum())
-        test_mask = _carve(
-            pool, block, task.split.test_fraction * labelled, k, _rng(task.seed, 1), "test"
-        )
+        test_mask = _carve(pool, block, task.split.test_fraction * labelled, k, _rng(seed, 1), "test")
         test = np.where(test_mask, pool, np.int16(-1))
         pool = np.where(test_mask, np.int16(-1), pool)
         val_target = task.split.val_fraction * labelled
     else:
-        train_raw, test_raw = scene.labels["train"], scene.labels["test"]
-        dropped = int((((train_raw >= 0) | (test_raw >= 0)) & invalid).sum())
-        pool = np.where(invalid, np.int16(-1), train_raw)
-        test = np.where(invalid, np.int16(-1), test_raw)
+        given = {key: scene.labels[key] for key in ("train", "val", "test") if key in scene.labels}
+        dropped = int((np.logical_or.reduce([g >= 0 for g in given.values()]) & invalid).sum())
+        pool = np.where(invalid, np.int16(-1), given["train"])
+        test = np.where(invalid, np.int16(-1), given["test"])
         _require_classes(task, pool, f"the train raster {task.split.train}")
+        if "val" in given:
+            val = np.where(invalid, np.int16(-1), given["val"])
         block = task.split.val_block_size
         val_target = task.split.val_fraction * int((pool >= 0).sum())
-    val_mask = _carve(pool, block, val_target, k, _rng(task.seed, 2), "validation")
-    val = np.where(val_mask, pool, np.int16(-1))
-    train = np.where(val_mask, np.int16(-1), pool)
+    if val is None:
+        val_mask = _carve(pool, block, val_target, k, _rng(seed, 2), "validation")
+        val = np.where(val_mask, pool, np.int16(-1))
+        pool = np.where(val_mask, np.int16(-1), pool)
+    buffer = task.split_buffer
+    near_held_out = _box_any((val >= 0) | (test >= 0), buffer) & (pool >= 0)
+    train = np.where(near_held_out, np.int16(-1), pool)
     if task.train.val_max_samples is not None:
-        val = _subsample(val, task.train.val_max_samples, _rng(task.seed, 3))
-    return Splits(train=train, val=val, test=test, num_classes=k, dropped_invalid=dropped)
+        # after the buffer, so training does not depend on this validation cost bound
+        val = _subsample(val, task.train.val_max_samples, _rng(seed, 3))
+    if buffer:
+        _require_classes(
+            task, train,
+            f"the training pixels farther than split.buffer = {buffer} px from every "
+            "validation and test pixel",
+            fix=f"use larger blocks than the {task.sample_size} px model input, or set a "
+            "smaller split.buffer (leakage is then reported)",
+        )
+    return Splits(train=train, val=val, test=test, num_classes=k, dropped_invalid=dropped,
+                  buffer=buffer, dropped_buffer=int(near_held_out.sum()))
 
 
-def footprint_leakage(splits: Splits, patch_size: int) -> dict[str, Leakage]:
-    """For val and test: pixels whose P x P patch (centred on them) contains a training pixel.
+def footprint_leakage(splits: Splits, size: int) -> dict[str, Leakage]:
+    """For val and test: pixels whose size x size footprint (the patch, or a tile, centred on
+    them) contains a training pixel.
 
-    Patches at block edges see training pixels as *input* (never as targets); this counts how
-    often, so a user can judge it (larger blocks reduce it).
+    Such footprints see training pixels as *input* (never as targets); the split buffer removes
+    them (0 with the default buffer), and this counts what is left, so a user can judge it.
     """
-    touching = _box_any(splits.train >= 0, patch_size // 2)
+    touching = _box_any(splits.train >= 0, size // 2)
     out = {}
     for name in ("val", "test"):
         held = splits.get(name) >= 0
@@ -115,7 +148,7 @@ def _rng(seed: int, stream: int) -> np.random.Generator:
     return np.random.default_rng([seed, stream])
 
 
-def _require_classes(task: TaskSpec, pool: np.ndarray, where: str) -> None:
+def _require_classes(task: TaskSpec, pool: np.ndarray, where: str, fix: str | None = None) -> None:
     counts = np.bincount(pool[pool >= 0], minlength=task.num_classes)
     empty = [
         f"'{name}' (value {value})"
@@ -125,8 +158,8 @@ def _require_classes(task: TaskSpec, pool: np.ndarray, where: str) -> None:
     if empty:
         raise DataError(
             f"class {', '.join(empty)} has no training pixel in {where} (pixels where a sensor "
-            "is invalid do not count); label some training pixels of it or remove it from "
-            "'labels.classes'"
+            "is invalid do not count); "
+            + (fix or "label some training pixels of it or remove it from 'labels.classes'")
         )
 
 
@@ -196,3 +229,20 @@ def _box_any(mask: np.ndarray, radius: int) -> np.ndarray:
     c1 = np.clip(np.arange(w) + radius + 1, 0, w)
     total = integral[r1][:, c1] - integral[r0][:, c1] - integral[r1][:, c0] + integral[r0][:, c0]
     return total > 0
+
+
+def split_record(splits: Splits, footprint: int, seed: int) -> dict:
+    """The split's provenance as plain data (run.json, summary.json, model card, reports): hash,
+    seed, buffer, what the buffer and invalid sensors removed, and the footprint leakage left."""
+    leak = footprint_leakage(splits, footprint)
+    return {
+        "sha256": splits.sha256(),
+        "seed": seed,
+        "buffer": splits.buffer,
+        "dropped_buffer": splits.dropped_buffer,
+        "dropped_invalid": splits.dropped_invalid,
+        "counts": {name: int(sum(c)) for name, c in splits.counts().items()},
+        "footprint": footprint,
+        "leakage": {name: {"pixels": lk.pixels, "touching_train": lk.touching_train}
+                    for name, lk in leak.items()},
+    }

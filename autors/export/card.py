@@ -1,7 +1,7 @@
 """The model card (`model.json`) of an exported model folder: what the model needs and what it
 achieved, parsed into typed objects.
 
-    {"format": 1,
+    {"format": 2,
      "task": {"name", "kind", "patch_size", "tile_size", "input_size", "dense", "grid"},
      "inputs": ["optical", "lidar"],          # model inputs, in the model's fusion order
      "sensors": [{"name", "kind", "used", "in_channels", "bands": [names],
@@ -12,7 +12,9 @@ achieved, parsed into typed objects.
                  "test": {... same, "ece" included ...} | null, "seeds": [0, 1, 2]},
      "cost": {params, flops, latency_ms_b1, latency_ms_per_sample_b256, throughput_batch,
               threads},
-     "provenance": {"task_digest", "task_sha256", "split_sha256", "seed", "source_run",
+     "provenance": {"task_digest", "task_sha256", "split": {"sha256", "seed", "buffer",
+                    "dropped_buffer", "dropped_invalid", "counts", "footprint", "leakage":
+                    {"val"|"test": {"pixels", "touching_train"}}}, "seed", "source_run",
                     "source_kind", "rank", "trained_with": {versions}, "exported_with":
                     {versions}, "exported_at"},
      "export": {"formats", "onnx_opset", "output": "logits", "parity": {format: max |diff|}},
@@ -35,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from autors.config import SensorKind, SensorSpec, TaskKind
 from autors.errors import ModelFolderError
 
-CARD_FORMAT = 1
+CARD_FORMAT = 2
 CARD_FILE = "model.json"
 
 
@@ -125,10 +127,28 @@ class CostCard(_Card):
     threads: int
 
 
+class LeakageCard(_Card):
+    pixels: int
+    touching_train: int = Field(description="held-out pixels whose footprint holds a training pixel")
+
+
+class SplitCard(_Card):
+    """The split the model was trained, selected and tested on (autors.data.split_record)."""
+
+    sha256: str
+    seed: int
+    buffer: int = Field(description="pixels kept between training and held-out pixels")
+    dropped_buffer: int
+    dropped_invalid: int
+    counts: dict[str, int]
+    footprint: int = Field(description="side of the patch or tile the leakage is counted for")
+    leakage: dict[str, LeakageCard]
+
+
 class Provenance(_Card):
     task_digest: str
     task_sha256: str
-    split_sha256: str
+    split: SplitCard
     seed: int = Field(description="training seed of the exported weights")
     source_run: str
     source_kind: Literal["train", "search"]

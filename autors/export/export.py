@@ -111,7 +111,7 @@ def _task_of(run: TrainRun) -> TaskSpec:
 def _write_compiled(model: nn.Module, run: TrainRun, task: TaskSpec, folder: Path
                     ) -> dict[str, float]:
     """Write model.ts / model.onnx as the task's `export.formats` asks; max |diff| per format."""
-    size = input_size(task)
+    size = task.sample_size
     # Arch order: the ONNX graph takes the used sensors in the order of this dict.
     in_channels = {s: run.in_channels[s] for s in run.arch.branches}
     x = random_inputs(in_channels, size, PARITY_BATCH, seed=1)  # {s: [B, C, S, S]}
@@ -166,11 +166,6 @@ def _check(got: np.ndarray, want: np.ndarray, name: str) -> float:
     return diff
 
 
-def input_size(task: TaskSpec) -> int:
-    """Side of one model input: the patch (patch classification) or the tile (segmentation)."""
-    return task.tile_size if task.task == "segmentation" else task.patch_size
-
-
 def _summary(values: list[float]) -> MetricSummary:
     arr = np.asarray(values, dtype=np.float64)
     # Sample standard deviation over seeds; undefined for a single seed.
@@ -222,7 +217,7 @@ def build_card(candidate: Candidate, chosen: TrainRun, task: TaskSpec,
     return ModelCard(
         format=CARD_FORMAT,
         task=TaskCard(name=task.name, kind=task.task, patch_size=task.patch_size,
-                      tile_size=task.tile_size, input_size=input_size(task), dense=arch.dense,
+                      tile_size=task.tile_size, input_size=task.sample_size, dense=arch.dense,
                       grid=task.grid),
         inputs=arch.sensors,
         sensors=sensors,
@@ -233,7 +228,7 @@ def build_card(candidate: Candidate, chosen: TrainRun, task: TaskSpec,
         cost=CostCard(**chosen.metrics["cost"]),
         provenance=Provenance(
             task_digest=provenance["digest"], task_sha256=provenance["sha256"],
-            split_sha256=chosen.run["split_sha256"], seed=int(chosen.run["seed"]),
+            split=chosen.run["split"], seed=int(chosen.run["seed"]),
             source_run=str(candidate.source.resolve()), source_kind=candidate.kind,
             rank=candidate.rank, trained_with=chosen.run["versions"],
             exported_with=exported_with,

@@ -12,6 +12,7 @@ Modules (one job each; only `nni_adapter` imports NNI):
     cluster      local Ray instance on loopback, or an existing cluster (--address, token
                  auth, --ship-code); see docs/cluster.md
     limits       per-trial memory limit in the worker (search.memory_per_trial_mb)
+    ray_pids     the local instance's pids in the run folder; stops a killed driver's leftovers
     scoring      objective + constraints -> one score; Pareto front
     records      TrialRecord, one line of trials.jsonl
     runfolder    the run folder's files (append-only + atomic writes, repair on resume)

@@ -48,14 +48,14 @@ def space_for_task(task: TaskSpec) -> SearchSpace:
     """The task's search space for its sensors; also checks the strategy name."""
     check_strategy(task.search.strategy)
     return make_task_space(
-        task.search.space, sensor_kinds(task), dense=task.task == "segmentation"
+        task.search.space, sensor_kinds(task), dense=task.dense
     )
 
 
 def list_spaces(task: TaskSpec | None) -> list[str]:
     """One line per registered space with its size (for the task's sensors, or an example)."""
     sensors = sensor_kinds(task) if task is not None else EXAMPLE_SENSORS
-    dense = task is not None and task.task == "segmentation"
+    dense = task is not None and task.dense
     lines = []
     for name in SPACES:
         space = make_task_space(name, sensors, dense)

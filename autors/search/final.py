@@ -26,7 +26,6 @@ from autors.training.evaluate import evaluate
 from autors.training.loop import SCALARS, train_model
 from autors.training.result import TrialResult
 from autors.training.train_run import pack_run, write_packed_run
-from autors.training.trial import sample_size
 
 POLL_S = 0.5
 
@@ -43,7 +42,7 @@ def retrain_and_test(
     task = TaskSpec.from_dict(task_dict)
     outcome = train_model(task, arch_dict, data, seed, progress=False)
     test = evaluate(outcome.model, data, "test")  # the only test evaluation of this model
-    cost = measure_cost(outcome.model, data.in_channels, sample_size(task))
+    cost = measure_cost(outcome.model, data.in_channels, task.sample_size)
     metrics: dict[str, Any] = {f"test_{k}": float(test[k]) for k in SCALARS}
     metrics.update({f"val_{k}": float(outcome.val_metrics[k]) for k in SCALARS})
     return TrialResult(

@@ -15,7 +15,6 @@ from autors.config import TaskSpec
 from autors.data import PreparedData
 from autors.training.cost import count_flops, count_params
 from autors.training.loop import resolve_arch
-from autors.training.trial import sample_size
 
 # {"params": n, "flops": n} of an architecture over a static limit, else None.
 Screen = Callable[[dict], dict[str, int] | None]
@@ -26,7 +25,7 @@ def static_cost(arch: dict, task: TaskSpec, data: PreparedData) -> dict[str, int
     spec = resolve_arch(arch, task, data)
     model = fusion.build_model(spec, data.in_channels, data.num_classes, dense=spec.dense)
     return {"params": count_params(model),
-            "flops": count_flops(model, data.in_channels, sample_size(task))}
+            "flops": count_flops(model, data.in_channels, task.sample_size)}
 
 
 def make_screen(task: TaskSpec, data: PreparedData) -> Screen | None:

@@ -21,13 +21,35 @@ METRICS = ("oa", "aa", "kappa", "miou")
 
 
 def ranked(records: list[TrialRecord]) -> list[TrialRecord]:
-    """Feasible ok trials by score (best first), then infeasible ones, then failed ones."""
+    """Feasible ok trials by score (best first), then infeasible ones, then failed ones.
+
+    Equal scores are common on small validation sets (accuracy moves in steps of 1 / pixels):
+    they are broken by validation kappa (higher), then validation loss (lower), then FLOPs
+    (fewer), then trial id.
+    """
 
     def key(r: TrialRecord) -> tuple:
         group = 0 if (r.ok and r.feasible) else (1 if r.ok else 2)
-        return (group, -r.score if group < 2 else 0.0, r.trial_id)
+        if group == 2:
+            return (group, 0.0, 0.0, 0.0, 0.0, r.trial_id)
+        return (group, -r.score, *tie_break(r.result.metrics, r.result.cost), r.trial_id)
 
     return sorted(records, key=key)
+
+
+def tie_break(metrics: dict[str, Any], cost: Any) -> tuple[float, float, float]:
+    """Sort key after the objective: (-val_kappa, val_loss, flops); missing values sort last."""
+
+    def number(value: Any, missing: float) -> float:
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            return missing
+        return value if math.isfinite(value) else missing
+
+    return (-number(metrics.get("val_kappa"), -math.inf),
+            number(metrics.get("val_loss"), math.inf),
+            number(getattr(cost, "flops", None), math.inf))
 
 
 def best(records: list[TrialRecord]) -> TrialRecord | None:

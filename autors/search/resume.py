@@ -63,6 +63,18 @@ def merge_resumed_task(run_task: TaskSpec, given: TaskSpec | None, run_dir: Path
     return given
 
 
+def check_same_split(state: dict[str, Any], split: dict[str, Any], run_dir: Path) -> None:
+    """Refuse to resume on other validation pixels than the run's trials were scored on (a label
+    raster or a sensor's validity changed): their scores would not compare."""
+    before = (state.get("split") or {}).get("sha256")
+    if before is not None and before != split["sha256"]:
+        raise SearchError(
+            f"{run_dir}: the split differs from the one this run's trials were scored on (hash "
+            f"{before[:12]} then, {split['sha256'][:12]} now): a label raster, a sensor's "
+            "validity or the split settings changed. Restore the data, or start a new run"
+        )
+
+
 def check_not_running(state: dict[str, Any], run_dir: Path) -> None:
     """Refuse to resume a run whose driver is still alive on this machine."""
     if state.get("status") != "running" or not state.get("sessions"):

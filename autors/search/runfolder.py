@@ -9,6 +9,7 @@ results/runs/<name>/
     progress.png     best-so-far score against trial count and against wall time
     pareto.png       metric against params and against latency, the Pareto front marked
     summary.json     seed, versions, host, wall time, counts, Pareto front, final test results
+    ray_local.json   while a local Ray instance runs: its processes (see ray_pids.py)
 
 Only append-only files are ever appended to; every other file is replaced atomically
 (write to a temporary file, then rename) so a reader never sees half a file.

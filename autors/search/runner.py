@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 
 from autors.config import SearchSpec, TaskSpec
-from autors.data import prepare
+from autors.data import prepare, split_record
 from autors.errors import SearchError
 from autors.search import summary as summary_mod
 from autors.search.broker import Budget, SearchBroker
@@ -32,6 +32,7 @@ from autors.search.plots import plot_pareto, plot_progress
 from autors.search.pool import SharedInputs, TrialFn, TrialPool, TrialResources
 from autors.search.prescreen import make_screen
 from autors.search.progress import SearchProgress, log_line
+from autors.search.ray_pids import recording, stop_leftovers
 from autors.search.records import TrialRecord, trained_count
 from autors.search.report import (
     FinalStats,
@@ -41,7 +42,12 @@ from autors.search.report import (
     pareto,
     write_leaderboard,
 )
-from autors.search.resume import check_not_running, merge_resumed_task, previous_elapsed
+from autors.search.resume import (
+    check_not_running,
+    check_same_split,
+    merge_resumed_task,
+    previous_elapsed,
+)
 from autors.search.runfolder import RunFolder
 from autors.search.scoring import judge
 from autors.training.run_folder import check_task_copyable
@@ -100,23 +106,31 @@ def run_search(
         check_task_copyable(task)  # the final phase's model folders copy the task file
     space = space_for_task(task)
     spec = task.search
+    _stop_leftovers(run.path.parent if options.resume is not None else options.out_dir, console)
     t0 = time.monotonic()
     data = prepare(task)
     data_s = time.monotonic() - t0
     log_line(console, f"data ready in {data_s:.1f} s: sensors {data.in_channels}")
+    split = split_record(data.splits, task.sample_size, task.split.seed)
     if options.resume is not None:
+        check_same_split(state, split, run.path)
         history, repaired = run.read_trials(repair=True)
         if repaired:
             log_line(console, f"warning: {repaired}")
     else:
         run = RunFolder.create(options.out_dir / (options.name or default_run_name(task)), task)
-        state = _new_state(run, task)
+        state = _new_state(run, task, split)
         run.write_state(state)  # from now on the folder is a run (resumable, listable)
         history, repaired = [], None
     session = len(state["sessions"])
     log_line(console, f"run folder {run.path} (session {session}, {len(history)} trials done)")
 
-    with ray_cluster(options.address, spec, options.ship_code) as cluster:
+    # The pid record is entered first so that it is removed after ray.shutdown().
+    with recording(run.path) as ray_pids, ray_cluster(
+        options.address, spec, options.ship_code
+    ) as cluster:
+        if cluster.mode == "local":
+            ray_pids.start()  # a SIGKILLed driver's leftovers can be stopped by the next run
         log_line(console, f"Ray {cluster.mode} at {cluster.address}: {cluster.nodes} node(s), "
                  f"{cluster.cpus:g} CPUs, {cluster.gpus:g} GPUs; workers import "
                  + ("the autors shipped by this driver" if cluster.shipped_code
@@ -148,6 +162,7 @@ def run_search(
 
         strategy = StrategyRun(space, spec.strategy, task.seed, broker, history)
         pool.finish_warm_up(warming)
+        ray_pids.refresh()  # Ray's agents and the workers exist by now
         log_line(console, f"{spec.concurrency} worker(s) warm after {time.monotonic() - t0:.1f} s")
         sess = _new_session(session, len(history), strategy.restored, repaired, cluster)
         state["sessions"].append(sess)
@@ -158,6 +173,7 @@ def run_search(
                      "when the run stopped are not recorded and are proposed afresh")
 
         def on_record(record: TrialRecord) -> None:
+            ray_pids.refresh()
             write_leaderboard(run, leaderboard_rows(broker.records))
             _save_state(run, state, broker, "running")
 
@@ -189,6 +205,16 @@ def run_search(
     )
     run.write_summary(summary)
     return SearchOutcome(run.path, broker.records, summary)
+
+
+def _stop_leftovers(runs_dir: Path, console: Console) -> None:
+    """Stop what killed searches in `runs_dir` left of their local Ray (see ray_pids)."""
+    for left in stop_leftovers(runs_dir):
+        if left.found:
+            failed = left.found - left.stopped
+            log_line(console, f"stopped {left.stopped} leftover Ray process(es) of run "
+                     f"{left.run} (its search, pid {left.driver_pid}, is gone)"
+                     + (f"; {failed} could not be stopped" if failed else ""))
 
 
 def _search_phase(
@@ -224,11 +250,12 @@ def _final_phase(
                      on_row=lambda row: log_line(console, _final_line(row)))
 
 
-def _new_state(run: RunFolder, task: TaskSpec) -> dict[str, Any]:
+def _new_state(run: RunFolder, task: TaskSpec, split: dict[str, Any]) -> dict[str, Any]:
     return {
         "name": run.path.name,
         "task_name": task.name,
         "task_digest": task.digest(),
+        "split": split,
         "space": task.search.space,
         "strategy": task.search.strategy,
         "seed": task.seed,

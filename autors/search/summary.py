@@ -94,6 +94,7 @@ def build(
         "task_digest": task.digest(),
         "task_source": str(task.source) if task.source else None,
         "seed": task.seed,
+        "split": state.get("split"),
         "space": {"name": space.name, "architectures": space.size(),
                   "choices": len(space.choices())},
         "strategy": spec.strategy,

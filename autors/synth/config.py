@@ -24,6 +24,9 @@ class SynthConfig:
     seed: int = 0
     looks: float = 4.0  # SAR equivalent number of looks: speckle CV = 1/sqrt(looks)
     n_train_per_class: int = 30  # sparse training pixels per class in train.tif
+    # validation pixels per class in val.tif, from blocks of their own; None: no val.tif
+    # (validation is carved from the training labels)
+    n_val_per_class: int | None = None
     pixel_size_m: float = 2.0  # label / optical / hsi / lidar grid
     sar_pixel_factor: float = 2.5  # SAR pixel = factor x label pixel, on a shifted grid
     cloud_cover: float = 0.2  # fraction of the optical image under cloud (shadows extra)
@@ -54,6 +57,8 @@ class SynthConfig:
             raise bad(f"looks={self.looks} must be > 0 (1 = single-look speckle)")
         if self.n_train_per_class < 1:
             raise bad(f"n_train_per_class={self.n_train_per_class} must be >= 1")
+        if self.n_val_per_class is not None and self.n_val_per_class < 1:
+            raise bad(f"n_val_per_class={self.n_val_per_class} must be >= 1 (or None)")
         if not self.pixel_size_m > 0:
             raise bad(f"pixel_size_m={self.pixel_size_m} must be > 0")
         if not 1.0 <= self.sar_pixel_factor <= 8.0:
@@ -81,8 +86,11 @@ class SynthConfig:
 
     @classmethod
     def benchmark(cls, seed: int = 0) -> SynthConfig:
-        """512 x 512 (1 km at 2 m), 40 train pixels per class, a real search budget."""
-        return cls(size=512, n_train_per_class=40, task_epochs=30, task_trials=20, seed=seed)
+        """512 x 512 (1 km at 2 m), 40 train pixels per class, up to 120 validation pixels per
+        class from validation blocks of their own (over 1,000: candidates are told apart in
+        steps under 0.1 point), a real search budget."""
+        return cls(size=512, n_train_per_class=40, n_val_per_class=120, task_epochs=30,
+                   task_trials=20, seed=seed)
 
     @property
     def task_name(self) -> str:

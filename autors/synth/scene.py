@@ -33,11 +33,12 @@ class SceneInfo:
     """What `generate_scene` wrote."""
 
     out_dir: Path
-    files: dict[str, Path]  # role (sensor name, labels, train, test, task, record) -> path
+    files: dict[str, Path]  # role (sensor name, labels, train, val, test, task, record) -> path
     spectra: str  # "MUUFL ASD field spectra from <path>" or "built-in spectra"
     class_names: tuple[str, ...]  # label value i+1 -> class_names[i]
     sensors: tuple[str, ...]
     n_train: int
+    n_val: int  # pixels of val.tif (0: validation is carved from the training labels)
     n_test: int
     train_counts: dict[str, int]  # labelled training pixels per class (0: scene too small)
     split: str  # how train and test were separated
@@ -65,13 +66,9 @@ def _task_dict(cfg: SynthConfig, names: tuple[str, ...], files: dict[str, Path])
         "task": "patch_classification",
         "sensors": sensors,
         "labels": {"path": files["labels"].name, "classes": list(names), "ignore": 0},
-        "split": {
-            "kind": "given",
-            "train": files["train"].name,
-            "test": files["test"].name,
-            "val_fraction": 0.2,
-            "val_block_size": 16,
-        },
+        "split": {"kind": "given", "train": files["train"].name, "test": files["test"].name}
+        | ({"val": files["val"].name} if "val" in files
+           else {"val_fraction": 0.2, "val_block_size": 16}),
         "patch_size": cfg.patch_size,
         "seed": cfg.seed,
         "train": {"epochs": cfg.task_epochs, "batch_size": 32, "lr": 0.005,
@@ -154,9 +151,12 @@ def generate_scene(out_dir: Path, config: SynthConfig) -> SceneInfo:
 
     split = make_split(
         world.labels, world.objects, k, cfg.split_block, cfg.patch_size // 2,
-        cfg.n_train_per_class, rngs["split"],
+        cfg.n_train_per_class, rngs["split"], cfg.n_val_per_class,
     )
-    for role, arr in (("labels", world.labels), ("train", split.train), ("test", split.test)):
+    roles = {"labels": world.labels, "train": split.train, "test": split.test}
+    if split.val is not None:
+        roles["val"] = split.val
+    for role, arr in roles.items():
         files[role] = write_geotiff(
             out_dir / f"{role}.tif", arr[None].astype(np.uint8), transform, crs, ("class",), 0,
             {"classes": ",".join(names), "ignore": "0"},
@@ -169,7 +169,7 @@ def generate_scene(out_dir: Path, config: SynthConfig) -> SceneInfo:
     files["task"] = write_task(out_dir / "task.yaml", task, header)
     counts = {
         role: dict(zip(names, np.bincount(arr.ravel(), minlength=k + 1)[1:].tolist()))
-        for role, arr in (("labels", world.labels), ("train", split.train), ("test", split.test))
+        for role, arr in roles.items()
     }
     record = {
         "generator": "autors.synth",
@@ -191,6 +191,7 @@ def generate_scene(out_dir: Path, config: SynthConfig) -> SceneInfo:
         sensors=cfg.sensors,
         n_train=int((split.train > 0).sum()),
         train_counts=counts["train"],
+        n_val=0 if split.val is None else int((split.val > 0).sum()),
         n_test=int((split.test > 0).sum()),
         split=split.description,
         seconds=time.perf_counter() - t0,

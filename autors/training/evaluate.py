@@ -28,17 +28,18 @@ def _device_of(model: nn.Module) -> torch.device:
 
 def predict_split(
     model: nn.Module, data: PreparedData, split: str, batch_size: int = 256
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(target, prediction, confidence) for every labelled sample of `split`, each [N].
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(target, prediction, confidence, loss) for every labelled sample of `split`, each [N].
 
     Patch classification: one sample per labelled pixel. Segmentation: every labelled pixel of
-    the split's non-overlapping tiles (each pixel once). Confidence = max softmax probability.
+    the split's non-overlapping tiles (each pixel once). Confidence = max softmax probability;
+    loss = cross-entropy of the sample (unweighted).
     """
     if split not in EVAL_SPLITS:
         raise ValueError(f"evaluate on 'val' or 'test', not '{split}'")
     loader = eval_loader(data.dataset(split, augment=False), batch_size)
     device = _device_of(model)
-    targets, preds, confs = [], [], []
+    targets, preds, confs, losses = [], [], [], []
     was_training = model.training
     model.eval()
     try:
@@ -46,12 +47,15 @@ def predict_split(
             for batch in loader:
                 batch = to_device(batch, device)
                 target = batch.pop("target")  # [B] or [B, H, W]
-                prob = torch.softmax(model(batch).float(), dim=1)  # [B, K] or [B, K, H, W]
-                conf, pred = prob.max(dim=1)  # [B] or [B, H, W]
+                logits = model(batch).float()  # [B, K] or [B, K, H, W]
+                conf, pred = torch.softmax(logits, dim=1).max(dim=1)  # [B] or [B, H, W]
+                loss = nn.functional.cross_entropy(logits, target, ignore_index=-1,
+                                                   reduction="none")
                 keep = target >= 0
                 targets.append(target[keep].cpu())
                 preds.append(pred[keep].cpu())
                 confs.append(conf[keep].cpu())
+                losses.append(loss[keep].cpu())
     finally:
         model.train(was_training)
     if not targets or sum(t.numel() for t in targets) == 0:
@@ -60,15 +64,18 @@ def predict_split(
         torch.cat(targets).numpy(),
         torch.cat(preds).numpy(),
         torch.cat(confs).numpy(),
+        torch.cat(losses).numpy(),
     )
 
 
 def evaluate(
     model: nn.Module, data: PreparedData, split: str, batch_size: int = 256
 ) -> dict[str, Any]:
-    """Metrics of `model` on `split` ('val' or 'test'): `metrics.summarize` keys plus `ece`."""
-    target, pred, conf = predict_split(model, data, split, batch_size)
+    """Metrics of `model` on `split` ('val' or 'test'): `metrics.summarize` keys plus `ece` and
+    `loss` (mean cross-entropy: the second tie-break when candidates are ranked)."""
+    target, pred, conf, loss = predict_split(model, data, split, batch_size)
     cm = confusion_matrix(target, pred, data.num_classes)
     out = summarize(cm, data.class_names)
     out["ece"] = expected_calibration_error(conf, pred == target)
+    out["loss"] = float(loss.mean())
     return out

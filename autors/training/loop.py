@@ -77,7 +77,7 @@ def monitor_metric(task: TaskSpec) -> str:
 def resolve_arch(arch: fusion.Arch | dict | str, task: TaskSpec, data: PreparedData) -> fusion.Arch:
     """An Arch for this task: a baseline name, an arch dict or an Arch, checked against the
     task's sensors and output kind. fusion's errors become `autors.errors.ArchError`."""
-    dense = task.task == "segmentation"
+    dense = task.dense
     try:
         if isinstance(arch, str):
             arch = fusion.baseline_arch(arch, data.in_channels, dense=dense)

@@ -25,7 +25,10 @@ Layout of `results/runs/<name>/` (all JSON is UTF-8, indented):
                      {"format": 1, "kind": "train", "seed": s,
                       "task": {"name", "kind", "path", "sha256" (of task.yaml's bytes),
                                "digest" (TaskSpec.digest()), "spec" (TaskSpec.to_dict())},
-                      "split_sha256": hash of the train/val/test class-index rasters,
+                      "split": {"sha256" (of the train/val/test class-index rasters), "seed",
+                                "buffer", "dropped_buffer", "dropped_invalid", "counts",
+                                "footprint", "leakage": {"val"|"test": {"pixels",
+                                "touching_train"}}} (autors.data.split_record),
                       "grid": the training reference grid {"crs" (WKT), "transform",
                               "height", "width"},
                       "inputs": {"sensors": [{"name", "kind", "bands": [names],
@@ -64,12 +67,12 @@ from torch import nn
 import autors
 import fusion
 from autors.config import TaskSpec
-from autors.data import NormStats, PreparedData
+from autors.data import NormStats, PreparedData, split_record
 from autors.errors import ModelFolderError, TaskFileError
 from autors.training.loop import TrainOutcome
 from autors.training.result import Cost
 
-FORMAT = 1
+FORMAT = 2  # 2: "split" (hash, seed, buffer, leakage) replaced "split_sha256"
 FILES = ("task.yaml", "arch.json", "weights.pt", "metrics.json", "norm_stats.json", "run.json")
 
 
@@ -85,16 +88,6 @@ def versions() -> dict[str, str]:
 
 def file_sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def split_sha256(data: PreparedData) -> str:
-    """Hash of the split rasters: two runs with equal hashes trained and validated on the
-    same pixels."""
-    h = hashlib.sha256()
-    for name in ("train", "val", "test"):
-        arr = np.ascontiguousarray(data.splits.get(name), dtype=np.int16)
-        h.update(name.encode() + str(arr.shape).encode() + arr.tobytes())
-    return h.hexdigest()
 
 
 def check_new_run_dir(out: Path) -> None:
@@ -176,7 +169,7 @@ def write_run(out: Path, rec: RunRecord) -> Path:
                 "digest": task.digest(),
                 "spec": task.to_dict(),
             },
-            "split_sha256": split_sha256(data),
+            "split": split_record(data.splits, task.sample_size, task.split.seed),
             "grid": data.grid.to_dict(),  # the training reference grid (CRS as WKT)
             "inputs": {
                 "sensors": [

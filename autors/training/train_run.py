@@ -25,7 +25,6 @@ from autors.training.run_folder import (
     check_task_copyable,
     write_run,
 )
-from autors.training.trial import sample_size
 
 
 @dataclass
@@ -60,7 +59,7 @@ def train_and_write(
     check_task_copyable(task)
     outcome = train_model(task, arch, data, seed, progress=progress, max_epochs=max_epochs)
     test_metrics = evaluate(outcome.model, data, "test", task.train.batch_size) if test else None
-    cost = measure_cost(outcome.model, data.in_channels, sample_size(task))
+    cost = measure_cost(outcome.model, data.in_channels, task.sample_size)
     path = write_run(Path(out), RunRecord(
         task=task, outcome=outcome, data=data, seed=seed, cost=cost,
         test_metrics=test_metrics, started=started, wall_s=time.perf_counter() - t0,

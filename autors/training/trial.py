@@ -21,17 +21,13 @@ from autors.training.result import TrialResult
 ERROR_TAIL_CHARS = 2000  # enough for the message and the last frames of the traceback
 
 
-def sample_size(task: TaskSpec) -> int:
-    """Side in pixels of one model input: the patch or the segmentation tile."""
-    return task.tile_size if task.task == "segmentation" else task.patch_size
-
-
 def val_metrics(outcome: TrainOutcome) -> dict[str, Any]:
-    """TrialResult.metrics: val_oa, val_aa, val_kappa, val_miou, val_ece, and per-class
+    """TrialResult.metrics: val_oa, val_aa, val_kappa, val_miou, val_ece, val_loss, and per-class
     val_per_class_accuracy / val_per_class_iou ({class: value | None})."""
     val = outcome.val_metrics
     out: dict[str, Any] = {f"val_{k}": float(val[k]) for k in SCALARS}
     out["val_ece"] = float(val["ece"])
+    out["val_loss"] = float(val["loss"])
     out["val_per_class_accuracy"] = val["per_class_accuracy"]
     out["val_per_class_iou"] = val["per_class_iou"]
     return out
@@ -68,7 +64,7 @@ def run_trial(
         result.arch = outcome.arch.to_dict()
         result.metrics = val_metrics(outcome)
         t_cost = time.perf_counter()
-        result.cost = measure_cost(outcome.model, data.in_channels, sample_size(task))
+        result.cost = measure_cost(outcome.model, data.in_channels, task.sample_size)
         result.extra = {
             "best_epoch": outcome.best_epoch,
             "monitor": outcome.monitor,

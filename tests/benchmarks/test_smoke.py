@@ -61,9 +61,11 @@ def _common_head(text: str) -> None:
 
 
 def test_synth_ablation_smoke(tmp_path: Path) -> None:
-    out = _run("synth_ablation.py", tmp_path)
+    out = _run("synth_ablation.py", tmp_path, "--repeat-check")
     text = (out / "synth_ablation_smoke.md").read_text()
     _common_head(text)
+    assert "Scene s0: Every row is tested on the same" in text
+    _repeat_matched(text)
     rows = _table(text, "| sensor subset | OA scene s0 | mean OA | AA | kappa |")
     assert [r[0] for r in rows] == ["optical", "sar", "lidar", "hsi", "all four",
                                     "all − optical", "all − sar", "all − lidar", "all − hsi"]
@@ -79,21 +81,33 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """baselines -> search_compare (FLOPs limit from the baselines) -> searched_vs_baselines,
     in their smoke modes, into one folder: each reads what the one before wrote."""
     tmp = tmp_path_factory.mktemp("chain")
-    _run("baselines.py", tmp)
-    _run("search_compare.py", tmp)
-    return _run("searched_vs_baselines.py", tmp, "--results", str(tmp / "out"))
+    _run("baselines.py", tmp, "--repeat-check")
+    _run("search_compare.py", tmp, "--repeat-check")
+    return _run("searched_vs_baselines.py", tmp, "--results", str(tmp / "out"), "--repeat-check")
+
+
+def _repeat_matched(text: str) -> None:
+    """The report states its repeat check; single-process training repeats exactly."""
+    line = next(line for line in text.splitlines() if line.startswith("Repeat check: "))
+    assert "matched exactly" in line and "NOT" not in line, line
 
 
 def test_baselines_smoke(chain: Path) -> None:
     out = chain
     text = (out / "baselines_smoke.md").read_text()
     _common_head(text)
-    rows = _table(text, "| model | OA % | AA % | kappa | params | MFLOPs | latency ms |")
-    assert [r[0] for r in rows][:3] == ["early_cnn", "late_cnn", "two_branch"]
+    rows = _table(text, "| model | val OA % | OA % | AA % | kappa | params | MFLOPs | latency ms |")
+    assert [r[0] for r in rows][:6] == ["early_cnn", "late_cnn", "two_branch", "early_cnn_centre",
+                                        "late_cnn_centre", "two_branch_centre"]
     assert "lidar only" in [r[0] for r in rows]
     for r in rows:
         _numeric(r[1:])
-        assert int(r[4].replace(",", "")) > 0  # params
+        assert int(r[5].replace(",", "")) > 0  # params
+    # every row, single sensors included, scored on one split and one set of test pixels
+    json_rows = json.loads((out / "baselines_smoke.json").read_text())
+    assert len({(r["split_sha256"], r["n_test"], r["n_val"]) for r in json_rows}) == 1
+    assert f"Every row is tested on the same {json_rows[0]['n_test']:,} test pixels" in text
+    _repeat_matched(text)
     assert (out / "baselines_smoke.png").is_file()
 
 
@@ -121,22 +135,31 @@ def test_search_compare_smoke(chain: Path) -> None:
     assert "MFLOPs per sample (0.2 x the " in text  # the limit came from baselines_smoke.json
     limit = json.loads((chain / "search_compare_smoke.json").read_text())["max_flops"]
     assert 0 < float(rows[0][4]) * 1e6 <= limit
+    assert "Every search selected on the same" in text
+    assert "Repeat check: the random seed 0 search was run twice" in text
     assert (chain / "search_compare_smoke.png").is_file()
 
 
 def test_searched_vs_baselines_smoke(chain: Path) -> None:
     text = (chain / "searched_vs_baselines_smoke.md").read_text()
     _common_head(text)
-    rows = _table(text, "| model | OA % | AA % | kappa | params | MFLOPs |")
+    rows = _table(text, "| model | val OA % | OA % | AA % | kappa | params | MFLOPs |")
     names = [r[0] for r in rows]
     assert names[:3] == ["early_cnn", "late_cnn", "two_branch"] and names[-1] == "**searched**"
     for r in rows:
         _numeric(r[1:])
     assert "## Verdict (issue 8.1 target)" in text and "- overall: target " in text
+    assert "Every row is tested on the same" in text
+    _repeat_matched(text)
     speed = _table(text, "| model | method | test OA % (this run) |")
-    assert speed[0][0] == "searched" and speed[-1][0] != "searched"
-    # the searched network is measured per patch too when it runs fully convolutionally
-    assert [r[1] for r in speed][:-1] in (["per patch"], ["fully convolutional", "per patch"])
+    models = list(dict.fromkeys(r[0] for r in speed))
+    # the searched network, the best centre-head and the best patch-head baseline
+    assert models[0] == "searched" and len(models) == 3
+    assert models[1].endswith("_centre") and not models[2].endswith("_centre")
+    for model in models:  # per patch always; fully convolutional first where allowed
+        methods = [r[1] for r in speed if r[0] == model]
+        assert methods in (["per patch"], ["fully convolutional", "per patch"]), (model, methods)
+    assert "- same path (per patch): searched predicts" in text
     for r in speed:
         _numeric(r[2:3] + r[4:])
         assert float(r[5].replace(",", "")) > 0  # pixels / s

@@ -35,7 +35,9 @@ def test_validate_prints_the_summary(task_path, capsys):
         "Reference grid (labels): 80 x 60 px, EPSG:32632, pixel 10 x 10 m",
         "Valid pixels: 99.5% of the grid",
         "Patch: 5 x 5 px",
-        "val patches touching training pixels",
+        "leakage: val footprints touching training pixels: 0 of",
+        "leakage: test footprints touching training pixels: 0 of",
+        "buffer 2 px:",
         ("Search: space fusion, strategy evolution, 20 trials"),
         "OK: the task is usable",
     ):

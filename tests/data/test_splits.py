@@ -28,8 +28,11 @@ def test_no_labelled_pixel_is_in_two_splits(write_task):
     stacked = sum(m.astype(int) for m in masks.values())
     assert stacked.max() == 1
     # Every valid labelled pixel is in exactly one split, with its class; invalid ones in none.
+    # (training pixels within the default buffer of a held-out pixel are in none)
     full = scene.labels["full"]
-    assert np.array_equal(stacked == 1, (full >= 0) & scene.valid)
+    assert splits.dropped_buffer > 0
+    assert int((stacked == 1).sum()) + splits.dropped_buffer == int(((full >= 0) & scene.valid).sum())
+    assert not ((stacked == 1) & ~((full >= 0) & scene.valid)).any()
     for name in SPLITS:
         assert np.array_equal(splits.get(name)[masks[name]], full[masks[name]])
     assert splits.dropped_invalid == int(((full >= 0) & ~scene.valid).sum()) > 0
@@ -58,17 +61,12 @@ def test_fractions_count_labelled_pixels(write_task):
     assert abs(counts["val"] / total - 0.2) < 0.03
 
 
-def test_splits_are_deterministic_for_the_seed(write_task):
+def test_splits_are_deterministic(write_task):
     _, _, a = _split_and_scene(write_task())
     _, _, b = _split_and_scene(write_task())
     for name in SPLITS:
         assert np.array_equal(a.get(name), b.get(name))
-
-    def reseed(data):
-        data["seed"] = 7
-
-    _, _, c = _split_and_scene(write_task(reseed, name="seed7.yaml"))
-    assert not np.array_equal(a.test, c.test)
+    assert a.sha256() == b.sha256()
 
 
 def test_val_max_samples_keeps_a_fixed_subset_of_validation_only(write_task):
@@ -155,9 +153,12 @@ def test_given_split_carves_val_from_train_by_blocks(write_task, tmp_path, fx):
     train_raw, test_raw = _given_split_files(tmp_path, fx)
     _task, scene, splits = _split_and_scene(write_task(_given))
     assert set(scene.labels) == {"train", "test"}
-    # Test is the given raster (on valid pixels); train + val is exactly the given train.
+    # Test is the given raster (on valid pixels); train + val + the training pixels inside the
+    # buffer is exactly the given train.
     assert np.array_equal(splits.test >= 0, (test_raw > 0) & scene.valid)
-    assert np.array_equal((splits.train >= 0) | (splits.val >= 0), (train_raw > 0) & scene.valid)
+    kept = (splits.train >= 0) | (splits.val >= 0)
+    assert not (kept & ~((train_raw > 0) & scene.valid)).any()
+    assert int(kept.sum()) + splits.dropped_buffer == int(((train_raw > 0) & scene.valid).sum())
     assert not ((splits.train >= 0) & (splits.val >= 0)).any()
     # Val and train never share an 8 x 8 block.
     h, w = scene.grid.shape
@@ -206,3 +207,71 @@ def test_footprint_leakage_matches_brute_force():
             assert leak[name].pixels == int((owner == i).sum())
             assert leak[name].touching_train == touching, (patch, name)
     assert footprint_leakage(splits, 1)["val"].touching_train == 0
+
+
+def _edit_split(**fields):
+    def edit(data):
+        data["split"].update(fields)
+    return edit
+
+
+def test_split_seed_is_independent_of_the_task_seed(write_task):
+    base = _split_and_scene(write_task())[2]
+    other_task_seed = _split_and_scene(write_task(lambda d: d.update(seed=7), name="t7.yaml"))[2]
+    other_split_seed = _split_and_scene(write_task(_edit_split(seed=7), name="s7.yaml"))[2]
+    assert other_task_seed.sha256() == base.sha256()
+    for name in SPLITS:
+        np.testing.assert_array_equal(other_task_seed.get(name), base.get(name))
+    assert other_split_seed.sha256() != base.sha256()
+    assert not np.array_equal(other_split_seed.test, base.test)
+
+
+def test_buffer_leaves_no_held_out_footprint_touching_training(write_task):
+    task, _scene, splits = _split_and_scene(write_task())
+    assert task.split_buffer == task.patch_size // 2 == splits.buffer == 2
+    leak = footprint_leakage(splits, task.patch_size)
+    assert leak["val"].touching_train == 0 and leak["test"].touching_train == 0
+    _t0, _s0, unbuffered = _split_and_scene(write_task(_edit_split(buffer=0), name="b0.yaml"))
+    assert unbuffered.buffer == 0 and unbuffered.dropped_buffer == 0
+    assert footprint_leakage(unbuffered, task.patch_size)["test"].touching_train > 0
+    # The buffer only removes training pixels: exactly those within 2 px (Chebyshev) of a
+    # held-out pixel, checked by brute force against the unbuffered split.
+    for name in ("val", "test"):
+        np.testing.assert_array_equal(unbuffered.get(name), splits.get(name))
+    held = np.argwhere((splits.val >= 0) | (splits.test >= 0))
+    removed = np.argwhere((unbuffered.train >= 0) & (splits.train < 0))
+    assert len(removed) == splits.dropped_buffer > 0
+    for y, x in np.argwhere(unbuffered.train >= 0):
+        near = bool((np.abs(held - (y, x)).max(axis=1) <= 2).any())
+        assert near == (splits.train[y, x] < 0), (y, x)
+    # A wider buffer removes more; the hash records which pixels were used.
+    _t4, _s4, wide = _split_and_scene(write_task(_edit_split(buffer=4), name="b4.yaml"))
+    assert wide.dropped_buffer > splits.dropped_buffer and wide.sha256() != splits.sha256()
+
+
+def test_buffer_that_empties_a_class_is_an_error(write_task):
+    task = load_task(write_task(_edit_split(buffer=40)))
+    with pytest.raises(DataError, match=r"farther than split.buffer = 40 px.*larger blocks than the 5 px model input"):
+        make_splits(task, load_scene(task))
+
+
+def test_given_val_raster_is_used_as_validation(write_task, tmp_path, fx):
+    labels = fx.label_values()
+    cols = np.arange(fx.COLS)[None, :]
+    stripe = (cols // 20) % 4  # 0, 2: train; 1: val; 3: test
+    for name, keep in (("train", (stripe == 0) | (stripe == 2)), ("val", stripe == 1),
+                       ("test", stripe == 3)):
+        fx.write_raster(tmp_path / f"{name}.tif", np.where(keep, labels, 0).astype(np.uint8),
+                        fx.UTM, fx.LABEL_TRANSFORM)
+    def edit(data):
+        _given(data)
+        data["split"]["val"] = "val.tif"
+    task, scene, splits = _split_and_scene(write_task(edit))
+    assert set(scene.labels) == {"train", "val", "test"}
+    val_raw = np.where(stripe == 1, labels, 0)
+    assert np.array_equal(splits.val >= 0, (val_raw > 0) & scene.valid)
+    assert footprint_leakage(splits, task.patch_size)["val"].touching_train == 0
+    # overlapping given rasters name both files
+    fx.write_raster(tmp_path / "val.tif", labels, fx.UTM, fx.LABEL_TRANSFORM)
+    with pytest.raises(DataError, match=r"labelled in both the train raster .* val raster"):
+        load_scene(task)

@@ -62,7 +62,8 @@ def test_folder_and_model_card(exported: Path, train_run: Path) -> None:
     assert card.cost.flops > 0 and card.cost.latency_ms_b1 > 0
     prov = card.provenance
     assert prov.task_digest == run.run["task"]["digest"]
-    assert prov.split_sha256 == run.run["split_sha256"] and prov.seed == 0
+    assert prov.split.sha256 == run.run["split"]["sha256"] and prov.seed == 0
+    assert prov.split.buffer == 3 and prov.split.leakage["test"].touching_train == 0
     assert prov.source_kind == "train" and Path(prov.source_run) == train_run.resolve()
     assert prov.trained_with["torch"] == torch.__version__
     assert "onnxruntime" in prov.exported_with

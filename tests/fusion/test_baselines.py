@@ -33,12 +33,27 @@ def test_two_branch_gives_the_spectral_stream_to_the_richest_sensor() -> None:
 
 def test_baselines_differ_in_position() -> None:
     positions = {n: baseline_arch(n, {"a": 3, "b": 1}).fusion.position for n in fusion.BASELINES}
-    assert positions == {"early_cnn": "early", "late_cnn": "late", "two_branch": "middle"}
+    assert positions == {"early_cnn": "early", "late_cnn": "late", "two_branch": "middle",
+                         "early_cnn_centre": "early", "late_cnn_centre": "late",
+                         "two_branch_centre": "middle"}
+
+
+@pytest.mark.parametrize("name", ["early_cnn", "late_cnn", "two_branch"])
+def test_centre_variant_differs_only_in_the_head(name: str) -> None:
+    sensors = {"hsi": 48, "lidar": 1}
+    patch, centre = baseline_arch(name, sensors), baseline_arch(name + "_centre", sensors)
+    assert (patch.head.kind, centre.head.kind) == ("patch", "centre")
+    assert (patch.branches, patch.fusion) == (centre.branches, centre.fusion)
+    assert patch.head.hidden == centre.head.hidden and patch.head.dropout == centre.head.dropout
+    # a segmentation task gets the same dense head either way
+    assert baseline_arch(name + "_centre", sensors, dense=True) == \
+        baseline_arch(name, sensors, dense=True)
 
 
 def test_unknown_baseline_lists_the_valid_ones() -> None:
     with pytest.raises(ArchError, match=r"unknown baseline 'resnet': valid baselines are "
-                                        r"\['early_cnn', 'late_cnn', 'two_branch'\]"):
+                                        r"\['early_cnn', 'late_cnn', 'two_branch', 'early_cnn_centre', "
+                                        r"'late_cnn_centre', 'two_branch_centre'\]"):
         build_model("resnet", {"a": 3}, 2)
 
 

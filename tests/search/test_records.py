@@ -155,3 +155,22 @@ def test_run_folder_refuses_overwrite_and_non_runs(tmp_path: Path, make_task) ->
     state = json.loads(run.state_file.read_text())
     assert state["format"] == 1
     assert RunFolder.open(run.path).load_task().name == make_task().name
+
+
+def test_ties_on_the_objective_are_broken_by_kappa_then_loss_then_flops() -> None:
+    def tied(tid: int, kappa: float | None, loss: float | None, params: int) -> TrialRecord:
+        res = result(tid, 0.9, params=params)
+        res.metrics.update({k: v for k, v in (("val_kappa", kappa), ("val_loss", loss))
+                            if v is not None})
+        return record(res)
+
+    recs = [
+        tied(0, 0.80, 0.30, 1000),
+        tied(1, 0.85, 0.50, 9000),  # highest kappa wins despite loss and FLOPs
+        tied(2, 0.80, 0.20, 9000),  # same kappa as 0 and 3: lowest loss next
+        tied(3, 0.80, 0.30, 500),  # same kappa and loss as 0: fewer FLOPs first
+        tied(4, None, None, 10),  # old records without kappa/loss sort after the others
+        record(result(5, 0.91, params=90_000)),  # a better objective beats every tie-break
+    ]
+    assert [r.trial_id for r in ranked(recs)] == [5, 1, 2, 3, 0, 4]
+    assert best(recs[:5]).trial_id == 1

@@ -65,8 +65,10 @@ def task_dict(files: dict[str, Path], kind: str = "patch_classification") -> dic
             "lidar": {"kind": "lidar", "path": str(files["lidar"])},
         },
         "labels": {"path": str(files["labels"]), "classes": ["water", "grass", "trees"]},
+        # buffer 0 for segmentation: the 8-px blocks are smaller than the 16-px tiles (the
+        # buffer itself is tested in tests/data/test_splits.py)
         "split": {"kind": "spatial_blocks", "block_size": 8, "test_fraction": 0.25,
-                  "val_fraction": 0.25},
+                  "val_fraction": 0.25, **({"buffer": 0} if kind == "segmentation" else {})},
         "patch_size": 5,
         "tile_size": 16,
         "seed": 0,
