@@ -1,6 +1,7 @@
 """Benchmark: load, align and prepare a Houston-2013-size scene.
 
     python benchmarks/data_load.py [--workdir /tmp/autors_bench] [--out results/benchmarks]
+        [--repeat-check]
 
 The scene has the size of Houston 2013 (349 x 1905 px, a 144-band float32 hyperspectral sensor
 and a 1-band LiDAR DSM, sparse train/test label rasters with 15 classes). Two cases:
@@ -14,6 +15,7 @@ after imports is reported separately. The target: < 30 s and < 2 GB per case.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import resource
@@ -25,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import yaml
+from _common import repeat_statement
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.warp import transform_bounds
@@ -132,7 +135,12 @@ def run_case(task_path: Path) -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     data = prepare(task)
     t_prepare, c_prepare = time.perf_counter() - t0, time.process_time() - c0
+    digest = hashlib.sha256()
+    for name, arr in data.sensors.items():  # what a trial would receive, byte for byte
+        digest.update(name.encode() + np.ascontiguousarray(arr).tobytes())
     return {
+        "data_sha256": digest.hexdigest(),
+        "split_sha256": data.splits.sha256(),
         "load_scene_s": t_load,
         "load_scene_cpu_s": c_load,
         "prepare_s": t_prepare,
@@ -151,6 +159,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("results/benchmarks"))
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--repeat-check", action="store_true",
+                        help="load the first case twice and report whether the prepared data "
+                        "matched exactly")
     args = parser.parse_args()
     if args.child:
         print(json.dumps(run_case(args.child)))
@@ -166,15 +177,16 @@ def main() -> None:
     print(f"scene generated in {args.workdir} ({time.perf_counter() - t0:.1f} s)")
     rows = []
     for case in CASES:
-        proc = subprocess.run(
-            [sys.executable, __file__, "--child", str(task_file(args.workdir, case))],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        res = json.loads(proc.stdout.strip().splitlines()[-1])
-        rows.append((case, res))
-        print(case, json.dumps(res))
+        rows.append((case, _child(args.workdir, case)))
+        print(case, json.dumps(rows[-1][1]))
+    repeat = None
+    if args.repeat_check:
+        case, first = rows[0]
+        again = _child(args.workdir, case)
+        repeat = repeat_statement({k: first[k] for k in ("data_sha256", "split_sha256", "shapes")},
+                                  {k: again[k] for k in ("data_sha256", "split_sha256", "shapes")},
+                                  f"loading and preparing the {case} case")
+        print(repeat)
     lines = [
         "# Data loading benchmark (Houston-2013 size)",
         "",
@@ -213,9 +225,22 @@ def main() -> None:
         ),
         "",
     ]
+    if repeat:
+        lines += [repeat, ""]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "data_load.md").write_text("\n".join(lines))
     print(f"written {args.out / 'data_load.md'}")
+
+
+def _child(workdir: Path, case: str) -> dict:
+    """One case in a fresh process (its peak RSS is its own)."""
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", str(task_file(workdir, case))],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def _machine() -> str:

@@ -1,7 +1,7 @@
 """Benchmark: peak memory of `autors predict` on a scene and on one 4x larger.
 
     python benchmarks/predict_memory.py [--size 256] [--windows 128,512] [--workdir DIR]
-                                        [--out results/benchmarks]
+                                        [--out results/benchmarks] [--repeat-check]
 
 A tiny fusion network is trained (`autors train --test`, a few epochs) on a synthetic scene of
 size x size px (autors.synth: optical, SAR, LiDAR, 60-band HSI) and exported. Then the model
@@ -19,6 +19,7 @@ and wall time).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -28,7 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import rasterio
 import yaml
+from _common import repeat_statement
 
 SENSORS = ("optical", "sar", "lidar", "hsi")
 TINY_ARCH = {
@@ -77,9 +80,14 @@ def child(model: str, sensors_json: str, out: str, window: int, per_patch: bool 
                            progress=False)
     seconds = time.perf_counter() - t0
     peak = _status_mb("VmHWM")
+    maps = hashlib.sha256()  # the written maps' pixels (file bytes carry creation metadata)
+    for path in sorted(Path(out).parent.glob(Path(out).stem + "*.tif")):
+        with rasterio.open(path) as ds:
+            maps.update(ds.read().tobytes())
     print(json.dumps({"pixels": grid.height * grid.width, "shape": [grid.height, grid.width],
                       "valid": result.valid_pixels, "base_mb": base, "peak_mb": peak,
-                      "seconds": seconds, "method": result.method}))
+                      "seconds": seconds, "method": result.method,
+                      "maps_sha256": maps.hexdigest()}))
 
 
 def _prepare(workdir: Path, size: int) -> tuple[Path, Path, Path]:
@@ -178,6 +186,9 @@ def main() -> None:
                         help="scratch folder (default: a new temp folder); scenes and the "
                         "model already prepared there are reused")
     parser.add_argument("--out", type=Path, default=Path("results/benchmarks"))
+    parser.add_argument("--repeat-check", action="store_true",
+                        help="predict the first scene twice and report whether the maps matched "
+                        "exactly")
     args = parser.parse_args()
     if args.child:
         model, sensors, out, window = args.child
@@ -195,8 +206,19 @@ def main() -> None:
             r.update(window=window, scene=scene.name)
             print(json.dumps(r), flush=True)
             rows.append(r)
+    if args.repeat_check:
+        first = rows[0]
+        scene = workdir / first["scene"]
+        again = measure_predict(model, {s: scene / f"{s}.tif" for s in SENSORS}, first["window"],
+                                workdir / f"map_repeat_{first['window']}.tif")
+        keys = ("maps_sha256", "valid", "shape", "method")
+        statement = repeat_statement({k: first[k] for k in keys}, {k: again[k] for k in keys},
+                                     f"predicting {first['scene']} with window {first['window']}")
+        print(statement, flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     report = _report(rows, args.size, model, time.perf_counter() - t0)
+    if args.repeat_check:
+        report += f"\n{statement}\n"
     (args.out / "predict_memory.md").write_text(report)
     print(report)
 

@@ -97,3 +97,25 @@ def test_resume_refuses_a_different_task(make_task, trial_fns, tmp_path) -> None
         _resume(tmp_path / "r", changed)
     with pytest.raises(SearchError, match="not an autors run folder"):
         _resume(tmp_path)
+
+
+def test_resume_refuses_a_changed_split(scene_task_file, trial_fns, helpers, tmp_path) -> None:
+    """Trials scored on other validation pixels would not compare: a label raster that changed
+    since the run started stops the resume, naming both split hashes."""
+    import shutil
+
+    import numpy as np
+    import rasterio
+
+    scene = Path(shutil.copytree(scene_task_file.parent, tmp_path / "scene"))  # edited below
+    task = helpers.write_task(scene / scene_task_file.name, tmp_path / "task.yaml", max_trials=2)
+    options = SearchOptions(out_dir=tmp_path, name="r", quiet=True, trial_fn=trial_fns.cheap,
+                            final_fn=trial_fns.cheap_final)
+    run_search(task, options, Console(file=io.StringIO()))
+    with rasterio.open(task.split.train, "r+") as ds:
+        labels = ds.read(1)
+        labels[tuple(np.argwhere(labels > 0)[0])] = 0  # one training label fewer
+        ds.write(labels, 1)
+    with pytest.raises(SearchError, match=r"the split differs from the one this run's trials "
+                                          r"were scored on \(hash \w{12} then, \w{12} now\)"):
+        _resume(tmp_path / "r", None)

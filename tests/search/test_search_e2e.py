@@ -42,6 +42,13 @@ def test_search_command_writes_every_run_file(make_task, local_ray, tmp_path, ca
 
     summary = json.loads((run / "summary.json").read_text())
     assert summary["seed"] == task.seed and summary["strategy"] == "evolution"
+    # the split the trials were scored on: the same record in run.json and summary.json, and
+    # the same hash in every final model's run folder
+    split = json.loads((run / "run.json").read_text())["split"]
+    assert summary["split"] == split and split["seed"] == task.split.seed
+    assert split["buffer"] == task.patch_size // 2
+    assert split["leakage"]["val"]["touching_train"] == 0 == \
+        split["leakage"]["test"]["touching_train"]
     assert {"nni", "ray", "torch", "autors"} <= set(summary["versions"])
     assert summary["host"]["cpu_count"] >= 1 and summary["wall_s"]["search_s"] > 0
     assert summary["counts"]["finished"] == 4
@@ -55,6 +62,7 @@ def test_search_command_writes_every_run_file(make_task, local_ray, tmp_path, ca
     for r in rows_final:  # every retrained model is kept as a train-run folder, tested once
         kept = json.loads((run / r["run_dir"] / "metrics.json").read_text())
         assert kept["test"]["oa"] == r["metrics"]["test_oa"]
+        assert json.loads((run / r["run_dir"] / "run.json").read_text())["split"] == split
         assert (run / r["run_dir"] / "weights.pt").is_file()
 
     # the search's best final model exports and loads (the user's payoff)

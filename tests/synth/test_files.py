@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import rasterio
 from scipy import ndimage
 
 from autors.config import load_task
-from autors.synth import SceneInfo
+from autors.synth import SceneInfo, SynthConfig, generate_scene
 from autors.synth.catalogue import CLASSES
 
 from .conftest import SIZE
@@ -149,3 +150,26 @@ def test_record_states_spectra_and_split(scene: SceneInfo) -> None:
     assert record["split"] == scene.split
     assert record["config"]["seed"] == 3
     assert sum(record["pixel_counts"]["labels"].values()) == SIZE * SIZE
+
+
+def test_validation_raster_from_blocks_of_its_own(tmp_path: Path) -> None:
+    """With n_val_per_class the generator writes val.tif from validation blocks taken out of the
+    train side: disjoint from train and test, no footprint overlap, referenced by the task, and
+    the training set keeps its size; without it there is no val.tif."""
+    plain = generate_scene(tmp_path / "plain", SynthConfig(size=SIZE, seed=3, n_train_per_class=10))
+    cfg = SynthConfig(size=SIZE, seed=3, n_train_per_class=10, n_val_per_class=25)
+    info = generate_scene(tmp_path / "with_val", cfg)
+    train, val, test = (_read(info, role)[0] for role in ("train", "val", "test"))
+    labels = _read(info, "labels")[0]
+    assert not ((val > 0) & ((train > 0) | (test > 0))).any()
+    assert np.array_equal(val[val > 0], labels[val > 0])
+    counts = np.bincount(val.ravel(), minlength=len(CLASSES) + 1)[1:]
+    assert counts.max() <= 25 and counts.sum() == info.n_val > 5 * len(CLASSES)
+    assert info.n_train == plain.n_train and plain.n_val == 0
+    near_val = ndimage.binary_dilation(val > 0, structure=np.ones((21, 21), bool))
+    assert not (near_val & ((train > 0) | (test > 0))).any()  # 11 x 11 footprints never meet
+    task = load_task(info.task_path)
+    assert task.split.val is not None and task.split.val.name == "val.tif"
+    assert "of the train blocks for validation" in info.split
+    assert load_task(plain.task_path).split.val is None
+    assert not (tmp_path / "plain" / "val.tif").exists()
