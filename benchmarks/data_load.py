@@ -225,6 +225,8 @@ def main() -> None:
         ),
         "",
     ]
+    lines += ["Split hash per case: " + ", ".join(f"{case} `{r['split_sha256'][:12]}`"
+                                                  for case, r in rows) + ".", ""]
     if repeat:
         lines += [repeat, ""]
     args.out.mkdir(parents=True, exist_ok=True)

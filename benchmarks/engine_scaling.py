@@ -102,9 +102,10 @@ def report(levels: list[dict], args, n_trials: int, load_end: tuple, wall_s: flo
         f"Load average (1/5/15 min) at the end: {', '.join(f'{x:.2f}' for x in load_end)}. "
         "The machine is shared: other processes running at the same time slow the "
         "2-trial level more than the 1-trial level.\n\n"
-        f"Trials: {n_trials} (early_cnn, late_cnn, two_branch in turn, seed = trial id) on a "
+        f"Trials: {n_trials} (the hand-designed baselines in turn, seed = trial id) on a "
         f"{'tiny smoke' if args.smoke else f'{args.size} x {args.size} px'} synthetic scene, "
-        f"{args.epochs} epochs each, 1 CPU and 1 torch thread per trial, local Ray.\n\n")
+        f"{args.epochs} epochs each, 1 CPU and 1 torch thread per trial, local Ray; split hash "
+        f"`{args.split_sha256[:12]}` (split seed {args.split_seed}).\n\n")
     header = ["concurrency", "Ray start s", "warm-up s", "makespan s", "mean trial s",
               "mean overhead s", "overhead % of trial", "steady overhead %", "max overhead %",
               "engine-only s", "slot use %"]
@@ -218,6 +219,7 @@ def main() -> None:
 
     task = make_task(args.workdir, args.size, args.epochs, args.smoke)
     data = prepare(task)
+    args.split_sha256, args.split_seed = data.splits.sha256(), task.split.seed
     names = fusion.BASELINES
     trials = [(fusion.baseline_arch(names[i % len(names)], data.in_channels).to_dict(), i)
               for i in range(args.trials)]

@@ -141,7 +141,8 @@ def _report(rows: list[dict], size: int, model: Path, wall_s: float) -> str:
         (f"Wall time: {wall_s / 60:.1f} min (this invocation; a reused --workdir skips the scenes "
         "and the training)"),
         "",
-        (f"Model: a tiny middle-fusion network ({card['cost']['params']:,} parameters, conv "
+        (f"Model (split hash `{card['provenance']['split']['sha256'][:12]}`): a tiny "
+         f"middle-fusion network ({card['cost']['params']:,} parameters, conv "
          f"branches) trained on a {size} x {size} "
         "px synthetic scene (optical 10 bands, SAR 2 bands on a coarser shifted grid, LiDAR 2 "
         "bands, HSI 60 bands; 11 x 11 patches, one patch per pixel). Each prediction runs in "
