@@ -323,7 +323,3 @@ class StrategyRun:
         self.strategy.run()
         self.engine.wait_models()
         _logger.debug("strategy finished after %.1f s", time.monotonic() - t0)
-
-    def stop(self) -> list[int]:
-        """Cancel the running trials (interrupt)."""
-        return self.engine.broker.cancel_running()

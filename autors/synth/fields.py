@@ -24,8 +24,3 @@ def fractal_noise(
     for i in range(octaves):
         total += 0.5**i * smooth_noise(shape, largest / 2**i, rng)
     return total / (total.std() + 1e-12)
-
-
-def threshold_for_fraction(field: np.ndarray, fraction: float) -> float:
-    """Value above which `fraction` of the field lies."""
-    return float(np.quantile(field, 1.0 - fraction))
