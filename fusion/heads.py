@@ -21,6 +21,23 @@ class Head(nn.Module):
         self.in_channels = in_channels
         self.num_classes = num_classes
 
+    def pixelwise(self) -> nn.Module | None:
+        """For a patch head that labels a patch by the feature at one position: the same head
+        at every position, `[B, C, H, W] -> [B, K, H, W]`, sharing this head's weights (what
+        fully convolutional prediction swaps in). None for heads without such a form."""
+        return None
+
+
+class PixelwiseMLP(nn.Module):
+    """An MLP over channels applied at every position: `[B, C, H, W] -> [B, K, H, W]`."""
+
+    def __init__(self, mlp: nn.Module) -> None:
+        super().__init__()
+        self.mlp = mlp
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.mlp(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
 
 def _mlp(cin: int, num_classes: int, hidden: int, dropout: float) -> nn.Sequential:
     if hidden == 0:
@@ -54,6 +71,11 @@ class CentreHead(Head):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.mlp(x[:, :, x.shape[2] // 2, x.shape[3] // 2])  # [B, C] -> [B, K]
+
+    def pixelwise(self) -> nn.Module:
+        """The MLP at every position: position (i, j) gets the label of the patch centred
+        there."""
+        return PixelwiseMLP(self.mlp)
 
 
 @HEADS.register("segmentation")

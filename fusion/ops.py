@@ -13,7 +13,17 @@ from fusion.registry import FUSION_OPS
 
 
 class FusionOp(nn.Module):
-    """Base class: `in_channels` per sensor (in fusion order), one `out_channels`."""
+    """Base class: `in_channels` per sensor (in fusion order), one `out_channels`.
+
+    `local`: the output at a position depends only on the inputs at that position (no pooling,
+    attention or convolution across positions). Fully convolutional prediction
+    (`autors.export.fullconv`) relies on it; an operator that is local only for some inputs
+    sets it per instance in `__init__`.
+    """
+
+    # Not annotated: TorchScript cannot read this module's string annotations, and GateFusion
+    # sets it per instance.
+    local = False
 
     def __init__(self, in_channels: list[int], out_channels: int) -> None:
         super().__init__()
@@ -45,6 +55,8 @@ class _Projections(nn.Module):
 class ConcatFusion(FusionOp):
     """Stack channels, mix them with a 1x1 conv."""
 
+    local = True
+
     def __init__(self, in_channels: list[int], out_channels: int) -> None:
         super().__init__(in_channels, out_channels)
         self.mix = nn.Conv2d(sum(in_channels), out_channels, 1)
@@ -56,6 +68,8 @@ class ConcatFusion(FusionOp):
 @FUSION_OPS.register("sum")
 class SumFusion(FusionOp):
     """Project each sensor to `out_channels` where needed, then add."""
+
+    local = True
 
     def __init__(self, in_channels: list[int], out_channels: int) -> None:
         super().__init__(in_channels, out_channels)
@@ -77,6 +91,8 @@ class GateFusion(FusionOp):
     def __init__(self, in_channels: list[int], out_channels: int) -> None:
         super().__init__(in_channels, out_channels)
         n = len(in_channels)
+        # One sensor's gate is softmax over one value, always 1: then nothing is pooled.
+        self.local = n == 1
         self.proj = _Projections(in_channels, out_channels)
         self.gate = nn.Linear(n * out_channels, n)
         nn.init.zeros_(self.gate.weight)
@@ -117,6 +133,8 @@ class CrossAttentionFusion(FusionOp):
     Cost is O(H*W * n^2 * C), cheap on small patches and tiles, unlike attention over all
     pixel pairs (O((H*W)^2 * C)).
     """
+
+    local = True  # attention is across the sensors of one pixel, never across pixels
 
     def __init__(self, in_channels: list[int], out_channels: int) -> None:
         super().__init__(in_channels, out_channels)

@@ -20,10 +20,12 @@ def build_branch(spec: BranchSpec, in_channels: int) -> nn.Module:
 
 
 class FusionModel(nn.Module):
-    """Base class. `uses_trunk` / `uses_width` tell `Arch.validate` which fusion fields apply."""
+    """Base class. `uses_trunk` / `uses_width` tell `Arch.validate` which fusion fields apply;
+    `shared_head`: one head after the fusion, at `self.head` (False: a head per sensor)."""
 
     uses_trunk: bool = True
     uses_width: bool = True
+    shared_head: bool = True
     in_channels: dict[str, int]
     sensors: list[str]  # fused sensors, in arch order
     bands: list[int]  # their band counts
@@ -144,6 +146,7 @@ class LateFusion(FusionModel):
 
     uses_trunk = False
     uses_width = False
+    shared_head = False
 
     def __init__(self, arch: Arch, in_channels: dict[str, int], num_classes: int) -> None:
         super().__init__(arch, in_channels, num_classes)

@@ -40,6 +40,12 @@ class Registry(Generic[T]):
 
         return add
 
+    def unregister(self, name: str) -> None:
+        """Remove `name` (tests that register a part for their own duration); an unknown name
+        raises `ArchError` listing the valid ones."""
+        self.get(name)
+        del self._items[name]
+
     def get(self, name: str) -> T:
         """The class registered as `name`; an unknown name raises `ArchError` listing valid ones."""
         try:

@@ -2,17 +2,19 @@
 
 A patch classifier with a `centre` head labels a pixel from the feature at the centre of its
 P x P patch. When every layer before the head works on each position's neighbourhood only
-(convolutions, per-pixel ops, `concat` / `sum` fusion) and the centre's receptive field fits
+(convolutions, per-pixel ops, local fusion operators) and the centre's receptive field fits
 inside the patch, that feature depends on pixels of the patch only, and is the same computed
 on the patch or on a whole window around it. One pass over a window then gives every pixel's
 logits, instead of one pass per pixel over its own patch (up to P x P times less work).
 
-Not eligible: the `patch` head (mean over the patch), `gate` / `se` / `cross_attention`
-fusion (they pool or attend over the patch), late fusion (its heads are per sensor) and MC
-dropout (per-patch dropout masks). Eligibility is checked twice beyond the architecture: the
-receptive field is measured (gradient of the centre output), and `predict` compares the result
-with per-patch inference on sampled pixels of the first window, falling back (with a note)
-on any disagreement.
+The model's parts say whether this holds (registered parts included): the fusion position has
+one shared head (`FusionModel.shared_head`; late fusion has a head per sensor), that head has a
+pixelwise form (`Head.pixelwise()`; the `patch` head averages over the patch and has none), and
+every fusion operator is local (`FusionOp.local`; `gate` and `se` pool over the patch). MC
+dropout is not eligible either (per-patch dropout masks). Eligibility is checked twice beyond
+the parts: the receptive field is measured (gradient of the centre output), and `predict`
+compares the result with per-patch inference on sampled pixels of the first window, falling
+back (with a note) on any disagreement.
 """
 
 from __future__ import annotations
@@ -24,30 +26,21 @@ from torch import Tensor, nn
 
 import fusion
 
-LOCAL_OPS = ("concat", "sum")
-POSITIONS = ("early", "middle", "multi")
 STRIP_ROWS = 64  # core rows per forward pass: bounds activation memory on wide windows
 
 
-class _PixelwiseHead(nn.Module):
-    """The centre head's MLP applied at every position: [B, C, H, W] -> [B, K, H, W]."""
-
-    def __init__(self, mlp: nn.Module) -> None:
-        super().__init__()
-        self.mlp = mlp
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.mlp(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-
-
-def ineligible_reason(arch: fusion.Arch) -> str | None:
-    """Why `arch` cannot be run fully convolutionally (None: it may, pending the checks)."""
-    if arch.head.kind != "centre":
-        return f"its head is '{arch.head.kind}', not 'centre'"
-    if arch.fusion.position not in POSITIONS:
-        return f"{arch.fusion.position} fusion has a head per sensor"
-    if arch.fusion.op not in LOCAL_OPS and len(arch.sensors) > 1:
-        return f"the '{arch.fusion.op}' fusion operator pools over the patch"
+def ineligible_reason(model: nn.Module, arch: fusion.Arch) -> str | None:
+    """Why `model` (built from `arch`) cannot run fully convolutionally (None: it may, pending
+    the receptive field and parity checks). Asks the model's parts, not a list of names."""
+    position = arch.fusion.position
+    if not fusion.POSITIONS.get(position).shared_head:
+        return f"{position} fusion has a head per sensor"
+    if model.head.pixelwise() is None:
+        return (f"its '{arch.head.kind}' head has no pixelwise form (it does not label a patch "
+                "by the feature at one position)")
+    if not all(op.local for op in model.modules() if isinstance(op, fusion.FusionOp)):
+        return (f"the '{arch.fusion.op}' fusion operator pools over the patch or mixes "
+                "positions (it does not declare itself local)")
     return None
 
 
@@ -75,11 +68,11 @@ def window_model(
 ) -> tuple[nn.Module | None, str]:
     """(a copy of `model` that outputs logits at every position, "") when eligible, else
     (None, why not)."""
-    why = ineligible_reason(arch)
+    why = ineligible_reason(model, arch)
     if why is not None:
         return None, why
     dense = copy.deepcopy(model).eval()
-    dense.head = _PixelwiseHead(dense.head.mlp)
+    dense.head = dense.head.pixelwise()
     # a probe larger than the patch, so a field wider than the patch shows as such
     radius = receptive_radius(dense, in_channels, 3 * patch_size)
     for p in dense.parameters():

@@ -74,6 +74,12 @@ def _train_and_export(task: Path, root: Path, arch: dict, *train_args: str) -> P
 
 
 @pytest.fixture(scope="session")
+def train_and_export() -> object:
+    """`_train_and_export(task, root, arch, *train_args)`, for tests with their own arch."""
+    return _train_and_export
+
+
+@pytest.fixture(scope="session")
 def scene(tmp_path_factory: pytest.TempPathFactory) -> Scene:
     folder = tmp_path_factory.mktemp("synth")
     info = generate_scene(folder, SynthConfig(size=64, classes=6, n_train_per_class=30,

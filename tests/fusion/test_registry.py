@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 import fusion
 from fusion import ArchError, Registry
@@ -21,6 +22,10 @@ def test_duplicate_name_raises() -> None:
             pass
 
     assert reg.get("a") is A and list(reg) == ["a"]
+    reg.unregister("a")  # a part registered for one test is removed again
+    assert "a" not in reg and len(reg) == 0
+    with pytest.raises(ArchError, match=r"unknown widget 'a': valid widget names are \[\]"):
+        reg.unregister("a")
 
 
 @pytest.mark.parametrize("registry", [fusion.BRANCHES, fusion.FUSION_OPS, fusion.HEADS,
@@ -49,3 +54,19 @@ def test_the_vocabulary_is_complete() -> None:
     assert fusion.FUSION_OPS.names() == ["concat", "cross_attention", "gate", "se", "sum"]
     assert fusion.POSITIONS.names() == ["early", "late", "middle", "multi"]
     assert fusion.HEADS.names() == ["centre", "patch", "segmentation"]
+
+
+def test_parts_describe_what_fully_convolutional_prediction_needs() -> None:
+    """Local operators, positions with one shared head, heads with a pixelwise form."""
+    assert {n for n in fusion.FUSION_OPS if fusion.FUSION_OPS.get(n).local} == {
+        "concat", "sum", "cross_attention"}
+    assert fusion.FUSION_OPS.get("gate")([4], 4).local  # one sensor: the gate is always 1
+    assert not fusion.FUSION_OPS.get("gate")([4, 4], 4).local
+    assert {n for n in fusion.POSITIONS if not fusion.POSITIONS.get(n).shared_head} == {"late"}
+    centre = fusion.HEADS.get("centre")(6, 3, 5, 0.0).eval()
+    x = torch.randn(2, 6, 7, 7)
+    pixelwise = centre.pixelwise()
+    torch.testing.assert_close(pixelwise(x)[:, :, 3, 3], centre(x))
+    assert pixelwise(x).shape == (2, 3, 7, 7)
+    assert fusion.HEADS.get("patch")(6, 3, 5, 0.0).pixelwise() is None
+    assert fusion.HEADS.get("segmentation")(6, 3, 5, 0.0).pixelwise() is None
