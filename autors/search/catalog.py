@@ -1,24 +1,88 @@
-"""Names a task file may use for the search: spaces (search_spaces.SPACES) and strategies.
+"""Names a task file may use for the search: spaces (search_spaces.SPACES) and strategies
+(`STRATEGIES`, a registry like fusion's parts).
 
-Light module (no nni.nas import), so name errors surface before Ray or NNI start.
+Light module (no nni.nas import), so name errors surface before Ray or NNI start: a strategy is
+registered here as a factory whose body imports the NNI side (`autors.search.nni_adapter`) only
+when the search builds it.
+
+    @STRATEGIES.register("my_strategy")
+    def my_strategy(seed: int, max_trials: int | None, n_labels: int) -> Strategy:
+        # the docstring's first line is what `autors search --list-spaces` shows
+        return MyStrategy(seed=seed)  # an nni.nas.strategy.Strategy, built lazily
+
+A strategy that defines `replay(history: list[tuple[sample, score]]) -> str` is re-seeded from
+a resumed run's trials; others start afresh (duplicates are still answered from the record).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
 
 from autors.config import TaskSpec
 from autors.errors import SearchError
-from fusion import ArchError
+from fusion import ArchError, Registry
 from search_spaces import SPACES, SearchSpace, make_space
 
-STRATEGIES: tuple[str, ...] = ("random", "grid", "evolution", "tpe")
-STRATEGY_HELP: dict[str, str] = {
-    "random": "uniform random samples, never the same sample twice",
-    "grid": "every combination in turn (shuffled in blocks); for small spaces",
-    "evolution": "regularised (aging) evolution: tournament parents, one-label mutations",
-    "tpe": "tree-structured Parzen estimator (model-based, learns from scores)",
-}
+# (seed, max_trials (None: a time budget only), number of labelled choices) -> NNI strategy
+StrategyFactory = Callable[[int, int | None, int], Any]
+
+STRATEGIES: Registry[StrategyFactory] = Registry("strategy")
+DEFAULT_BUDGET = 60  # trials assumed for sizing a strategy when only max_minutes is given
+
+
+@STRATEGIES.register("random")
+def random_strategy(seed: int, max_trials: int | None, n_labels: int) -> Any:
+    """uniform random samples, never the same sample twice"""
+    from autors.search.nni_adapter import RandomStrategy
+
+    return RandomStrategy(seed=seed)
+
+
+@STRATEGIES.register("grid")
+def grid_strategy(seed: int, max_trials: int | None, n_labels: int) -> Any:
+    """every combination in turn (shuffled in blocks); for small spaces"""
+    from autors.search.nni_adapter import GridStrategy
+
+    return GridStrategy(seed=seed)
+
+
+@STRATEGIES.register("evolution")
+def evolution_strategy(seed: int, max_trials: int | None, n_labels: int) -> Any:
+    """regularised (aging) evolution: tournament parents, one-label mutations"""
+    from autors.search.nni_adapter import EvolutionStrategy
+
+    # NNI's defaults (population 100, sample 25) make a 20-trial search pure random sampling.
+    population = int(np.clip((max_trials or DEFAULT_BUDGET) // 3, 4, 50))
+    return EvolutionStrategy(
+        population_size=population,
+        sample_size=max(2, population // 3),
+        mutation_prob=float(np.clip(1.5 / max(n_labels, 1), 0.05, 0.5)),
+        seed=seed,
+    )
+
+
+@STRATEGIES.register("tpe")
+def tpe_strategy(seed: int, max_trials: int | None, n_labels: int) -> Any:
+    """tree-structured Parzen estimator (model-based, learns from scores)"""
+    from autors.search.nni_adapter import TPEStrategy
+
+    return TPEStrategy(seed=seed,
+                       n_startup_jobs=int(np.clip((max_trials or DEFAULT_BUDGET) // 3, 4, 20)))
+
+
+def strategy_factory(name: str) -> StrategyFactory:
+    """The factory registered as `name`; SearchError listing the valid names otherwise."""
+    check_strategy(name)
+    return STRATEGIES.get(name)
+
+
+def strategy_help(name: str) -> str:
+    """The first line of the strategy's docstring (its one-line description)."""
+    doc = (strategy_factory(name).__doc__ or "").strip()
+    return doc.splitlines()[0] if doc else ""
 
 # A sensor mix used to show space sizes when no task is given.
 EXAMPLE_SENSORS: dict[str, str] = {"optical": "optical", "sar": "sar"}
@@ -26,10 +90,10 @@ EXAMPLE_SENSORS: dict[str, str] = {"optical": "optical", "sar": "sar"}
 
 def check_strategy(name: str) -> None:
     """Raise SearchError for an unknown strategy name, listing the valid ones."""
-    if name not in STRATEGIES:
+    if not isinstance(name, str) or name not in STRATEGIES:
         raise SearchError(
             f"search.strategy: unknown strategy {name!r}; valid strategies are "
-            f"{', '.join(STRATEGIES)}"
+            f"{', '.join(STRATEGIES.names())} (a plugin may register more: see README, Plugins)"
         )
 
 

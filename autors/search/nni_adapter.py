@@ -1,4 +1,5 @@
-"""The only module that touches NNI: strategies by name, the space wrapper, the Ray engine.
+"""The only module that touches NNI: the strategies' classes (registered by name in
+`autors.search.catalog.STRATEGIES`), the space wrapper, the Ray engine.
 
 NNI 3.0 strategies run in-process: `strategy.initialize(space, engine)` then `strategy.run()`.
 They *push* models to the engine (`submit_models`), poll `idle_worker_available()` /
@@ -11,14 +12,14 @@ NNI quirks handled here (NNI 3.0, archived):
 - `nni.nas` imports torch and pytorch_lightning (~5 s) and warns about torch 2.x classes;
   the warning is filtered narrowly, and this module is only imported by `autors search`.
 - The TPE strategy creates its tuner with optimize_mode='minimize' by default although NAS
-  strategies maximise; it also sleeps 1 s after every submission. `_TPE` fixes both.
+  strategies maximise; it also sleeps 1 s after every submission. `TPEStrategy` fixes both.
 - `Strategy.wait_for_resource` sleeps 1 s whenever no worker is idle; our
   `idle_worker_available` blocks on `ray.wait` until a slot frees, so that sleep never runs
   and a finished trial's slot is refilled within milliseconds.
 - Mutable.grid() crashes on the first invalid sample (e.g. every sensor off); `_SpaceModel`
   skips invalid ones. TPE may propose invalid samples too; they are told a failure score.
 - RegularizedEvolution defaults (population 100, sample 25, mutation 5 %) make a 20-trial
-  search pure random sampling; the population is scaled to the trial budget.
+  search pure random sampling; the population is scaled to the trial budget (catalog.py).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ with warnings.catch_warnings():
     from nni.nas.execution import ExecutionEngine
     from nni.nas.execution.event import FinalMetricEvent, TrainingEndEvent
     from nni.nas.space import ExecutableModelSpace, ModelStatus
-    from nni.nas.strategy import GridSearch, Random, RegularizedEvolution
+    from nni.nas.strategy import GridSearch, Random, RegularizedEvolution, Strategy
     from nni.nas.strategy.evolution import Individual
     from nni.nas.strategy.hpo import HPOTunerStrategy
     from nni.nas.strategy.utils import DuplicationError
@@ -55,7 +56,7 @@ logging.getLogger("nni").setLevel(logging.WARNING)
 
 from autors.errors import SearchError
 from autors.search.broker import SearchBroker
-from autors.search.catalog import check_strategy
+from autors.search.catalog import strategy_factory
 from autors.search.records import TrialRecord
 from autors.search.scoring import FAILED_SCORE
 from search_spaces import Sample, SearchSpace
@@ -118,19 +119,19 @@ def _dedup_all(helper: Any, history: list[tuple[Sample, float]]) -> None:
             pass
 
 
-class _Random(Random):
+class RandomStrategy(Random):
     def replay(self, history: list[tuple[Sample, float]]) -> str:
         _dedup_all(self._dedup_helper, history)
         return f"{len(history)} samples marked as tried (never proposed again)"
 
 
-class _Grid(GridSearch):
+class GridStrategy(GridSearch):
     def replay(self, history: list[tuple[Sample, float]]) -> str:
         _dedup_all(self._dedup, history)
         return f"{len(history)} grid points marked as done (skipped by the grid walk)"
 
 
-class _Evolution(RegularizedEvolution):
+class EvolutionStrategy(RegularizedEvolution):
     def replay(self, history: list[tuple[Sample, float]]) -> str:
         _dedup_all(self._dedup_helper, history)
         # Aging evolution keeps the newest `population_size` individuals: rebuild exactly that.
@@ -143,7 +144,7 @@ class _Evolution(RegularizedEvolution):
         )
 
 
-class _TPE(HPOTunerStrategy):
+class TPEStrategy(HPOTunerStrategy):
     """TPE that maximises, never sleeps between submissions, and can replay history."""
 
     def __init__(self, seed: int, n_startup_jobs: int) -> None:
@@ -192,24 +193,19 @@ def _seed(seed: int, n_history: int) -> int:
     return int(np.random.SeedSequence([seed, n_history]).generate_state(1)[0])
 
 
-def make_strategy(name: str, seed: int, max_trials: int | None, n_labels: int, n_history: int):
-    """An NNI strategy by name, seeded, sized to the trial budget."""
-    check_strategy(name)
-    rng_seed = _seed(seed, n_history)
-    if name == "random":
-        return _Random(seed=rng_seed)
-    if name == "grid":
-        return _Grid(seed=rng_seed)
-    budget = max_trials if max_trials is not None else 60
-    if name == "evolution":
-        population = int(np.clip(budget // 3, 4, 50))
-        return _Evolution(
-            population_size=population,
-            sample_size=max(2, population // 3),
-            mutation_prob=float(np.clip(1.5 / max(n_labels, 1), 0.05, 0.5)),
-            seed=rng_seed,
+def make_strategy(
+    name: str, seed: int, max_trials: int | None, n_labels: int, n_history: int
+) -> Strategy:
+    """The strategy registered as `name` (catalog.STRATEGIES), seeded, sized to the budget."""
+    factory = strategy_factory(name)
+    strategy = factory(_seed(seed, n_history), max_trials, n_labels)
+    if not isinstance(strategy, Strategy):
+        # A plugin's factory: say which one, instead of failing inside NNI later.
+        raise SearchError(
+            f"search.strategy: '{name}' ({factory.__module__}.{factory.__qualname__}) returned "
+            f"{type(strategy).__name__}, not an NNI strategy (nni.nas.strategy.Strategy)"
         )
-    return _TPE(seed=rng_seed, n_startup_jobs=int(np.clip(budget // 3, 4, 20)))
+    return strategy
 
 
 # -- the engine ---------------------------------------------------------------------------------
@@ -315,7 +311,12 @@ class StrategyRun:
         )
         self.engine = _RayEngine(broker, space)
         self.strategy.initialize(self.model_space, self.engine)
-        self.restored = self.strategy.replay(pairs) if pairs else ""
+        self.restored = ""
+        if pairs:
+            replay = getattr(self.strategy, "replay", None)
+            # A plugin strategy may not know how to learn from history: it starts afresh.
+            self.restored = (replay(pairs) if replay is not None else
+                             f"nothing: strategy '{strategy}' has no replay(); it starts afresh")
 
     def run(self) -> None:
         """Run the strategy until the budget ends, then wait for the trials still running."""

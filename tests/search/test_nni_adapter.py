@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from autors.cli import main
 from autors.errors import SearchError
+from autors.search.catalog import STRATEGIES
 from autors.search.nni_adapter import _SpaceModel, make_strategy
 from search_spaces import make_space
 
@@ -56,8 +58,41 @@ def test_evolution_is_sized_to_the_budget() -> None:
 
 
 def test_unknown_strategy() -> None:
-    with pytest.raises(SearchError, match="valid strategies are random, grid, evolution, tpe"):
+    with pytest.raises(SearchError, match="valid strategies are evolution, grid, random, tpe"):
         make_strategy("bayes", seed=0, max_trials=4, n_labels=3, n_history=0)
+
+
+def test_a_registered_strategy_is_made_listed_and_checked(capsys) -> None:
+    """Strategies are a registry like fusion's parts: one registered here (as a plugin would)
+    is built by name and listed; a factory that returns no NNI strategy is named."""
+    from nni.nas.strategy import Random
+
+    @STRATEGIES.register("test_plain_random")
+    def plain_random(seed: int, max_trials: int | None, n_labels: int) -> Random:
+        """NNI's own random strategy (registered by a test)"""
+        return Random(seed=seed)
+
+    @STRATEGIES.register("test_broken")
+    def broken(seed: int, max_trials: int | None, n_labels: int) -> object:
+        return object()
+
+    try:
+        strategy = make_strategy("test_plain_random", seed=0, max_trials=4, n_labels=3,
+                                 n_history=0)
+        assert type(strategy) is Random
+        assert main(["search", "--list-spaces"]) == 0
+        assert re.search(r"test_plain_random +NNI's own random strategy \(registered by a "
+                         r"test\)", capsys.readouterr().out)
+        with pytest.raises(SearchError, match=r"valid strategies are evolution, grid, random, "
+                                              r"test_broken, test_plain_random, tpe"):
+            make_strategy("bayes", seed=0, max_trials=4, n_labels=3, n_history=0)
+        with pytest.raises(SearchError, match=r"search.strategy: 'test_broken' \(.*test_nni_adapter"
+                                              r".*broken\) returned object, not an NNI strategy"):
+            make_strategy("test_broken", seed=0, max_trials=4, n_labels=3, n_history=0)
+    finally:
+        STRATEGIES.unregister("test_plain_random")
+        STRATEGIES.unregister("test_broken")
+    assert "test_plain_random" not in STRATEGIES
 
 
 def test_replay_restores_population_and_dedup(space) -> None:
