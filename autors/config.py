@@ -6,7 +6,11 @@ Relative paths resolve against the task file's folder. Unknown keys are errors.
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import os
+import re
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -242,6 +246,8 @@ class TaskSpec(_Strict):
     export: ExportSpec = ExportSpec()
     # Where the task was read from; set by load_task, not by the YAML.
     source: Path | None = Field(default=None, exclude=True)
+    # The --set KEY.PATH=VALUE assignments applied on top of `source`; set by load_task.
+    overrides: tuple[str, ...] = Field(default=(), exclude=True)
 
     @field_validator("patch_size")
     @classmethod
@@ -311,8 +317,22 @@ class TaskSpec(_Strict):
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _format_validation_error(err: ValidationError, path: Path) -> str:
-    lines = [f"{path}: the task file has {err.error_count()} problem(s):"]
+# ---- reading task files -----------------------------------------------------------------------
+# Shipped task files (autors/tasks/*.yaml, package data) for public datasets: their raster paths
+# are relative to a *data root*, the folder holding the dataset folders, because the package
+# cannot know where a user keeps data.
+SHIPPED_DIR = Path(__file__).resolve().parent / "tasks"
+DATA_ROOT_ENV = "AUTORS_DATA"
+
+# YAML 1.1 (PyYAML) reads 2e6 as text; a number field given such text gets this hint.
+_EXPONENT_TEXT = re.compile(r"^[-+]?[0-9]+(\.[0-9]*)?[eE][-+]?[0-9]+$")
+
+
+def _format_validation_error(
+    err: ValidationError, path: Path, overrides: Sequence[str] = ()
+) -> str:
+    where = f"{path} with --set {', '.join(overrides)}" if overrides else str(path)
+    lines = [f"{where}: the task file has {err.error_count()} problem(s):"]
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-after"))
         msg = e["msg"].removeprefix("Value error, ")
@@ -323,48 +343,118 @@ def _format_validation_error(err: ValidationError, path: Path) -> str:
         elif e["type"] == "union_tag_invalid":
             msg = f"{msg} (use kind: given or kind: spatial_blocks)"
         got = e.get("input")
+        if e["type"] in ("int_parsing", "float_parsing") and isinstance(got, str) \
+                and _EXPONENT_TEXT.match(got):
+            number = float(got)
+            shown = int(number) if number.is_integer() else number
+            msg += f" (YAML reads {got} as text: write {shown})"
         got_text = "" if e["type"] in ("missing",) or isinstance(got, dict) else f" (got {got!r})"
         lines.append(f"  - {loc or '<top>'}: {msg}{got_text}")
     return "\n".join(lines)
 
 
-def _resolve_paths(data: dict, base: Path) -> None:
-    """Make every path field absolute, relative to the task file's folder."""
-
-    def fix(p: object) -> object:
-        if isinstance(p, str) and p:
-            q = Path(p).expanduser()
-            return str(q if q.is_absolute() else (base / q).resolve())
-        return p
-
-    for spec in (data.get("sensors") or {}).values():
+def _path_fields(data: dict) -> Iterator[tuple[str, dict, str]]:
+    """Every path field of a raw task mapping: (dotted key, its mapping, its key)."""
+    for name, spec in (data.get("sensors") or {}).items():
         if isinstance(spec, dict) and "path" in spec:
-            spec["path"] = fix(spec["path"])
+            yield f"sensors.{name}.path", spec, "path"
     labels = data.get("labels")
     if isinstance(labels, dict) and "path" in labels:
-        labels["path"] = fix(labels["path"])
+        yield "labels.path", labels, "path"
     split = data.get("split")
     if isinstance(split, dict):
         for key in ("train", "val", "test"):
             if key in split:
-                split[key] = fix(split[key])
+                yield f"split.{key}", split, key
 
 
-def parse_task(data: object, source: Path) -> TaskSpec:
-    """Validate an already-loaded YAML mapping; `source` is used for paths and messages."""
+def _resolve_paths(data: dict, base: Path, overridden: Sequence[str] = ()) -> None:
+    """Make every path field absolute: relative to `base` (the task file's folder), or to the
+    current directory for a field set (or inside a mapping set) by a --set in `overridden`."""
+    for dotted, mapping, key in _path_fields(data):
+        p = mapping[key]
+        if isinstance(p, str) and p:
+            set_here = any(dotted == o or dotted.startswith(f"{o}.") for o in overridden)
+            q = Path(p).expanduser()
+            if not q.is_absolute():
+                q = ((Path.cwd() if set_here else base) / q).resolve()
+            mapping[key] = str(q)
+
+
+def parse_override(text: str) -> tuple[list[str], object]:
+    """`KEY.PATH=VALUE` -> (key segments, value read as YAML: 3, 2.5, true, [1, 2], {a: 1},
+    null for an empty value, text otherwise)."""
+    key, sep, value = text.partition("=")
+    segments = key.strip().split(".")
+    if not sep or not all(segments):
+        raise TaskFileError(
+            f"--set {text}: expected KEY.PATH=VALUE with a dotted task-file key, e.g. "
+            "--set train.epochs=3 or --set sensors.s1.bands=[1,2]"
+        )
+    try:
+        return segments, yaml.safe_load(value)
+    except yaml.YAMLError as err:
+        raise TaskFileError(f"--set {text}: the value is not valid YAML ({err})") from None
+
+
+def apply_overrides(data: dict, overrides: Sequence[str]) -> list[str]:
+    """Set each `KEY.PATH=VALUE` of `overrides` (in order; a later one wins) in the raw task
+    mapping `data`, creating missing mappings on the way; returns the dotted keys set.
+
+    Keys are not checked here: validation then reports an unknown key by its dotted path, as
+    for the file. A key that walks into a value that is not a mapping is an error."""
+    keys = []
+    for text in overrides:
+        segments, value = parse_override(text)
+        node = data
+        for i, seg in enumerate(segments[:-1]):
+            child = node.get(_existing_key(node, seg), None)
+            if child is None:
+                child = node[seg] = {}
+            elif not isinstance(child, dict):
+                raise TaskFileError(
+                    f"--set {text}: {'.'.join(segments[: i + 1])} is {child!r}, not a mapping, "
+                    f"so it has no key '{segments[i + 1]}'"
+                )
+            node = child
+        node[_existing_key(node, segments[-1])] = value
+        keys.append(".".join(segments))
+    return keys
+
+
+def _existing_key(mapping: dict, segment: str) -> object:
+    """The key of `mapping` that `segment` names: itself, or as YAML reads it (`3` is the
+    integer key of a class value); `segment` when neither is there."""
+    if segment not in mapping:
+        try:
+            as_yaml = yaml.safe_load(segment)
+        except yaml.YAMLError:
+            return segment
+        if isinstance(as_yaml, (int, float, bool)) and as_yaml in mapping:
+            return as_yaml
+    return segment
+
+
+def parse_task(data: object, source: Path, overrides: Sequence[str] = ()) -> TaskSpec:
+    """Validate an already-loaded YAML mapping, after applying `overrides` (`KEY.PATH=VALUE`
+    strings, see `apply_overrides`); `source` is used for paths and messages. Relative paths
+    resolve against `source`'s folder, those given in `overrides` against the current
+    directory."""
     if not isinstance(data, dict):
         raise TaskFileError(f"{source}: the task file must be a YAML mapping of fields")
-    data = dict(data)
-    _resolve_paths(data, source.parent)
+    data = copy.deepcopy(data)
+    overridden = apply_overrides(data, overrides)
+    _resolve_paths(data, source.parent, overridden)
     data["source"] = str(source)
+    data["overrides"] = tuple(overrides)
     try:
         return TaskSpec.model_validate(data)
     except ValidationError as err:
-        raise TaskFileError(_format_validation_error(err, source)) from None
+        raise TaskFileError(_format_validation_error(err, source, overrides)) from None
 
 
-def load_task(path: str | Path) -> TaskSpec:
-    """Read and validate a YAML task file."""
+def load_task(path: str | Path, overrides: Sequence[str] = ()) -> TaskSpec:
+    """Read and validate a YAML task file, with `overrides` applied (see `parse_task`)."""
     path = Path(path).expanduser().resolve()
     if not path.is_file():
         raise TaskFileError(f"task file not found: {path}")
@@ -372,4 +462,55 @@ def load_task(path: str | Path) -> TaskSpec:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise TaskFileError(f"{path}: not valid YAML: {err}") from None
-    return parse_task(data, path)
+    return parse_task(data, path, overrides)
+
+
+def shipped_task_names() -> list[str]:
+    """Names of the shipped task files (without .yaml)."""
+    return sorted(p.stem for p in SHIPPED_DIR.glob("*.yaml"))
+
+
+def shipped_task(
+    name: str, data_root: str | Path | None = None, overrides: Sequence[str] = ()
+) -> TaskSpec:
+    """Load shipped task `name`, resolving its raster paths against `data_root` (default: the
+    AUTORS_DATA environment variable), with `overrides` applied (see `parse_task`)."""
+    path = SHIPPED_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise TaskFileError(
+            f"no shipped task named '{name}'; shipped tasks: {shipped_task_names()}"
+        )
+    if data_root is None:
+        data_root = os.environ.get(DATA_ROOT_ENV)
+        if not data_root:
+            raise TaskFileError(
+                f"shipped task '{name}' needs a data root (the folder holding its dataset): "
+                f"pass --data-root DIR or set {DATA_ROOT_ENV}=DIR"
+            )
+    root = Path(data_root).expanduser().resolve()
+    if not root.is_dir():
+        raise TaskFileError(f"data root {root} is not a folder (shipped task '{name}')")
+    # parse_task resolves relative paths against the source's folder: here, the data root.
+    task = parse_task(yaml.safe_load(path.read_text()), root / path.name, overrides)
+    return task.model_copy(update={"source": path})
+
+
+def resolve_task(
+    spec: str | Path, data_root: str | Path | None = None, overrides: Sequence[str] = ()
+) -> TaskSpec:
+    """A task from a YAML file path, or from a shipped task name when no such file exists,
+    with `overrides` applied (see `parse_task`)."""
+    if not Path(spec).exists() and str(spec) in shipped_task_names():
+        return shipped_task(str(spec), data_root, overrides)
+    return load_task(spec, overrides)
+
+
+def task_yaml(task: TaskSpec) -> str:
+    """The task as YAML with absolute paths, headed by comments naming its file and the --set
+    overrides applied: the task copy a run folder keeps. Reloads to the same `digest()`."""
+    header = []
+    if task.source is not None:
+        header.append(f"# autors run copy of {task.source} (paths made absolute)")
+    header += [f"# --set {o}".replace("\n", "\\n") for o in task.overrides]
+    return "".join(f"{line}\n" for line in header) + yaml.safe_dump(task.to_dict(),
+                                                                    sort_keys=False)

@@ -116,7 +116,7 @@ def synth_task(workdir: Path, smoke: bool) -> tuple[Path, str]:
 
 def s1f11_task(data_root: Path) -> tuple[Path, str]:
     """The shipped Sen1Floods11 task, its relative paths resolved against `data_root`."""
-    from autors.data.shipped import SHIPPED_DIR
+    from autors.config import SHIPPED_DIR
 
     src = SHIPPED_DIR / "sen1floods11.yaml"
     return data_root.resolve() / src.name, src.read_text()

@@ -3,6 +3,7 @@
 Each verb is a module `autors.cli.<verb>` with `add_parser(subparsers)` that registers its
 arguments and sets `func(args) -> int`. Only the chosen verb's module is imported: verbs pull in
 torch, rasterio, NNI or Ray, and one verb's imports must neither slow down nor break another.
+Verbs never import each other: what several need is in `autors.cli.common`.
 """
 
 from __future__ import annotations
@@ -10,11 +11,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from pathlib import Path
 
 from autors.errors import AutorsError
-
-RUNS_DIR = Path("results") / "runs"  # where run folders go unless a verb is told otherwise
 
 # verb -> one-line help shown by `autors --help` (the verb's module is not imported for it).
 VERBS: dict[str, str] = {

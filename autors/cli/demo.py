@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from autors.cli import RUNS_DIR
+from autors.cli.common import RUNS_DIR, print_search_result
 from autors.config import TaskSpec, parse_task
 from autors.search.progress import log_line
 from autors.synth import SynthConfig, generate_scene
@@ -64,7 +64,6 @@ def demo_task(scene_task: Path, trials: int, seed: int) -> TaskSpec:
 
 
 def run(args: argparse.Namespace) -> int:
-    from autors.cli.search import print_result
     from autors.search.runfolder import RunFolder
     from autors.search.runner import SearchOptions, run_search
     from autors.search.tables import make_console
@@ -79,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     task = demo_task(info.files["task"], args.trials, args.seed)
     options = SearchOptions(out_dir=args.out, name=name, quiet=args.quiet)
     outcome = run_search(task, options, console)
-    print_result(console, RunFolder(outcome.run_dir), outcome.summary)
+    print_search_result(console, RunFolder(outcome.run_dir), outcome.summary)
     console.print(f"demo finished in {time.monotonic() - t0:.0f} s; the scene's task file is "
                   f"{info.files['task']} (try: autors search {info.files['task']})")
     return 0

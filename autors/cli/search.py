@@ -6,13 +6,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rich.console import Console
-
-from autors.cli import RUNS_DIR
-from autors.cli.validate import resolve_task
-from autors.data.shipped import DATA_ROOT_ENV
+from autors.cli.common import (
+    RUNS_DIR,
+    TASK_HELP,
+    add_task_options,
+    print_search_result,
+    task_from_args,
+)
+from autors.config import load_task
 from autors.errors import SearchError
-from autors.search.catalog import STRATEGIES, list_spaces, strategy_help
+from autors.search.catalog import STRATEGIES, STRATEGY_HELP, list_spaces
 from autors.search.runfolder import RunFolder
 from autors.search.tables import make_console
 
@@ -27,10 +30,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "progress.png, pareto.png, summary.json. The top-k architectures are retrained on "
         "several seeds and tested once at the end.",
     )
-    p.add_argument("task", nargs="?", help="task YAML file (optional with --resume)")
+    p.add_argument("task", nargs="?", help=f"{TASK_HELP}; optional with --resume")
     p.add_argument("--resume", type=Path, metavar="RUN",
                    help="continue this run folder; finished trials are never re-run. With a "
-                   "task file, only budget/resource fields may differ from the run's copy")
+                   "task file or --set, only budget/resource fields may differ from the run's "
+                   "copy (--set without a task file changes the run's copy)")
     p.add_argument("--address", metavar="HOST:PORT",
                    help="join an existing Ray cluster (started with `ray start`) instead of "
                    "starting a local instance")
@@ -45,14 +49,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="one log line per trial instead of the live display")
     p.add_argument("--list-spaces", action="store_true",
                    help="list search spaces (sizes for TASK's sensors if given) and strategies")
-    p.add_argument("--data-root", default=None,
-                   help=f"data folder for a shipped task (default: ${DATA_ROOT_ENV})")
+    add_task_options(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     console = make_console()
-    task = resolve_task(args.task, args.data_root) if args.task else None
+    if args.task:
+        task = task_from_args(args)
+    elif args.resume is not None and args.overrides:
+        # --set on the run's own task copy; the runner then allows budget/resource changes only
+        task = load_task(RunFolder.open(args.resume).task_file, args.overrides)
+    else:
+        task = None
     if args.list_spaces:
         where = f"for the sensors of {task.name}" if task else "for an optical + SAR task"
         console.print(f"[bold]Search spaces[/] (sizes {where}):")
@@ -60,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
             console.print(f"  {line}", markup=False, soft_wrap=True)
         console.print("[bold]Strategies[/] (search.strategy):")
         for name in STRATEGIES:
-            console.print(f"  {name:<10} {strategy_help(name)}", markup=False, soft_wrap=True)
+            console.print(f"  {name:<10} {STRATEGY_HELP[name]}", markup=False, soft_wrap=True)
         return 0
     if task is None and args.resume is None:
         raise SearchError("give a task file, or --resume RUN to continue a run")
@@ -76,22 +85,5 @@ def run(args: argparse.Namespace) -> int:
         ship_code=args.ship_code, quiet=args.quiet,
     )
     outcome = run_search(task, options, console)
-    print_result(console, RunFolder(outcome.run_dir), outcome.summary)
+    print_search_result(console, RunFolder(outcome.run_dir), outcome.summary)
     return 0
-
-
-def print_result(console: Console, run: RunFolder, summary: dict) -> None:
-    """Leaderboard and where the files are, after a search."""
-    from autors.cli.status import print_leaderboard
-
-    print_leaderboard(console, run, limit=10)
-    counts = summary.get("counts", {})
-    console.print(
-        f"{counts.get('finished', 0)} trials ({counts.get('failed', 0)} failed, "
-        f"{counts.get('timeout', 0)} timed out, {counts.get('infeasible', 0)} infeasible) in "
-        f"{summary.get('wall_s', {}).get('search_s', 0):.0f} s"
-    )
-    console.print(f"run folder: {run.path}")
-    console.print(f"  leaderboard {run.leaderboard_file}")
-    console.print(f"  plots       {run.progress_png}, {run.pareto_png}")
-    console.print(f"  summary     {run.summary_file}")

@@ -10,19 +10,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from rich.console import Console
-
+from autors.cli.common import print_leaderboard
 from autors.search.records import TrialRecord
-from autors.search.report import (
-    arch_summary,
-    best,
-    counts,
-    final_stats,
-    finalists,
-    leaderboard_rows,
-)
+from autors.search.report import arch_summary, best, counts
 from autors.search.runfolder import RunFolder
-from autors.search.tables import leaderboard_table, make_console
+from autors.search.tables import make_console
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -72,25 +64,6 @@ def nodes_text(records: list[TrialRecord]) -> str:
         shown += (f"; re-run after a worker or node died: trial{'s' if len(rerun) > 1 else ''} "
                   + ", ".join(rerun))
     return f"Nodes {shown}"
-
-
-def print_leaderboard(console: Console, run: RunFolder, limit: int | None) -> None:
-    state = run.read_state()
-    task = run.load_task()
-    records, _ = run.read_trials(repair=False)
-    rows_final, _ = run.read_final(repair=False)
-    finals = final_stats(rows_final, finalists(records, task.search.top_k)) if rows_final else []
-    rows = leaderboard_rows(records, finals)
-    objective = state.get("objective", task.search.objective)
-    if not rows:
-        console.print("no finished trial yet")
-        return
-    # On a cluster (--address) every trial's node is shown, even if all ran on one node.
-    on_cluster = any(s.get("cluster", {}).get("mode") == "address"
-                     for s in state.get("sessions", []))
-    console.print(leaderboard_table(rows, objective, limit, node_column=on_cluster or None))
-    if limit and len(rows) > limit:
-        console.print(f"... {len(rows) - limit} more in {run.leaderboard_file}")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,10 +14,8 @@ from pathlib import Path
 from rich.console import Console
 
 import fusion
-from autors.cli import RUNS_DIR
-from autors.cli.validate import resolve_task
+from autors.cli.common import RUNS_DIR, TASK_HELP, add_task_options, task_from_args
 from autors.data import prepare
-from autors.data.shipped import DATA_ROOT_ENV
 from autors.errors import ArchError
 from autors.training.loop import SCALARS
 from autors.training.run_folder import check_new_run_dir
@@ -32,7 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "the validation split (and on the test split only with --test), measure its cost, "
         "and write results/runs/<name>/ with the weights, arch.json and metrics.json.",
     )
-    p.add_argument("task", help="a task YAML file (or the name of a shipped task)")
+    p.add_argument("task", help=TASK_HELP)
     p.add_argument(
         "--arch",
         required=True,
@@ -40,15 +38,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=None, help="training seed (default: the task's)")
     p.add_argument("--epochs", type=_positive_int, default=None,
-                   help="override train.epochs of the task (e.g. for a quick check)")
+                   help="train at most this many epochs (a quick check; the run folder's "
+                   "task.yaml keeps the task's train.epochs: use --set train.epochs=N to "
+                   "change the task itself)")
     p.add_argument("--test", action="store_true",
                    help="also evaluate once on the test split (off by default: test pixels "
                    "must not steer model choices)")
     p.add_argument("--out", type=Path, default=None,
                    help="run folder to create (default: results/runs/<task>_<arch>_<time>)")
     p.add_argument("--quiet", action="store_true", help="no progress bars, only the summary")
-    p.add_argument("--data-root", default=None,
-                   help=f"data folder for a shipped task (default: ${DATA_ROOT_ENV})")
+    add_task_options(p)
     p.set_defaults(func=run)
 
 
@@ -86,7 +85,7 @@ def _metrics_line(metrics: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     console = Console(highlight=False)
-    task = resolve_task(args.task, args.data_root)
+    task = task_from_args(args)
     arch, arch_name = load_arch_arg(args.arch)
     seed = task.seed if args.seed is None else args.seed
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from autors.config import TaskSpec, load_task
+from autors.cli.common import TASK_HELP, add_task_options, task_from_args
+from autors.config import TaskSpec
 from autors.data.grid import Grid, crs_name, lattice_offset
 from autors.data.raster import RasterInfo
 from autors.data.scene import Scene, load_scene
-from autors.data.shipped import DATA_ROOT_ENV, shipped_task, shipped_task_names
 from autors.data.splits import (
     SPLIT_NAMES,
     Splits,
@@ -30,27 +29,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Parse TASK, read and align its rasters, make the splits and print a "
         "summary. Exit status 0 when the task is usable, 2 with a message when it is not.",
     )
-    p.add_argument(
-        "task",
-        help=f"a task YAML file, or the name of a shipped task ({', '.join(shipped_task_names())})",
-    )
-    p.add_argument(
-        "--data-root",
-        default=None,
-        help=f"data folder for a shipped task (default: ${DATA_ROOT_ENV})",
-    )
+    p.add_argument("task", help=TASK_HELP)
+    add_task_options(p)
     p.set_defaults(func=run)
 
 
-def resolve_task(spec: str, data_root: str | None) -> TaskSpec:
-    """A task from a YAML path, or from a shipped task name when no such file exists."""
-    if not Path(spec).exists() and spec in shipped_task_names():
-        return shipped_task(spec, data_root)
-    return load_task(spec)
-
-
 def run(args: argparse.Namespace) -> int:
-    task = resolve_task(args.task, args.data_root)
+    task = task_from_args(args)
     scene = load_scene(task)
     splits = make_splits(task, scene)
     console = Console(highlight=False)
@@ -61,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
 def _print_summary(console: Console, task: TaskSpec, scene: Scene, splits: Splits) -> None:
     console.print(f"[bold]Task[/] {task.name}: {task.task}")
     console.print(f"  from {escape(str(task.source))}")
+    for override in task.overrides:
+        console.print(f"  --set {escape(override)}")
     _print_sensors(console, task, scene)
 
     grid = scene.grid

@@ -13,7 +13,6 @@ from autors.data.normalize import NormStats
 from autors.data.prepare import PreparedData, prepare
 from autors.data.raster import RasterInfo
 from autors.data.scene import Scene, load_scene, load_sensor
-from autors.data.shipped import shipped_task, shipped_task_names
 from autors.data.splits import Leakage, Splits, footprint_leakage, make_splits, split_record
 
 __all__ = [
@@ -31,7 +30,5 @@ __all__ = [
     "load_sensor",
     "make_splits",
     "prepare",
-    "shipped_task",
-    "shipped_task_names",
     "split_record",
 ]

@@ -56,9 +56,10 @@ def merge_resumed_task(run_task: TaskSpec, given: TaskSpec | None, run_dir: Path
     if forbidden:
         shown = ", ".join(f"{k} ({a.get(k)!r} -> {b.get(k)!r})" for k in forbidden[:5])
         raise SearchError(
-            f"--resume {run_dir}: the task file differs from the run's task.yaml in {shown}; "
-            "only the budget and resources (search.max_trials, max_minutes, concurrency, ...) "
-            "may change. Resume without a task file to use the run's copy, or start a new run"
+            f"--resume {run_dir}: the task given (file or --set) differs from the run's "
+            f"task.yaml in {shown}; only the budget and resources (search.max_trials, "
+            "max_minutes, concurrency, ...) may change. Resume without a task file or --set "
+            "to use the run's copy, or start a new run"
         )
     return given
 

@@ -1,7 +1,8 @@
 """The run folder: every file a search leaves behind, written so that a crash loses nothing.
 
 results/runs/<name>/
-    task.yaml        the task as run (paths made absolute so the run can resume from anywhere)
+    task.yaml        the task as run (paths made absolute so the run can resume from anywhere;
+                     a header comment names the task file and any --set overrides)
     run.json         identity (task digest, space, strategy, seed) and state (status, sessions)
     trials.jsonl     one TrialRecord per finished trial, appended + fsynced as each one ends
     final.jsonl      one line per (architecture, seed) retrained and evaluated on the test split
@@ -25,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from autors.config import TaskSpec, parse_task
+from autors.config import TaskSpec, parse_task, task_yaml
 from autors.errors import SearchError, TaskFileError
 from autors.search.records import TrialRecord
 
@@ -85,9 +86,7 @@ class RunFolder:
                 "or pick another --name"
             )
         path.mkdir(parents=True, exist_ok=True)
-        header = f"# autors run copy of {task.source} (paths made absolute)\n"
-        body = yaml.safe_dump(task.to_dict(), sort_keys=False)
-        write_atomic(run.task_file, header + body)
+        write_atomic(run.task_file, task_yaml(task))
         run.trials_file.touch()
         return run
 

@@ -4,8 +4,10 @@ Layout of `results/runs/<name>/` (all JSON is UTF-8, indented):
 
     task.yaml        byte-for-byte copy of the task file used (relative paths in it are
                      relative to the ORIGINAL file's folder: run.json task.path); when the
-                     task has no file (rebuilt from a dict in a Ray worker), the parsed task
-                     written as YAML with absolute paths (run.json task.path is then null)
+                     task has --set overrides, or no file (rebuilt from a dict in a Ray
+                     worker; run.json task.path is then null), the task as run written by
+                     `autors.config.task_yaml` (absolute paths, the overrides listed in a
+                     header comment)
     arch.json        the resolved architecture, `fusion.Arch.to_dict()` (a baseline name is
                      stored as its full arch); rebuilds the model with `fusion.build_model`
     weights.pt       the model's state_dict, CPU tensors; load with
@@ -61,12 +63,11 @@ from typing import Any
 import numpy as np
 import rasterio
 import torch
-import yaml
 from torch import nn
 
 import autors
 import fusion
-from autors.config import TaskSpec
+from autors.config import TaskSpec, task_yaml
 from autors.data import NormStats, PreparedData, split_record
 from autors.errors import ModelFolderError, TaskFileError
 from autors.training.loop import TrainOutcome
@@ -138,10 +139,10 @@ def write_run(out: Path, rec: RunRecord) -> Path:
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     try:
-        if task.source is not None:
+        if task.source is not None and not task.overrides:
             shutil.copyfile(task.source, tmp / "task.yaml")
-        else:
-            (tmp / "task.yaml").write_text(yaml.safe_dump(task.to_dict(), sort_keys=False))
+        else:  # the task as run: the file's copy would not hold the overrides
+            (tmp / "task.yaml").write_text(task_yaml(task))
         _dump(tmp / "arch.json", outcome.arch.to_dict())
         state = {k: v.detach().cpu() for k, v in outcome.model.state_dict().items()}
         torch.save(state, tmp / "weights.pt")

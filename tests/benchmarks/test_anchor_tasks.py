@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from autors.data import shipped_task, shipped_task_names
+from autors.config import shipped_task, shipped_task_names
 from autors.errors import TaskFileError
 
 EXPECTED = {

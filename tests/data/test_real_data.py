@@ -9,8 +9,8 @@ import pytest
 import rasterio
 import yaml
 
-from autors.config import load_task
-from autors.data import footprint_leakage, load_scene, make_splits, prepare, shipped_task
+from autors.config import load_task, shipped_task
+from autors.data import footprint_leakage, load_scene, make_splits, prepare
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from autors.data import shipped_task, shipped_task_names
+from autors.config import shipped_task, shipped_task_names
 from autors.errors import TaskFileError
 
 
