@@ -15,7 +15,7 @@ from autors.cli.common import (
 )
 from autors.config import load_task
 from autors.errors import SearchError
-from autors.search.catalog import STRATEGIES, STRATEGY_HELP, list_spaces
+from autors.search.catalog import STRATEGIES, list_spaces, strategy_help
 from autors.search.runfolder import RunFolder
 from autors.search.tables import make_console
 
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
             console.print(f"  {line}", markup=False, soft_wrap=True)
         console.print("[bold]Strategies[/] (search.strategy):")
         for name in STRATEGIES:
-            console.print(f"  {name:<10} {STRATEGY_HELP[name]}", markup=False, soft_wrap=True)
+            console.print(f"  {name:<10} {strategy_help(name)}", markup=False, soft_wrap=True)
         return 0
     if task is None and args.resume is None:
         raise SearchError("give a task file, or --resume RUN to continue a run")
