@@ -3,6 +3,9 @@
 Every error a user can cause (a bad task file, a broken raster, a missing sensor) is raised as
 one of these, with a message that names the file, band or field and says how to fix it. The CLI
 prints the message without a traceback.
+
+An invalid architecture is `fusion.ArchError` (fusion sits below autors, so it cannot derive from
+`AutorsError`); autors raises that one too, and the CLI reports it like these.
 """
 
 from __future__ import annotations
@@ -24,10 +27,6 @@ class DataError(AutorsError):
     """The data is readable but unusable for the task (no overlap, empty class, all nodata...)."""
 
 
-class ArchError(AutorsError):
-    """An architecture description is invalid."""
-
-
 class SearchError(AutorsError):
     """A search cannot start or resume (bad run folder, unknown strategy...)."""
 
@@ -38,3 +37,8 @@ class ModelFolderError(AutorsError):
 
 class SynthConfigError(AutorsError):
     """A synthetic-scene setting is invalid; the message names the field and the valid range."""
+
+
+class PluginError(AutorsError):
+    """A plugin module (a task's `plugins`, a model card's, an `autors.plugins` entry point)
+    cannot be imported or fails while registering its parts."""

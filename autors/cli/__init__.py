@@ -49,12 +49,20 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def user_errors() -> tuple[type[Exception], ...]:
+    """What the CLI reports as a user error: AutorsError, and fusion's ArchError (an invalid
+    architecture; fusion sits below autors, so it is not an AutorsError). fusion is looked up,
+    not imported: importing it loads torch, and an ArchError implies fusion was loaded."""
+    fusion = sys.modules.get("fusion")
+    return (AutorsError,) if fusion is None else (AutorsError, fusion.ArchError)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(_chosen_verb(argv)).parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except AutorsError as err:
+    except user_errors() as err:
         # User errors: the message names the file/field and the fix; a traceback would bury it.
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -17,7 +17,7 @@ from autors.config import DATA_ROOT_ENV, TaskSpec, resolve_task, shipped_task_na
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from autors.search.runfolder import RunFolder
+    from autors.search.search_folder import SearchFolder
 
 RUNS_DIR = Path("results") / "runs"  # where run folders go unless a verb is told otherwise
 
@@ -43,7 +43,7 @@ def task_from_args(args: argparse.Namespace) -> TaskSpec:
     return resolve_task(args.task, args.data_root, args.overrides)
 
 
-def print_leaderboard(console: Console, run: RunFolder, limit: int | None) -> None:
+def print_leaderboard(console: Console, run: SearchFolder, limit: int | None) -> None:
     """The leaderboard of a search run folder (trials, then final test results when present);
     `limit` rows at most, with a pointer to the CSV for the rest."""
     from autors.search.report import final_stats, finalists, leaderboard_rows
@@ -67,7 +67,7 @@ def print_leaderboard(console: Console, run: RunFolder, limit: int | None) -> No
         console.print(f"... {len(rows) - limit} more in {run.leaderboard_file}")
 
 
-def print_search_result(console: Console, run: RunFolder, summary: dict) -> None:
+def print_search_result(console: Console, run: SearchFolder, summary: dict) -> None:
     """Leaderboard, counts and where the files are, after a search."""
     print_leaderboard(console, run, limit=10)
     counts = summary.get("counts", {})

@@ -64,8 +64,8 @@ def demo_task(scene_task: Path, trials: int, seed: int) -> TaskSpec:
 
 
 def run(args: argparse.Namespace) -> int:
-    from autors.search.runfolder import RunFolder
     from autors.search.runner import SearchOptions, run_search
+    from autors.search.search_folder import SearchFolder
     from autors.search.tables import make_console
 
     console = make_console()
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     task = demo_task(info.files["task"], args.trials, args.seed)
     options = SearchOptions(out_dir=args.out, name=name, quiet=args.quiet)
     outcome = run_search(task, options, console)
-    print_search_result(console, RunFolder(outcome.run_dir), outcome.summary)
+    print_search_result(console, SearchFolder(outcome.run_dir), outcome.summary)
     console.print(f"demo finished in {time.monotonic() - t0:.0f} s; the scene's task file is "
                   f"{info.files['task']} (try: autors search {info.files['task']})")
     return 0

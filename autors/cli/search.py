@@ -16,7 +16,7 @@ from autors.cli.common import (
 from autors.config import load_task
 from autors.errors import SearchError
 from autors.search.catalog import STRATEGIES, list_spaces, strategy_help
-from autors.search.runfolder import RunFolder
+from autors.search.search_folder import SearchFolder
 from autors.search.tables import make_console
 
 
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         task = task_from_args(args)
     elif args.resume is not None and args.overrides:
         # --set on the run's own task copy; the runner then allows budget/resource changes only
-        task = load_task(RunFolder.open(args.resume).task_file, args.overrides)
+        task = load_task(SearchFolder.open(args.resume).task_file, args.overrides)
     else:
         task = None
     if args.list_spaces:
@@ -85,5 +85,5 @@ def run(args: argparse.Namespace) -> int:
         ship_code=args.ship_code, quiet=args.quiet,
     )
     outcome = run_search(task, options, console)
-    print_search_result(console, RunFolder(outcome.run_dir), outcome.summary)
+    print_search_result(console, SearchFolder(outcome.run_dir), outcome.summary)
     return 0

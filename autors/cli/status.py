@@ -13,7 +13,7 @@ from pathlib import Path
 from autors.cli.common import print_leaderboard
 from autors.search.records import TrialRecord
 from autors.search.report import arch_summary, best, counts
-from autors.search.runfolder import RunFolder
+from autors.search.search_folder import SearchFolder
 from autors.search.tables import make_console
 
 
@@ -68,7 +68,7 @@ def nodes_text(records: list[TrialRecord]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     console = make_console()
-    folder = RunFolder.open(args.run)
+    folder = SearchFolder.open(args.run)
     state = folder.read_state()
     task = folder.load_task()
     records, warning = folder.read_trials(repair=False)

@@ -1,7 +1,7 @@
 """`autors train TASK --arch NAME|arch.json`: train one architecture and write a run folder.
 
 Evaluates on validation; evaluates on test only with `--test` (once, after training).
-The run folder layout is documented in `autors.training.run_folder`.
+The run folder (a train folder) is documented in `autors.training.train_folder`.
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ from rich.console import Console
 import fusion
 from autors.cli.common import RUNS_DIR, TASK_HELP, add_task_options, task_from_args
 from autors.data import prepare
-from autors.errors import ArchError
 from autors.training.loop import SCALARS
-from autors.training.run_folder import check_new_run_dir
-from autors.training.train_run import train_and_write
+from autors.training.train_folder import check_new_run_dir, train_and_write
+from fusion import ArchError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -95,18 +94,18 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         console.print(f"preparing data for task [bold]{task.name}[/] ({task.task})")
     data = prepare(task)
-    run = train_and_write(task, arch, data, seed, out, test=args.test,
-                          progress=not args.quiet, max_epochs=args.epochs)
+    trained = train_and_write(task, arch, data, seed, out, test=args.test,
+                              progress=not args.quiet, max_epochs=args.epochs)
 
-    outcome, cost = run.outcome, run.cost
+    outcome, cost = trained.outcome, trained.cost
     console.print(f"arch   {outcome.arch.summary()}")
     console.print(f"epochs {outcome.epochs} (best {outcome.best_epoch}, early stopping on "
                   f"{outcome.monitor}), {outcome.train_s:.1f} s on {outcome.device}")
     console.print(f"val    {_metrics_line(outcome.val_metrics)}")
-    if run.test_metrics is not None:
-        console.print(f"test   {_metrics_line(run.test_metrics)}")
+    if trained.test_metrics is not None:
+        console.print(f"test   {_metrics_line(trained.test_metrics)}")
     console.print(f"cost   {cost.params:,} params  {cost.flops / 1e6:.2f} MFLOPs/sample  "
                   f"{cost.latency_ms_b1:.2f} ms @1  {cost.latency_ms_per_sample_b256:.3f} "
                   f"ms/sample @{cost.throughput_batch} ({cost.threads} threads)")
-    console.print(f"run folder {run.path}")
+    console.print(f"run folder {out}")
     return 0

@@ -16,8 +16,6 @@ written under a temporary name and renamed when complete.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import shutil
 import warnings
 from datetime import datetime, timezone
@@ -45,9 +43,9 @@ from autors.export.card import (
     TaskCard,
 )
 from autors.export.source import Candidate, select
+from autors.files import atomic_folder, file_sha256, versions
 from autors.training.cost import random_inputs
-from autors.training.run_folder import RunFolder as TrainRun
-from autors.training.run_folder import versions
+from autors.training.train_folder import TrainFolder
 
 PARITY_ATOL = 1e-4
 PARITY_BATCH = 3
@@ -73,11 +71,7 @@ def export_model(run: str | Path, out: str | Path, rank: int = 1) -> Path:
     chosen = candidate.best
     task = _task_of(chosen)
     model = chosen.load_model()  # eval mode, CPU
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_folder(out) as tmp:
         shutil.copyfile(chosen.path / "arch.json", tmp / "arch.json")
         shutil.copyfile(chosen.path / "weights.pt", tmp / "weights.pt")
         parity = _write_compiled(model, chosen, task, tmp)
@@ -89,16 +83,10 @@ def export_model(run: str | Path, out: str | Path, rank: int = 1) -> Path:
                 f"card needs ({type(err).__name__}: {err}); was it written by `autors train`?"
             ) from None
         (tmp / CARD_FILE).write_text(card.to_json())
-        if out.exists():
-            out.rmdir()  # empty (checked above); the rename needs the name free
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
-def _task_of(run: TrainRun) -> TaskSpec:
+def _task_of(run: TrainFolder) -> TaskSpec:
     try:
         return TaskSpec.from_dict(run.run["task"]["spec"])
     except (KeyError, TypeError, ValidationError) as err:
@@ -108,7 +96,7 @@ def _task_of(run: TrainRun) -> TaskSpec:
         ) from None
 
 
-def _write_compiled(model: nn.Module, run: TrainRun, task: TaskSpec, folder: Path
+def _write_compiled(model: nn.Module, run: TrainFolder, task: TaskSpec, folder: Path
                     ) -> dict[str, float]:
     """Write model.ts / model.onnx as the task's `export.formats` asks; max |diff| per format."""
     size = task.sample_size
@@ -173,22 +161,14 @@ def _summary(values: list[float]) -> MetricSummary:
     return MetricSummary(mean=float(arr.mean()), std=std, n=int(arr.size), values=list(values))
 
 
-def summarize_metrics(runs: list[TrainRun], split: str) -> dict[str, MetricSummary] | None:
+def summarize_metrics(runs: list[TrainFolder], split: str) -> dict[str, MetricSummary] | None:
     """Scalar metrics of `split` over the runs (seeds); None unless every run has them."""
     if not all(split in r.metrics for r in runs):
         return None
     return {k: _summary([float(r.metrics[split][k]) for r in runs]) for k in CARD_METRICS}
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def build_card(candidate: Candidate, chosen: TrainRun, task: TaskSpec,
+def build_card(candidate: Candidate, chosen: TrainFolder, task: TaskSpec,
                parity: dict[str, float], folder: Path) -> ModelCard:
     """The model card of `chosen` (one seed of `candidate`) for the files now in `folder`."""
     inputs = chosen.run["inputs"]
@@ -237,5 +217,5 @@ def build_card(candidate: Candidate, chosen: TrainRun, task: TaskSpec,
         export=ExportInfo(formats=list(task.export.formats),
                           onnx_opset=task.export.onnx_opset if "onnx" in parity else None,
                           parity=parity),
-        files={f.name: sha256(f) for f in sorted(folder.iterdir()) if f.name != CARD_FILE},
+        files={f.name: file_sha256(f) for f in sorted(folder.iterdir()) if f.name != CARD_FILE},
     )

@@ -25,7 +25,8 @@ from torch import nn
 import fusion
 from autors.errors import ModelFolderError
 from autors.export.card import ModelCard, read_card
-from autors.export.export import ONNX_FILE, TS_FILE, sha256
+from autors.export.export import ONNX_FILE, TS_FILE
+from autors.files import file_sha256
 
 REQUIRED = ("arch.json", "weights.pt")
 _FIX = "re-export the model with `autors export RUN --out DIR`"
@@ -101,7 +102,7 @@ def _verify_files(path: Path, card: ModelCard) -> None:
         if not f.is_file():
             raise ModelFolderError(f"{f} is missing from the model folder: copy the whole "
                                    f"folder, or {_FIX}")
-        if sha256(f) != digest:
+        if file_sha256(f) != digest:
             raise ModelFolderError(
                 f"{f} does not match its checksum in model.json: the file was changed, "
                 f"truncated or replaced after export; restore the original folder or {_FIX}"

@@ -1,10 +1,12 @@
-"""What can be exported from a run folder: an `autors train` run or an `autors search` run.
+"""What can be exported from a run folder: a train folder or a search folder.
 
-- A train run (`autors.training.run_folder`) holds one model: rank 1.
-- A search run (`autors.search.runfolder`) lists its final retrained models in `final.jsonl`,
-  one row per (architecture = `trial_id`, seed). Rank r is the r-th of those architectures in
-  the search's own ranking of trials (`autors.search.report.ranked`: feasible by score).
-  Each ok row must name in `run_dir` (relative to the search folder) the train-run folder
+- A train folder (`autors.training.train_folder`, written by `autors train`) holds one model:
+  rank 1.
+- A search folder (`autors.search.search_folder`) lists its final retrained models in
+  `final.jsonl`, one row per (architecture = `trial_id`, seed). Rank r is the r-th of those
+  architectures in the search's own ranking of trials (`autors.search.report.ranked`:
+  feasible by score).
+  Each ok row must name in `run_dir` (relative to the search folder) the train folder
   that retraining wrote (weights, metrics, normalisation, provenance). All seeds of a rank
   are one candidate: metrics are summarised over them and the seed with the best validation
   score supplies the exported weights.
@@ -17,18 +19,16 @@ from pathlib import Path
 
 from autors.errors import AutorsError, ModelFolderError
 from autors.search.report import ranked
-from autors.search.runfolder import RunFolder as SearchRunFolder
-from autors.training.run_folder import FILES as TRAIN_FILES
-from autors.training.run_folder import RunFolder as TrainRun
-from autors.training.run_folder import read_run
+from autors.search.search_folder import SearchFolder
+from autors.training.train_folder import FILES, TrainFolder, read_train_folder
 
 
 @dataclass
 class Candidate:
-    """One exportable architecture: its rank and the train runs of its seeds."""
+    """One exportable architecture: its rank and the train folders of its seeds."""
 
     rank: int
-    runs: list[TrainRun]  # one per seed, seed order
+    runs: list[TrainFolder]  # one per seed, seed order
     source: Path  # the folder the user named
     kind: str  # "train" or "search"
 
@@ -38,7 +38,7 @@ class Candidate:
         return str(self.runs[0].metrics.get("monitor", "val_oa"))
 
     @property
-    def best(self) -> TrainRun:
+    def best(self) -> TrainFolder:
         """The seed whose weights are exported: best validation score, first seed on a tie."""
         key = self.monitor.removeprefix("val_")
         return max(self.runs, key=lambda r: float(r.metrics["val"][key]))
@@ -48,7 +48,9 @@ class Candidate:
         return [int(r.run["seed"]) for r in self.runs]
 
 
-def is_train_run(path: Path) -> bool:
+def is_train_folder(path: Path) -> bool:
+    """Whether `path` looks like a train folder (complete or not: reading it names what is
+    missing)."""
     return (path / "weights.pt").is_file() or (path / "arch.json").is_file()
 
 
@@ -57,11 +59,11 @@ def list_candidates(path: str | Path) -> list[Candidate]:
     path = Path(path)
     if not path.is_dir():
         raise ModelFolderError(f"run folder {path} does not exist")
-    if is_train_run(path):
-        return [Candidate(rank=1, runs=[read_run(path)], source=path, kind="train")]
+    if is_train_folder(path):
+        return [Candidate(rank=1, runs=[read_train_folder(path)], source=path, kind="train")]
     if not (path / "trials.jsonl").is_file():
         raise ModelFolderError(
-            f"{path} is neither an `autors train` run folder (no {', '.join(TRAIN_FILES)}) nor "
+            f"{path} is neither an `autors train` run folder (no {', '.join(FILES)}) nor "
             "an `autors search` run folder (no trials.jsonl): give the folder under "
             "results/runs/ that one of them wrote"
         )
@@ -81,7 +83,7 @@ def select(path: str | Path, rank: int) -> Candidate:
 
 
 def _search_candidates(path: Path) -> list[Candidate]:
-    folder = SearchRunFolder(path)
+    folder = SearchFolder(path)
     try:
         rows, _ = folder.read_final()
         records, _ = folder.read_trials()
@@ -95,16 +97,17 @@ def _search_candidates(path: Path) -> list[Candidate]:
             "search finish, or resume it with `autors search --resume`"
         )
     order = {r.trial_id: i for i, r in enumerate(ranked(records))}
-    runs: dict[int, list[TrainRun]] = {}
+    runs: dict[int, list[TrainFolder]] = {}
     for row in rows:
         if "run_dir" not in row:
             raise ModelFolderError(
                 f"{folder.final_file}: the row of trial {row.get('trial_id')} seed "
                 f"{row.get('seed')} has no 'run_dir', so this search did not keep the weights "
                 "of its final models; train that architecture with `autors train TASK --arch "
-                "arch.json --test` and export the train run folder"
+                "arch.json --test` and export its run folder"
             )
-        runs.setdefault(int(row["trial_id"]), []).append(read_run(path / str(row["run_dir"])))
+        runs.setdefault(int(row["trial_id"]), []).append(
+            read_train_folder(path / str(row["run_dir"])))
     # Trials missing from trials.jsonl (should not happen) rank after the known ones.
     by_rank = sorted(runs, key=lambda t: (order.get(t, len(order)), t))
     return [

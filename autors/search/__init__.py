@@ -15,9 +15,9 @@ Modules (one job each; only `nni_adapter` imports NNI):
     ray_pids     the local instance's pids in the run folder; stops a killed driver's leftovers
     scoring      objective + constraints -> one score; Pareto front
     records      TrialRecord, one line of trials.jsonl
-    runfolder    the run folder's files (append-only + atomic writes, repair on resume)
+    search_folder  the search's run folder (append-only + atomic writes, repair on resume)
     resume       what --resume checks and restores
-    final        top-k retraining on several seeds, tested once
+    final        top-k retraining on several seeds, tested once (training.trial's path)
     report       ranking, leaderboard rows, final statistics
     summary      summary.json
     plots        progress.png, pareto.png

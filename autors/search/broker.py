@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from autors.search.pool import TrialPool
 from autors.search.prescreen import Screen
 from autors.search.records import TrialRecord
-from autors.search.runfolder import RunFolder
 from autors.search.scoring import Judgement
+from autors.search.search_folder import SearchFolder
 from autors.training.result import TrialResult
 
 # The strategy proposed this many already-evaluated or over-limit architectures in a row: the
@@ -44,7 +44,7 @@ class SearchBroker:
     def __init__(
         self,
         pool: TrialPool,
-        run: RunFolder,
+        run: SearchFolder,
         judge: Callable[[TrialResult], Judgement],
         budget: Budget,
         history: list[TrialRecord],

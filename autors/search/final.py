@@ -1,16 +1,15 @@
 """The final phase: the top-k feasible architectures retrained with several seeds, each model
-evaluated once on the test split. Each retrained model is kept as an `autors train` run folder
-under `final/trial<id>_seed<seed>/` (written by the driver: cluster workers may not share its
-file system), which `autors export` reads. Rows go to final.jsonl as they finish, so a
-resumed run only redoes the missing (architecture, seed) pairs.
+evaluated once on the test split. Each retrained model is kept as a train folder (what
+`autors train` writes, `autors.training.train_folder`) under `final/trial<id>_seed<seed>/`
+(written by the driver: cluster workers may not share its file system), which `autors export`
+reads. Rows go to final.jsonl as they finish, so a resumed run only redoes the missing
+(architecture, seed) pairs.
 """
 
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +19,10 @@ from autors.config import TaskSpec
 from autors.data import PreparedData
 from autors.search.pool import Finished, SharedInputs, TrialFn, TrialPool, TrialResources
 from autors.search.records import TrialRecord
-from autors.search.runfolder import RunFolder
-from autors.training.cost import measure_cost
-from autors.training.evaluate import evaluate
-from autors.training.loop import SCALARS, train_model
+from autors.search.search_folder import SearchFolder
 from autors.training.result import TrialResult
-from autors.training.train_run import pack_run, write_packed_run
+from autors.training.train_folder import write_train_folder
+from autors.training.trial import TrainedModel, train_evaluate
 
 POLL_S = 0.5
 
@@ -33,30 +30,15 @@ POLL_S = 0.5
 def retrain_and_test(
     task_dict: dict, arch_dict: dict, seed: int, data: PreparedData, trial_id: int
 ) -> TrialResult:
-    """Train `arch_dict` with the task's budget and this seed, then evaluate on test once.
+    """The final phase's TrialFn: `train_evaluate` with this seed and the one test evaluation
+    of the model; `extra["trained"]` carries the model back to the driver (`TrainedModel.pack`).
 
     Runs in a Ray worker (the TrialPool catches any exception as a failed result).
     """
-    t0 = time.perf_counter()
-    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    task = TaskSpec.from_dict(task_dict)
-    outcome = train_model(task, arch_dict, data, seed, progress=False)
-    test = evaluate(outcome.model, data, "test")  # the only test evaluation of this model
-    cost = measure_cost(outcome.model, data.in_channels, task.sample_size)
-    metrics: dict[str, Any] = {f"test_{k}": float(test[k]) for k in SCALARS}
-    metrics.update({f"val_{k}": float(outcome.val_metrics[k]) for k in SCALARS})
-    return TrialResult(
-        trial_id=trial_id,
-        arch=outcome.arch.to_dict(),
-        seed=seed,
-        status="ok",
-        metrics=metrics,
-        cost=cost,
-        epochs=outcome.epochs,
-        train_s=outcome.train_s,
-        extra={"trained": pack_run(outcome=outcome, cost=cost, test_metrics=test,
-                                   started=started, wall_s=time.perf_counter() - t0)},
-    )
+    trained = train_evaluate(TaskSpec.from_dict(task_dict), arch_dict, data, seed, test=True)
+    result = trained.trial_result(trial_id, seed)
+    result.extra["trained"] = trained.pack()
+    return result
 
 
 def final_seeds(task: TaskSpec) -> list[int]:
@@ -65,7 +47,7 @@ def final_seeds(task: TaskSpec) -> list[int]:
 
 
 def run_final(
-    run: RunFolder,
+    run: SearchFolder,
     task: TaskSpec,
     chosen: list[TrialRecord],
     inputs: SharedInputs,
@@ -79,7 +61,7 @@ def run_final(
     jobs = [(rec, s) for rec in chosen for s in final_seeds(task) if (rec.trial_id, s) not in done]
     if not jobs:
         return rows
-    data: PreparedData = ray.get(inputs.data_ref)  # zero-copy view, to write run folders
+    data: PreparedData = ray.get(inputs.data_ref)  # zero-copy view, to write train folders
     pool = TrialPool(final_fn, inputs, resources, task.search.concurrency)
     by_job: dict[int, tuple[TrialRecord, int]] = {}
     queue = list(enumerate(jobs))
@@ -105,13 +87,13 @@ def run_final(
 
 def _keep_model(run_path: Path, task: TaskSpec, data: PreparedData, rec: TrialRecord,
                 seed: int, trained: dict[str, Any]) -> str:
-    """Write the retrained model's run folder; its path relative to the search folder."""
+    """Write the retrained model's train folder; its path relative to the search folder."""
     rel = Path("final") / f"trial{rec.trial_id}_seed{seed}"
     out = run_path / rel
     if out.exists():  # written before a crash that lost its final.jsonl row: redo it
         shutil.rmtree(out)
     out.parent.mkdir(exist_ok=True)
-    write_packed_run(out, task, data, seed, trained)
+    write_train_folder(out, task, data, seed, TrainedModel.unpack(trained, data))
     return str(rel)
 
 

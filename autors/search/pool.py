@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import socket
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,14 +23,11 @@ import ray
 
 from autors.errors import SearchError
 from autors.search.limits import MIB, looks_out_of_memory, memory_limit
-from autors.training.result import TrialResult
+from autors.training.result import ERROR_TAIL_CHARS, TrialResult, error_text
 
 # (task dict, arch dict, seed, prepared data, trial id) -> TrialResult; must be importable or
 # picklable by value, because it runs in Ray worker processes.
 TrialFn = Callable[[dict, dict, int, Any, int], TrialResult]
-
-_ERROR_TAIL = 2000  # characters of traceback kept in trials.jsonl
-
 
 @dataclass(frozen=True)
 class TrialResources:
@@ -110,13 +106,8 @@ def _run_in_worker(
         with memory_limit(memory_mb):
             result = trial_fn(task, arch, seed, data, trial_id)
     except Exception as err:  # noqa: BLE001 - any trial error becomes a failed trial
-        tb = traceback.format_exc()[-_ERROR_TAIL:]
         result = TrialResult(
-            trial_id=trial_id,
-            arch=arch,
-            seed=seed,
-            status="failed",
-            error=f"{type(err).__name__}: {err}\n{tb}",
+            trial_id=trial_id, arch=arch, seed=seed, status="failed", error=error_text(err)
         )
     if memory_mb is not None and result.status == "failed" and looks_out_of_memory(result.error):
         result.error = (
@@ -293,7 +284,7 @@ class TrialPool:
                 error=(
                     f"the Ray task failed outside the trial code after "
                     f"{self.resources.max_retries} retr{'y' if self.resources.max_retries == 1 else 'ies'}"
-                    f": {type(err).__name__}: {str(err)[-_ERROR_TAIL:]}"
+                    f": {type(err).__name__}: {str(err)[-ERROR_TAIL_CHARS:]}"
                 ),
             )
         return Finished(run.trial_id, run.arch, run.seed, result, run.submitted_at, time.time())

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import fusion
 from autors.config import TaskSpec
 from autors.data import PreparedData
-from autors.training.cost import count_flops, count_params
+from autors.training.cost import count_flops
 from autors.training.loop import resolve_arch
 
 # {"params": n, "flops": n} of an architecture over a static limit, else None.
@@ -24,7 +24,7 @@ def static_cost(arch: dict, task: TaskSpec, data: PreparedData) -> dict[str, int
     """Parameters and forward FLOPs per sample of `arch` for this task (untrained model)."""
     spec = resolve_arch(arch, task, data)
     model = fusion.build_model(spec, data.in_channels, data.num_classes, dense=spec.dense)
-    return {"params": count_params(model),
+    return {"params": fusion.count_params(model),
             "flops": count_flops(model, data.in_channels, task.sample_size)}
 
 

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from autors.search.runfolder import write_atomic
+from autors.files import write_atomic
 
 FILE_NAME = "ray_local.json"
 FORMAT = 1

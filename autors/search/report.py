@@ -12,9 +12,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from autors.files import write_atomic
 from autors.search.records import TrialRecord, trained_count
-from autors.search.runfolder import RunFolder, write_atomic
 from autors.search.scoring import pareto_front
+from autors.search.search_folder import SearchFolder
 from fusion import Arch, ArchError
 
 METRICS = ("oa", "aa", "kappa", "miou")
@@ -168,7 +169,7 @@ def leaderboard_rows(
     return rows
 
 
-def write_leaderboard(run: RunFolder, rows: list[dict[str, Any]]) -> None:
+def write_leaderboard(run: SearchFolder, rows: list[dict[str, Any]]) -> None:
     if not rows:
         write_atomic(run.leaderboard_file, "")
         return

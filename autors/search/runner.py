@@ -48,9 +48,9 @@ from autors.search.resume import (
     merge_resumed_task,
     previous_elapsed,
 )
-from autors.search.runfolder import RunFolder
 from autors.search.scoring import judge
-from autors.training.run_folder import check_task_copyable
+from autors.search.search_folder import SearchFolder
+from autors.training.train_folder import check_task_copyable
 from autors.training.trial import run_trial
 
 if TYPE_CHECKING:
@@ -96,7 +96,7 @@ def run_search(
 
     # -- the task, the data, then the run folder (bad input fails before anything exists) ----
     if options.resume is not None:
-        run = RunFolder.open(options.resume)
+        run = SearchFolder.open(options.resume)
         state = run.read_state()
         check_not_running(state, run.path)
         task = merge_resumed_task(run.load_task(), task, run.path)
@@ -118,7 +118,7 @@ def run_search(
         if repaired:
             log_line(console, f"warning: {repaired}")
     else:
-        run = RunFolder.create(options.out_dir / (options.name or default_run_name(task)), task)
+        run = SearchFolder.create(options.out_dir / (options.name or default_run_name(task)), task)
         state = _new_state(run, task, split)
         run.write_state(state)  # from now on the folder is a run (resumable, listable)
         history, repaired = [], None
@@ -237,7 +237,7 @@ def _search_phase(
 
 
 def _final_phase(
-    run: RunFolder, task: TaskSpec, chosen: list[TrialRecord], inputs: SharedInputs,
+    run: SearchFolder, task: TaskSpec, chosen: list[TrialRecord], inputs: SharedInputs,
     resources: TrialResources, final_fn: TrialFn, console: Console,
 ) -> list[dict[str, Any]]:
     """Top-k retrained on several seeds, each model tested once; all final.jsonl rows."""
@@ -250,7 +250,7 @@ def _final_phase(
                      on_row=lambda row: log_line(console, _final_line(row)))
 
 
-def _new_state(run: RunFolder, task: TaskSpec, split: dict[str, Any]) -> dict[str, Any]:
+def _new_state(run: SearchFolder, task: TaskSpec, split: dict[str, Any]) -> dict[str, Any]:
     return {
         "name": run.path.name,
         "task_name": task.name,
@@ -294,7 +294,7 @@ def _final_line(row: dict[str, Any]) -> str:
     return f"final trial {row['trial_id']} seed {row['seed']}: {shown}"
 
 
-def _save_state(run: RunFolder, state: dict, broker: SearchBroker, status: str) -> None:
+def _save_state(run: SearchFolder, state: dict, broker: SearchBroker, status: str) -> None:
     state["status"] = status
     state["updated"] = _now()
     state["trials_finished"] = trained_count(broker.records)
@@ -305,7 +305,7 @@ def _save_state(run: RunFolder, state: dict, broker: SearchBroker, status: str) 
 
 
 def _write_outputs(
-    run: RunFolder, task: TaskSpec, records: list[TrialRecord], finals: list[FinalStats]
+    run: SearchFolder, task: TaskSpec, records: list[TrialRecord], finals: list[FinalStats]
 ) -> None:
     objective = task.search.objective
     write_leaderboard(run, leaderboard_rows(records, finals))

@@ -8,26 +8,16 @@ import platform
 import socket
 import time
 from collections import Counter
-from importlib import metadata
 from typing import Any
 
 from autors.config import TaskSpec
+from autors.files import versions
 from autors.search.broker import SearchBroker
 from autors.search.cluster import ClusterInfo
 from autors.search.records import TrialRecord
 from autors.search.report import FinalStats, arch_summary, best, counts, pareto
-from autors.search.runfolder import RunFolder
+from autors.search.search_folder import SearchFolder
 from search_spaces import SearchSpace
-
-
-def versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for pkg in ("autors", "nni", "ray", "torch", "numpy", "rasterio"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
 
 
 def engine_stats(records: list[TrialRecord], concurrency: int, search_s: float) -> dict[str, Any]:
@@ -74,7 +64,7 @@ def _record_view(r: TrialRecord, objective: str) -> dict[str, Any]:
 
 def build(
     *,
-    run: RunFolder,
+    run: SearchFolder,
     task: TaskSpec,
     space: SearchSpace,
     state: dict[str, Any],

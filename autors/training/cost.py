@@ -24,14 +24,10 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from autors.training.result import Cost
+from fusion import count_params
 
 THROUGHPUT_BATCH = 256
 THROUGHPUT_FLOP_BUDGET = 2e10  # ~ a second or two on one CPU core
-
-
-def count_params(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def random_inputs(

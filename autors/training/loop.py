@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader
 import fusion
 from autors.config import TaskSpec, TrainSpec
 from autors.data import PreparedData
-from autors.errors import ArchError, AutorsError
+from autors.errors import AutorsError
 from autors.training.batches import (
     Batch,
     apply_modality_dropout,
@@ -76,7 +76,8 @@ def monitor_metric(task: TaskSpec) -> str:
 
 def resolve_arch(arch: fusion.Arch | dict | str, task: TaskSpec, data: PreparedData) -> fusion.Arch:
     """An Arch for this task: a baseline name, an arch dict or an Arch, checked against the
-    task's sensors and output kind. fusion's errors become `autors.errors.ArchError`."""
+    task's sensors and output kind; a misfit raises `fusion.ArchError` (the one arch error
+    type: the CLI reports it as a user error), its message prefixed with 'architecture:'."""
     dense = task.dense
     try:
         if isinstance(arch, str):
@@ -85,7 +86,7 @@ def resolve_arch(arch: fusion.Arch | dict | str, task: TaskSpec, data: PreparedD
             arch = fusion.Arch.from_dict(arch)
         arch.validate(sensors=list(data.in_channels), dense=dense)
     except fusion.ArchError as err:
-        raise ArchError(f"architecture: {err}") from None
+        raise fusion.ArchError(f"architecture: {err}") from None
     return arch
 
 
@@ -157,7 +158,7 @@ def train_model(
 ) -> TrainOutcome:
     """Train `arch` on `data` with `task.train`; `max_epochs` overrides `task.train.epochs`.
 
-    Raises `ArchError` for an arch that does not fit the task and `TrainingDivergedError`
+    Raises `fusion.ArchError` for an arch that does not fit the task and `TrainingDivergedError`
     when the loss stops being finite.
     """
     spec = task.train

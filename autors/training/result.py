@@ -8,12 +8,23 @@ Raw metric and cost values are kept as measured; turning them into one score to 
 from __future__ import annotations
 
 import dataclasses
+import traceback
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 # over_limit: never trained, because its parameters or FLOPs (known before training) exceed a
 # constraint; extra["static_cost"] holds them (see autors.search.prescreen).
 TrialStatus = Literal["ok", "failed", "timeout", "over_limit"]
+
+ERROR_TAIL_CHARS = 2000  # traceback kept in trials.jsonl: the message and the last frames
+
+
+def error_text(err: BaseException) -> str:
+    """A failed trial's `error`: the error line first (what a leaderboard shows), then the end
+    of the traceback (at most ERROR_TAIL_CHARS of it)."""
+    tb = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+    tail = tb if len(tb) <= ERROR_TAIL_CHARS else "..." + tb[-ERROR_TAIL_CHARS:]
+    return f"{type(err).__name__}: {err}\n{tail}"
 
 
 @dataclass

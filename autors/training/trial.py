@@ -1,43 +1,127 @@
-"""One search trial: plain data in, a `TrialResult` out (runs inside a Ray worker).
+"""The one trial path: train an architecture, evaluate it, measure its cost.
 
-Training or model errors never escape: they become `status="failed"` with the error text, so
-the search records them and goes on. KeyboardInterrupt (and other BaseExceptions such as
-SystemExit) are let through so a stopped search stops. The test split is never touched here.
+    trained = train_evaluate(task, arch, data, seed, test=False)   # -> TrainedModel
+
+Every trained model of autors comes out of `train_evaluate`:
+- a search trial (`run_trial`, in a Ray worker): validation only, never the test split;
+- the search's final retraining (`autors.search.final.retrain_and_test`): test once;
+- `autors train` (`autors.training.model_folder.train_and_write`): test only with --test.
+
+`run_trial` is plain data in, a `TrialResult` out. Training or model errors never escape it:
+they become `status="failed"` with the error text, so the search records them and goes on.
+KeyboardInterrupt (and other BaseExceptions such as SystemExit) are let through so a stopped
+search stops.
 """
 
 from __future__ import annotations
 
 import socket
 import time
-import traceback
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from typing import Any
 
+import fusion
 from autors.config import TaskSpec
 from autors.data import PreparedData
 from autors.training.cost import measure_cost
+from autors.training.evaluate import evaluate
 from autors.training.loop import SCALARS, TrainOutcome, train_model
-from autors.training.result import TrialResult
-
-ERROR_TAIL_CHARS = 2000  # enough for the message and the last frames of the traceback
+from autors.training.result import Cost, TrialResult, error_text
 
 
-def val_metrics(outcome: TrainOutcome) -> dict[str, Any]:
-    """TrialResult.metrics: val_oa, val_aa, val_kappa, val_miou, val_ece, val_loss, and per-class
-    val_per_class_accuracy / val_per_class_iou ({class: value | None})."""
-    val = outcome.val_metrics
-    out: dict[str, Any] = {f"val_{k}": float(val[k]) for k in SCALARS}
-    out["val_ece"] = float(val["ece"])
-    out["val_loss"] = float(val["loss"])
-    out["val_per_class_accuracy"] = val["per_class_accuracy"]
-    out["val_per_class_iou"] = val["per_class_iou"]
-    return out
+@dataclass
+class TrainedModel:
+    """A trained model (best validation epoch), its evaluation and its cost."""
+
+    outcome: TrainOutcome  # the model, resolved arch, history, validation metrics, epochs
+    cost: Cost
+    test_metrics: dict[str, Any] | None  # None unless the test split was explicitly asked for
+    started: str  # ISO 8601 UTC, when training began
+    wall_s: float  # training, evaluation and cost measurement
+    cost_s: float  # of which measuring the cost
+
+    def metrics(self) -> dict[str, Any]:
+        """TrialResult.metrics: val_oa, val_aa, val_kappa, val_miou, val_ece, val_loss, per-class
+        val_per_class_accuracy / val_per_class_iou ({class: value | None}); with a test
+        evaluation also test_oa, test_aa, test_kappa, test_miou."""
+        val = self.outcome.val_metrics
+        out: dict[str, Any] = {f"val_{k}": float(val[k]) for k in SCALARS}
+        out["val_ece"] = float(val["ece"])
+        out["val_loss"] = float(val["loss"])
+        out["val_per_class_accuracy"] = val["per_class_accuracy"]
+        out["val_per_class_iou"] = val["per_class_iou"]
+        if self.test_metrics is not None:
+            out.update({f"test_{k}": float(self.test_metrics[k]) for k in SCALARS})
+        return out
+
+    def trial_result(self, trial_id: int, seed: int) -> TrialResult:
+        """This model as an ok TrialResult. `extra` holds best_epoch, monitor, device, cost_s
+        and the per-epoch history; `train_s` is training + per-epoch validation."""
+        o = self.outcome
+        return TrialResult(
+            trial_id=trial_id, arch=o.arch.to_dict(), seed=seed, status="ok",
+            metrics=self.metrics(), cost=self.cost, epochs=o.epochs, duration_s=self.wall_s,
+            train_s=o.train_s, node=socket.gethostname(),
+            extra={"best_epoch": o.best_epoch, "monitor": o.monitor, "device": o.device,
+                   "cost_s": self.cost_s, "history": o.history},
+        )
+
+    def pack(self) -> dict[str, Any]:
+        """Plain data (CPU tensors, JSON-able values), so a Ray worker can hand the model to the
+        driver, which writes its folder (cluster workers may not share the driver's disk)."""
+        o = self.outcome
+        return {
+            "arch": o.arch.to_dict(),
+            "state_dict": {k: v.detach().cpu() for k, v in o.model.state_dict().items()},
+            "history": o.history, "val_metrics": o.val_metrics, "best_epoch": o.best_epoch,
+            "epochs": o.epochs, "monitor": o.monitor, "device": o.device, "train_s": o.train_s,
+            "cost": asdict(self.cost), "test_metrics": self.test_metrics,
+            "started": self.started, "wall_s": self.wall_s, "cost_s": self.cost_s,
+        }
+
+    @classmethod
+    def unpack(cls, packed: dict[str, Any], data: PreparedData) -> TrainedModel:
+        """The TrainedModel of `pack()`, its network rebuilt for `data` (eval mode, CPU)."""
+        arch = fusion.Arch.from_dict(packed["arch"])
+        model = fusion.build_model(arch, data.in_channels, data.num_classes)
+        model.load_state_dict(packed["state_dict"])
+        outcome = TrainOutcome(
+            model=model.eval(), arch=arch, history=packed["history"],
+            val_metrics=packed["val_metrics"], best_epoch=packed["best_epoch"],
+            epochs=packed["epochs"], monitor=packed["monitor"], device=packed["device"],
+            train_s=packed["train_s"],
+        )
+        return cls(outcome=outcome, cost=Cost(**packed["cost"]),
+                   test_metrics=packed["test_metrics"], started=packed["started"],
+                   wall_s=packed["wall_s"], cost_s=packed["cost_s"])
 
 
-def _error_text(err: BaseException) -> str:
-    """The error line first (what a leaderboard shows), then the end of the traceback."""
-    tb = "".join(traceback.format_exception(type(err), err, err.__traceback__))
-    tail = tb if len(tb) <= ERROR_TAIL_CHARS else "..." + tb[-ERROR_TAIL_CHARS:]
-    return f"{type(err).__name__}: {err}\n{tail}"
+def train_evaluate(
+    task: TaskSpec,
+    arch: fusion.Arch | dict | str,
+    data: PreparedData,
+    seed: int,
+    *,
+    test: bool = False,
+    progress: bool = False,
+    max_epochs: int | None = None,
+) -> TrainedModel:
+    """Train `arch` with `task.train` (early stopping on validation), evaluate it once on the
+    test split only if `test`, and measure its cost at the task's input size.
+
+    Raises `fusion.ArchError` for an arch that does not fit the task and
+    `TrainingDivergedError` when the loss stops being finite.
+    """
+    t0 = time.perf_counter()
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    outcome = train_model(task, arch, data, seed, progress=progress, max_epochs=max_epochs)
+    test_metrics = evaluate(outcome.model, data, "test", task.train.batch_size) if test else None
+    t_cost = time.perf_counter()
+    cost = measure_cost(outcome.model, data.in_channels, task.sample_size)
+    now = time.perf_counter()
+    return TrainedModel(outcome=outcome, cost=cost, test_metrics=test_metrics, started=started,
+                        wall_s=now - t0, cost_s=now - t_cost)
 
 
 def run_trial(
@@ -47,34 +131,15 @@ def run_trial(
     data: PreparedData,
     trial_id: int,
 ) -> TrialResult:
-    """Train `arch_dict` with the task's `train` budget, evaluate on validation, measure cost.
-
-    `extra` holds best_epoch, monitor, device, cost_s (time measuring cost) and the per-epoch
-    history. `train_s` is training + per-epoch validation; `duration_s` the whole call.
-    """
+    """A search trial (the search's TrialFn): `train_evaluate` on validation only, as a
+    TrialResult; a failure is a failed TrialResult with the error text, never an exception.
+    `duration_s` is the whole call."""
     t0 = time.perf_counter()
-    result = TrialResult(
-        trial_id=trial_id, arch=arch_dict, seed=seed, status="failed", node=socket.gethostname()
-    )
     try:
         task = TaskSpec.from_dict(task_dict)
-        outcome = train_model(task, arch_dict, data, seed, progress=False)
-        result.train_s = outcome.train_s
-        result.epochs = outcome.epochs
-        result.arch = outcome.arch.to_dict()
-        result.metrics = val_metrics(outcome)
-        t_cost = time.perf_counter()
-        result.cost = measure_cost(outcome.model, data.in_channels, task.sample_size)
-        result.extra = {
-            "best_epoch": outcome.best_epoch,
-            "monitor": outcome.monitor,
-            "device": outcome.device,
-            "cost_s": time.perf_counter() - t_cost,
-            "history": outcome.history,
-        }
-        result.status = "ok"
+        result = train_evaluate(task, arch_dict, data, seed).trial_result(trial_id, seed)
     except Exception as err:  # noqa: BLE001 - any failure of this trial is recorded, not raised
-        result.status = "failed"
-        result.error = _error_text(err)
+        result = TrialResult(trial_id=trial_id, arch=arch_dict, seed=seed, status="failed",
+                             error=error_text(err), node=socket.gethostname())
     result.duration_s = time.perf_counter() - t0
     return result

@@ -14,7 +14,7 @@ import pytest
 
 from autors.cli import main
 from autors.errors import SearchError
-from autors.search.runfolder import RunFolder
+from autors.search.search_folder import SearchFolder
 
 
 def test_a_node_that_joins_mid_search_runs_later_trials(head_only, kit, make_task, marks,
@@ -66,7 +66,7 @@ def test_trials_spread_over_both_nodes_and_status_shows_them(two_nodes, kit, mak
     finally:
         kit.helpers.kill_session(proc.pid)
     assert code == 0, log_path.read_text()[-3000:]
-    run = RunFolder(tmp_path / "runs" / "spread")
+    run = SearchFolder(tmp_path / "runs" / "spread")
     records, _ = run.read_trials()
     assert len(records) == 4 and all(r.ok for r in records)
     assert {r.result.node for r in records} == {kit.HEAD_IP, kit.WORKER_IP}

@@ -16,7 +16,7 @@ import pytest
 
 from autors.cli import main
 from autors.search.limits import data_bytes, looks_out_of_memory, memory_limit
-from autors.search.runfolder import RunFolder
+from autors.search.search_folder import SearchFolder
 
 
 def _running_trials(cluster) -> list[int]:
@@ -96,7 +96,7 @@ def test_sigkilled_driver_resumes_on_the_cluster(two_nodes, kit, make_task, tmp_
     kit.helpers.assert_resumed(run_dir / "trials.jsonl", before, outcome.records, 6)
     assert "resumed: strategy re-seeded with population of" in log
     assert {r.result.node for r in outcome.records} <= {kit.HEAD_IP, kit.WORKER_IP}
-    sessions = json.loads(RunFolder(run_dir).state_file.read_text())["sessions"]
+    sessions = json.loads(SearchFolder(run_dir).state_file.read_text())["sessions"]
     assert [s["cluster"]["mode"] for s in sessions] == ["address", "address"]
 
 

@@ -23,7 +23,7 @@ from autors.cli import main
 from autors.errors import ModelFolderError
 from autors.export.loader import load_exported
 from autors.search.cluster import use_token_auth
-from autors.training.run_folder import read_run
+from autors.training.train_folder import read_train_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("autors", "fusion", "search_spaces")
@@ -179,7 +179,7 @@ def test_a_tampered_weights_file_is_refused_without_running_its_code(trained, tm
     (model / "model.json").write_text(json.dumps(card))
 
     with pytest.raises(ModelFolderError, match=rf"{run / 'weights.pt'}: cannot load the weights"):
-        read_run(run).load_model()
+        read_train_folder(run).load_model()
     with pytest.raises(ModelFolderError, match=rf"{model / 'weights.pt'}: cannot load"):
         load_exported(model)
     assert not sentinel.exists(), "loading a weights file ran code from it"

@@ -23,7 +23,7 @@ from autors.export.loader import load_exported
 from autors.export.source import list_candidates, select
 from autors.search.records import TrialRecord
 from autors.training.result import TrialResult
-from autors.training.run_folder import read_run
+from autors.training.train_folder import read_train_folder
 
 FILES = {"arch.json", "weights.pt", "model.ts", "model.onnx", "model.json"}
 
@@ -38,7 +38,7 @@ def _inputs(card_in_channels: dict[str, int], batch: int, size: int, seed: int
 def test_folder_and_model_card(exported: Path, train_run: Path) -> None:
     assert {p.name for p in exported.iterdir()} == FILES
     card = load_exported(exported).card
-    run = read_run(train_run)
+    run = read_train_folder(train_run)
     metrics = json.loads((train_run / "metrics.json").read_text())
     assert card.inputs == ["optical", "sar", "lidar", "hsi"]
     assert [s.name for s in card.sensors] == card.inputs
@@ -77,7 +77,7 @@ def test_rebuild_from_arch_and_weights_is_exact(exported: Path, train_run: Path)
     arch = json.loads((exported / "arch.json").read_text())
     model = fusion.build_model(arch, card.in_channels, card.num_classes).eval()
     model.load_state_dict(torch.load(exported / "weights.pt", weights_only=True))
-    original = read_run(train_run).load_model()
+    original = read_train_folder(train_run).load_model()
     for (k, a), (k2, b) in zip(model.state_dict().items(), original.state_dict().items()):
         assert k == k2 and torch.equal(a, b)
     x = _inputs(card.in_channels, 4, card.task.input_size, seed=3)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from autors.errors import ModelFolderError
-from autors.export.export import sha256
 from autors.export.loader import load_exported
+from autors.files import file_sha256
 
 
 def test_intact_copy_loads(model_copy: Path) -> None:
@@ -40,7 +40,7 @@ def test_edited_arch_with_forged_checksum(model_copy: Path) -> None:
     arch["fusion"]["width"] = 32
     (model_copy / "arch.json").write_text(json.dumps(arch))
     card = json.loads((model_copy / "model.json").read_text())
-    card["files"]["arch.json"] = sha256(model_copy / "arch.json")
+    card["files"]["arch.json"] = file_sha256(model_copy / "arch.json")
     (model_copy / "model.json").write_text(json.dumps(card))
     with pytest.raises(ModelFolderError, match=r"weights\.pt: cannot load the weights into the "
                        r"model of arch\.json"):
@@ -50,7 +50,7 @@ def test_edited_arch_with_forged_checksum(model_copy: Path) -> None:
 def test_arch_that_is_not_json(model_copy: Path) -> None:
     (model_copy / "arch.json").write_text("{not json")
     card = json.loads((model_copy / "model.json").read_text())
-    card["files"]["arch.json"] = sha256(model_copy / "arch.json")
+    card["files"]["arch.json"] = file_sha256(model_copy / "arch.json")
     (model_copy / "model.json").write_text(json.dumps(card))
     with pytest.raises(ModelFolderError, match=r"arch\.json: not a valid arch"):
         load_exported(model_copy)

@@ -15,8 +15,8 @@ from autors.cli import main
 from autors.config import TaskSpec
 from autors.errors import AutorsError
 from autors.search.broker import arch_key
-from autors.search.runfolder import RunFolder
 from autors.search.runner import SearchOptions, SearchOutcome, run_search
+from autors.search.search_folder import SearchFolder
 
 
 def search(task, tmp_path: Path, name: str, trial_fn, final_fn) -> SearchOutcome:
@@ -178,7 +178,7 @@ def test_time_budget_stops_the_search(make_task, trial_fns, tmp_path) -> None:
     assert s["wall_s"]["search_s"] < 6.0
     assert all(r.elapsed_s <= 3.5 for r in outcome.records)
     # Trials cut at the deadline are not recorded as finished.
-    state = RunFolder(outcome.run_dir).read_state()
+    state = SearchFolder(outcome.run_dir).read_state()
     assert state["trials_finished"] == len(outcome.records) and state["running"] == []
 
 

@@ -13,8 +13,8 @@ from autors.config import ConstraintSpec
 from autors.errors import SearchError
 from autors.search.records import TrialRecord
 from autors.search.report import best, leaderboard_rows, pareto, ranked
-from autors.search.runfolder import RunFolder
 from autors.search.scoring import FAILED_SCORE, judge, pareto_front
+from autors.search.search_folder import SearchFolder
 from autors.training.result import Cost, TrialResult
 
 ARCH = {"version": 1, "branches": {"a": {"kind": "conv", "width": 8, "depth": 0, "kernel": 3}},
@@ -110,8 +110,8 @@ def test_pareto_front() -> None:
     assert [r.trial_id for r in pareto(recs, "val_oa")] == [2, 1, 4, 3]
 
 
-def _task_stub(tmp_path: Path, make_task) -> RunFolder:
-    return RunFolder.create(tmp_path / "run", make_task())
+def _task_stub(tmp_path: Path, make_task) -> SearchFolder:
+    return SearchFolder.create(tmp_path / "run", make_task())
 
 
 def test_truncated_last_line_is_repaired_with_a_warning(tmp_path: Path, make_task) -> None:
@@ -146,15 +146,15 @@ def test_run_folder_refuses_overwrite_and_non_runs(tmp_path: Path, make_task) ->
     run = _task_stub(tmp_path, make_task)
     run.write_state({"status": "created", "sessions": []})
     with pytest.raises(SearchError, match="already holds a run: continue it with --resume"):
-        RunFolder.create(run.path, make_task())
+        SearchFolder.create(run.path, make_task())
     (tmp_path / "other").mkdir()
     with pytest.raises(SearchError, match=r"not an autors run folder \(missing run.json"):
-        RunFolder.open(tmp_path / "other")
+        SearchFolder.open(tmp_path / "other")
     with pytest.raises(SearchError, match="run folder not found"):
-        RunFolder.open(tmp_path / "missing")
+        SearchFolder.open(tmp_path / "missing")
     state = json.loads(run.state_file.read_text())
     assert state["format"] == 1
-    assert RunFolder.open(run.path).load_task().name == make_task().name
+    assert SearchFolder.open(run.path).load_task().name == make_task().name
 
 
 def test_ties_on_the_objective_are_broken_by_kappa_then_loss_then_flops() -> None:

@@ -1,4 +1,4 @@
-"""`autors train` end to end, and the run folder it leaves (read back as export will)."""
+"""`autors train` end to end, and the train folder it leaves (read back as export will)."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from autors.cli import main
 from autors.config import TaskSpec, load_task
 from autors.data import Grid, PreparedData, prepare
 from autors.errors import ModelFolderError, TaskFileError
+from autors.files import VERSIONED_PACKAGES
 from autors.training.cost import random_inputs
 from autors.training.evaluate import evaluate
-from autors.training.run_folder import FILES, read_run
-from autors.training.train_run import train_and_write
+from autors.training.train_folder import FILES, read_train_folder, train_and_write
 
 
 def _train(task: Path, out: Path, *extra: str, quiet: bool = True) -> int:
@@ -51,7 +51,8 @@ def test_train_writes_the_run_folder_without_test_metrics(
     assert run["seed"] == 4
     assert run["task"]["sha256"] == hashlib.sha256(task_path.read_bytes()).hexdigest()
     assert (out / "task.yaml").read_bytes() == task_path.read_bytes()
-    assert set(run["versions"]) == {"autors", "torch", "numpy", "rasterio", "python"}
+    assert set(run["versions"]) == {"autors", "python", *VERSIONED_PACKAGES}
+    assert run["versions"]["torch"] == torch.__version__
     assert [s["name"] for s in run["inputs"]["sensors"]] == ["optical", "lidar"]
     assert run["inputs"]["sensors"][0]["in_channels"] == 4
     assert run["inputs"]["class_names"] == ["water", "grass", "trees"]
@@ -79,7 +80,7 @@ def test_test_flag_adds_test_metrics_once(
     data = prepare(load_task(write_task(edit=_quick, name="again.yaml")))
     assert test["num_samples"] == int((data.splits.test >= 0).sum())
     # the saved weights reproduce the saved test numbers
-    model = read_run(out).load_model()
+    model = read_train_folder(out).load_model()
     assert evaluate(model, data, "test")["confusion_matrix"] == test["confusion_matrix"]
 
 
@@ -98,7 +99,7 @@ def test_arch_json_and_weights_rebuild_the_identical_model(
     task_path = write_task(edit=_quick)
     assert main(["train", str(task_path), "--arch", str(arch_path), "--out", str(out),
                  "--quiet", "--epochs", "1"]) == 0
-    run = read_run(out)
+    run = read_train_folder(out)
     assert run.arch == fusion.Arch.from_dict(arch)
     model = run.load_model()
     # rebuilt independently: arch.json + state_dict loaded with weights_only=True
@@ -164,10 +165,10 @@ def test_reading_a_broken_run_folder_names_the_problem(
     assert _train(write_task(edit=_quick), out, "--epochs", "1") == 0
     (out / "weights.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ModelFolderError, match="weights.pt: cannot load"):
-        read_run(out).load_model()
+        read_train_folder(out).load_model()
     (out / "arch.json").unlink()
     with pytest.raises(ModelFolderError, match="incomplete: missing arch.json"):
-        read_run(out)
+        read_train_folder(out)
 
 
 def test_train_and_write_from_a_task_dict_without_file(
@@ -178,16 +179,16 @@ def test_train_and_write_from_a_task_dict_without_file(
     assert task.source is None
     d = task.to_dict()
     d["train"].update(epochs=1, max_train_samples=64)
-    run = train_and_write(TaskSpec.from_dict(d), "late_cnn", patch_data, 2, tmp_path / "w",
-                          test=True)
-    folder = read_run(run.path)
+    trained = train_and_write(TaskSpec.from_dict(d), "late_cnn", patch_data, 2, tmp_path / "w",
+                              test=True)
+    folder = read_train_folder(tmp_path / "w")
     assert folder.run["task"]["path"] is None
-    written = yaml.safe_load((run.path / "task.yaml").read_text())
+    written = yaml.safe_load((folder.path / "task.yaml").read_text())
     assert TaskSpec.from_dict(written) == TaskSpec.from_dict(d)
     assert folder.run["task"]["sha256"] == \
-        hashlib.sha256((run.path / "task.yaml").read_bytes()).hexdigest()
-    assert folder.metrics["test"] == run.test_metrics
-    assert folder.metrics["cost"]["params"] == run.cost.params
+        hashlib.sha256((folder.path / "task.yaml").read_bytes()).hexdigest()
+    assert folder.metrics["test"] == trained.test_metrics
+    assert folder.metrics["cost"]["params"] == trained.cost.params
 
 
 def test_a_task_whose_file_is_gone_is_refused_before_training(

@@ -7,7 +7,8 @@ import math
 import torch
 from torch import nn
 
-from autors.training.cost import count_flops, count_params, measure_cost
+from autors.training.cost import count_flops, measure_cost
+from fusion import count_params
 
 
 class TwoSensorNet(nn.Module):

@@ -10,10 +10,11 @@ import torch
 
 from autors.config import TaskSpec
 from autors.data import PreparedData, Splits
-from autors.errors import ArchError, TaskFileError
+from autors.errors import TaskFileError
 from autors.training.batches import apply_modality_dropout, modality_keep_mask, resolve_device
 from autors.training.evaluate import evaluate
 from autors.training.loop import TrainingDivergedError, class_weights, train_model
+from fusion import ArchError
 
 
 def with_train(task: TaskSpec, **changes: object) -> TaskSpec:

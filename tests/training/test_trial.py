@@ -1,19 +1,26 @@
-"""run_trial: plain data in, TrialResult out; failures recorded, never raised; val only."""
+"""The one trial path (`train_evaluate`) behind a search trial, the final retraining and
+`autors train`; run_trial: plain data in, TrialResult out; failures recorded, never raised; val
+only."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import fusion
 from autors.config import TaskSpec
 from autors.data import PreparedData
+from autors.search.final import retrain_and_test
+from autors.training.loop import SCALARS
 from autors.training.result import TrialResult
-from autors.training.trial import run_trial
+from autors.training.train_folder import read_train_folder, train_and_write
+from autors.training.trial import TrainedModel, run_trial
 
 
 @dataclasses.dataclass
@@ -104,3 +111,38 @@ def test_keyboard_interrupt_is_not_swallowed(
     with pytest.raises(KeyboardInterrupt):
         run_trial(_quick(patch_task), fusion.baseline_arch("late_cnn", data.in_channels)
                   .to_dict(), 0, data, 7)
+
+
+def test_search_trial_final_retraining_and_autors_train_are_one_path(
+    patch_task: TaskSpec, patch_data: PreparedData, tmp_path: Path
+) -> None:
+    """Same task, arch and seed: the three callers train the same model (same weights, same
+    validation metrics and cost), and only the final retraining and `train --test` evaluate
+    the test split, once each."""
+    d = _quick(patch_task)
+    data = RecordingData(**{f.name: getattr(patch_data, f.name)
+                            for f in dataclasses.fields(PreparedData)})
+    arch = fusion.baseline_arch("late_cnn", patch_data.in_channels).to_dict()
+
+    trial = run_trial(d, arch, 5, data, 1)
+    assert trial.status == "ok", trial.error
+    assert data.asked.count("test") == 0
+    final = retrain_and_test(d, arch, 5, data, 1)
+    assert data.asked.count("test") == 1
+    trained = train_and_write(TaskSpec.from_dict(d), arch, data, 5, tmp_path / "m", test=True)
+    assert data.asked.count("test") == 2
+    folder = read_train_folder(tmp_path / "m")
+
+    assert "test_oa" not in trial.metrics
+    for k in SCALARS:
+        assert trial.metrics[f"val_{k}"] == final.metrics[f"val_{k}"] == folder.metrics["val"][k]
+        assert final.metrics[f"test_{k}"] == trained.test_metrics[k] == folder.metrics["test"][k]
+    assert trial.epochs == final.epochs == folder.metrics["epochs"]
+    assert trial.cost.params == final.cost.params == folder.metrics["cost"]["params"]
+    assert trial.cost.flops == final.cost.flops == folder.metrics["cost"]["flops"]
+
+    # The final model reaches the driver as plain data and is rebuilt with the same weights.
+    rebuilt = TrainedModel.unpack(final.extra["trained"], patch_data).outcome.model.state_dict()
+    written = folder.load_model().state_dict()
+    assert rebuilt.keys() == written.keys()
+    assert all(torch.equal(rebuilt[k], written[k]) for k in written)

@@ -1,4 +1,6 @@
-"""The run folder: every file a search leaves behind, written so that a crash loses nothing.
+"""A search folder: the run folder of a search, every file it leaves behind, written so that a
+crash loses nothing. (The other kind of run folder holds one trained model:
+`autors.training.train_folder`; the search keeps each final model as one under final/.)
 
 results/runs/<name>/
     task.yaml        the task as run (paths made absolute so the run can resume from anywhere;
@@ -11,16 +13,15 @@ results/runs/<name>/
     pareto.png       metric against params and against latency, the Pareto front marked
     summary.json     seed, versions, host, wall time, counts, Pareto front, final test results
     ray_local.json   while a local Ray instance runs: its processes (see ray_pids.py)
+    final/           trial<id>_seed<s>/: the train folder of each final retrained model
 
-Only append-only files are ever appended to; every other file is replaced atomically
-(write to a temporary file, then rename) so a reader never sees half a file.
+Only append-only files are ever appended to (`autors.files.append_fsynced`); every other file
+is replaced atomically (`autors.files.write_atomic`) so a reader never sees half a file.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +29,14 @@ import yaml
 
 from autors.config import TaskSpec, parse_task, task_yaml
 from autors.errors import SearchError, TaskFileError
+from autors.files import append_fsynced, json_default, write_atomic
 from autors.search.records import TrialRecord
 
 RUN_FORMAT = 1
 
 
-class RunFolder:
-    """Paths and safe reads/writes of one run folder."""
+class SearchFolder:
+    """Paths and safe reads/writes of one search folder."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -74,8 +76,8 @@ class RunFolder:
 
     # -- creation and opening -------------------------------------------------------------
     @classmethod
-    def create(cls, path: Path, task: TaskSpec) -> RunFolder:
-        """Make a new run folder; a folder that already holds a run is refused (use --resume).
+    def create(cls, path: Path, task: TaskSpec) -> SearchFolder:
+        """Make a new search folder; a folder that already holds a run is refused (use --resume).
 
         The folder may exist with other content (e.g. the demo's scene/ sub-folder)."""
         path = Path(path)
@@ -91,8 +93,8 @@ class RunFolder:
         return run
 
     @classmethod
-    def open(cls, path: Path) -> RunFolder:
-        """Open an existing run folder (for --resume or `autors status`)."""
+    def open(cls, path: Path) -> SearchFolder:
+        """Open an existing search folder (for --resume or `autors status`)."""
         path = Path(path)
         run = cls(path)
         if not path.is_dir():
@@ -139,7 +141,7 @@ class RunFolder:
         return _read_jsonl(self.trials_file, TrialRecord.from_dict, repair)
 
     def append_trial(self, record: TrialRecord) -> None:
-        _append_jsonl(self.trials_file, record.to_dict())
+        append_fsynced(self.trials_file, record.to_dict())
 
     # -- final.jsonl --------------------------------------------------------------------------
     def read_final(self, repair: bool = False) -> tuple[list[dict[str, Any]], str | None]:
@@ -148,46 +150,11 @@ class RunFolder:
         return _read_jsonl(self.final_file, dict, repair)
 
     def append_final(self, row: dict[str, Any]) -> None:
-        _append_jsonl(self.final_file, row)
+        append_fsynced(self.final_file, row)
 
     # -- whole-file outputs -------------------------------------------------------------------
     def write_summary(self, summary: dict[str, Any]) -> None:
-        write_atomic(self.summary_file, json.dumps(summary, indent=2, default=_json_default))
-
-    def read_summary(self) -> dict[str, Any] | None:
-        if not self.summary_file.exists():
-            return None
-        try:
-            return json.loads(self.summary_file.read_text())
-        except json.JSONDecodeError:
-            return None
-
-
-def _json_default(obj: object) -> object:
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON-serialisable: {type(obj).__name__}")
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Replace `path` with `text` so that readers see the old or the new file, never half."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _append_jsonl(path: Path, obj: dict[str, Any]) -> None:
-    line = json.dumps(obj, default=_json_default, allow_nan=True) + "\n"
-    # One write of the whole line, then fsync: after this returns the trial survives a crash.
-    with open(path, "a") as f:
-        f.write(line)
-        f.flush()
-        os.fsync(f.fileno())
+        write_atomic(self.summary_file, json.dumps(summary, indent=2, default=json_default))
 
 
 def _read_jsonl(path: Path, parse, repair: bool) -> tuple[list, str | None]:

@@ -1,6 +1,12 @@
-"""The run folder of one trained architecture (`autors train`), and how to read it back.
+"""A train folder: the run folder of one trained architecture (`autors train`, and each model
+the search's final phase retrains), and how to read it back. (The other kind of run folder is
+a search's, `autors.search.search_folder`.)
 
-Layout of `results/runs/<name>/` (all JSON is UTF-8, indented):
+    train_and_write(task, arch, data, seed, out, test=...)   # train_evaluate + the folder
+    folder = read_train_folder(path)                         # -> TrainFolder
+
+Layout of `results/runs/<name>/` (or `<search run>/final/trial<id>_seed<s>/`; all JSON is
+UTF-8, indented):
 
     task.yaml        byte-for-byte copy of the task file used (relative paths in it are
                      relative to the ORIGINAL file's folder: run.json task.path); when the
@@ -24,7 +30,7 @@ Layout of `results/runs/<name>/` (all JSON is UTF-8, indented):
     norm_stats.json  {"mean": {sensor: [per band]}, "std": {...}}, training pixels only;
                      model inputs are (raw - mean) / std, invalid pixels set to 0
     run.json         provenance and model inputs:
-                     {"format": 1, "kind": "train", "seed": s,
+                     {"format": 2, "kind": "train", "seed": s,
                       "task": {"name", "kind", "path", "sha256" (of task.yaml's bytes),
                                "digest" (TaskSpec.digest()), "spec" (TaskSpec.to_dict())},
                       "split": {"sha256" (of the train/val/test class-index rasters), "seed",
@@ -39,20 +45,17 @@ Layout of `results/runs/<name>/` (all JSON is UTF-8, indented):
                                  index), "num_classes", "patch_size", "tile_size",
                                  "dense" (segmentation output)},
                       "device", "torch_threads", "host", "started" (ISO 8601 UTC),
-                      "wall_s", "versions": {autors, torch, numpy, rasterio, python},
+                      "wall_s", "versions": `autors.files.versions()`,
                       "argv"}
 
-The folder is written under a temporary name and renamed when complete, so a folder with the
-final name is never half-written.
+The folder is written under a temporary name and renamed when complete
+(`autors.files.atomic_folder`), so a folder with the final name is never half-written.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import pickle
-import platform
 import shutil
 import socket
 import sys
@@ -60,35 +63,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import rasterio
 import torch
 from torch import nn
 
-import autors
 import fusion
 from autors.config import TaskSpec, task_yaml
 from autors.data import NormStats, PreparedData, split_record
 from autors.errors import ModelFolderError, TaskFileError
-from autors.training.loop import TrainOutcome
-from autors.training.result import Cost
+from autors.files import atomic_folder, file_sha256, versions
+from autors.training.trial import TrainedModel, train_evaluate
 
 FORMAT = 2  # 2: "split" (hash, seed, buffer, leakage) replaced "split_sha256"
 FILES = ("task.yaml", "arch.json", "weights.pt", "metrics.json", "norm_stats.json", "run.json")
-
-
-def versions() -> dict[str, str]:
-    return {
-        "autors": autors.__version__,
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "rasterio": rasterio.__version__,
-        "python": platform.python_version(),
-    }
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def check_new_run_dir(out: Path) -> None:
@@ -101,7 +87,7 @@ def check_new_run_dir(out: Path) -> None:
 
 
 def check_task_copyable(task: TaskSpec) -> None:
-    """Refuse a task whose file is gone (checked before training): the run folder keeps a
+    """Refuse a task whose file is gone (checked before training): a train folder keeps a
     byte-for-byte copy of it, which would otherwise fail only after the training."""
     if task.source is not None and not Path(task.source).is_file():
         raise TaskFileError(
@@ -115,30 +101,14 @@ def _dump(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(obj, indent=2, allow_nan=False) + "\n")
 
 
-@dataclass
-class RunRecord:
-    """What a caller needs to write a run folder."""
-
-    task: TaskSpec
-    outcome: TrainOutcome
-    data: PreparedData
-    seed: int
-    cost: Cost
-    test_metrics: dict[str, Any] | None  # None unless the test split was explicitly asked for
-    started: str  # ISO 8601 UTC
-    wall_s: float
-
-
-def write_run(out: Path, rec: RunRecord) -> Path:
-    """Write the run folder `out` (layout in the module docstring); returns its path."""
+def write_train_folder(
+    out: Path, task: TaskSpec, data: PreparedData, seed: int, trained: TrainedModel
+) -> Path:
+    """Write the train folder `out` (layout in the module docstring); returns its path."""
     out = Path(out)
     check_new_run_dir(out)
-    task, outcome, data = rec.task, rec.outcome, rec.data
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    try:
+    outcome = trained.outcome
+    with atomic_folder(out) as tmp:
         if task.source is not None and not task.overrides:
             shutil.copyfile(task.source, tmp / "task.yaml")
         else:  # the task as run: the file's copy would not hold the overrides
@@ -147,10 +117,10 @@ def write_run(out: Path, rec: RunRecord) -> Path:
         state = {k: v.detach().cpu() for k, v in outcome.model.state_dict().items()}
         torch.save(state, tmp / "weights.pt")
         metrics: dict[str, Any] = {"val": outcome.val_metrics}
-        if rec.test_metrics is not None:
-            metrics["test"] = rec.test_metrics
+        if trained.test_metrics is not None:
+            metrics["test"] = trained.test_metrics
         metrics.update(
-            cost=asdict(rec.cost),
+            cost=asdict(trained.cost),
             epochs=outcome.epochs,
             best_epoch=outcome.best_epoch,
             monitor=outcome.monitor,
@@ -161,7 +131,7 @@ def write_run(out: Path, rec: RunRecord) -> Path:
         _dump(tmp / "run.json", {
             "format": FORMAT,
             "kind": "train",
-            "seed": rec.seed,
+            "seed": seed,
             "task": {
                 "name": task.name,
                 "kind": task.task,
@@ -188,24 +158,42 @@ def write_run(out: Path, rec: RunRecord) -> Path:
             "device": outcome.device,
             "torch_threads": torch.get_num_threads(),
             "host": socket.gethostname(),
-            "started": rec.started,
-            "wall_s": rec.wall_s,
+            "started": trained.started,
+            "wall_s": trained.wall_s,
             "versions": versions(),
             "argv": list(sys.argv),
         })
-        if out.exists():
-            out.rmdir()  # empty (checked above); rename needs the name free
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
+
+
+def train_and_write(
+    task: TaskSpec,
+    arch: fusion.Arch | dict | str,
+    data: PreparedData,
+    seed: int,
+    out: Path,
+    *,
+    test: bool = False,
+    progress: bool = False,
+    max_epochs: int | None = None,
+) -> TrainedModel:
+    """`autors train`: `train_evaluate` (test once only if `test`), then write the train folder
+    `out` (refused up front if it exists and is not empty, or if the task file is gone).
+
+    run.json `wall_s` covers training, evaluation and cost (data preparation is the caller's).
+    """
+    check_new_run_dir(Path(out))  # before minutes of training, not after
+    check_task_copyable(task)
+    trained = train_evaluate(task, arch, data, seed, test=test, progress=progress,
+                             max_epochs=max_epochs)
+    write_train_folder(Path(out), task, data, seed, trained)
+    return trained
 
 
 # ---- reading ----------------------------------------------------------------------------------
 @dataclass
-class RunFolder:
-    """A run folder read back (export and tests use it)."""
+class TrainFolder:
+    """A train folder read back (export and tests use it)."""
 
     path: Path
     arch: fusion.Arch
@@ -243,8 +231,8 @@ def _load_json(path: Path) -> Any:
         raise ModelFolderError(f"{path}: unreadable or not valid JSON ({err})") from None
 
 
-def read_run(path: str | Path) -> RunFolder:
-    """Read a run folder written by `write_run`; a missing or broken file is a
+def read_train_folder(path: str | Path) -> TrainFolder:
+    """Read a train folder written by `write_train_folder`; a missing or broken file is a
     ModelFolderError naming it."""
     path = Path(path)
     if not path.is_dir():
@@ -267,5 +255,5 @@ def read_run(path: str | Path) -> RunFolder:
     except (fusion.ArchError, KeyError, TypeError, AttributeError) as err:
         raise ModelFolderError(f"run folder {path}: invalid arch.json or norm_stats.json "
                                f"({err})") from None
-    return RunFolder(path=path, arch=arch, metrics=_load_json(path / "metrics.json"),
-                     norm_stats=stats, run=run)
+    return TrainFolder(path=path, arch=arch, metrics=_load_json(path / "metrics.json"),
+                       norm_stats=stats, run=run)
