@@ -241,6 +241,12 @@ class TaskSpec(_Strict):
     patch_size: int = Field(default=11, ge=1, description="odd; patch_classification window")
     tile_size: int = Field(default=64, ge=8, description="segmentation tile side, pixels")
     seed: int = 0
+    plugins: list[str] = Field(
+        default=[],
+        description="modules imported first, everywhere the task runs (driver, Ray workers, "
+        "export, predict): they register branches, fusion operators, heads, search spaces or "
+        "strategies. Dotted module names, importable where autors runs (see README, Plugins)",
+    )
     train: TrainSpec = TrainSpec()
     search: SearchSpec = SearchSpec()
     export: ExportSpec = ExportSpec()
@@ -254,6 +260,19 @@ class TaskSpec(_Strict):
     def _odd(cls, v: int) -> int:
         if v % 2 == 0:
             raise ValueError(f"must be odd so the labelled pixel is the centre, got {v}: use {v + 1}")
+        return v
+
+    @field_validator("plugins")
+    @classmethod
+    def _module_names(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not all(part.isidentifier() for part in name.split(".")):
+                raise ValueError(
+                    f"'{name}' is not a Python module name: give the dotted name it is imported "
+                    "by (e.g. lab.fusion_ops), not a file path; its folder must be on PYTHONPATH"
+                )
+        if len(set(v)) != len(v):
+            raise ValueError(f"lists a module twice: {v}")
         return v
 
     @field_validator("sensors")

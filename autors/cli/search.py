@@ -39,7 +39,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="join an existing Ray cluster (started with `ray start`) instead of "
                    "starting a local instance")
     p.add_argument("--ship-code", action="store_true",
-                   help="with --address: send this autors (and fusion, search_spaces) to the "
+                   help="with --address: send this autors (and fusion, search_spaces, the "
+                   "task's plugins) to the "
                    "cluster's workers as the job's runtime environment instead of using the "
                    "copy installed on each node (the nodes still need torch, nni, rasterio)")
     p.add_argument("--name", help="run folder name (default: <task>-<date>-<time>)")

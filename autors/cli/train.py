@@ -16,6 +16,7 @@ from rich.console import Console
 import fusion
 from autors.cli.common import RUNS_DIR, TASK_HELP, add_task_options, task_from_args
 from autors.data import prepare
+from autors.plugins import task_plugins
 from autors.training.loop import SCALARS
 from autors.training.train_folder import check_new_run_dir, train_and_write
 from fusion import ArchError
@@ -85,6 +86,7 @@ def _metrics_line(metrics: dict) -> str:
 def run(args: argparse.Namespace) -> int:
     console = Console(highlight=False)
     task = task_from_args(args)
+    task_plugins(task)  # before the arch's part names are looked up
     arch, arch_name = load_arch_arg(args.arch)
     seed = task.seed if args.seed is None else args.seed
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")

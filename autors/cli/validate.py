@@ -20,6 +20,7 @@ from autors.data.splits import (
     make_splits,
     split_record,
 )
+from autors.plugins import task_plugins
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -36,10 +37,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     task = task_from_args(args)
+    plugins = task_plugins(task)  # a plugin that cannot be imported fails validation
     scene = load_scene(task)
     splits = make_splits(task, scene)
     console = Console(highlight=False)
     _print_summary(console, task, scene, splits)
+    if plugins:
+        console.print("[bold]Plugins[/]: " + ", ".join(
+            escape(f"{p.module}{f' {p.version}' if p.version else ''} ({p.source})")
+            for p in plugins))
     return 0
 
 

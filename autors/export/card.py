@@ -18,6 +18,7 @@ achieved, parsed into typed objects.
                     "source_kind", "rank", "trained_with": {versions}, "exported_with":
                     {versions}, "exported_at"},
      "export": {"formats", "onnx_opset", "output": "logits", "parity": {format: max |diff|}},
+     "plugins": [{"module", "version", "file", "source"}, ...],  # imported before the arch
      "files": {"arch.json": sha256, "weights.pt": sha256, "model.ts": ..., "model.onnx": ...}}
 
 A model's inputs are `(raw - mean) / std` per band, 0 where the pixel is invalid (nodata or NaN
@@ -165,6 +166,16 @@ class ExportInfo(_Card):
     parity: dict[str, float] = Field(description="max |logit difference| to PyTorch per format")
 
 
+class PluginCard(_Card):
+    """A plugin module the model's parts may come from (`autors.plugins.PluginInfo`); `autors
+    predict` imports it by `module` before rebuilding the model."""
+
+    module: str
+    version: str | None
+    file: str | None
+    source: str = Field(description="'task' (the task's plugins) or 'entry point <name>'")
+
+
 class ModelCard(_Card):
     format: int
     task: TaskCard
@@ -177,6 +188,7 @@ class ModelCard(_Card):
     provenance: Provenance
     export: ExportInfo
     files: dict[str, str] = Field(description="file name -> sha256 of its bytes")
+    plugins: list[PluginCard] = Field(default=[], description="plugin modules, import order")
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelCard:

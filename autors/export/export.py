@@ -37,6 +37,7 @@ from autors.export.card import (
     Metrics,
     MetricSummary,
     ModelCard,
+    PluginCard,
     Provenance,
     ReadSpec,
     SensorCard,
@@ -44,6 +45,7 @@ from autors.export.card import (
 )
 from autors.export.source import Candidate, select
 from autors.files import atomic_folder, file_sha256, versions
+from autors.plugins import task_plugins
 from autors.training.cost import random_inputs
 from autors.training.train_folder import TrainFolder
 
@@ -218,4 +220,5 @@ def build_card(candidate: Candidate, chosen: TrainFolder, task: TaskSpec,
                           onnx_opset=task.export.onnx_opset if "onnx" in parity else None,
                           parity=parity),
         files={f.name: file_sha256(f) for f in sorted(folder.iterdir()) if f.name != CARD_FILE},
+        plugins=[PluginCard(**p.to_dict()) for p in task_plugins(task)],
     )

@@ -24,9 +24,10 @@ from torch import nn
 
 import fusion
 from autors.errors import ModelFolderError
-from autors.export.card import ModelCard, read_card
+from autors.export.card import CARD_FILE, ModelCard, read_card
 from autors.export.export import ONNX_FILE, TS_FILE
 from autors.files import file_sha256
+from autors.plugins import load_plugins
 
 REQUIRED = ("arch.json", "weights.pt")
 _FIX = "re-export the model with `autors export RUN --out DIR`"
@@ -67,6 +68,8 @@ def load_exported(path: str | Path) -> ExportedModel:
                                "`autors export RUN --out DIR`)")
     card = read_card(path)
     _verify_files(path, card)
+    # The arch may name parts that plugins register: import them first, as the card lists.
+    load_plugins([p.module for p in card.plugins], f"{path / CARD_FILE}: plugins")
     arch = _read_arch(path / "arch.json", card)
     try:
         model = fusion.build_model(arch, card.in_channels, card.num_classes,

@@ -14,10 +14,14 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from autors.errors import AutorsError, ModelFolderError
+from autors.plugins import PluginInfo, load_plugins
 from autors.search.report import ranked
 from autors.search.search_folder import SearchFolder
 from autors.training.train_folder import FILES, TrainFolder, read_train_folder
@@ -54,11 +58,27 @@ def is_train_folder(path: Path) -> bool:
     return (path / "weights.pt").is_file() or (path / "arch.json").is_file()
 
 
+def load_run_plugins(path: Path) -> list[PluginInfo]:
+    """Import the plugins of the task that made run folder `path`: a train folder's run.json
+    task spec (what was trained, --set included), or a search folder's task copy."""
+    train = is_train_folder(path)
+    where = f"{path / 'run.json'}: task.spec.plugins" if train else f"{path / 'task.yaml'}: plugins"
+    try:
+        if train:
+            names = json.loads((path / "run.json").read_text())["task"]["spec"]["plugins"]
+        else:
+            names = yaml.safe_load((path / "task.yaml").read_text())["plugins"]
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError, KeyError, TypeError):
+        names = []  # an older run (no plugins), or a damaged one that reading it will report
+    return load_plugins(names, where)
+
+
 def list_candidates(path: str | Path) -> list[Candidate]:
     """Every exportable model of the run folder `path`, by rank."""
     path = Path(path)
     if not path.is_dir():
         raise ModelFolderError(f"run folder {path} does not exist")
+    load_run_plugins(path)  # its archs may name parts that plugins register
     if is_train_folder(path):
         return [Candidate(rank=1, runs=[read_train_folder(path)], source=path, kind="train")]
     if not (path / "trials.jsonl").is_file():

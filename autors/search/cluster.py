@@ -8,8 +8,9 @@ notebooks) that connection is used and left open.
 
 How the code reaches the cluster's workers (docs/cluster.md): by default every node imports the
 autors installed there (it needs torch, nni and rasterio installed anyway); with `ship_code`
-the driver's own copies of autors, fusion and search_spaces are uploaded once per search as
-the job's runtime environment (`py_modules`) and put first on the workers' import path.
+the driver's own copies of autors, fusion and search_spaces (and of the task's plugins, see
+`autors.plugins`) are uploaded once per search as the job's runtime environment (`py_modules`)
+and put first on the workers' import path.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ import logging
 import math
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import ray
 
@@ -112,12 +114,14 @@ def _connect_failure(err: BaseException) -> str:
 
 @contextmanager
 def ray_cluster(
-    address: str | None, spec: SearchSpec, ship_code: bool = False
+    address: str | None, spec: SearchSpec, ship_code: bool = False,
+    plugin_modules: Sequence[ModuleType] = (),
 ) -> Iterator[ClusterInfo]:
     """Connect (or start a local instance), check the per-trial resources fit, disconnect.
 
-    `ship_code` (only with `address`) sends this process's autors, fusion and search_spaces to
-    the workers instead of relying on the copies installed on the nodes.
+    `ship_code` (only with `address`) sends this process's autors, fusion and search_spaces,
+    and `plugin_modules` (`autors.plugins.shipped_modules`), to the workers instead of relying
+    on the copies installed on the nodes.
     """
     if not ship_code:
         with _connect(address, spec, None) as info:
@@ -127,19 +131,20 @@ def ray_cluster(
         raise SearchError("--ship-code sends the code to an existing cluster: give --address")
     with (
         tempfile.TemporaryDirectory(prefix="autors-job-") as empty,
-        _connect(address, spec, _shipped_code_env(Path(empty))) as info,
+        _connect(address, spec, _shipped_code_env(Path(empty), plugin_modules)) as info,
     ):
         yield info
 
 
-def _shipped_code_env(empty_dir: Path) -> dict:
-    """Runtime environment that ships this process's autors, fusion and search_spaces.
+def _shipped_code_env(empty_dir: Path, plugin_modules: Sequence[ModuleType] = ()) -> dict:
+    """Runtime environment that ships this process's autors, fusion and search_spaces, and the
+    packages (or single-file modules) of the task's plugins.
 
     Ray puts the driver's current directory first on the workers' import path unless the job
     has a working_dir: an empty one keeps a checkout there (or at the same path on a shared
     file system) from shadowing the shipped packages.
     """
-    return {"py_modules": list(SHIPPED_PACKAGES), "working_dir": str(empty_dir)}
+    return {"py_modules": [*SHIPPED_PACKAGES, *plugin_modules], "working_dir": str(empty_dir)}
 
 
 @contextmanager

@@ -22,12 +22,14 @@ from typing import Any
 import ray
 
 from autors.errors import SearchError
+from autors.plugins import load_plugins
 from autors.search.limits import MIB, looks_out_of_memory, memory_limit
 from autors.training.result import ERROR_TAIL_CHARS, TrialResult, error_text
 
 # (task dict, arch dict, seed, prepared data, trial id) -> TrialResult; must be importable or
 # picklable by value, because it runs in Ray worker processes.
 TrialFn = Callable[[dict, dict, int, Any, int], TrialResult]
+_PLUGINS_FIELD = "task field 'plugins' (in a Ray worker)"  # where a plugin error points
 
 @dataclass(frozen=True)
 class TrialResources:
@@ -103,6 +105,7 @@ def _run_in_worker(
     # Ray sets OMP_NUM_THREADS=1 in workers; torch must match the CPUs reserved for the trial.
     torch.set_num_threads(threads)
     try:
+        load_plugins(task.get("plugins", ()), _PLUGINS_FIELD)  # the parts the arch may name
         with memory_limit(memory_mb):
             result = trial_fn(task, arch, seed, data, trial_id)
     except Exception as err:  # noqa: BLE001 - any trial error becomes a failed trial
@@ -148,6 +151,8 @@ def _warm_worker(trial_fn: TrialFn, threads: int, task: dict, data: Any) -> int:
     optimiser.step()
     with FlopCounterMode(display=False), torch.no_grad():
         model(x)
+    # A plugin this node cannot import stops the search here, before any trial.
+    load_plugins(task.get("plugins", ()), _PLUGINS_FIELD)
     del trial_fn, task, data  # deserialising the function imported its modules
     task_attempt()  # fails here, not in every trial, on a Ray without attempt numbers
     return os.getpid()

@@ -23,6 +23,7 @@ from rich.console import Console
 from autors.config import SearchSpec, TaskSpec
 from autors.data import prepare, split_record
 from autors.errors import SearchError
+from autors.plugins import shipped_modules, task_plugins
 from autors.search import summary as summary_mod
 from autors.search.broker import Budget, SearchBroker
 from autors.search.catalog import space_for_task
@@ -104,6 +105,7 @@ def run_search(
         raise SearchError("give a task file (or --resume RUN to continue a run)")
     else:
         check_task_copyable(task)  # the final phase's model folders copy the task file
+    plugins = task_plugins(task)  # before any part or space is looked up by name
     space = space_for_task(task)
     spec = task.search
     _stop_leftovers(run.path.parent if options.resume is not None else options.out_dir, console)
@@ -127,7 +129,7 @@ def run_search(
 
     # The pid record is entered first so that it is removed after ray.shutdown().
     with recording(run.path) as ray_pids, ray_cluster(
-        options.address, spec, options.ship_code
+        options.address, spec, options.ship_code, shipped_modules(plugins)
     ) as cluster:
         if cluster.mode == "local":
             ray_pids.start()  # a SIGKILLed driver's leftovers can be stopped by the next run
