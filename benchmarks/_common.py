@@ -108,8 +108,9 @@ def synth_task(workdir: Path, smoke: bool) -> tuple[Path, str]:
     out = workdir / ("synth_smoke" if smoke else "synth_benchmark_s0")
     path = out / "task.yaml"
     if not path.is_file():
-        cfg = (SynthConfig(size=64, n_train_per_class=8, block_size=16, patch_size=5) if smoke
-               else SynthConfig.benchmark(seed=0))
+        # the smoke scene has a validation raster too, as the benchmark preset does
+        cfg = (SynthConfig(size=64, n_train_per_class=8, n_val_per_class=8, block_size=16,
+                           patch_size=5) if smoke else SynthConfig.benchmark(seed=0))
         generate_scene(out, cfg)
     return path, path.read_text()
 
@@ -224,7 +225,7 @@ def write_task_file(raw: dict, task_path: Path, out: Path) -> Path:
                              for k, v in raw["sensors"].items()})
     raw["labels"] = dict(raw["labels"], path=str(base / raw["labels"]["path"]))
     raw["split"] = dict(raw["split"], **{k: str(base / raw["split"][k])
-                                         for k in ("train", "test") if raw["split"].get(k)})
+                                         for k in ("train", "val", "test") if raw["split"].get(k)})
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(yaml.safe_dump(raw, sort_keys=False))
     return out
