@@ -30,7 +30,7 @@ def _run(script: str, tmp_path: Path, *extra: str) -> Path:
         proc = subprocess.run(
             [sys.executable, str(BENCH / script), "--smoke", "--out", str(out),
              "--workdir", str(tmp_path / "work"), *extra],
-            check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240,
+            check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
         )
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
