@@ -5,7 +5,7 @@
 Every trained model of autors comes out of `train_evaluate`:
 - a search trial (`run_trial`, in a Ray worker): validation only, never the test split;
 - the search's final retraining (`autors.search.final.retrain_and_test`): test once;
-- `autors train` (`autors.training.model_folder.train_and_write`): test only with --test.
+- `autors train` (`autors.training.train_folder.train_and_write`): test only with --test.
 
 `run_trial` is plain data in, a `TrialResult` out. Training or model errors never escape it:
 they become `status="failed"` with the error text, so the search records them and goes on.
