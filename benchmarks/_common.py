@@ -210,7 +210,11 @@ def repeat_statement(first: dict, again: dict, what: str, ignore: Sequence[str] 
     if not differ:
         return (f"Repeat check: {what} was run twice; all {len(keys)} recorded values "
                 f"({', '.join(keys)}) matched exactly (timings excluded).")
-    shown = "; ".join(f"{k}: {first.get(k)!r} then {again.get(k)!r}" for k in differ[:4])
+    def brief(value: object) -> str:
+        text = repr(value)
+        return text if len(text) <= 120 else text[:117] + "..."
+
+    shown = "; ".join(f"{k}: {brief(first.get(k))} then {brief(again.get(k))}" for k in differ[:4])
     return (f"Repeat check: {what} was run twice and did NOT match exactly on "
             f"{len(differ)} of {len(keys)} values ({shown}).")
 

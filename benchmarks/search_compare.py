@@ -97,7 +97,9 @@ def run_one(args: argparse.Namespace, strategy: str, seed: int) -> dict:
             "split_sha256": outcome.summary["split"]["sha256"],
             "n_val": outcome.summary["split"]["counts"]["val"],
             "n_test": outcome.summary["split"]["counts"]["test"],
-            "trial_val_oa": [float(r.result.metrics["val_oa"]) for r in trained if r.ok],
+            # by trial id: with 2 trials at once, completion order may differ between runs
+            "trial_val_oa": [float(r.result.metrics["val_oa"])
+                             for r in sorted(trained, key=lambda r: r.trial_id) if r.ok],
             "arch": winner.result.arch if winner else None,
             "arch_summary": final.get("arch_summary", ""),
             "flops": winner.result.cost.flops if winner else None,
