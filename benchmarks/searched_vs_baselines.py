@@ -252,7 +252,8 @@ def report(args, table, ref, pick, speed, wall_s, png, repeat) -> str:
                           "pixels / s", "peak MB"], body, "llrrrrr") + "\n")
     text.append("\n`fully convolutional`: one pass per strip of the window instead of one per "
                 "pixel's patch, used by `autors predict` when the model's output is local to the "
-                "patch (centre head, concat/sum fusion, receptive field inside the patch); it "
+                "patch (centre head, fusion operators that declare themselves local, receptive field "
+                "inside the patch); it "
                 "writes the same map (checked against per-patch inference on the first window).\n")
     text.append("\n" + "\n".join(speed_lines(speed)) + "\n")
     if repeat:
