@@ -16,7 +16,6 @@ from autors.data.scene import Scene, load_scene
 from autors.data.splits import (
     SPLIT_NAMES,
     Splits,
-    footprint_leakage,
     make_splits,
     split_record,
 )
@@ -105,10 +104,11 @@ def _print_summary(console: Console, task: TaskSpec, scene: Scene, splits: Split
 
     size = task.sample_size
     console.print(f"[bold]{'Tiles' if task.dense else 'Patch'}[/]: {size} x {size} px")
-    for name, lk in footprint_leakage(splits, size).items():
+    for name, lk in record["leakage"].items():  # computed once, by split_record
+        share = lk["touching_train"] / lk["pixels"] if lk["pixels"] else 0.0
         console.print(
-            f"  leakage: {name} footprints touching training pixels: {lk.touching_train} "
-            f"of {lk.pixels} ({lk.fraction:.1%})"
+            f"  leakage: {name} footprints touching training pixels: {lk['touching_train']} "
+            f"of {lk['pixels']} ({share:.1%})"
         )
 
     s, t = task.search, task.train
