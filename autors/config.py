@@ -32,7 +32,11 @@ class SensorSpec(_Strict):
     """One sensor: a GeoTIFF and how to read its values."""
 
     kind: SensorKind
-    path: Path
+    path: Path | None = Field(
+        default=None,
+        description="the sensor's GeoTIFF (one-scene task); omitted when `scenes` gives each "
+        "scene's files",
+    )
     bands: list[int | str] | None = Field(
         default=None, description="band names or 1-based indices; all bands when omitted"
     )
@@ -156,7 +160,142 @@ class SpatialBlockSplit(_SplitCommon):
         return self
 
 
-SplitSpec = Annotated[GivenSplit | SpatialBlockSplit, Field(discriminator="kind")]
+class ScenesSplit(_SplitCommon):
+    """Whole scenes per split: given scene lists (ids or CSV files, as datasets ship their
+    splits), or seeded fractions of the scenes, by group when `scenes.group` is set (a group,
+    e.g. one flood event, never straddles two splits)."""
+
+    kind: Literal["scenes"]
+    train: list[str] | None = Field(
+        default=None, description="scene ids and/or CSV files (a path ending in .csv) listing "
+        "scenes by id or by file name; with test (and val), the split is given"
+    )
+    val: list[str] | None = Field(
+        default=None, description="as train; when omitted, val_fraction of the training scenes "
+        "(by group) is carved out"
+    )
+    test: list[str] | None = None
+    val_fraction: float = Field(default=0.15, gt=0.0, lt=1.0)
+    test_fraction: float = Field(default=0.25, gt=0.0, lt=1.0)
+
+    @field_validator("train", "val", "test", mode="before")
+    @classmethod
+    def _one_to_list(cls, v: object) -> object:
+        return [v] if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _given_or_fractions(self) -> ScenesSplit:
+        if (self.train is None) != (self.test is None):
+            raise ValueError("give both 'train' and 'test' scene lists, or neither (fractions)")
+        if self.train is None and self.val is not None:
+            raise ValueError("'val' scenes need 'train' and 'test' scenes too")
+        if self.train is None and self.test_fraction + self.val_fraction >= 1.0:
+            raise ValueError("test_fraction + val_fraction must leave scenes for training")
+        if self.buffer is not None:
+            raise ValueError("'buffer' has no effect with kind: scenes (a patch never crosses "
+                             "scenes): remove it")
+        return self
+
+
+SplitSpec = Annotated[GivenSplit | SpatialBlockSplit | ScenesSplit, Field(discriminator="kind")]
+
+SCENE_PLACEHOLDER = "{scene}"
+
+
+class SceneFilesSpec(_Strict):
+    """One scene listed inline: its id, group and files."""
+
+    id: str = Field(pattern=r"^[^/\\]+$")
+    group: str | None = None
+    sensors: dict[str, Path] = Field(
+        description="sensor -> GeoTIFF; a task sensor missing here is absent from this scene"
+    )
+    labels: Path | None = Field(default=None, description="the scene's full label raster")
+
+
+class SceneTemplateSpec(_Strict):
+    """Paths with a {scene} placeholder, the same for every scene."""
+
+    sensors: dict[str, str]
+    labels: str | None = Field(
+        default=None, description="full label raster; its glob lists the scenes when no csv"
+    )
+
+    @model_validator(mode="after")
+    def _placeholder(self) -> SceneTemplateSpec:
+        paths = {f"sensors.{k}": v for k, v in self.sensors.items()}
+        if self.labels is not None:
+            paths["labels"] = self.labels
+        for key, path in paths.items():
+            if SCENE_PLACEHOLDER not in path:
+                raise ValueError(f"{key} = {path!r} has no {SCENE_PLACEHOLDER} placeholder")
+        return self
+
+
+class ScenesSpec(_Strict):
+    """A dataset of scenes. Sensors (kind, bands, scale...) are declared once in `sensors`;
+    each scene has its own files, grid, CRS and size."""
+
+    items: list[SceneFilesSpec] | None = Field(
+        default=None, description="the scenes listed inline (instead of a template)"
+    )
+    template: SceneTemplateSpec | None = None
+    csv: list[Path] | None = Field(
+        default=None, description="CSV file(s) listing the scenes (ids, or file names matching "
+        "the template); default: the glob of template.labels, or the split's lists"
+    )
+    group: str | None = Field(
+        default=None, description="regular expression on the scene id whose first group is "
+        "the scene's group (e.g. '^(.+)_[0-9]+$' -> the flood event)"
+    )
+
+    @field_validator("csv", mode="before")
+    @classmethod
+    def _one_to_list(cls, v: object) -> object:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("group")
+    @classmethod
+    def _regex(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                compiled = re.compile(v)
+            except re.error as err:
+                raise ValueError(f"is not a valid regular expression ({err})") from None
+            if compiled.groups < 1:
+                raise ValueError("needs a capturing group, e.g. '^(.+)_[0-9]+$'")
+        return v
+
+    @model_validator(mode="after")
+    def _one_way(self) -> ScenesSpec:
+        if (self.items is None) == (self.template is None):
+            raise ValueError("give the scenes either inline ('items') or by 'template'")
+        if self.items is not None and self.csv is not None:
+            raise ValueError("'csv' lists scenes of a template; inline 'items' need none")
+        if self.items is not None:
+            ids = [s.id for s in self.items]
+            dup = sorted({i for i in ids if ids.count(i) > 1})
+            if dup:
+                raise ValueError(f"duplicate scene id(s) {dup}: every scene needs its own id")
+        return self
+
+
+class DataSpec(_Strict):
+    """How training reads the data: all in memory when it fits, else streamed by windows."""
+
+    in_memory_max_mb: float = Field(
+        default=2048.0, ge=0, description="hold the normalised dataset in memory (and ship it "
+        "through Ray's object store) when it is at most this size; larger datasets are read by "
+        "windows from the GeoTIFFs in every trial. 0 always streams"
+    )
+    cache_mb: float = Field(
+        default=256.0, gt=0, description="per reading process: decoded blocks kept (streaming)"
+    )
+    block_size: int = Field(default=256, ge=16, description="pixels: the unit of a streamed read")
+    norm_max_pixels: int = Field(
+        default=1_000_000, ge=1000, description="normalisation statistics come from all "
+        "training pixels, or a seeded sample of whole training blocks holding about this many"
+    )
 
 
 class TrainSpec(_Strict):
@@ -183,6 +322,10 @@ class TrainSpec(_Strict):
         "the validation split, to bound per-epoch validation time on densely labelled scenes",
     )
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    num_workers: int = Field(
+        default=0, ge=0, description="DataLoader worker processes reading samples (streamed "
+        "data benefits; batches are the same for any number)"
+    )
 
 
 class ConstraintSpec(_Strict):
@@ -234,6 +377,10 @@ class TaskSpec(_Strict):
     task: TaskKind
     sensors: dict[str, SensorSpec]
     labels: LabelSpec
+    scenes: ScenesSpec | None = Field(
+        default=None, description="a dataset of many scenes; omitted: one scene, given by the "
+        "sensors' and labels' paths"
+    )
     split: SplitSpec
     grid: str = Field(
         default="labels", description="reference grid: 'labels' or the name of a sensor"
@@ -247,6 +394,7 @@ class TaskSpec(_Strict):
         "export, predict): they register branches, fusion operators, heads, search spaces or "
         "strategies. Dotted module names, importable where autors runs (see README, Plugins)",
     )
+    data: DataSpec = DataSpec()
     train: TrainSpec = TrainSpec()
     search: SearchSpec = SearchSpec()
     export: ExportSpec = ExportSpec()
@@ -294,9 +442,49 @@ class TaskSpec(_Strict):
             raise ValueError(
                 f"grid '{self.grid}' is neither 'labels' nor a sensor ({sorted(self.sensors)})"
             )
-        if self.split.kind == "spatial_blocks" and self.labels.path is None:
-            raise ValueError("a spatial_blocks split needs 'labels.path' (the full label raster)")
+        if self.scenes is None:
+            missing = [name for name, spec in self.sensors.items() if spec.path is None]
+            if missing:
+                raise ValueError(f"sensor(s) {missing} have no 'path': give each sensor's "
+                                 "GeoTIFF, or list the dataset's files under 'scenes'")
+            if self.split.kind == "spatial_blocks" and self.labels.path is None:
+                raise ValueError("a spatial_blocks split needs 'labels.path' (the full label "
+                                 "raster)")
+            if self.split.kind == "scenes":
+                raise ValueError("split kind 'scenes' needs a dataset of scenes ('scenes')")
+            return self
+        self._check_scenes(self.scenes)
         return self
+
+    def _check_scenes(self, scenes: ScenesSpec) -> None:
+        with_path = [name for name, spec in self.sensors.items() if spec.path is not None]
+        if with_path or self.labels.path is not None:
+            where = [f"sensors.{n}.path" for n in with_path]
+            where += ["labels.path"] if self.labels.path is not None else []
+            raise ValueError(f"{', '.join(where)}: with 'scenes', each scene gives its files; "
+                             "remove these paths")
+        declared = set(self.sensors)
+        named = [set(s.sensors) for s in scenes.items] if scenes.items is not None \
+            else [set(scenes.template.sensors)]
+        for names in named:
+            unknown = sorted(names - declared)
+            if unknown:
+                raise ValueError(f"scenes name sensor(s) {unknown} that 'sensors' does not "
+                                 f"declare ({sorted(declared)})")
+        if scenes.template is not None and set(scenes.template.sensors) != declared:
+            raise ValueError(f"scenes.template.sensors must give a path for every sensor "
+                             f"{sorted(declared)}")
+        has_labels = scenes.template.labels is not None if scenes.template is not None \
+            else all(s.labels is not None for s in scenes.items)
+        if self.split.kind == "given":
+            for key in ("train", "val", "test"):
+                path = getattr(self.split, key)
+                if path is not None and SCENE_PLACEHOLDER not in str(path):
+                    raise ValueError(f"split.{key} = {path}: in a dataset of scenes, a given "
+                                     f"split raster is a template with {SCENE_PLACEHOLDER}")
+        elif not has_labels:
+            raise ValueError(f"split kind '{self.split.kind}' needs every scene's full label "
+                             "raster (scenes' labels)")
 
     @property
     def dense(self) -> bool:
@@ -311,6 +499,8 @@ class TaskSpec(_Strict):
     @property
     def split_buffer(self) -> int:
         """`split.buffer`, or its default: half the model input's side."""
+        if self.split.kind == "scenes":
+            return 0  # held-out pixels lie in other scenes: no footprint reaches them
         return self.split.buffer if self.split.buffer is not None else self.sample_size // 2
 
     @property
@@ -360,7 +550,7 @@ def _format_validation_error(
         elif e["type"] == "missing":
             msg = "required field is missing"
         elif e["type"] == "union_tag_invalid":
-            msg = f"{msg} (use kind: given or kind: spatial_blocks)"
+            msg = f"{msg} (use kind: given, spatial_blocks or scenes)"
         got = e.get("input")
         if e["type"] in ("int_parsing", "float_parsing") and isinstance(got, str) \
                 and _EXPONENT_TEXT.match(got):
@@ -383,8 +573,33 @@ def _path_fields(data: dict) -> Iterator[tuple[str, dict, str]]:
     split = data.get("split")
     if isinstance(split, dict):
         for key in ("train", "val", "test"):
-            if key in split:
+            value = split.get(key)
+            if isinstance(value, list):  # kind scenes: ids and CSV files
+                for i, item in enumerate(value):
+                    if isinstance(item, str) and item.lower().endswith(".csv"):
+                        yield f"split.{key}", value, i
+            elif key in split:
                 yield f"split.{key}", split, key
+    scenes = data.get("scenes")
+    if isinstance(scenes, dict):
+        template = scenes.get("template")
+        if isinstance(template, dict):
+            for name in template.get("sensors") or {}:
+                yield f"scenes.template.sensors.{name}", template["sensors"], name
+            if "labels" in template:
+                yield "scenes.template.labels", template, "labels"
+        for i, item in enumerate(scenes.get("items") or []):
+            if isinstance(item, dict):
+                for name in item.get("sensors") or {}:
+                    yield f"scenes.items.{i}.sensors.{name}", item["sensors"], name
+                if "labels" in item:
+                    yield f"scenes.items.{i}.labels", item, "labels"
+        csv = scenes.get("csv")
+        if isinstance(csv, str):
+            yield "scenes.csv", scenes, "csv"
+        elif isinstance(csv, list):
+            for i in range(len(csv)):
+                yield "scenes.csv", csv, i
 
 
 def _resolve_paths(data: dict, base: Path, overridden: Sequence[str] = ()) -> None:

@@ -1,36 +1,72 @@
-"""In-memory torch datasets over a normalised scene: no file IO per sample.
+"""Torch datasets over a dataset index: samples addressed by a global id per split (scenes in
+order, then row-major), pixels from an in-memory or a streamed source.
 
 Both zero-pad at the scene border. Inputs are normalised, so 0 is the training mean (the same
-value invalid pixels carry), i.e. padding adds no artificial contrast.
-Augmentation (flips and 90-degree rotations) is drawn from (seed, epoch, index): reproducible,
-and different each epoch once the trainer calls `set_epoch`.
+value invalid pixels carry), i.e. padding adds no artificial contrast. Samples never cross a
+scene border.
+Augmentation (flips and 90-degree rotations) is drawn from (seed, epoch, global id):
+reproducible, independent of the loader's worker count, and different each epoch once the
+trainer calls `set_epoch`.
 """
 
 from __future__ import annotations
+
+from collections import OrderedDict
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from autors.data.index import DatasetIndex
+from autors.data.scenes import SPLIT_NAMES
+from autors.data.sources import ArraySource, BlockSource, crop
 from autors.errors import DataError
 
+Source = ArraySource | BlockSource
+_SCENES_CACHED = 8  # decoded split maps kept per process (samples come scene by scene)
 
-class _SceneDataset(Dataset):
-    def __init__(
-        self, sensors: dict[str, np.ndarray], labels: np.ndarray, augment: bool, seed: int
-    ) -> None:
-        shapes = {name: arr.shape[1:] for name, arr in sensors.items()}
-        if any(shape != labels.shape for shape in shapes.values()):
-            raise DataError(f"sensor grids {shapes} differ from the label grid {labels.shape}")
-        self.sensors = sensors  # name -> float32 [C, H, W], normalised
-        self.labels = labels  # int [H, W], -1 = no target
+
+class _IndexDataset(Dataset):
+    def __init__(self, index: DatasetIndex, source: Source, split: str, augment: bool,
+                 seed: int) -> None:
+        if split not in SPLIT_NAMES:
+            raise ValueError(f"unknown split '{split}', expected one of {SPLIT_NAMES}")
+        self.index = index
+        self.source = source
+        self.split = split
         self.augment = augment
         self.seed = seed
         self.epoch = 0
+        self.starts = np.concatenate([[0], np.cumsum(index.sizes(split))])  # [S + 1]
+        self._maps: OrderedDict[int, np.ndarray] = OrderedDict()
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_maps"] = OrderedDict()
+        return state
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the augmentation draw of this epoch."""
         self.epoch = epoch
+
+    def locate(self, ids: np.ndarray) -> np.ndarray:
+        """Scene number of each global sample id."""
+        return np.searchsorted(self.starts, ids, side="right") - 1
+
+    def _labels(self, scene: int) -> np.ndarray:
+        """Class index per pixel of this split in `scene` (int16 [H, W], -1 elsewhere)."""
+        hit = self._maps.get(scene)
+        if hit is None:
+            hit = self._maps[scene] = self.index.scenes[scene].labels(self.split,
+                                                                      self.index.num_classes)
+            if len(self._maps) > _SCENES_CACHED:
+                self._maps.popitem(last=False)
+        else:
+            self._maps.move_to_end(scene)
+        return hit
 
     def _transform(self, index: int) -> tuple[int, bool]:
         """(number of 90-degree rotations, horizontal flip) for this sample and epoch."""
@@ -39,6 +75,11 @@ class _SceneDataset(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, index])
         k, flip = rng.integers(0, 4), rng.integers(0, 2)
         return int(k), bool(flip)
+
+    def _inputs(self, scene: int, r0: int, c0: int, size: int, k: int,
+                flip: bool) -> dict[str, torch.Tensor]:
+        return {name: torch.from_numpy(_augmented(arr, k, flip))
+                for name, arr in self.source.window(scene, r0, c0, size).items()}
 
 
 def _augmented(arr: np.ndarray, k: int, flip: bool) -> np.ndarray:
@@ -50,90 +91,71 @@ def _augmented(arr: np.ndarray, k: int, flip: bool) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def _window(arr: np.ndarray, r0: int, c0: int, size: int, fill: float) -> np.ndarray:
-    """arr[..., r0:r0+size, c0:c0+size] as a new array, `fill` where it leaves the array."""
-    h, w = arr.shape[-2:]
-    if r0 >= 0 and c0 >= 0 and r0 + size <= h and c0 + size <= w:
-        return arr[..., r0 : r0 + size, c0 : c0 + size].copy()
-    out = np.full(arr.shape[:-2] + (size, size), fill, dtype=arr.dtype)
-    rs, cs = max(r0, 0), max(c0, 0)
-    re, ce = min(r0 + size, h), min(c0 + size, w)
-    if re > rs and ce > cs:
-        out[..., rs - r0 : re - r0, cs - c0 : ce - c0] = arr[..., rs:re, cs:ce]
-    return out
-
-
-class PatchDataset(_SceneDataset):
+class PatchDataset(_IndexDataset):
     """patch_classification: one sample per labelled pixel, the P x P patch centred on it.
 
-    Item: {sensor: float32 tensor [C, P, P], ..., "target": int64 scalar tensor}.
+    Item: {sensor: float32 [C, P, P], ..., "target": int64 scalar, "scene": int64 scalar}.
     """
 
-    def __init__(
-        self,
-        sensors: dict[str, np.ndarray],
-        labels: np.ndarray,
-        patch_size: int,
-        augment: bool = False,
-        seed: int = 0,
-    ) -> None:
+    def __init__(self, index: DatasetIndex, source: Source, split: str, patch_size: int,
+                 augment: bool = False, seed: int = 0) -> None:
         if patch_size < 1 or patch_size % 2 == 0:
             raise DataError(
                 f"patch_size must be odd so the labelled pixel is the centre, got {patch_size}"
             )
-        super().__init__(sensors, labels, augment, seed)
+        super().__init__(index, source, split, augment, seed)
         self.patch_size = patch_size
-        self.rows, self.cols = np.nonzero(labels >= 0)  # [N] each, row-major order
-        self.targets = labels[self.rows, self.cols].astype(np.int64)  # [N]
+        self._positions: OrderedDict[int, np.ndarray] = OrderedDict()
 
-    def __len__(self) -> int:
-        return int(self.rows.size)
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state["_positions"] = OrderedDict()
+        return state
+
+    def positions(self, scene: int) -> np.ndarray:
+        """Flat (row-major) pixel positions of this split's samples in `scene`."""
+        hit = self._positions.get(scene)
+        if hit is None:
+            hit = self._positions[scene] = np.flatnonzero(self._labels(scene).reshape(-1) >= 0)
+            if len(self._positions) > _SCENES_CACHED:
+                self._positions.popitem(last=False)
+        else:
+            self._positions.move_to_end(scene)
+        return hit
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        scene = int(self.locate(np.asarray(index)))
+        flat = int(self.positions(scene)[index - self.starts[scene]])
+        width = self.index.scenes[scene].grid.width
+        row, col = divmod(flat, width)
         half = self.patch_size // 2
-        r0, c0 = int(self.rows[index]) - half, int(self.cols[index]) - half
         k, flip = self._transform(index)
-        item = {
-            name: torch.from_numpy(_augmented(_window(arr, r0, c0, self.patch_size, 0.0), k, flip))
-            for name, arr in self.sensors.items()
-        }
-        item["target"] = torch.tensor(self.targets[index], dtype=torch.int64)
+        item = self._inputs(scene, row - half, col - half, self.patch_size, k, flip)
+        item["target"] = torch.tensor(int(self._labels(scene)[row, col]), dtype=torch.int64)
+        item["scene"] = torch.tensor(scene, dtype=torch.int64)
         return item
 
 
-class TileDataset(_SceneDataset):
+class TileDataset(_IndexDataset):
     """segmentation: non-overlapping T x T tiles from the grid origin, kept when they hold at
-    least one labelled pixel. Edge tiles are padded (inputs 0, target -1).
+    least one labelled pixel of the split. Edge tiles are padded (inputs 0, target -1).
 
-    Item: {sensor: float32 tensor [C, T, T], ..., "target": int64 tensor [T, T], -1 ignored}.
+    Item: {sensor: float32 [C, T, T], ..., "target": int64 [T, T] (-1 ignored), "scene"}.
     """
 
-    def __init__(
-        self,
-        sensors: dict[str, np.ndarray],
-        labels: np.ndarray,
-        tile_size: int,
-        augment: bool = False,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(sensors, labels, augment, seed)
+    def __init__(self, index: DatasetIndex, source: Source, split: str, tile_size: int,
+                 augment: bool = False, seed: int = 0) -> None:
+        super().__init__(index, source, split, augment, seed)
         self.tile_size = tile_size
-        n_c = -(-labels.shape[1] // tile_size)
-        rows, cols = np.nonzero(labels >= 0)
-        tile_ids = np.unique((rows // tile_size) * n_c + cols // tile_size)
-        self.origins = np.stack([tile_ids // n_c, tile_ids % n_c], axis=1) * tile_size  # [N, 2]
-
-    def __len__(self) -> int:
-        return int(self.origins.shape[0])
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        r0, c0 = (int(v) for v in self.origins[index])
+        scene = int(self.locate(np.asarray(index)))
+        r0, c0 = (int(v) for v in self.index.scenes[scene].tiles[self.split][
+            index - self.starts[scene]])
         t = self.tile_size
         k, flip = self._transform(index)
-        item = {
-            name: torch.from_numpy(_augmented(_window(arr, r0, c0, t, 0.0), k, flip))
-            for name, arr in self.sensors.items()
-        }
-        target = _window(self.labels, r0, c0, t, -1).astype(np.int64)
+        item = self._inputs(scene, r0, c0, t, k, flip)
+        target = crop(self._labels(scene), r0, c0, t, -1).astype(np.int64)
         item["target"] = torch.from_numpy(_augmented(target, k, flip))
+        item["scene"] = torch.tensor(scene, dtype=torch.int64)
         return item

@@ -1,5 +1,7 @@
 """`prepare(task)`: everything a trial needs, computed once and shared (e.g. via Ray's object
-store). Holds numpy arrays and plain values only, so it pickles cheaply."""
+store). Holds the dataset index and, when the dataset fits in `data.in_memory_max_mb`, the
+normalised sensors of every scene; otherwise trials read their windows from the GeoTIFFs.
+Numpy arrays and plain values only, so it pickles cheaply."""
 
 from __future__ import annotations
 
@@ -7,69 +9,97 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from autors.config import TaskKind, TaskSpec
+from autors.config import SensorSpec, TaskKind, TaskSpec
 from autors.data.datasets import PatchDataset, TileDataset
 from autors.data.grid import Grid
+from autors.data.index import DatasetIndex, build_index
 from autors.data.normalize import NormStats
-from autors.data.scene import load_scene
-from autors.data.splits import Splits, make_splits
+from autors.data.sources import ArraySource, BlockSource
 
 
 @dataclass
 class PreparedData:
-    """Normalised sensors on the reference grid, the splits and the statistics used."""
+    """The dataset index, the statistics used and, in memory, the normalised sensors."""
 
     task_kind: TaskKind
-    sensors: dict[str, np.ndarray]  # name -> float32 [C, H, W], normalised, invalid = 0
-    valid: np.ndarray  # bool [H, W], every sensor valid
-    splits: Splits
-    stats: NormStats
-    grid: Grid
-    band_names: dict[str, list[str]]
+    index: DatasetIndex
+    sensor_specs: dict[str, SensorSpec]  # how a streamed read converts each sensor
+    arrays: list[dict[str, np.ndarray]] | None  # per scene, name -> float32 [C, H, W]; None: streamed
     class_names: list[str]
     patch_size: int
     tile_size: int
+    block_size: int
+    cache_mb: float
+
+    @property
+    def in_memory(self) -> bool:
+        return self.arrays is not None
+
+    @property
+    def stats(self) -> NormStats:
+        return self.index.stats
+
+    @property
+    def splits(self) -> DatasetIndex:
+        """Split counts, hash and record (the index answers them)."""
+        return self.index
+
+    @property
+    def band_names(self) -> dict[str, list[str]]:
+        return self.index.band_names
+
+    @property
+    def grid(self) -> Grid:
+        """The reference grid of the first scene (the only one in a one-scene task)."""
+        return self.index.scenes[0].grid
 
     @property
     def in_channels(self) -> dict[str, int]:
         """Bands per sensor, in the task's sensor order."""
-        return {name: int(arr.shape[0]) for name, arr in self.sensors.items()}
+        return self.index.in_channels
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def source(self) -> ArraySource | BlockSource:
+        if self.arrays is not None:
+            return ArraySource(self.arrays)
+        return BlockSource(self.index, self.sensor_specs, self.block_size, self.cache_mb)
+
     def dataset(
         self, split: str, augment: bool = False, seed: int = 0
     ) -> PatchDataset | TileDataset:
         """The torch dataset of one split ('train', 'val' or 'test') for the task kind."""
-        labels = self.splits.get(split)
         if self.task_kind == "patch_classification":
-            return PatchDataset(self.sensors, labels, self.patch_size, augment, seed)
-        return TileDataset(self.sensors, labels, self.tile_size, augment, seed)
+            return PatchDataset(self.index, self.source(), split, self.patch_size, augment, seed)
+        return TileDataset(self.index, self.source(), split, self.tile_size, augment, seed)
 
 
-def prepare(task: TaskSpec) -> PreparedData:
-    """Load the scene, split it, compute normalisation statistics on the training pixels and
-    normalise every sensor."""
-    scene = load_scene(task)
-    splits = make_splits(task, scene)
-    stats = NormStats.compute(scene, splits.train >= 0)
-    sensors = {}
-    for name in list(scene.sensors):
-        # One sensor at a time, dropping the raw copy, so peak memory is one extra sensor.
-        raw = {name: scene.sensors.pop(name)}
-        sensors[name] = stats.apply(raw, {name: scene.sensor_valid[name]})[name]
-        del raw
+def prepare(task: TaskSpec, in_memory: bool | None = None) -> PreparedData:
+    """Index the dataset (every scene read once by blocks), compute normalisation statistics
+    on training pixels and, when the dataset is held in memory (`in_memory`, default: it fits
+    in `data.in_memory_max_mb`), normalise every scene's sensors."""
+    index, raws = build_index(task, keep_raw=in_memory)
+    arrays = None
+    if raws is not None:
+        arrays = []
+        for values, valid in raws:
+            # One sensor at a time, dropping the raw copy, so peak memory is one extra sensor.
+            normed = {}
+            for name in list(values):
+                stack = values.pop(name)
+                normed[name] = index.stats.apply({name: stack}, {name: valid[name]})[name]
+                del stack
+            arrays.append(normed)
     return PreparedData(
         task_kind=task.task,
-        sensors=sensors,
-        valid=scene.valid,
-        splits=splits,
-        stats=stats,
-        grid=scene.grid,
-        band_names=scene.band_names,
+        index=index,
+        sensor_specs=dict(task.sensors),
+        arrays=arrays,
         class_names=task.class_names,
         patch_size=task.patch_size,
         tile_size=task.tile_size,
+        block_size=task.data.block_size,
+        cache_mb=task.data.cache_mb,
     )

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-
 import numpy as np
 from rasterio.warp import Resampling
 
@@ -13,6 +11,7 @@ from autors.config import SensorSpec, TaskSpec
 from autors.data.grid import Grid, crop_to_overlap, read_onto
 from autors.data.labels import read_labels
 from autors.data.raster import RasterInfo, inspect, resolve_bands
+from autors.data.scenes import SceneFiles, list_scenes
 from autors.errors import DataError
 
 # Floor of linear SAR power before the dB conversion (10*log10(1e-10) = -100 dB).
@@ -36,32 +35,25 @@ class Scene:
     rasters: dict[str, RasterInfo]  # headers of the source files (sensor names, "labels:<key>")
 
 
-def label_paths(task: TaskSpec) -> dict[str, Path]:
-    """Label rasters of the task by role: 'full' (labels.path), 'train', 'val' (when given) and
-    'test' (given split)."""
-    paths = {}
-    if task.labels.path is not None:
-        paths["full"] = task.labels.path
-    if task.split.kind == "given":
-        paths["train"] = task.split.train
-        if task.split.val is not None:
-            paths["val"] = task.split.val
-        paths["test"] = task.split.test
-    return paths
-
-
-def load_scene(task: TaskSpec) -> Scene:
-    """Read every raster of `task` once, align it on the reference grid and build the masks.
+def load_scene(task: TaskSpec, files: SceneFiles | None = None) -> Scene:
+    """Read every raster of one scene (`files`; default: a one-scene task's only scene) at
+    once, align it on the reference grid and build the masks: for inspecting a scene whole.
+    Training reads datasets through `autors.data.index` instead.
 
     The reference grid is the label raster's (`labels.path`, else the given train raster) or a
     sensor's (`grid: <sensor>`), cropped to the area every sensor covers.
     """
+    if files is None:
+        scenes = list_scenes(task)
+        if len(scenes) != 1:
+            raise DataError(f"task '{task.name}' has {len(scenes)} scenes: name the one to load")
+        files = scenes[0]
     # Headers first: bad paths, bands and georeferencing fail before any pixel is read.
-    sensor_infos = {name: inspect(spec.path) for name, spec in task.sensors.items()}
+    sensor_infos = {name: inspect(files.sensors[name]) for name in task.sensors}
     bands = {
         name: resolve_bands(sensor_infos[name], spec.bands) for name, spec in task.sensors.items()
     }
-    label_infos = {key: inspect(path) for key, path in label_paths(task).items()}
+    label_infos = {key: inspect(path) for key, path in files.labels.items()}
 
     if task.grid == "labels":
         ref = label_infos["full"] if "full" in label_infos else label_infos["train"]
@@ -81,7 +73,7 @@ def load_scene(task: TaskSpec) -> Scene:
     valid = np.logical_and.reduce(list(sensor_valid.values()))
     labels = {key: read_labels(info, task.labels, grid) for key, info in label_infos.items()}
     if task.split.kind == "given":
-        _check_disjoint(task, labels)
+        check_disjoint(task, labels)
     rasters = dict(sensor_infos)
     rasters.update({f"labels:{key}": info for key, info in label_infos.items()})
     return Scene(
@@ -158,7 +150,7 @@ def _to_physical(
     return convert
 
 
-def _check_disjoint(task: TaskSpec, labels: dict[str, np.ndarray]) -> None:
+def check_disjoint(task: TaskSpec, labels: dict[str, np.ndarray]) -> None:
     """The given split rasters must not label the same pixel twice."""
     given = [key for key in ("train", "val", "test") if key in labels]
     for i, a in enumerate(given):

@@ -73,51 +73,87 @@ class Leakage:
 
 
 def make_splits(task: TaskSpec, scene: Scene) -> Splits:
-    """Train/val/test class-index rasters for the task's split, deterministic for `split.seed`.
+    """Train/val/test class-index rasters of a one-scene task (see `split_scene`), with the
+    validation subset of `train.val_max_samples`."""
+    parts = split_scene(task, scene.labels, scene.valid, None, task.name)
+    val = parts["val"]
+    if task.train.val_max_samples is not None:
+        val = _subsample(val, task.train.val_max_samples, _rng(task.split.seed, 3))
+    return Splits(train=parts["train"], val=val, test=parts["test"],
+                  num_classes=task.num_classes, dropped_invalid=parts["dropped_invalid"],
+                  buffer=task.split_buffer, dropped_buffer=parts["dropped_buffer"])
+
+
+def split_scene(
+    task: TaskSpec,
+    labels: dict[str, np.ndarray],
+    valid: np.ndarray,
+    split_of_scene: str | None,
+    scene_id: str,
+) -> dict | None:
+    """One scene's train / val / test class-index maps (int16 [H, W], -1 elsewhere), plus
+    'dropped_invalid' and 'dropped_buffer' counts; deterministic for `split.seed`.
 
     spatial_blocks: test, then val, are carved from the full labels by blocks of `block_size`.
     given: train, test (and val, when given) come from their rasters; otherwise val is carved
-    from train by blocks of `val_block_size`. Fractions count labelled pixels (in whole blocks).
-    A carve never takes the last training pixels of a class. Then training pixels within
-    `task.split_buffer` of a held-out pixel are dropped. A class left with no training pixel is
-    a DataError.
+    from train by blocks of `val_block_size`. scenes: every labelled pixel goes to
+    `split_of_scene`. Fractions count labelled pixels (in whole blocks). A carve never takes
+    the last training pixels of a class. Then training pixels within `task.split_buffer` of a
+    held-out pixel are dropped. Only pixels where every sensor is valid are labelled.
+
+    In a one-scene task a class left with no training pixel is a DataError; in a dataset that
+    is checked over all scenes, and a scene with no usable labelled pixel returns None.
     """
     k = task.num_classes
     seed = task.split.seed
-    invalid = ~scene.valid
+    single = task.scenes is None
+    invalid = ~valid
+    empty = np.full(valid.shape, -1, np.int16)
     val = None
-    if task.split.kind == "spatial_blocks":
-        full = scene.labels["full"]
+    if task.split.kind == "scenes":
+        full = labels["full"]
         dropped = int(((full >= 0) & invalid).sum())
         pool = np.where(invalid, np.int16(-1), full)
-        _require_classes(task, pool, f"the label raster {task.labels.path}")
+        if not (pool >= 0).any():
+            return None
+        parts = {name: pool if name == split_of_scene else empty for name in SPLIT_NAMES}
+        return parts | {"dropped_invalid": dropped, "dropped_buffer": 0}
+    if task.split.kind == "spatial_blocks":
+        full = labels["full"]
+        dropped = int(((full >= 0) & invalid).sum())
+        pool = np.where(invalid, np.int16(-1), full)
+        if not single and not (pool >= 0).any():
+            return None
+        if single:
+            _require_classes(task, pool, f"the label raster {task.labels.path}")
         block = task.split.block_size
         labelled = int((pool >= 0).sum())
-        test_mask = _carve(pool, block, task.split.test_fraction * labelled, k, _rng(seed, 1), "test")
+        test_mask = _carve(pool, block, task.split.test_fraction * labelled, k, _rng(seed, 1),
+                           "test", scene_id, single)
         test = np.where(test_mask, pool, np.int16(-1))
         pool = np.where(test_mask, np.int16(-1), pool)
         val_target = task.split.val_fraction * labelled
     else:
-        given = {key: scene.labels[key] for key in ("train", "val", "test") if key in scene.labels}
+        given = {key: labels[key] for key in ("train", "val", "test") if key in labels}
         dropped = int((np.logical_or.reduce([g >= 0 for g in given.values()]) & invalid).sum())
         pool = np.where(invalid, np.int16(-1), given["train"])
         test = np.where(invalid, np.int16(-1), given["test"])
-        _require_classes(task, pool, f"the train raster {task.split.train}")
+        if not single and not ((pool >= 0).any() or (test >= 0).any()):
+            return None
+        if single:
+            _require_classes(task, pool, f"the train raster {task.split.train}")
         if "val" in given:
             val = np.where(invalid, np.int16(-1), given["val"])
         block = task.split.val_block_size
         val_target = task.split.val_fraction * int((pool >= 0).sum())
     if val is None:
-        val_mask = _carve(pool, block, val_target, k, _rng(seed, 2), "validation")
+        val_mask = _carve(pool, block, val_target, k, _rng(seed, 2), "validation", scene_id, single)
         val = np.where(val_mask, pool, np.int16(-1))
         pool = np.where(val_mask, np.int16(-1), pool)
     buffer = task.split_buffer
-    near_held_out = _box_any((val >= 0) | (test >= 0), buffer) & (pool >= 0)
+    near_held_out = box_any((val >= 0) | (test >= 0), buffer) & (pool >= 0)
     train = np.where(near_held_out, np.int16(-1), pool)
-    if task.train.val_max_samples is not None:
-        # after the buffer, so training does not depend on this validation cost bound
-        val = _subsample(val, task.train.val_max_samples, _rng(seed, 3))
-    if buffer:
+    if buffer and single:
         _require_classes(
             task, train,
             f"the training pixels farther than split.buffer = {buffer} px from every "
@@ -125,8 +161,8 @@ def make_splits(task: TaskSpec, scene: Scene) -> Splits:
             fix=f"use larger blocks than the {task.sample_size} px model input, or set a "
             "smaller split.buffer (leakage is then reported)",
         )
-    return Splits(train=train, val=val, test=test, num_classes=k, dropped_invalid=dropped,
-                  buffer=buffer, dropped_buffer=int(near_held_out.sum()))
+    return {"train": train, "val": val, "test": test, "dropped_invalid": dropped,
+            "dropped_buffer": int(near_held_out.sum())}
 
 
 def footprint_leakage(splits: Splits, size: int) -> dict[str, Leakage]:
@@ -136,7 +172,7 @@ def footprint_leakage(splits: Splits, size: int) -> dict[str, Leakage]:
     Such footprints see training pixels as *input* (never as targets); the split buffer removes
     them (0 with the default buffer), and this counts what is left, so a user can judge it.
     """
-    touching = _box_any(splits.train >= 0, size // 2)
+    touching = box_any(splits.train >= 0, size // 2)
     out = {}
     for name in ("val", "test"):
         held = splits.get(name) >= 0
@@ -164,7 +200,8 @@ def _require_classes(task: TaskSpec, pool: np.ndarray, where: str, fix: str | No
 
 
 def _carve(
-    pool: np.ndarray, block: int, target: float, k: int, rng: np.random.Generator, what: str
+    pool: np.ndarray, block: int, target: float, k: int, rng: np.random.Generator, what: str,
+    scene_id: str = "", strict: bool = True,
 ) -> np.ndarray:
     """Bool [H, W]: the labelled pixels of whole blocks, picked in seeded random order to hold
     about `target` labelled pixels of `pool`, never taking the last pixel of a class."""
@@ -196,9 +233,12 @@ def _carve(
         # Every block overshoots the target: take the smallest one that keeps every class.
         sizes = per_block.sum(axis=1)
         keeps = ~np.any((per_block > 0) & (remaining - per_block <= 0), axis=1)
+        if not strict:
+            return held  # a scene of a dataset may give nothing to this split
         if not keeps.any():
             raise DataError(
-                f"cannot carve the {what} split: the labelled pixels lie in {blocks.size} "
+                f"cannot carve the {what} split{f' of scene {scene_id!r}' if scene_id else ''}: "
+                f"the labelled pixels lie in {blocks.size} "
                 f"block(s) of {block} px and none can be spared without losing a class from "
                 "training; use a smaller block size or label more areas"
             )
@@ -218,7 +258,7 @@ def _subsample(labels: np.ndarray, keep: int, rng: np.random.Generator) -> np.nd
     return out.reshape(labels.shape)
 
 
-def _box_any(mask: np.ndarray, radius: int) -> np.ndarray:
+def box_any(mask: np.ndarray, radius: int) -> np.ndarray:
     """Bool [H, W]: True where the (2r+1)^2 window centred on the pixel has any True in `mask`."""
     h, w = mask.shape
     integral = np.zeros((h + 1, w + 1), dtype=np.int64)

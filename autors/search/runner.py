@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 
 from autors.config import SearchSpec, TaskSpec
-from autors.data import prepare, split_record
+from autors.data import prepare
 from autors.errors import SearchError
 from autors.plugins import shipped_modules, task_plugins
 from autors.search import summary as summary_mod
@@ -113,7 +113,7 @@ def run_search(
     data = prepare(task)
     data_s = time.monotonic() - t0
     log_line(console, f"data ready in {data_s:.1f} s: sensors {data.in_channels}")
-    split = split_record(data.splits, task.sample_size, task.split.seed)
+    split = data.index.split_record()
     if options.resume is not None:
         check_same_split(state, split, run.path)
         history, repaired = run.read_trials(repair=True)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from autors.config import TrainSpec
 from autors.errors import TaskFileError
 
-Batch = dict[str, torch.Tensor]  # {sensor: [B, C, P, P], ..., "target": [B] or [B, H, W]}
+# {sensor: [B, C, P, P], ..., "target": [B] or [B, H, W], "scene": [B]}
+Batch = dict[str, torch.Tensor]
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -23,34 +27,64 @@ def resolve_device(spec: str) -> torch.device:
     return torch.device(spec)
 
 
-def subset_indices(n: int, max_samples: int | None, seed: int) -> list[int] | None:
-    """A seeded random subset of `max_samples` of range(n) (sorted), or None to keep all."""
-    if max_samples is None or max_samples >= n:
-        return None
-    gen = torch.Generator().manual_seed(seed)
-    return sorted(torch.randperm(n, generator=gen)[:max_samples].tolist())
+class EpochSampler(Sampler[int]):
+    """The training order: a fixed seeded subset of at most `max_samples` sample ids (all when
+    None), shuffled anew each epoch (`set_epoch`) with locality for streamed reads.
+
+    Ids are consecutive pixels (or tiles) of a scene, so the subset is cut into chunks of
+    `chunk` consecutive ids; chunks are shuffled, and the samples of each `window` of chunks
+    are shuffled together. A batch then mixes samples from up to `window` places of the
+    dataset while a loader worker's block cache still serves most reads. The order depends
+    only on (seed, epoch), never on the number of loader workers.
+    """
+
+    def __init__(self, n: int, max_samples: int | None, seed: int, chunk: int = 256,
+                 window: int = 32) -> None:
+        rng = np.random.default_rng([seed, 0])
+        if max_samples is None or max_samples >= n:
+            self.ids = np.arange(n, dtype=np.int64)
+        else:
+            self.ids = np.sort(rng.choice(n, max_samples, replace=False)).astype(np.int64)
+        self.seed, self.chunk, self.window = seed, chunk, window
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return int(self.ids.size)
+
+    def __iter__(self) -> Iterator[int]:
+        rng = np.random.default_rng([self.seed, 1, self.epoch])
+        n_chunks = -(-self.ids.size // self.chunk)
+        order = rng.permutation(n_chunks)
+        for w0 in range(0, n_chunks, self.window):
+            ids = np.concatenate([self.ids[c * self.chunk:(c + 1) * self.chunk]
+                                  for c in order[w0:w0 + self.window]])
+            yield from rng.permutation(ids).tolist()
 
 
 def train_loader(dataset: Dataset, spec: TrainSpec, seed: int) -> DataLoader:
-    """Shuffled, seeded, single-process loader over at most `spec.max_train_samples` samples.
+    """Seeded loader over at most `spec.max_train_samples` samples (`EpochSampler`), read by
+    `spec.num_workers` processes (batches are the same for any number).
 
     The last incomplete batch is dropped when there is more than one batch, so a batch of one
     sample never reaches BatchNorm layers in training mode.
     """
-    keep = subset_indices(len(dataset), spec.max_train_samples, seed)
-    ds = dataset if keep is None else Subset(dataset, keep)
+    sampler = EpochSampler(len(dataset), spec.max_train_samples, seed)
     return DataLoader(
-        ds,
+        dataset,
         batch_size=spec.batch_size,
-        shuffle=True,
-        drop_last=len(ds) > spec.batch_size,
-        num_workers=0,  # data is in memory; workers would copy it and break determinism
-        generator=torch.Generator().manual_seed(seed),
+        sampler=sampler,
+        drop_last=len(sampler) > spec.batch_size,
+        num_workers=spec.num_workers,
+        persistent_workers=False,  # workers are re-made each epoch with its augmentation draw
     )
 
 
-def eval_loader(dataset: Dataset, batch_size: int) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+def eval_loader(dataset: Dataset, batch_size: int, num_workers: int = 0) -> DataLoader:
+    """In order: scene by scene, row-major (streamed reads follow the block cache)."""
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
 
 
 def to_device(batch: Batch, device: torch.device) -> Batch:

@@ -27,9 +27,11 @@ def _device_of(model: nn.Module) -> torch.device:
 
 
 def predict_split(
-    model: nn.Module, data: PreparedData, split: str, batch_size: int = 256
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(target, prediction, confidence, loss) for every labelled sample of `split`, each [N].
+    model: nn.Module, data: PreparedData, split: str, batch_size: int = 256,
+    num_workers: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(target, prediction, confidence, loss, scene number) for every labelled sample of
+    `split`, each [N].
 
     Patch classification: one sample per labelled pixel. Segmentation: every labelled pixel of
     the split's non-overlapping tiles (each pixel once). Confidence = max softmax probability;
@@ -37,9 +39,9 @@ def predict_split(
     """
     if split not in EVAL_SPLITS:
         raise ValueError(f"evaluate on 'val' or 'test', not '{split}'")
-    loader = eval_loader(data.dataset(split, augment=False), batch_size)
+    loader = eval_loader(data.dataset(split, augment=False), batch_size, num_workers)
     device = _device_of(model)
-    targets, preds, confs, losses = [], [], [], []
+    targets, preds, confs, losses, scenes = [], [], [], [], []
     was_training = model.training
     model.eval()
     try:
@@ -47,6 +49,7 @@ def predict_split(
             for batch in loader:
                 batch = to_device(batch, device)
                 target = batch.pop("target")  # [B] or [B, H, W]
+                scene = batch.pop("scene")  # [B]
                 logits = model(batch).float()  # [B, K] or [B, K, H, W]
                 conf, pred = torch.softmax(logits, dim=1).max(dim=1)  # [B] or [B, H, W]
                 loss = nn.functional.cross_entropy(logits, target, ignore_index=-1,
@@ -56,6 +59,9 @@ def predict_split(
                 preds.append(pred[keep].cpu())
                 confs.append(conf[keep].cpu())
                 losses.append(loss[keep].cpu())
+                if target.dim() > 1:  # one scene per tile: broadcast to its pixels
+                    scene = scene.view(-1, 1, 1).expand_as(target)
+                scenes.append(scene[keep].cpu())
     finally:
         model.train(was_training)
     if not targets or sum(t.numel() for t in targets) == 0:
@@ -65,17 +71,43 @@ def predict_split(
         torch.cat(preds).numpy(),
         torch.cat(confs).numpy(),
         torch.cat(losses).numpy(),
+        torch.cat(scenes).numpy(),
     )
 
 
 def evaluate(
-    model: nn.Module, data: PreparedData, split: str, batch_size: int = 256
+    model: nn.Module, data: PreparedData, split: str, batch_size: int = 256, *,
+    num_workers: int = 0, breakdown: bool = False,
 ) -> dict[str, Any]:
     """Metrics of `model` on `split` ('val' or 'test'): `metrics.summarize` keys plus `ece` and
-    `loss` (mean cross-entropy: the second tie-break when candidates are ranked)."""
-    target, pred, conf, loss = predict_split(model, data, split, batch_size)
+    `loss` (mean cross-entropy: the second tie-break when candidates are ranked). With
+    `breakdown` and more than one scene, also `per_scene` and `per_group` ({id: pixels, oa,
+    kappa, miou}; pooled metrics stay the headline)."""
+    target, pred, conf, loss, scene = predict_split(model, data, split, batch_size, num_workers)
     cm = confusion_matrix(target, pred, data.num_classes)
     out = summarize(cm, data.class_names)
     out["ece"] = expected_calibration_error(conf, pred == target)
     out["loss"] = float(loss.mean())
+    scenes = data.index.scenes
+    if breakdown and len(scenes) > 1:
+        out["per_scene"] = _breakdown(target, pred, scene, [s.id for s in scenes], data)
+        groups = [s.files.group for s in scenes]
+        if any(g is not None for g in groups):
+            names = sorted({g for g in groups if g is not None})
+            group_of = np.array([names.index(g) if g is not None else -1 for g in groups])
+            out["per_group"] = _breakdown(target, pred, group_of[scene], names, data)
+    return out
+
+
+def _breakdown(target: np.ndarray, pred: np.ndarray, part: np.ndarray, names: list[str],
+               data: PreparedData) -> dict[str, dict[str, float | int]]:
+    """{name: {pixels, oa, kappa, miou}} for each part (scene or group) with scored pixels."""
+    out = {}
+    for i, name in enumerate(names):
+        m = part == i
+        if m.any():
+            s = summarize(confusion_matrix(target[m], pred[m], data.num_classes),
+                          data.class_names)
+            out[name] = {"pixels": int(m.sum()), "oa": float(s["oa"]),
+                         "kappa": float(s["kappa"]), "miou": float(s["miou"])}
     return out

@@ -131,6 +131,7 @@ def _train_epoch(
     for i, batch in enumerate(loader, start=1):
         batch = to_device(batch, device)
         target = batch.pop("target")  # [B] or [B, H, W]
+        del batch["scene"]
         loss = loss_fn(model(drop(batch)), target)
         if not torch.isfinite(loss):
             raise TrainingDivergedError(
@@ -191,6 +192,7 @@ def train_model(
         for epoch in range(1, epochs + 1):
             t_epoch = time.perf_counter()
             train_ds.set_epoch(epoch)
+            loader.sampler.set_epoch(epoch)
             bar_task = bar.add_task(f"epoch {epoch}/{epochs}", total=len(loader), status="")
             train_loss = _train_epoch(
                 model, loader, loss_fn, optimizer, epoch,
@@ -202,7 +204,7 @@ def train_model(
             lr = optimizer.param_groups[0]["lr"]
             schedule.step()
 
-            val = evaluate(model, data, "val", spec.batch_size)
+            val = evaluate(model, data, "val", spec.batch_size, num_workers=spec.num_workers)
             record = {"epoch": epoch, "train_loss": train_loss, "lr": lr}
             record.update({f"val_{k}": float(val[k]) for k in SCALARS})
             record["seconds"] = time.perf_counter() - t_epoch

@@ -68,7 +68,7 @@ from torch import nn
 
 import fusion
 from autors.config import TaskSpec, task_yaml
-from autors.data import NormStats, PreparedData, split_record
+from autors.data import NormStats, PreparedData
 from autors.errors import ModelFolderError, TaskFileError
 from autors.files import atomic_folder, file_sha256, versions
 from autors.training.trial import TrainedModel, train_evaluate
@@ -140,7 +140,7 @@ def write_train_folder(
                 "digest": task.digest(),
                 "spec": task.to_dict(),
             },
-            "split": split_record(data.splits, task.sample_size, task.split.seed),
+            "split": data.index.split_record(),
             "grid": data.grid.to_dict(),  # the training reference grid (CRS as WKT)
             "inputs": {
                 "sensors": [

@@ -44,7 +44,8 @@ class TrainedModel:
     def metrics(self) -> dict[str, Any]:
         """TrialResult.metrics: val_oa, val_aa, val_kappa, val_miou, val_ece, val_loss, per-class
         val_per_class_accuracy / val_per_class_iou ({class: value | None}); with a test
-        evaluation also test_oa, test_aa, test_kappa, test_miou."""
+        evaluation also test_oa, test_aa, test_kappa, test_miou and, for a dataset of several
+        scenes, test_per_scene / test_per_group ({id: pixels, oa, kappa, miou})."""
         val = self.outcome.val_metrics
         out: dict[str, Any] = {f"val_{k}": float(val[k]) for k in SCALARS}
         out["val_ece"] = float(val["ece"])
@@ -53,6 +54,9 @@ class TrainedModel:
         out["val_per_class_iou"] = val["per_class_iou"]
         if self.test_metrics is not None:
             out.update({f"test_{k}": float(self.test_metrics[k]) for k in SCALARS})
+            for key in ("per_scene", "per_group"):
+                if key in self.test_metrics:
+                    out[f"test_{key}"] = self.test_metrics[key]
         return out
 
     def trial_result(self, trial_id: int, seed: int) -> TrialResult:
@@ -116,7 +120,8 @@ def train_evaluate(
     t0 = time.perf_counter()
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     outcome = train_model(task, arch, data, seed, progress=progress, max_epochs=max_epochs)
-    test_metrics = evaluate(outcome.model, data, "test", task.train.batch_size) if test else None
+    test_metrics = evaluate(outcome.model, data, "test", task.train.batch_size,
+                            num_workers=task.train.num_workers, breakdown=True) if test else None
     t_cost = time.perf_counter()
     cost = measure_cost(outcome.model, data.in_channels, task.sample_size)
     now = time.perf_counter()

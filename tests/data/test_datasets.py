@@ -7,8 +7,48 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+import zlib
+
+from rasterio.crs import CRS
+from rasterio.transform import Affine
+
 from autors.data import PatchDataset, TileDataset
+from autors.data.grid import Grid
+from autors.data.index import DatasetIndex, SceneEntry, _tiles
+from autors.data.normalize import NormStats
+from autors.data.scenes import SceneFiles
+from autors.data.sources import ArraySource
 from autors.errors import DataError
+
+
+def _index(sensors, labels, tile=8):
+    """A one-scene index whose training split is `labels` (class index, -1 none)."""
+    k = int(labels.max()) + 1
+    h, w = labels.shape
+    entry = SceneEntry(
+        files=SceneFiles("toy", None, {}, {}), grid=Grid(CRS.from_epsg(32632), Affine.identity(), h, w),
+        rasters={}, bands={n: list(range(1, a.shape[0] + 1)) for n, a in sensors.items()},
+        codes_z=zlib.compress(labels.astype(np.int16).tobytes()),
+        counts={"train": np.bincount(labels[labels >= 0], minlength=k).tolist(),
+                "val": [0] * k, "test": [0] * k},
+    )
+    entry.tiles = _tiles(entry, k, tile)
+    return DatasetIndex(
+        scenes=[entry], num_classes=k, stats=NormStats({}, {}),
+        band_names={n: [str(i) for i in range(a.shape[0])] for n, a in sensors.items()},
+        tile_size=tile, dense=False, seed=0, buffer=0, footprint=1, scenes_digest="",
+    )
+
+
+def _patches(sensors, labels, patch_size, augment=False, seed=0):
+    return PatchDataset(_index(sensors, labels), ArraySource([sensors]), "train", patch_size,
+                        augment, seed)
+
+
+def _tiles_ds(sensors, labels, tile, augment=False, seed=0):
+    index = _index(sensors, labels, tile)
+    index.dense = True
+    return TileDataset(index, ArraySource([sensors]), "train", tile, augment, seed)
 
 
 def _toy(h=12, w=15, seed=0):
@@ -35,12 +75,12 @@ def _dihedral(arr):
 
 def test_patch_items_are_centred_on_labelled_pixels():
     sensors, labels = _toy()
-    ds = PatchDataset(sensors, labels, patch_size=5)
+    ds = _patches(sensors, labels, 5)
     assert len(ds) == 3
     targets = [int(ds[i]["target"]) for i in range(3)]
     assert targets == [1, 0, 2]  # row-major order of the labelled pixels
     item = ds[1]  # pixel (5, 7)
-    assert set(item) == {"a", "b", "target"}
+    assert set(item) == {"a", "b", "target", "scene"}
     assert item["a"].shape == (3, 5, 5) and item["a"].dtype == torch.float32
     assert item["b"].shape == (1, 5, 5)
     assert item["target"].dtype == torch.int64 and item["target"].shape == ()
@@ -49,18 +89,18 @@ def test_patch_items_are_centred_on_labelled_pixels():
 
 def test_patch_border_is_zero_padded():
     sensors, labels = _toy()
-    corner = PatchDataset(sensors, labels, patch_size=5)[0]["a"].numpy()  # pixel (0, 0)
+    corner = _patches(sensors, labels, 5)[0]["a"].numpy()  # pixel (0, 0)
     assert (corner[:, :2, :] == 0).all() and (corner[:, :, :2] == 0).all()
     np.testing.assert_array_equal(corner[:, 2:, 2:], sensors["a"][:, :3, :3])
-    far = PatchDataset(sensors, labels, patch_size=5)[2]["b"].numpy()  # pixel (11, 14)
+    far = _patches(sensors, labels, 5)[2]["b"].numpy()  # pixel (11, 14)
     assert (far[:, 3:, :] == 0).all() and (far[:, :, 3:] == 0).all()
     np.testing.assert_array_equal(far[:, :3, :3], sensors["b"][:, 9:, 12:])
 
 
 def test_augmentation_is_a_seeded_dihedral_transform():
     sensors, labels = _toy()
-    plain = PatchDataset(sensors, labels, patch_size=5)
-    aug = PatchDataset(sensors, labels, patch_size=5, augment=True, seed=3)
+    plain = _patches(sensors, labels, 5)
+    aug = _patches(sensors, labels, 5, augment=True, seed=3)
     seen = set()
     for epoch in range(6):
         aug.set_epoch(epoch)
@@ -71,7 +111,7 @@ def test_augmentation_is_a_seeded_dihedral_transform():
         # Every sensor of a sample gets the same transform.
         assert any(np.array_equal(b, _dihedral(plain[1]["b"].numpy())[i]) for i in hits)
         seen.add(hits[0])
-        again = PatchDataset(sensors, labels, patch_size=5, augment=True, seed=3)
+        again = _patches(sensors, labels, 5, augment=True, seed=3)
         again.set_epoch(epoch)
         np.testing.assert_array_equal(again[1]["a"].numpy(), a)  # reproducible
     assert len(seen) > 1  # varies across epochs
@@ -80,13 +120,7 @@ def test_augmentation_is_a_seeded_dihedral_transform():
 def test_even_patch_size_is_rejected():
     sensors, labels = _toy()
     with pytest.raises(DataError, match="patch_size must be odd .* got 4"):
-        PatchDataset(sensors, labels, patch_size=4)
-
-
-def test_mismatched_grids_are_rejected():
-    sensors, labels = _toy()
-    with pytest.raises(DataError, match="differ from the label grid"):
-        PatchDataset(sensors, labels[:-1], patch_size=3)
+        _patches(sensors, labels, 4)
 
 
 def test_tiles_hold_dense_targets_and_only_labelled_tiles():
@@ -94,7 +128,7 @@ def test_tiles_hold_dense_targets_and_only_labelled_tiles():
     labels = np.full((20, 27), -1, np.int16)
     labels[2:5, 3:6] = 1  # tile (0, 0)
     labels[18, 25] = 2  # bottom-right edge tile (16..23, 24..31) -> padded
-    ds = TileDataset(sensors, labels, tile_size=8)
+    ds = _tiles_ds(sensors, labels, 8)
     assert len(ds) == 2
     first, edge = ds[0], ds[1]
     assert first["a"].shape == (3, 8, 8) and first["target"].shape == (8, 8)
@@ -112,7 +146,7 @@ def test_tiles_hold_dense_targets_and_only_labelled_tiles():
 def test_tile_augmentation_moves_target_with_inputs():
     sensors, _ = _toy(h=16, w=16)
     labels = np.arange(256, dtype=np.int16).reshape(16, 16) % 5
-    plain, aug = TileDataset(sensors, labels, 16), TileDataset(sensors, labels, 16, augment=True)
+    plain, aug = _tiles_ds(sensors, labels, 16), _tiles_ds(sensors, labels, 16, augment=True)
     for epoch in range(4):
         aug.set_epoch(epoch)
         item = aug[0]
@@ -124,5 +158,5 @@ def test_tile_augmentation_moves_target_with_inputs():
 
 def test_datasets_batch_with_a_dataloader():
     sensors, labels = _toy()
-    batch = next(iter(DataLoader(PatchDataset(sensors, labels, 3, augment=True), batch_size=3)))
+    batch = next(iter(DataLoader(_patches(sensors, labels, 3, augment=True), batch_size=3)))
     assert batch["a"].shape == (3, 3, 3, 3) and batch["target"].tolist() == [1, 0, 2]

@@ -21,11 +21,13 @@ def test_prepare_bundles_normalised_sensors_splits_and_stats(write_task):
     scene = load_scene(task)
     splits = make_splits(task, scene)
     for name in ("train", "val", "test"):
-        assert np.array_equal(data.splits.get(name), splits.get(name))
+        assert np.array_equal(data.index.scenes[0].labels(name, 3), splits.get(name))
     stats = NormStats.compute(scene, splits.train >= 0)
-    assert data.stats == stats
-    expected = stats.apply(scene.sensors, scene.sensor_valid)
-    for name, arr in data.sensors.items():
+    for name in stats.mean:  # blockwise float64 moments: equal to rounding
+        np.testing.assert_allclose(data.stats.mean[name], stats.mean[name], rtol=1e-9)
+        np.testing.assert_allclose(data.stats.std[name], stats.std[name], rtol=1e-9)
+    expected = data.stats.apply(scene.sensors, scene.sensor_valid)
+    for name, arr in data.arrays[0].items():
         np.testing.assert_array_equal(arr, expected[name])
     train = data.dataset("train", augment=True)
     assert isinstance(train, PatchDataset)
@@ -37,15 +39,13 @@ def test_prepare_bundles_normalised_sensors_splits_and_stats(write_task):
 def test_prepared_data_pickles_as_plain_arrays(write_task):
     data = prepare(load_task(write_task()))
     blob = pickle.dumps(data)
-    arrays = (
-        sum(a.nbytes for a in data.sensors.values())
-        + data.valid.nbytes
-        + sum(data.splits.get(n).nbytes for n in ("train", "val", "test"))
-    )
+    arrays = sum(a.nbytes for a in data.arrays[0].values())
     assert len(blob) < arrays + 50_000  # arrays plus a little metadata, no file handles
     again = pickle.loads(blob)
     assert again.grid == data.grid
-    np.testing.assert_array_equal(again.sensors["sar"], data.sensors["sar"])
+    np.testing.assert_array_equal(again.arrays[0]["sar"], data.arrays[0]["sar"])
+    streamed = prepare(load_task(write_task()), in_memory=False)
+    assert len(pickle.dumps(streamed)) < 50_000  # the index only: no pixel travels
 
 
 def test_segmentation_gives_tiles(write_task):
@@ -59,8 +59,8 @@ def test_segmentation_gives_tiles(write_task):
     item = ds[0]
     assert item["optical"].shape == (4, 16, 16) and item["target"].shape == (16, 16)
     # Targets hold only training pixels.
-    r0, c0 = ds.origins[0]
-    window = data.splits.train[r0 : r0 + 16, c0 : c0 + 16]
+    r0, c0 = data.index.scenes[0].tiles["train"][0]
+    window = data.index.scenes[0].labels("train", 3)[r0 : r0 + 16, c0 : c0 + 16]
     np.testing.assert_array_equal(
         item["target"].numpy()[: window.shape[0], : window.shape[1]], window
     )

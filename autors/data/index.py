@@ -1,0 +1,424 @@
+"""The dataset index: what every scene holds, built once by reading each scene by blocks.
+
+    index = build_index(task)      # headers, grids, labels, validity, splits, statistics
+
+Per scene it keeps the reference grid, the raster headers, and one compressed int16 map of
+split and class per pixel (`code = split * K + class`, -1 = not used). That is a few kB to a
+few MB for hundreds of scenes: the index is what travels to loader workers and through Ray's
+object store, never the pixels. Samples are addressed by a global id per split: scenes in
+order, labelled pixels (or tiles) of a scene in row-major order.
+
+Pixels are read by `read_block` (one window of one scene, every sensor, physical values):
+the index pass, the normalisation sample, the streamed reader and the in-memory arrays all
+read through it, so the streamed and in-memory paths see bit-identical inputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+from rasterio.windows import Window
+
+from autors.config import SensorSpec, TaskSpec
+from autors.data.grid import Grid, crop_to_overlap
+from autors.data.labels import read_labels
+from autors.data.normalize import NormStats
+from autors.data.raster import RasterInfo, inspect, resolve_bands
+from autors.data.scene import check_disjoint, load_sensor
+from autors.data.scenes import SPLIT_NAMES, SceneFiles, list_scenes, scene_splits, scenes_digest
+from autors.data.splits import box_any, split_scene
+from autors.errors import DataError, RasterError
+
+
+@dataclass
+class SceneEntry:
+    """One scene in the index: files, grid, headers and the compressed split/class map."""
+
+    files: SceneFiles
+    grid: Grid
+    rasters: dict[str, RasterInfo]  # sensor -> header
+    bands: dict[str, list[int]]  # sensor -> 1-based band indexes read
+    codes_z: bytes  # zlib of int16 [H, W]: split * K + class, -1 = not used
+    counts: dict[str, list[int]]  # split -> labelled pixels per class
+    tiles: dict[str, np.ndarray] = field(default_factory=dict)  # split -> int32 [N, 2] origins
+    dropped_invalid: int = 0  # labelled pixels where a sensor is invalid
+    dropped_buffer: int = 0  # training pixels within the split buffer of a held-out pixel
+    leakage: dict[str, list[int]] = field(default_factory=dict)  # split -> [pixels, touching]
+
+    @property
+    def id(self) -> str:
+        return self.files.id
+
+    def codes(self) -> np.ndarray:
+        return np.frombuffer(zlib.decompress(self.codes_z), np.int16).reshape(self.grid.shape)
+
+    def labels(self, split: str, k: int) -> np.ndarray:
+        """Class index per pixel of `split` (int16 [H, W], -1 elsewhere)."""
+        codes = self.codes()
+        s = SPLIT_NAMES.index(split)
+        inside = (codes >= s * k) & (codes < (s + 1) * k)
+        return np.where(inside, codes - s * k, -1).astype(np.int16)
+
+    def n(self, split: str) -> int:
+        return int(sum(self.counts[split]))
+
+
+@dataclass
+class DatasetIndex:
+    """Every scene of a task, its splits and the normalisation statistics."""
+
+    scenes: list[SceneEntry]
+    num_classes: int
+    stats: NormStats
+    band_names: dict[str, list[str]]
+    tile_size: int
+    dense: bool
+    seed: int  # split.seed
+    buffer: int
+    footprint: int
+    scenes_digest: str
+    skipped: list[str] = field(default_factory=list)  # scenes without a usable labelled pixel
+    unused: list[str] = field(default_factory=list)  # scenes in no split (kind scenes)
+
+    # ---- sizes -----------------------------------------------------------------------------
+    def sizes(self, split: str) -> np.ndarray:
+        """Samples of `split` per scene: labelled pixels, or tiles for segmentation."""
+        if self.dense:
+            return np.array([len(s.tiles.get(split, ())) for s in self.scenes], np.int64)
+        return np.array([s.n(split) for s in self.scenes], np.int64)
+
+    def counts(self) -> dict[str, list[int]]:
+        """Labelled pixels per split and class, over all scenes."""
+        return {name: np.sum([s.counts[name] for s in self.scenes], axis=0).astype(int).tolist()
+                for name in SPLIT_NAMES}
+
+    def nbytes(self) -> int:
+        """Bytes of the normalised sensors of every scene held in memory (float32)."""
+        channels = sum(len(b) for b in self.scenes[0].bands.values()) if self.scenes else 0
+        return sum(4 * channels * s.grid.height * s.grid.width for s in self.scenes)
+
+    @property
+    def in_channels(self) -> dict[str, int]:
+        return {name: len(b) for name, b in self.band_names.items()}
+
+    # ---- provenance --------------------------------------------------------------------------
+    def sha256(self) -> str:
+        """Hash of every scene's split/class map (and id): equal hashes mean the same pixels in
+        every split."""
+        h = hashlib.sha256()
+        for s in self.scenes:
+            h.update(s.id.encode() + str(s.grid.shape).encode() + s.codes().tobytes())
+        return h.hexdigest()
+
+    def split_record(self) -> dict:
+        """The split's provenance as plain data (run.json, summary.json, model card, reports)."""
+        leak = {name: [sum(s.leakage[name][i] for s in self.scenes) for i in (0, 1)]
+                for name in ("val", "test")}
+        per_split = {name: [s.id for s in self.scenes if s.n(name)] for name in SPLIT_NAMES}
+        return {
+            "sha256": self.sha256(),
+            "seed": self.seed,
+            "buffer": self.buffer,
+            "dropped_buffer": sum(s.dropped_buffer for s in self.scenes),
+            "dropped_invalid": sum(s.dropped_invalid for s in self.scenes),
+            "counts": {name: int(sum(c)) for name, c in self.counts().items()},
+            "footprint": self.footprint,
+            "leakage": {name: {"pixels": p, "touching_train": t}
+                        for name, (p, t) in leak.items()},
+            "scenes": {"n": len(self.scenes), "digest": self.scenes_digest,
+                       "per_split": {k: len(v) for k, v in per_split.items()},
+                       "skipped": self.skipped, "unused": len(self.unused)},
+        }
+
+
+def read_block(
+    entry: SceneEntry, sensors: dict[str, SensorSpec], window: Window
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Physical values float32 [C, h, w] and validity bool [h, w] of every sensor in `window`
+    of the scene's grid (invalid values 0)."""
+    grid = entry.grid.sub(window)
+    values, valid = {}, {}
+    for name, spec in sensors.items():
+        values[name], valid[name] = load_sensor(spec, grid, entry.rasters[name],
+                                                entry.bands[name])
+    return values, valid
+
+
+def block_windows(shape: tuple[int, int], block: int) -> list[Window]:
+    """The block lattice of a grid, row-major (edge blocks are smaller)."""
+    h, w = shape
+    return [Window(c, r, min(block, w - c), min(block, h - r))
+            for r in range(0, h, block) for c in range(0, w, block)]
+
+
+def build_index(task: TaskSpec, keep_raw: bool | None = None):
+    """Read every scene by blocks once: grid, labels, validity, splits; then the normalisation
+    statistics from training pixels. Returns (index, raw) where raw is, when the dataset is
+    held in memory (`keep_raw`, default: it fits in `data.in_memory_max_mb`), each scene's
+    (physical sensor values float32 [C, H, W], validity bool [H, W]) by sensor, else None.
+
+    Raises DataError / RasterError naming the scene and file for unreadable or inconsistent
+    data, before any training."""
+    files = list_scenes(task)
+    assignment = scene_splits(task, files) if task.split.kind == "scenes" else None
+    unused = [] if assignment is None else [f.id for f in files if f.id not in assignment]
+    if assignment is not None:
+        files = [f for f in files if f.id in assignment]
+    headers = [_headers(task, f) for f in files]
+    band_names = _check_bands(task, files, headers)
+    grids = [_grid(task, f, h) for f, h in zip(files, headers)]
+    channels = sum(len(b) for b in band_names.values())
+    size_mb = sum(4 * channels * g.height * g.width for g in grids) / 2**20
+    if keep_raw is None:
+        keep_raw = size_mb <= task.data.in_memory_max_mb
+    k = task.num_classes
+    entries, raws, skipped = [], [], []
+    for f, (rasters, bands), grid in zip(files, headers, grids):
+        entry, raw = _index_scene(task, f, rasters, bands, grid,
+                                  None if assignment is None else assignment[f.id], keep_raw)
+        if entry is None:
+            skipped.append(f.id)
+            continue
+        entries.append(entry)
+        raws.append(raw)
+    if not entries:
+        raise DataError(f"none of the {len(files)} scene(s) has a labelled pixel where every "
+                        "sensor is valid; check the label rasters and the sensors' nodata")
+    _require_training(task, entries)
+    if task.train.val_max_samples is not None:
+        _subsample_val(entries, task.train.val_max_samples, k, task.split.seed)
+    if task.dense:
+        for e in entries:
+            e.tiles = _tiles(e, k, task.tile_size)
+    index = DatasetIndex(
+        scenes=entries, num_classes=k, stats=NormStats(mean={}, std={}),
+        band_names=band_names, tile_size=task.tile_size, dense=task.dense,
+        seed=task.split.seed, buffer=task.split_buffer, footprint=task.sample_size,
+        scenes_digest=scenes_digest(files), skipped=skipped, unused=unused,
+    )
+    index.stats = _norm_stats(task, index, raws if keep_raw else None)
+    return index, (raws if keep_raw else None)
+
+
+# ---- per scene --------------------------------------------------------------------------------
+def _headers(task: TaskSpec, f: SceneFiles) -> tuple[dict[str, RasterInfo], dict]:
+    rasters, bands = {}, {}
+    for name, spec in task.sensors.items():
+        if name not in f.sensors:
+            raise DataError(f"scene '{f.id}' has no file for sensor '{name}'; every scene needs "
+                            "every sensor (missing sensors are not supported yet)")
+        try:
+            rasters[name] = inspect(f.sensors[name])
+            bands[name] = resolve_bands(rasters[name], spec.bands)
+        except RasterError as err:
+            raise RasterError(f"scene '{f.id}', sensor '{name}': {err}") from None
+    return rasters, bands
+
+
+def _check_bands(task: TaskSpec, files: list[SceneFiles], headers: list) -> dict[str, list[str]]:
+    """Every scene must give each sensor the same number of bands (the model's input)."""
+    first = headers[0][1]
+    for f, (_, bands) in zip(files[1:], headers[1:]):
+        for name in task.sensors:
+            if len(bands[name][0]) != len(first[name][0]):
+                raise DataError(
+                    f"sensor '{name}' has {len(bands[name][0])} band(s) in scene '{f.id}' "
+                    f"({f.sensors[name]}) but {len(first[name][0])} in scene '{files[0].id}'; "
+                    f"every scene must give the same bands (set sensors.{name}.bands)"
+                )
+    return {name: list(first[name][1]) for name in task.sensors}
+
+
+def _grid(task: TaskSpec, f: SceneFiles, headers: tuple) -> Grid:
+    rasters, _ = headers
+    label_infos = {key: _inspect(f, key, path) for key, path in f.labels.items()}
+    if task.grid == "labels":
+        ref = label_infos["full"] if "full" in label_infos else label_infos["train"]
+    else:
+        ref = rasters[task.grid]
+    try:
+        grid = crop_to_overlap(Grid.of(ref), {f"sensor '{n}'": i for n, i in rasters.items()})
+        for key, info in label_infos.items():
+            crop_to_overlap(grid, {f"label raster '{key}'": info})
+    except DataError as err:
+        raise DataError(f"scene '{f.id}': {err}") from None
+    return grid
+
+
+def _inspect(f: SceneFiles, key: str, path) -> RasterInfo:
+    try:
+        return inspect(path)
+    except RasterError as err:
+        raise RasterError(f"scene '{f.id}', labels ({key}): {err}") from None
+
+
+def _index_scene(task, f: SceneFiles, rasters, bands, grid: Grid, split_of_scene: str | None,
+                 keep_raw: bool):
+    """(SceneEntry, raw sensors or None); (None, None) when no pixel can be used."""
+    k = task.num_classes
+    labels = {key: read_labels(_inspect(f, key, p), task.labels, grid)
+              for key, p in f.labels.items()}
+    if task.split.kind == "given":
+        check_disjoint(task, labels)
+    entry = SceneEntry(files=f, grid=grid, rasters=rasters,
+                       bands={n: b[0] for n, b in bands.items()}, codes_z=b"", counts={})
+    valid = np.ones(grid.shape, dtype=bool)
+    raw = ({name: np.zeros((len(entry.bands[name]),) + grid.shape, np.float32)
+            for name in task.sensors},
+           {name: np.zeros(grid.shape, bool) for name in task.sensors}) if keep_raw else None
+    for window in block_windows(grid.shape, task.data.block_size):
+        values, ok = read_block(entry, task.sensors, window)
+        rows = slice(window.row_off, window.row_off + window.height)
+        cols = slice(window.col_off, window.col_off + window.width)
+        valid[rows, cols] = np.logical_and.reduce(list(ok.values()))
+        if raw is not None:
+            for name, arr in values.items():
+                raw[0][name][:, rows, cols] = arr
+                raw[1][name][rows, cols] = ok[name]
+    splits = split_scene(task, labels, valid, split_of_scene, f.id)
+    if splits is None:
+        return None, None
+    codes = np.full(grid.shape, -1, np.int16)
+    for s, name in enumerate(SPLIT_NAMES):
+        m = splits[name] >= 0
+        codes[m] = splits[name][m] + s * k
+    entry.codes_z = zlib.compress(codes.tobytes(), 1)
+    entry.counts = {name: np.bincount(splits[name][splits[name] >= 0], minlength=k)
+                    .astype(int).tolist() for name in SPLIT_NAMES}
+    entry.dropped_invalid = splits["dropped_invalid"]
+    entry.dropped_buffer = splits["dropped_buffer"]
+    touching = box_any(splits["train"] >= 0, task.sample_size // 2)
+    for name in ("val", "test"):
+        held = splits[name] >= 0
+        entry.leakage[name] = [int(held.sum()), int((held & touching).sum())]
+    return entry, raw
+
+
+def _require_training(task: TaskSpec, entries: list[SceneEntry]) -> None:
+    counts = np.sum([e.counts["train"] for e in entries], axis=0)
+    empty = [f"'{n}' (value {v})" for n, v, c in
+             zip(task.class_names, task.labels.class_values, counts) if c == 0]
+    if empty:
+        raise DataError(f"class {', '.join(empty)} has no training pixel in the "
+                        f"{len(entries)} scene(s) (pixels where a sensor is invalid, or within "
+                        "split.buffer of a held-out pixel, do not count); label some, move a "
+                        "scene to training, or remove the class from 'labels.classes'")
+    for name in ("val", "test"):
+        if not any(e.n(name) for e in entries):
+            raise DataError(f"the {name} split has no labelled pixel: check the split")
+
+
+def _subsample_val(entries: list[SceneEntry], keep: int, k: int, seed: int) -> None:
+    """Keep a fixed seeded subset of `keep` validation pixels over all scenes."""
+    sizes = np.array([e.n("val") for e in entries])
+    total = int(sizes.sum())
+    if total <= keep:
+        return
+    chosen = np.sort(np.random.default_rng([seed, 3]).choice(total, keep, replace=False))
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    s_val = SPLIT_NAMES.index("val")
+    for i, e in enumerate(entries):
+        if not sizes[i]:
+            continue
+        codes = e.codes().copy()
+        flat = codes.reshape(-1)
+        pos = np.flatnonzero((flat >= s_val * k) & (flat < (s_val + 1) * k))
+        mine = chosen[(chosen >= starts[i]) & (chosen < starts[i + 1])] - starts[i]
+        drop = np.setdiff1d(np.arange(pos.size), mine)
+        flat[pos[drop]] = -1
+        e.codes_z = zlib.compress(codes.tobytes(), 1)
+        classes = flat[pos[mine]] - s_val * k
+        e.counts["val"] = np.bincount(classes, minlength=k).astype(int).tolist()
+
+
+def _tiles(entry: SceneEntry, k: int, tile: int) -> dict[str, np.ndarray]:
+    """Origins of the non-overlapping tiles holding a labelled pixel, per split."""
+    codes = entry.codes()
+    n_c = -(-codes.shape[1] // tile)
+    out = {}
+    for s, name in enumerate(SPLIT_NAMES):
+        rows, cols = np.nonzero((codes >= s * k) & (codes < (s + 1) * k))
+        ids = np.unique((rows // tile) * n_c + cols // tile)
+        out[name] = (np.stack([ids // n_c, ids % n_c], axis=1) * tile).astype(np.int32)
+    return out
+
+
+# ---- normalisation ----------------------------------------------------------------------------
+def _norm_stats(task: TaskSpec, index: DatasetIndex, raws: list | None) -> NormStats:
+    """Mean and std per band over training pixels where the sensor is valid: all of them, or
+    the pixels of a seeded sample of whole training blocks holding about
+    `data.norm_max_pixels` (IO stays block-wise)."""
+    k, block = index.num_classes, task.data.block_size
+    units = []  # (scene, window, training pixels in it)
+    for i, e in enumerate(index.scenes):
+        train = e.labels("train", k) >= 0
+        for w in block_windows(e.grid.shape, block):
+            n = int(train[w.row_off:w.row_off + w.height, w.col_off:w.col_off + w.width].sum())
+            if n:
+                units.append((i, w, n))
+    total = sum(n for *_, n in units)
+    if total > task.data.norm_max_pixels:
+        order = np.random.default_rng([task.split.seed, 4]).permutation(len(units))
+        picked, n_picked = [], 0
+        for j in order:
+            picked.append(units[j])
+            n_picked += units[j][2]
+            if n_picked >= task.data.norm_max_pixels:
+                break
+        units = sorted(picked, key=lambda u: (u[0], u[1].row_off, u[1].col_off))
+    acc = {name: _Moments(len(b)) for name, b in index.band_names.items()}
+    current, train = -1, None
+    for i, w, _ in units:
+        e = index.scenes[i]
+        if i != current:
+            current, train = i, e.labels("train", k) >= 0
+        rows = slice(w.row_off, w.row_off + w.height)
+        cols = slice(w.col_off, w.col_off + w.width)
+        if raws is not None:
+            values = {n: a[:, rows, cols] for n, a in raws[i][0].items()}
+            ok = None
+        else:
+            values, ok = read_block(e, task.sensors, w)
+        use_train = train[rows, cols]
+        for name, stack in values.items():
+            # training pixels are valid in every sensor (the index only labels those)
+            use = use_train if ok is None else use_train & ok[name]
+            acc[name].add(stack[:, use])
+    mean, std = {}, {}
+    for name, m in acc.items():
+        if m.n == 0:
+            raise DataError(f"sensor '{name}' has no valid pixel among the training pixels, "
+                            "so it cannot be normalised; check its nodata value and coverage")
+        mean[name], std[name] = m.result()
+    return NormStats(mean=mean, std=std)
+
+
+class _Moments:
+    """Per-band count, mean and sum of squared deviations, merged block by block (Chan et
+    al.), in float64."""
+
+    def __init__(self, bands: int) -> None:
+        self.n = 0
+        self.mean = np.zeros(bands)
+        self.m2 = np.zeros(bands)
+
+    def add(self, values: np.ndarray) -> None:  # [C, N]
+        nb = values.shape[1]
+        if nb == 0:
+            return
+        v = values.astype(np.float64)
+        mb = v.mean(axis=1)
+        m2b = ((v - mb[:, None]) ** 2).sum(axis=1)
+        n = self.n + nb
+        delta = mb - self.mean
+        self.mean = self.mean + delta * nb / n
+        self.m2 = self.m2 + m2b + delta**2 * self.n * nb / n
+        self.n = n
+
+    def result(self) -> tuple[list[float], list[float]]:
+        std = np.sqrt(self.m2 / self.n)
+        # A constant band carries no information; std 1 keeps it finite (it becomes 0).
+        return self.mean.tolist(), [float(s) if np.isfinite(s) and s > 0 else 1.0 for s in std]
