@@ -119,7 +119,7 @@ def s1f11_task(data_root: Path) -> tuple[Path, str]:
     """The shipped Sen1Floods11 task, its relative paths resolved against `data_root`."""
     from autors.config import SHIPPED_DIR
 
-    src = SHIPPED_DIR / "sen1floods11.yaml"
+    src = SHIPPED_DIR / "sen1floods11_chip.yaml"
     return data_root.resolve() / src.name, src.read_text()
 
 

@@ -100,9 +100,10 @@ def build_optimizer(params: Any, spec: TrainSpec) -> torch.optim.Optimizer:
     )
 
 
-def class_weights(data: PreparedData) -> torch.Tensor:
-    """Inverse-frequency weights [K] over the training split (0 for a class with no pixel)."""
-    counts = np.asarray(data.splits.counts()["train"], dtype=np.float64)  # [K]
+def class_weights(train_counts: list[int]) -> torch.Tensor:
+    """Inverse-frequency weights [K] from training pixels per class (0 for a class with no
+    pixel)."""
+    counts = np.asarray(train_counts, dtype=np.float64)  # [K]
     present = counts > 0
     w = np.zeros_like(counts)
     w[present] = counts.sum() / (present.sum() * counts[present])
@@ -175,7 +176,7 @@ def train_model(
     train_ds = data.dataset("train", augment=spec.augment, seed=_stream_seed(seed, 1))
     loader = train_loader(train_ds, spec, _stream_seed(seed, 2))
     dropout_gen = torch.Generator().manual_seed(_stream_seed(seed, 3))
-    weight = class_weights(data).to(device) if spec.class_weighting else None
+    weight = class_weights(data.index.counts()["train"]).to(device) if spec.class_weighting else None
     loss_fn = nn.CrossEntropyLoss(weight=weight, ignore_index=-1)
     optimizer = build_optimizer(model.parameters(), spec)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(

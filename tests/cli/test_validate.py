@@ -74,7 +74,7 @@ def test_validate_shipped_task_on_real_data(capsys):
     root = Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "data"
     if not (root / "sen1floods11_sample").is_dir():
         pytest.skip("real rasters not found: set AUTORS_DATA or put them in ../shared/data")
-    assert main(["validate", "sen1floods11", "--data-root", str(root)]) == 0
+    assert main(["validate", "sen1floods11_chip", "--data-root", str(root)]) == 0
     out = capsys.readouterr().out
     assert "s2 (optical): 13 band(s)" in out and "512 x 512 px, EPSG:4326" in out
     assert "not_water" in out

@@ -15,7 +15,7 @@ from autors.data import footprint_leakage, load_scene, make_splits, prepare
 
 @pytest.fixture
 def floods(shared_data):
-    return shipped_task("sen1floods11", shared_data)
+    return shipped_task("sen1floods11_chip", shared_data)
 
 
 def test_sen1floods11_scene_is_read_on_its_own_grid(floods, shared_data):

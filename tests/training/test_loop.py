@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from autors.config import TaskSpec
-from autors.data import PreparedData, Splits
+from autors.data import PreparedData
 from autors.errors import TaskFileError
 from autors.training.batches import apply_modality_dropout, modality_keep_mask, resolve_device
 from autors.training.evaluate import evaluate
@@ -50,7 +50,7 @@ def test_segmentation_training_learns_and_monitors_miou(
     assert out.val_metrics["oa"] > 1 / 3 + 0.25
     assert out.val_metrics["miou"] == pytest.approx(max(h["val_miou"] for h in out.history))
     # every labelled validation pixel is counted exactly once
-    assert out.val_metrics["num_samples"] == int((seg_data.splits.val >= 0).sum())
+    assert out.val_metrics["num_samples"] == sum(seg_data.index.counts()["val"])
 
 
 def test_early_stopping_follows_the_search_objective(
@@ -110,11 +110,8 @@ def test_modality_dropout_zeroes_whole_sensors_of_used_sensors_only() -> None:
     assert torch.equal(single["optical"], batch["optical"])
 
 
-def test_class_weights_are_inverse_frequency_by_hand(patch_data: PreparedData) -> None:
-    train = np.full((2, 4), -1, dtype=np.int16)
-    train[0] = [0, 0, 0, 1]  # class 0: 3 pixels, class 1: 1, class 2: none
-    splits = Splits(train=train, val=train.copy(), test=train.copy(), num_classes=3)
-    w = class_weights(dataclasses.replace(patch_data, splits=splits))
+def test_class_weights_are_inverse_frequency_by_hand() -> None:
+    w = class_weights([3, 1, 0])  # class 0: 3 pixels, class 1: 1, class 2: none
     # N = 4 over 2 present classes: w_k = 4 / (2 * n_k)
     assert w.tolist() == pytest.approx([4 / 6, 4 / 2, 0.0])
 
@@ -122,9 +119,9 @@ def test_class_weights_are_inverse_frequency_by_hand(patch_data: PreparedData) -
 def test_nan_inputs_raise_a_clear_divergence_error(
     patch_task: TaskSpec, patch_data: PreparedData
 ) -> None:
-    bad = dict(patch_data.sensors)
+    bad = dict(patch_data.arrays[0])
     bad["lidar"] = np.full_like(bad["lidar"], np.nan)
-    data = dataclasses.replace(patch_data, sensors=bad)
+    data = dataclasses.replace(patch_data, arrays=[bad])
     with pytest.raises(TrainingDivergedError, match=r"loss became nan at epoch 1, batch 1.*lr"):
         train_model(with_train(patch_task, epochs=1), "late_cnn", data, seed=0)
 
