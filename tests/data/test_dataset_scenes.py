@@ -103,8 +103,8 @@ def test_fractions_by_group_never_straddle_splits(release: Path) -> None:
 
 
 def test_spatial_blocks_work_inside_every_scene(release: Path) -> None:
-    task = _task(release, ["split={kind: spatial_blocks, block_size: 8, test_fraction: 0.3, "
-                           "val_fraction: 0.2}"])
+    task = _task(release, [("split={kind: spatial_blocks, block_size: 8, test_fraction: 0.3, "
+                           "val_fraction: 0.2}")])
     index, _ = build_index(task)
     record = index.split_record()
     assert record["leakage"]["test"]["touching_train"] == 0
@@ -119,8 +119,8 @@ def test_inline_scenes_and_csv_of_ids(release: Path, tmp_path: Path) -> None:
               "labels": str(hand / "LabelHand" / f"{c}_LabelHand.tif")} for c in CHIPS]
     ids = tmp_path / "ids.csv"
     ids.write_text("id\nGhana_103272\nUSA_2001\nBolivia_3001\n")
-    task = _task(release, [f"scenes={{items: {yaml.safe_dump(items, default_flow_style=True)}, "
-                           "group: '^(.+)_[0-9]+$'}"])
+    task = _task(release, [(f"scenes={{items: {yaml.safe_dump(items, default_flow_style=True)}, "
+                           "group: '^(.+)_[0-9]+$'}")])
     assert [s.id for s in list_scenes(task)] == list(CHIPS)
     by_csv = _task(release, [f"scenes.csv={ids}"])
     assert [s.id for s in list_scenes(by_csv)] == ["Ghana_103272", "USA_2001", "Bolivia_3001"]

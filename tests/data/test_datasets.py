@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import DataLoader
-
-import zlib
-
 from rasterio.crs import CRS
 from rasterio.transform import Affine
+from torch.utils.data import DataLoader
 
 from autors.data import PatchDataset, TileDataset
 from autors.data.grid import Grid
