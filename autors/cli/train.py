@@ -96,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         console.print(f"preparing data for task [bold]{task.name}[/] ({task.task})")
     data = prepare(task)
+    if not args.quiet or data.index.skipped:
+        console.print(f"data: {data.describe()}")
     trained = train_and_write(task, arch, data, seed, out, test=args.test,
                               progress=not args.quiet, max_epochs=args.epochs)
 

@@ -5,7 +5,9 @@ Numpy arrays and plain values only, so it pickles cheaply."""
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -61,6 +63,31 @@ class PreparedData:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    def shipped_bytes(self) -> int:
+        """Bytes every trial receives (through Ray's object store): the index, plus the arrays
+        when in memory."""
+        arrays = sum(a.nbytes for scene in self.arrays for a in scene.values()) \
+            if self.arrays is not None else 0
+        return len(pickle.dumps(self.index, protocol=pickle.HIGHEST_PROTOCOL)) + arrays
+
+    def summary(self) -> dict[str, Any]:
+        """How the data is held and travels (run.json, logs)."""
+        return {"scenes": len(self.index.scenes), "in_memory": self.in_memory,
+                "dataset_mb": round(self.index.nbytes() / 2**20, 1),
+                "shipped_bytes": self.shipped_bytes(), "skipped_scenes": self.index.skipped}
+
+    def describe(self) -> str:
+        """One line for progress logs."""
+        s = self.summary()
+        how = "in memory" if s["in_memory"] else "streamed from the GeoTIFFs"
+        text = (f"{s['scenes']} scene(s), {s['dataset_mb']:,.0f} MB normalised, {how}; "
+                f"{s['shipped_bytes'] / 2**20:,.2f} MB shipped to each trial")
+        if s["skipped_scenes"]:
+            listed = ", ".join(s["skipped_scenes"][:10])
+            text += (f"; warning: {len(s['skipped_scenes'])} scene(s) skipped, no labelled "
+                     f"pixel where every sensor is valid: {listed}")
+        return text
 
     def source(self) -> ArraySource | BlockSource:
         if self.arrays is not None:

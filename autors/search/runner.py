@@ -112,7 +112,8 @@ def run_search(
     t0 = time.monotonic()
     data = prepare(task)
     data_s = time.monotonic() - t0
-    log_line(console, f"data ready in {data_s:.1f} s: sensors {data.in_channels}")
+    log_line(console, f"data ready in {data_s:.1f} s: sensors {data.in_channels}; "
+             f"{data.describe()}")
     split = data.index.split_record()
     if options.resume is not None:
         check_same_split(state, split, run.path)
@@ -167,6 +168,7 @@ def run_search(
         ray_pids.refresh()  # Ray's agents and the workers exist by now
         log_line(console, f"{spec.concurrency} worker(s) warm after {time.monotonic() - t0:.1f} s")
         sess = _new_session(session, len(history), strategy.restored, repaired, cluster)
+        sess["data"] = data.summary()  # shipped_bytes: what each trial reads from the store
         state["sessions"].append(sess)
         _save_state(run, state, broker, "running")
         if history:

@@ -141,7 +141,9 @@ def write_train_folder(
                 "spec": task.to_dict(),
             },
             "split": data.index.split_record(),
-            "grid": data.grid.to_dict(),  # the training reference grid (CRS as WKT)
+            "data": data.summary(),
+            # the training reference grid (CRS as WKT); a dataset's first scene
+            "grid": data.grid.to_dict(),
             "inputs": {
                 "sensors": [
                     {"name": name, "kind": task.sensors[name].kind,
