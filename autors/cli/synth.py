@@ -1,4 +1,5 @@
-"""`autors synth OUT_DIR`: write a synthetic multi-sensor scene and its task file."""
+"""`autors synth OUT_DIR`: write a synthetic multi-sensor scene and its task file; with
+`--scenes N`, a dataset of N scenes in the Sen1Floods11 v1.1 layout (autors.synth.dataset)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from autors.synth import SENSORS, SynthConfig, SynthConfigError, generate_scene
+from autors.synth.dataset import COMPRESS, ChipResult, DatasetConfig, generate_dataset
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -16,11 +18,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Write a co-registered synthetic scene (optical, SAR, LiDAR, hyperspectral GeoTIFFs, "
             "labels, sparse train / disjoint test rasters) and a ready-to-run task.yaml. "
-            "No single sensor separates every class."
+            "No single sensor separates every class. With --scenes N: a dataset of N differing "
+            "scenes laid out like the Sen1Floods11 v1.1 release (S1Hand/S2Hand/LabelHand "
+            "GeoTIFFs, split CSVs, Bolivia held out) and its task.yaml."
         ),
     )
     p.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="folder to write (created)")
-    p.add_argument("--preset", choices=("small", "benchmark"), default="small",
+    p.add_argument("--preset", choices=("small", "benchmark"),
                    help="small: 128x128 (default); benchmark: 512x512 with a real search budget")
     p.add_argument("--size", type=int, help="label grid side in pixels (2 m each)")
     p.add_argument("--classes", type=int, help="number of classes K (4..10)")
@@ -30,6 +34,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--train-per-class", type=int, dest="n_train_per_class",
                    help="labelled training pixels per class")
     p.add_argument("--preview", action="store_true", help="also write preview.png")
+    p.add_argument("--hsi-bands", type=int, dest="hsi_bands",
+                   help="hyperspectral bands, 400-1000 nm (default 60)")
+    p.add_argument("--scenes", type=int, metavar="N",
+                   help="write a dataset of N >= 2 scenes in the Sen1Floods11 v1.1 layout "
+                   "(default sensors optical,sar; default size 128)")
+    p.add_argument("--compress", choices=COMPRESS,
+                   help="with --scenes: GeoTIFF compression (default deflate)")
+    p.add_argument("--jobs", type=int,
+                   help="with --scenes: scenes simulated at once, in processes (default 1)")
     p.set_defaults(func=run)
 
 
@@ -37,19 +50,82 @@ def config_from_args(args: argparse.Namespace) -> SynthConfig:
     """The preset, overridden by every flag that was given."""
     base = SynthConfig.benchmark() if args.preset == "benchmark" else SynthConfig.small()
     changes: dict[str, object] = {}
-    for key in ("size", "classes", "seed", "looks", "n_train_per_class"):
+    for key in ("size", "classes", "seed", "looks", "n_train_per_class", "hsi_bands"):
         value = getattr(args, key)
         if value is not None:
             changes[key] = value
     if args.sensors is not None:
-        names = tuple(s.strip() for s in args.sensors.split(",") if s.strip())
-        if not names:
-            raise SynthConfigError(f"--sensors is empty: pick some of {','.join(SENSORS)}")
-        changes["sensors"] = names
+        changes["sensors"] = _sensors(args.sensors)
     return replace(base, **changes)  # type: ignore[arg-type]  # validated in __post_init__
 
 
+def _sensors(text: str) -> tuple[str, ...]:
+    names = tuple(s.strip() for s in text.split(",") if s.strip())
+    if not names:
+        raise SynthConfigError(f"--sensors is empty: pick some of {','.join(SENSORS)}")
+    return names
+
+
+def dataset_config_from_args(args: argparse.Namespace) -> DatasetConfig:
+    """--scenes N and the flags that apply to a dataset (the others are refused by name)."""
+    scene_only = {"--preset": args.preset, "--looks": args.looks,
+                  "--train-per-class": args.n_train_per_class,
+                  "--preview": args.preview or None}
+    given = [flag for flag, value in scene_only.items() if value is not None]
+    if given:
+        raise SynthConfigError(
+            f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to one scene only: "
+            "with --scenes, each scene draws its own SAR looks, the task has no train/test "
+            "rasters and there is no preview"
+        )
+    changes: dict[str, object] = {"scenes": args.scenes}
+    for key in ("size", "classes", "seed", "hsi_bands", "compress"):
+        value = getattr(args, key)
+        if value is not None:
+            changes[key] = value
+    if args.sensors is not None:
+        changes["sensors"] = _sensors(args.sensors)
+    return DatasetConfig(**changes)  # type: ignore[arg-type]  # validated in __post_init__
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(round(seconds), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
+
+
+def _progress(done: int, total: int, chip: ChipResult, elapsed: float) -> None:
+    p = chip.plan
+    eta = elapsed / done * (total - done)
+    print(f"scene {done}/{total} {p.name} ({p.split}, EPSG:{p.epsg}, clouds {p.cloud_cover:.2f}, "
+          f"{chip.nbytes / 1e6:.1f} MB) in {chip.seconds:.1f} s; elapsed {_clock(elapsed)}, "
+          f"ETA {_clock(eta)}", flush=True)
+
+
+def run_dataset(args: argparse.Namespace) -> int:
+    cfg = dataset_config_from_args(args)
+    jobs = 1 if args.jobs is None else args.jobs
+    if jobs < 1:
+        raise SynthConfigError(f"--jobs {jobs} must be >= 1")
+    print(f"writing {cfg.scenes} scenes of {cfg.size}x{cfg.size} ({', '.join(cfg.sensors)}) "
+          f"to {args.out_dir} with {jobs} job(s)", flush=True)
+    info = generate_dataset(args.out_dir, cfg, jobs=jobs, progress=_progress)
+    s = {k: len(v) for k, v in info.splits.items()}
+    print(f"wrote {len(info.chips)} scenes to {info.out_dir} in {_clock(info.seconds)} "
+          f"({info.nbytes / 1e9:.2f} GB of GeoTIFFs)")
+    print(f"  sensors: {', '.join(cfg.sensors)}")
+    print(f"  classes: {', '.join(f'{i}={n}' for i, n in enumerate(info.class_names))}")
+    print(f"  spectra: {info.spectra}")
+    print(f"  split:   {s['train']} train, {s['val']} val, {s['test']} test, "
+          f"{s['bolivia']} Bolivia (held out)")
+    print(f"  task:    {info.task_path}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.scenes is not None:
+        return run_dataset(args)
+    if args.compress is not None or args.jobs is not None:
+        raise SynthConfigError("--compress and --jobs apply to a dataset: add --scenes N")
     cfg = config_from_args(args)
     info = generate_scene(args.out_dir, cfg)
     print(f"wrote {cfg.size}x{cfg.size} scene to {info.out_dir} in {info.seconds:.1f} s")

@@ -75,8 +75,9 @@ class _Canvas:
         )
         if y0 >= y1 or x0 >= x1:
             return
-        yy, xx = np.mgrid[y0:y1, x0:x1]
-        d = np.hypot(yy + 0.5 - cy, xx + 0.5 - cx) / radius
+        dy = np.arange(y0, y1)[:, None] + 0.5 - cy  # broadcast: the values of a full mgrid
+        dx = np.arange(x0, x1)[None, :] + 0.5 - cx
+        d = np.hypot(dy, dx) / radius
         prof = np.where(d <= 1.0, top * (1.0 - 0.5 * d**2), -1.0)
         win = prof > self.height[y0:y1, x0:x1]
         oid = self.new_object()
@@ -261,8 +262,18 @@ USES: dict[str, tuple[str, Callable[[_Canvas, np.ndarray], None]]] = {
 }
 
 
-def make_layout(size: int, pixel_size_m: float, k: int, rng: np.random.Generator) -> Layout:
-    """Paint a `size` x `size` world with the first `k` catalogue classes."""
+def make_layout(
+    size: int,
+    pixel_size_m: float,
+    k: int,
+    rng: np.random.Generator,
+    weights: dict[str, float] | None = None,
+) -> Layout:
+    """Paint a `size` x `size` world with the first `k` catalogue classes.
+
+    `weights` (land use -> relative share, default 1 each) skews the balancing: a use's main
+    class then covers about its weight's share of the area (a use missing from it weighs 1).
+    """
     cv = _Canvas(size, pixel_size_m, rng)
     road = _roads(cv, size)
     parcels = _parcels(road, cv.px(PARCEL_SIDE_M) ** 2, rng)
@@ -273,6 +284,8 @@ def make_layout(size: int, pixel_size_m: float, k: int, rng: np.random.Generator
         (rows, cols), mask = parcels[i]
         # least-painted main class first; the jitter breaks ties and varies the choice
         score = [counts[C[USES[u][0]]] * rng.uniform(0.9, 1.1) for u in uses]
+        if weights is not None:
+            score = [s / weights.get(u, 1.0) for s, u in zip(score, uses, strict=True)]
         use = uses[int(np.argmin(score))]
         sub = cv.view(rows, cols)
         USES[use][1](sub, mask)

@@ -45,12 +45,21 @@ def cloud_fields(
 
 
 def simulate(
-    surface: Surface, cover: float, pixel_size_m: float, sun: Sun, rng: np.random.Generator
+    surface: Surface,
+    cover: float,
+    pixel_size_m: float,
+    sun: Sun,
+    rng: np.random.Generator,
+    noise: float = NOISE,
+    clouds: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """[10, H, W] uint16 reflectance x 10000."""
-    opacity, transmission = cloud_fields(surface.labels.shape, cover, pixel_size_m, sun, rng)
+    """[10, H, W] uint16 reflectance x 10000. `clouds`: (opacity, shadow transmission) already
+    drawn from `rng` by `cloud_fields` (the same draws as when this function makes them)."""
+    opacity, transmission = clouds if clouds is not None else cloud_fields(
+        surface.labels.shape, cover, pixel_size_m, sun, rng
+    )
     shaded = replace(surface, direct=surface.direct * transmission)
     refl = render(shaded, OPTICAL.srf, OPTICAL.centres, PSF_SIGMA_PX)  # [B, H, W]
     refl = (1.0 - opacity[None]) * refl + opacity[None] * CLOUD_REFLECTANCE
-    refl += NOISE * rng.standard_normal(refl.shape).astype(np.float32)
+    refl += noise * rng.standard_normal(refl.shape).astype(np.float32)
     return np.clip(np.round(refl * SCALE), 1, 65535).astype(np.uint16)

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import numpy as np
 from rasterio.crs import CRS
-from rasterio.transform import from_origin
+from rasterio.transform import Affine, from_origin
 
 from autors.synth import hsi, lidar, optical, sar
 from autors.synth.bands import OPTICAL, hyperspectral
-from autors.synth.catalogue import CLASS_IDS, active_classes
+from autors.synth.catalogue import CLASS_IDS, ClassDef, active_classes
 from autors.synth.config import SynthConfig
 from autors.synth.illumination import Sun, canopy_direct, cast_shadow
-from autors.synth.layout import make_layout
-from autors.synth.spectra import build_library, find_asd_dir
+from autors.synth.layout import Layout, make_layout
+from autors.synth.spectra import SpectralLibrary, build_library, find_asd_dir
 from autors.synth.split import make_split
 from autors.synth.surface import Surface, variability
 from autors.synth.writer import write_geotiff, write_json, write_task
@@ -86,74 +86,141 @@ def _task_dict(cfg: SynthConfig, names: tuple[str, ...], files: dict[str, Path])
     }
 
 
+def scene_rngs(seed: int) -> dict[str, np.random.Generator]:
+    """One independent generator per random stream of a scene (`_STREAMS`), from its seed."""
+    return dict(zip(_STREAMS, (np.random.default_rng(s) for s in
+                               np.random.SeedSequence(seed).spawn(len(_STREAMS)))))
+
+
+def load_library(cfg: SynthConfig) -> SpectralLibrary:
+    """The class spectra of `cfg` (its classes, spectra folder and red-edge shift)."""
+    return build_library(
+        active_classes(cfg.classes), find_asd_dir(cfg.spectra_dir), cfg.redge_shift_nm,
+        OPTICAL.srf,
+    )
+
+
+@dataclass(frozen=True)
+class World:
+    """A scene's ground truth and what every passive sensor sees of it (before the sensors)."""
+
+    classes: tuple[ClassDef, ...]
+    layout: Layout  # labels 1..K, objects, true heights
+    canopy: np.ndarray  # [H, W] bool: tree and shrub crowns
+    surface: Surface
+    sun: Sun
+
+
+def make_world(
+    cfg: SynthConfig,
+    rngs: dict[str, np.random.Generator],
+    library: SpectralLibrary,
+    sun: Sun | None = None,
+    use_weights: dict[str, float] | None = None,
+) -> World:
+    """Lay out the world (stream "layout") and its surface variability (stream "surface"),
+    lit by `sun` (default: `Sun()`); `use_weights`: see `layout.make_layout`."""
+    sun = Sun() if sun is None else sun
+    classes = active_classes(cfg.classes)
+    names = tuple(c.name for c in classes)
+    layout = make_layout(cfg.size, cfg.pixel_size_m, len(classes), rngs["layout"], use_weights)
+    canopy = np.isin(layout.labels,
+                     [CLASS_IDS[n] for n in ("oak", "maple", "shrub") if n in names])
+    direct = np.where(
+        cast_shadow(layout.height, cfg.pixel_size_m, sun),
+        0.0,
+        canopy_direct(layout.height, canopy, cfg.pixel_size_m, sun),
+    ).astype(np.float32)
+    surface = Surface(
+        labels=layout.labels,
+        coefs=variability(layout.objects, rngs["surface"], 20.0 / cfg.pixel_size_m),
+        direct=direct,
+        library=library,
+    )
+    return World(classes=classes, layout=layout, canopy=canopy, surface=surface, sun=sun)
+
+
+@dataclass(frozen=True)
+class SensorImage:
+    """One simulated sensor image and the grid it lies on."""
+
+    data: np.ndarray  # [C, H, W]
+    transform: Affine
+    bands: tuple[str, ...]
+    nodata: float
+
+
+def simulate_sensor(
+    name: str,
+    world: World,
+    cfg: SynthConfig,
+    rngs: dict[str, np.random.Generator],
+    transform: Affine,
+    crs: CRS,
+    optical_noise: float = optical.NOISE,
+    clouds: tuple[np.ndarray, np.ndarray] | None = None,
+) -> SensorImage:
+    """Simulate sensor `name` (its own random stream) over `world`, whose label grid is
+    `transform` in `crs`. `clouds`: the optical cloud fields, already drawn from the optical
+    stream by `optical.cloud_fields` (for a caller that needs them, e.g. to mask labels)."""
+    surface, layout = world.surface, world.layout
+    if name == "optical":
+        img = optical.simulate(surface, cfg.cloud_cover, cfg.pixel_size_m, world.sun,
+                               rngs["optical"], noise=optical_noise, clouds=clouds)
+        return SensorImage(img, transform, OPTICAL.names, 0)
+    if name == "sar":
+        img, grid = sar.simulate(
+            layout.labels, layout.objects, layout.height, world.classes, transform, crs,
+            cfg.sar_pixel_factor, cfg.looks, rngs["sar"],
+        )
+        return SensorImage(img, grid.transform, ("VV", "VH"), sar.NODATA)
+    if name == "lidar":
+        water = layout.labels == CLASS_IDS["water"]
+        img = lidar.simulate(surface, layout.height, world.canopy, water, cfg.pixel_size_m,
+                             rngs["lidar"])
+        return SensorImage(img, transform, ("height", "intensity"), lidar.NODATA)
+    if name == "hsi":
+        bands = hyperspectral(cfg.hsi_bands)
+        return SensorImage(hsi.simulate(surface, bands, rngs["hsi"]), transform, bands.names,
+                           hsi.NODATA)
+    raise ValueError(f"unknown sensor {name!r}")
+
+
 def generate_scene(out_dir: Path, config: SynthConfig) -> SceneInfo:
     """Generate the scene described by `config` into `out_dir` (created; files overwritten)."""
     t0 = time.perf_counter()
     cfg = config
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rngs = dict(zip(_STREAMS, (np.random.default_rng(s) for s in
-                               np.random.SeedSequence(cfg.seed).spawn(len(_STREAMS)))))
-    classes = active_classes(cfg.classes)
-    names = tuple(c.name for c in classes)
-    k = len(classes)
+    rngs = scene_rngs(cfg.seed)
     crs = CRS.from_epsg(CRS_EPSG)
     transform = from_origin(ORIGIN[0], ORIGIN[1], cfg.pixel_size_m, cfg.pixel_size_m)
+    library = load_library(cfg)
+    world = make_world(cfg, rngs, library)
+    layout = world.layout
+    names = tuple(c.name for c in world.classes)
+    k = len(names)
 
-    world = make_layout(cfg.size, cfg.pixel_size_m, k, rngs["layout"])
-    hsi_bands = hyperspectral(cfg.hsi_bands)
-    library = build_library(
-        classes, find_asd_dir(cfg.spectra_dir), cfg.redge_shift_nm, OPTICAL.srf
-    )
-    canopy = np.isin(world.labels, [CLASS_IDS[n] for n in ("oak", "maple", "shrub") if n in names])
-    sun = Sun()
-    direct = np.where(
-        cast_shadow(world.height, cfg.pixel_size_m, sun),
-        0.0,
-        canopy_direct(world.height, canopy, cfg.pixel_size_m, sun),
-    ).astype(np.float32)
-    surface = Surface(
-        labels=world.labels,
-        coefs=variability(world.objects, rngs["surface"], 20.0 / cfg.pixel_size_m),
-        direct=direct,
-        library=library,
-    )
-
+    tags = {
+        "optical": {"units": "reflectance x 10000",
+                    "clouds": f"{cfg.cloud_cover:.2f} of the scene"},
+        "sar": {"units": "linear power (sigma0)", "looks": str(cfg.looks)},
+        "lidar": {"units": "height: metres above ground (nDSM); intensity: relative"},
+        "hsi": {"units": "reflectance x 10000"},
+    }
     files: dict[str, Path] = {}
-    if "optical" in cfg.sensors:
-        img = optical.simulate(surface, cfg.cloud_cover, cfg.pixel_size_m, sun, rngs["optical"])
-        files["optical"] = write_geotiff(
-            out_dir / "optical.tif", img, transform, crs, OPTICAL.names, 0,
-            {"units": "reflectance x 10000", "clouds": f"{cfg.cloud_cover:.2f} of the scene"},
-        )
-    if "sar" in cfg.sensors:
-        img, grid = sar.simulate(
-            world.labels, world.objects, world.height, classes, transform, crs,
-            cfg.sar_pixel_factor, cfg.looks, rngs["sar"],
-        )
-        files["sar"] = write_geotiff(
-            out_dir / "sar.tif", img, grid.transform, crs, ("VV", "VH"), sar.NODATA,
-            {"units": "linear power (sigma0)", "looks": str(cfg.looks)},
-        )
-    if "lidar" in cfg.sensors:
-        water = world.labels == CLASS_IDS["water"]
-        img = lidar.simulate(surface, world.height, canopy, water, cfg.pixel_size_m, rngs["lidar"])
-        files["lidar"] = write_geotiff(
-            out_dir / "lidar.tif", img, transform, crs, ("height", "intensity"), lidar.NODATA,
-            {"units": "height: metres above ground (nDSM); intensity: relative"},
-        )
-    if "hsi" in cfg.sensors:
-        img = hsi.simulate(surface, hsi_bands, rngs["hsi"])
-        files["hsi"] = write_geotiff(
-            out_dir / "hsi.tif", img, transform, crs, hsi_bands.names, hsi.NODATA,
-            {"units": "reflectance x 10000"},
+    for name in cfg.sensors:
+        img = simulate_sensor(name, world, cfg, rngs, transform, crs)
+        files[name] = write_geotiff(
+            out_dir / f"{name}.tif", img.data, img.transform, crs, img.bands, img.nodata,
+            tags[name],
         )
 
     split = make_split(
-        world.labels, world.objects, k, cfg.split_block, cfg.patch_size // 2,
+        layout.labels, layout.objects, k, cfg.split_block, cfg.patch_size // 2,
         cfg.n_train_per_class, rngs["split"], cfg.n_val_per_class,
     )
-    roles = {"labels": world.labels, "train": split.train, "test": split.test}
+    roles = {"labels": layout.labels, "train": split.train, "test": split.test}
     if split.val is not None:
         roles["val"] = split.val
     for role, arr in roles.items():
@@ -178,7 +245,7 @@ def generate_scene(out_dir: Path, config: SynthConfig) -> SceneInfo:
         "classes": list(names),
         "split": split.description,
         "pixel_counts": counts,
-        "land_uses": list(world.uses),
+        "land_uses": list(layout.uses),
         "crs": f"EPSG:{CRS_EPSG}",
         "sar_units": SAR_UNITS,
     }

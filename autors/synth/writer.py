@@ -22,8 +22,10 @@ def write_geotiff(
     band_names: tuple[str, ...],
     nodata: float | None,
     tags: dict[str, str] | None = None,
+    compress: str | None = "deflate",
 ) -> Path:
-    """Write `data` [C, H, W] as a deflate-compressed GeoTIFF with band descriptions."""
+    """Write `data` [C, H, W] as a GeoTIFF with band descriptions, deflate-compressed unless
+    `compress` is None ("none" also means uncompressed)."""
     if data.ndim != 3 or data.shape[0] != len(band_names):
         raise ValueError(f"{path.name}: {data.shape} does not match {len(band_names)} band names")
     profile = {
@@ -35,10 +37,11 @@ def write_geotiff(
         "crs": crs,
         "transform": transform,
         "nodata": nodata,
-        "compress": "deflate",
         "tiled": data.shape[1] >= 256 and data.shape[2] >= 256,
         "interleave": "band",
     }
+    if compress is not None and compress != "none":
+        profile["compress"] = compress
     try:
         with rasterio.open(path, "w", **profile) as dst:
             dst.write(data)
