@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from array_datasets import patch_dataset, tile_dataset  # tests/data is on sys.path
 
-from autors.data import PatchDataset, TileDataset
 from autors.export.windows import Tiling, gather_batches, plan, strided
 
 
@@ -39,7 +39,7 @@ def test_patches_equal_the_training_dataset_patches() -> None:
     pixels = [(0, 0), (0, 16), (12, 3), (6, 8), (12, 16), (1, 2)]
     for r, c in pixels:
         labels[r, c] = 1
-    dataset = PatchDataset(sensors, labels, p)
+    dataset = patch_dataset(sensors, labels, p)
     halo = p // 2
     padded = {n: torch.from_numpy(np.pad(a, ((0, 0), (halo, halo), (halo, halo))))
               for n, a in sensors.items()}
@@ -61,9 +61,10 @@ def test_tiles_equal_the_training_dataset_tiles() -> None:
     t = 8
     sensors = {"a": rng.normal(size=(2, 16, 24)).astype(np.float32)}
     labels = np.zeros((16, 24), np.int16)
-    dataset = TileDataset(sensors, labels, t)
+    dataset = tile_dataset(sensors, labels, t)
     views = strided({"a": torch.from_numpy(sensors["a"])}, t, t)  # [C, 2, 3, T, T]
-    rows, cols = (torch.from_numpy(o // t) for o in dataset.origins.T)
+    rows, cols = (torch.from_numpy((o // t).astype(np.int64))
+                  for o in dataset.index.scenes[0].tiles['train'].T)
     (_, batch), = gather_batches(views, rows, cols, batch_size=100)
     for i in range(len(dataset)):
         torch.testing.assert_close(batch["a"][i], dataset[i]["a"], rtol=0, atol=0)

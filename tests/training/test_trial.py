@@ -57,10 +57,8 @@ def test_ok_trial_fills_metrics_cost_and_timing_and_never_reads_test(
     data = RecordingData(**{f.name: getattr(patch_data, f.name)
                             for f in dataclasses.fields(PreparedData)})
     # Ray's object store hands workers read-only numpy arrays
-    data.sensors = {name: _read_only(a) for name, a in patch_data.sensors.items()}
-    data.splits = dataclasses.replace(
-        patch_data.splits, **{s: _read_only(getattr(patch_data.splits, s))
-                              for s in ("train", "val", "test")})
+    data.arrays = [{name: _read_only(a) for name, a in scene.items()}
+                   for scene in patch_data.arrays]
     arch = fusion.baseline_arch("late_cnn", patch_data.in_channels).to_dict()
     r = run_trial(_quick(patch_task), arch, 3, data, trial_id=12)
     assert r.status == "ok", r.error
@@ -84,10 +82,10 @@ def test_ok_trial_fills_metrics_cost_and_timing_and_never_reads_test(
 def test_nan_training_is_a_failed_trial_with_the_reason(
     patch_task: TaskSpec, patch_data: PreparedData
 ) -> None:
-    bad = dict(patch_data.sensors)
+    bad = dict(patch_data.arrays[0])
     bad["optical"] = np.full_like(bad["optical"], np.nan)
     arch = fusion.baseline_arch("late_cnn", patch_data.in_channels).to_dict()
-    r = run_trial(_quick(patch_task), arch, 0, dataclasses.replace(patch_data, sensors=bad), 5)
+    r = run_trial(_quick(patch_task), arch, 0, dataclasses.replace(patch_data, arrays=[bad]), 5)
     assert r.status == "failed"
     assert r.error.startswith("TrainingDivergedError: the training loss became nan")
     assert "Traceback" in r.error  # where it happened, for the run folder's reader
