@@ -136,7 +136,7 @@ def run_case(task_path: Path) -> dict:
     data = prepare(task)
     t_prepare, c_prepare = time.perf_counter() - t0, time.process_time() - c0
     digest = hashlib.sha256()
-    for name, arr in data.sensors.items():  # what a trial would receive, byte for byte
+    for name, arr in data.arrays[0].items():  # what a trial would receive, byte for byte
         digest.update(name.encode())
         digest.update(np.ascontiguousarray(arr).data)  # the buffer itself: no copy, no extra peak
     return {
