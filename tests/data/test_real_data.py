@@ -136,3 +136,32 @@ def test_landsat_ms_upsampled_onto_pan_grid(tmp_path, shared_data):
     for dr in (0, 1):
         for dc in (0, 1):
             np.testing.assert_array_equal(got[dr::2, dc::2], expected)
+
+
+def test_the_shipped_release_task_runs_on_the_real_chip_in_release_layout(shared_data, tmp_path):
+    """The real chip, re-encoded as the release ships it (labels -1/0/1, int16), among
+    synthetic chips in the release layout: the shipped `sen1floods11` task indexes it."""
+    import shutil
+
+    from release_fixture import CHIPS, HAND, SPLITS, write_release  # tests/data on sys.path
+
+    root = write_release(tmp_path / "root")
+    chip, src = "Spain_7370579", shared_data / "sen1floods11_sample"
+    shutil.copyfile(src / "s1.tif", root / HAND / "S1Hand" / f"{chip}_S1Hand.tif")
+    shutil.copyfile(src / "s2.tif", root / HAND / "S2Hand" / f"{chip}_S2Hand.tif")
+    with rasterio.open(src / "labels.tif") as ds:
+        profile = dict(ds.profile, dtype="int16", nodata=None)
+        release_labels = ds.read().astype(np.int16) - 1  # 0 -> -1 no data, 1 -> 0, 2 -> 1
+    with rasterio.open(root / HAND / "LabelHand" / f"{chip}_LabelHand.tif", "w", **profile) as dst:
+        dst.write(release_labels)
+    train_csv = root / SPLITS / "flood_train_data.csv"
+    train_csv.write_text(train_csv.read_text() + f"{chip}_S1Hand.tif,{chip}_LabelHand.tif\n")
+    task = shipped_task("sen1floods11", root, ["train.max_train_samples=64", "train.epochs=1"])
+    data = prepare(task)
+    entry = {e.id: e for e in data.index.scenes}[chip]
+    assert entry.grid.shape == (512, 512) and entry.files.group == "Spain"
+    # every labelled pixel where S1 and S2 are valid is a training pixel of this chip
+    assert sum(entry.counts["train"]) + entry.dropped_invalid == int((release_labels >= 0).sum())
+    assert entry.counts["train"][1] > 0.25 * sum(entry.counts["train"])  # ~27 % water
+    assert len(data.index.scenes) == len(CHIPS) + 1
+    assert not data.in_memory or data.index.nbytes() <= 2048 * 2**20
