@@ -9,6 +9,7 @@ from pathlib import Path
 
 from autors.synth import SENSORS, SynthConfig, SynthConfigError, generate_scene
 from autors.synth.dataset import COMPRESS, ChipResult, DatasetConfig, generate_dataset
+from autors.synth.scene import CLOUD_MASK_FILE
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -36,6 +37,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--preview", action="store_true", help="also write preview.png")
     p.add_argument("--hsi-bands", type=int, dest="hsi_bands",
                    help="hyperspectral bands, 400-1000 nm (default 60)")
+    p.add_argument("--cloud-nodata", action="store_true", dest="cloud_nodata",
+                   help="mark the optical clouds as invalid for optical only: write a cloud mask "
+                   "raster (optical_cloudmask.tif; with --scenes CloudMaskHand/<chip>_"
+                   "CloudMaskHand.tif: 0 clear, 1 thick cloud, 2 thin cloud, 3 cloud shadow) "
+                   "and declare thick cloud and shadow invalid in the task; the image keeps its "
+                   "clouds and labels stay labelled under them")
+    p.add_argument("--cloud-qa", action="store_true", dest="cloud_qa",
+                   help="like --cloud-nodata, but as a last optical band SCL (Sentinel-2 scene "
+                   "classification codes; 3 shadow, 8/9 cloud invalid, 10 thin cirrus kept), "
+                   "declared as the optical sensor's QA band and left out of its model inputs")
     p.add_argument("--scenes", type=int, metavar="N",
                    help="write a dataset of N >= 2 scenes in the Sen1Floods11 v1.1 layout "
                    "(default sensors optical,sar; default size 128)")
@@ -56,7 +67,12 @@ def config_from_args(args: argparse.Namespace) -> SynthConfig:
             changes[key] = value
     if args.sensors is not None:
         changes["sensors"] = _sensors(args.sensors)
+    changes.update(_cloud_flags(args))
     return replace(base, **changes)  # type: ignore[arg-type]  # validated in __post_init__
+
+
+def _cloud_flags(args: argparse.Namespace) -> dict[str, bool]:
+    return {key: True for key in ("cloud_nodata", "cloud_qa") if getattr(args, key)}
 
 
 def _sensors(text: str) -> tuple[str, ...]:
@@ -85,7 +101,17 @@ def dataset_config_from_args(args: argparse.Namespace) -> DatasetConfig:
             changes[key] = value
     if args.sensors is not None:
         changes["sensors"] = _sensors(args.sensors)
+    changes.update(_cloud_flags(args))
     return DatasetConfig(**changes)  # type: ignore[arg-type]  # validated in __post_init__
+
+
+def _print_clouds(cloud_nodata: bool, cloud_qa: bool, mask: str, optical: str) -> None:
+    if cloud_nodata:
+        print(f"  clouds:  mask {mask} (0 clear, 1 thick cloud, 2 thin cloud, 3 cloud shadow; "
+              "1 and 3 invalid for optical)")
+    if cloud_qa:
+        print(f"  clouds:  band SCL of {optical} (Sentinel-2 scene classification; 3, 8, 9 "
+              "invalid for optical)")
 
 
 def _clock(seconds: float) -> str:
@@ -117,6 +143,8 @@ def run_dataset(args: argparse.Namespace) -> int:
     print(f"  spectra: {info.spectra}")
     print(f"  split:   {s['train']} train, {s['val']} val, {s['test']} test, "
           f"{s['bolivia']} Bolivia (held out)")
+    _print_clouds(cfg.cloud_nodata, cfg.cloud_qa, "CloudMaskHand/<chip>_CloudMaskHand.tif",
+                  "S2Hand")
     print(f"  task:    {info.task_path}")
     return 0
 
@@ -141,6 +169,7 @@ def run(args: argparse.Namespace) -> int:
     elif short:
         print(f"  warning: fewer than {cfg.n_train_per_class} train pixels for {', '.join(short)}"
               " (the scene is small for them; raise --size)")
+    _print_clouds(cfg.cloud_nodata, cfg.cloud_qa, CLOUD_MASK_FILE, "optical.tif")
     if args.preview:
         from autors.synth.preview import write_preview  # matplotlib only when asked
 

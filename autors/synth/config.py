@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from autors.errors import SynthConfigError
 from autors.synth.catalogue import active_classes
 
 SENSORS: tuple[str, ...] = ("optical", "sar", "lidar", "hsi")
+CLOUD_FLAGS = ("cloud_nodata", "cloud_qa")
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,13 @@ class SynthConfig:
     pixel_size_m: float = 2.0  # label / optical / hsi / lidar grid
     sar_pixel_factor: float = 2.5  # SAR pixel = factor x label pixel, on a shifted grid
     cloud_cover: float = 0.2  # fraction of the optical image under cloud (shadows extra)
+    # Clouds and shadows as invalid optical pixels, the image left as rendered: cloud_nodata
+    # writes optical_cloudmask.tif (0 clear, 1 thick cloud, 2 thin cloud, 3 cloud shadow; the
+    # task's optical mask rule: 1 and 3 are invalid), cloud_qa a last optical band "SCL" of
+    # Sentinel-2 scene-classification codes (the task's qa rule: 3, 8, 9 invalid). Either or
+    # both; they need the optical sensor.
+    cloud_nodata: bool = False
+    cloud_qa: bool = False
     hsi_bands: int = 60  # 400-1000 nm
     redge_shift_nm: float = 20.0  # maple's red-edge shift relative to oak (hsi only sees it)
     block_size: int | None = None  # train/test checkerboard block side; None: auto
@@ -65,6 +73,11 @@ class SynthConfig:
             raise bad(f"sar_pixel_factor={self.sar_pixel_factor} must be in 1..8")
         if not 0.0 <= self.cloud_cover <= 0.8:
             raise bad(f"cloud_cover={self.cloud_cover} must be in 0..0.8")
+        if (self.cloud_nodata or self.cloud_qa) and "optical" not in self.sensors:
+            flags = [f"{f}=True" for f in CLOUD_FLAGS if getattr(self, f)]
+            raise bad(f"{' and '.join(flags)} {'needs' if len(flags) == 1 else 'need'} the "
+                      f"optical sensor, whose clouds are masked: sensors="
+                      f"{','.join(self.sensors)} leaves it out")
         if not 8 <= self.hsi_bands <= 200:
             raise bad(f"hsi_bands={self.hsi_bands} must be in 8..200")
         if self.task_epochs < 1 or self.task_trials < 1:
@@ -91,6 +104,13 @@ class SynthConfig:
         steps under 0.1 point), a real search budget."""
         return cls(size=512, n_train_per_class=40, n_val_per_class=120, task_epochs=30,
                    task_trials=20, seed=seed)
+
+    @property
+    def record(self) -> dict:
+        """The settings for a provenance record: paths as text; the cloud mask flags only when
+        set (a record without them is the one written before they existed)."""
+        out = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+        return {k: v for k, v in out.items() if k not in CLOUD_FLAGS or v}
 
     @property
     def task_name(self) -> str:

@@ -3,7 +3,7 @@
     OUT/v1.1/data/flood_events/HandLabeled/S1Hand/<Event>_<id>_S1Hand.tif     SAR VV, VH in dB
     OUT/v1.1/data/flood_events/HandLabeled/S2Hand/<Event>_<id>_S2Hand.tif     optical
     OUT/v1.1/data/flood_events/HandLabeled/LabelHand/<Event>_<id>_LabelHand.tif
-    (and LidarHand/, HSIHand/ when those sensors are asked for)
+    (and LidarHand/, HSIHand/ when those sensors are asked for; CloudMaskHand/ with cloud_nodata)
     OUT/v1.1/splits/flood_handlabeled/flood_{train,valid,test,bolivia}_data.csv
     OUT/task.yaml                 the dataset as a task (split kind: scenes)
     OUT/synth_dataset.json        provenance: every chip's settings and label counts
@@ -24,6 +24,14 @@ range: no B10-B12), LabelHand int16 with -1 = no data and 0..K-1 = class index. 
 past the swath edge, under cloud cores (the hand labeller could not see the ground) and in a
 few random holes. SAR keeps its own coarser, shifted grid; optical, labels, LiDAR and
 hyperspectral share the label grid, as in `generate_scene`.
+
+With `cloud_nodata` or `cloud_qa` the clouds are marked instead of cut out: no chip's S2 cloud
+cores are set to 0 and labels stay labelled under clouds (the ground truth is known there: a
+model must use the SAR); `cloud_nodata` writes each chip's cloud mask to
+CloudMaskHand/<chip>_CloudMaskHand.tif (uint8 on the S2 grid: 0 clear, 1 thick cloud, 2 thin
+cloud, 3 cloud shadow) and `cloud_qa` a last S2 band "SCL" (Sentinel-2 scene classification
+codes); the task declares them as the optical sensor's validity rules (thick cloud and shadow
+invalid, thin cloud kept; see `scene.optical_cloud_rules`).
 
 Deterministic: the same settings give the same bytes, whatever `jobs`.
 """
@@ -47,10 +55,20 @@ from rasterio.transform import Affine, from_origin
 from autors.errors import SynthConfigError
 from autors.synth import optical
 from autors.synth.catalogue import active_classes
-from autors.synth.config import SynthConfig
+from autors.synth.config import CLOUD_FLAGS, SynthConfig
 from autors.synth.illumination import Sun
 from autors.synth.layout import USES
-from autors.synth.scene import load_library, make_world, scene_rngs, simulate_sensor
+from autors.synth.scene import (
+    QA_BAND,
+    cloud_mask_tags,
+    load_library,
+    make_world,
+    optical_cloud_rules,
+    scene_rngs,
+    scl_tags,
+    simulate_sensor,
+    task_schema_has,
+)
 from autors.synth.spectra import SpectralLibrary
 from autors.synth.writer import write_geotiff, write_json, write_task
 
@@ -59,7 +77,7 @@ HAND_DIR = RELEASE / "data" / "flood_events" / "HandLabeled"
 SPLIT_DIR = RELEASE / "splits" / "flood_handlabeled"
 # role -> the release's folder / file suffix (LiDAR and hyperspectral are this generator's own)
 SUFFIX = {"sar": "S1Hand", "optical": "S2Hand", "labels": "LabelHand", "lidar": "LidarHand",
-          "hsi": "HSIHand"}
+          "hsi": "HSIHand", "cloudmask": "CloudMaskHand"}
 SPLIT_FILES = {"train": "flood_train_data.csv", "val": "flood_valid_data.csv",
                "test": "flood_test_data.csv", "bolivia": "flood_bolivia_data.csv"}
 HELD_OUT_EVENT = "Bolivia"
@@ -98,6 +116,8 @@ class DatasetConfig:
     task_trials: int = 8
     spectra_dir: Path | None = None
     name: str | None = None  # task name; None: synth_scenes_<N>_s<seed>
+    cloud_nodata: bool = False  # clouds marked, not cut: CloudMaskHand/ (see the module doc)
+    cloud_qa: bool = False  # clouds marked, not cut: a last S2 band "SCL"
 
     def __post_init__(self) -> None:
         if not 2 <= self.scenes <= 100_000:
@@ -118,7 +138,20 @@ class DatasetConfig:
         return SynthConfig(size=self.size, classes=self.classes, sensors=self.sensors,
                            seed=self.seed, hsi_bands=self.hsi_bands, patch_size=self.patch_size,
                            task_epochs=self.task_epochs, task_trials=self.task_trials,
-                           spectra_dir=self.spectra_dir)
+                           spectra_dir=self.spectra_dir, cloud_nodata=self.cloud_nodata,
+                           cloud_qa=self.cloud_qa)
+
+    @property
+    def clouds_marked(self) -> bool:
+        """Clouds go to a mask raster and / or an SCL band instead of S2 nodata and -1 labels."""
+        return self.cloud_nodata or self.cloud_qa
+
+    @property
+    def record(self) -> dict:
+        """The settings for a provenance record (the cloud flags only when set, as
+        `SynthConfig.record`)."""
+        out = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+        return {k: v for k, v in out.items() if k not in CLOUD_FLAGS or v}
 
     @property
     def task_name(self) -> str:
@@ -139,7 +172,7 @@ class ChipPlan:
     sun_azimuth_deg: float
     sun_elevation_deg: float
     cloud_cover: float
-    cloud_masked: bool  # cloud cores written as S2 nodata (0)
+    cloud_masked: bool  # cloud cores written as S2 nodata (0); never when clouds are marked
     looks: float  # SAR equivalent number of looks
     optical_noise: float  # reflectance units
     use_weights: tuple[tuple[str, float], ...]  # land use -> relative share (layout.make_layout)
@@ -210,7 +243,7 @@ def _draw_chip(cfg: DatasetConfig, index: int, event: str, chip_id: int, split: 
     elevation = float(rng.uniform(25.0, 65.0))  # winter to summer
     cloudy = rng.random() >= 0.3
     cover = float(rng.uniform(0.05, 0.4)) if cloudy else 0.0
-    masked = bool(rng.random() < 0.5) and cloudy
+    masked = bool(rng.random() < 0.5) and cloudy and not cfg.clouds_marked
     looks = float(rng.uniform(1.5, 8.0))
     noise = float(optical.NOISE * rng.uniform(0.5, 3.0))
     # land-use mix: log-normal weights, water (ponds) weighted up: these are flood events
@@ -334,13 +367,14 @@ def _write_chip(out_dir: Path, cfg: DatasetConfig, plan: ChipPlan) -> ChipResult
     # cloud fields first from the optical stream, as optical.simulate would draw them: the
     # labels use them even when the optical sensor is not written
     clouds = optical.cloud_fields((size, size), scfg.cloud_cover, px, plan.sun, rngs["optical"])
-    core = clouds[0] > CLOUD_CORE
+    # cloud cores: S2 nodata in a `cloud_masked` chip; unlabelled unless clouds are marked
+    core = clouds[0] > CLOUD_CORE if not cfg.clouds_marked else np.zeros((size, size), bool)
     compress = None if cfg.compress == "none" else cfg.compress
     folder = out_dir / HAND_DIR
     files: dict[str, Path] = {}
 
     def write(role: str, data: np.ndarray, grid: Affine, bands: tuple[str, ...],
-              nodata: float, tags: dict[str, str]) -> None:
+              nodata: float | None, tags: dict[str, str]) -> None:
         path = folder / SUFFIX[role] / plan.file_name(role)
         path.parent.mkdir(parents=True, exist_ok=True)
         files[role] = write_geotiff(path, data, grid, crs, bands, nodata,
@@ -360,10 +394,17 @@ def _write_chip(out_dir: Path, cfg: DatasetConfig, plan: ChipPlan) -> ChipResult
         elif name == "optical":
             if plan.cloud_masked:
                 data[:, core] = 0
-            write(name, data, img.transform, img.bands, img.nodata,
-                  {"units": "reflectance x 10000",
-                   "clouds": f"{plan.cloud_cover:.2f} of the scene"
-                   + (", cores masked (0)" if plan.cloud_masked else "")})
+            bands = img.bands
+            tags = {"units": "reflectance x 10000",
+                    "clouds": f"{plan.cloud_cover:.2f} of the scene"
+                    + (", cores masked (0)" if plan.cloud_masked else "")}
+            if cfg.cloud_qa:
+                data = np.concatenate([data, optical.scl_band(data, *clouds)[None]])
+                bands, tags = bands + (QA_BAND,), tags | scl_tags()
+            write(name, data, img.transform, bands, img.nodata, tags)
+            if cfg.cloud_nodata:
+                write("cloudmask", optical.cloud_mask(*clouds)[None], img.transform, ("cloud",),
+                      None, cloud_mask_tags(plan.cloud_cover))
         else:
             units = {"lidar": "height: metres above ground (nDSM); intensity: relative",
                      "hsi": "reflectance x 10000"}[name]
@@ -399,6 +440,12 @@ def _task_dict(cfg: DatasetConfig, names: tuple[str, ...]) -> dict:
     order = [s for s in ("sar", "optical", "lidar", "hsi") if s in cfg.sensors]
     template = {s: f"{(HAND_DIR / SUFFIX[s]).as_posix()}/{{scene}}_{SUFFIX[s]}.tif"
                 for s in order}
+    rules = optical_cloud_rules(cfg.cloud_nodata, cfg.cloud_qa, None)
+    if not task_schema_has("masks", "SceneTemplateSpec"):
+        rules.pop("mask", None)  # a mask rule without a way to give each scene its raster
+    specs["optical"] |= rules
+    masks = {"optical": f"{(HAND_DIR / SUFFIX['cloudmask']).as_posix()}/{{scene}}_"
+                        f"{SUFFIX['cloudmask']}.tif"} if "mask" in rules else {}
     split_csv = {k: (SPLIT_DIR / v).as_posix() for k, v in SPLIT_FILES.items()}
     return {
         "name": cfg.task_name,
@@ -409,7 +456,7 @@ def _task_dict(cfg: DatasetConfig, names: tuple[str, ...]) -> dict:
             "template": {
                 "sensors": template,
                 "labels": f"{(HAND_DIR / SUFFIX['labels']).as_posix()}/{{scene}}_LabelHand.tif",
-            },
+            } | ({"masks": masks} if masks else {}),
             "group": "^(.+)_[0-9]+$",
         },
         "split": {"kind": "scenes", "train": split_csv["train"], "val": split_csv["val"],
@@ -493,7 +540,7 @@ def generate_dataset(
     task_path = write_task(out_dir / "task.yaml", _task_dict(cfg, names), header)
     record = {
         "generator": "autors.synth.dataset",
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+        "config": cfg.record,
         "spectra": library.source,
         "classes": dict(enumerate(names)),
         "chips": [

@@ -3,6 +3,10 @@
 Clouds are a fractal optical-thickness field; a cloud's shadow falls `CLOUD_HEIGHT_M /
 tan(sun elevation)` away from it, opposite the sun, so shadows come from clouds partly
 outside the scene. Written as reflectance x 10000 in uint16 (0 = nodata, never produced).
+
+`cloud_mask` classes the same fields for a cloud mask raster (0 clear, 1 thick cloud, 2 thin
+cloud, 3 cloud shadow) and `scl_band` for a Sentinel-2 scene-classification-like QA band; both
+leave the rendered image as it is (clouds bright, shadows dark).
 """
 
 from __future__ import annotations
@@ -22,6 +26,25 @@ CLOUD_REFLECTANCE = 0.75
 NOISE = 0.003  # reflectance units
 PSF_SIGMA_PX = 0.5
 SCALE = 10000.0
+
+# Cloud mask classes (`cloud_mask`): thick cloud and cloud shadow hide the ground, thin cloud
+# only veils it.
+CLEAR, THICK_CLOUD, THIN_CLOUD, CLOUD_SHADOW = 0, 1, 2, 3
+MASK_CLASSES = {CLEAR: "clear", THICK_CLOUD: "thick cloud", THIN_CLOUD: "thin cloud",
+                CLOUD_SHADOW: "cloud shadow"}
+MASK_INVALID = (THICK_CLOUD, CLOUD_SHADOW)
+THIN_MIN = 0.05  # cloud opacity from which a pixel is (thin) cloud: a 5 % veil
+THICK_MIN = 0.5  # cloud opacity from which it is thick cloud: more cloud than ground
+SHADOW_MIN = 0.5  # share of the direct sun blocked from which a pixel is cloud shadow
+HIGH_PROB_MIN = 0.9  # cloud opacity of SCL "cloud high probability" (below: medium)
+# Sentinel-2 L2A scene classification (SCL) codes used by `scl_band`
+SCL_SHADOW, SCL_VEGETATION, SCL_BARE, SCL_WATER = 3, 4, 5, 6
+SCL_CLOUD_MEDIUM, SCL_CLOUD_HIGH, SCL_CIRRUS = 8, 9, 10
+SCL_CLASSES = {SCL_SHADOW: "cloud shadow", SCL_VEGETATION: "vegetation",
+               SCL_BARE: "not vegetated", SCL_WATER: "water",
+               SCL_CLOUD_MEDIUM: "cloud medium probability",
+               SCL_CLOUD_HIGH: "cloud high probability", SCL_CIRRUS: "thin cirrus"}
+SCL_INVALID = (SCL_SHADOW, SCL_CLOUD_MEDIUM, SCL_CLOUD_HIGH)
 
 
 def cloud_fields(
@@ -63,3 +86,34 @@ def simulate(
     refl = (1.0 - opacity[None]) * refl + opacity[None] * CLOUD_REFLECTANCE
     refl += noise * rng.standard_normal(refl.shape).astype(np.float32)
     return np.clip(np.round(refl * SCALE), 1, 65535).astype(np.uint16)
+
+
+def cloud_mask(opacity: np.ndarray, transmission: np.ndarray) -> np.ndarray:
+    """[H, W] uint8 cloud mask of the fields of `cloud_fields`: THICK_CLOUD where the opacity
+    is at least THICK_MIN, else CLOUD_SHADOW where at least SHADOW_MIN of the direct sun is
+    blocked, else THIN_CLOUD from THIN_MIN opacity, else CLEAR."""
+    out = np.full(opacity.shape, CLEAR, np.uint8)
+    out[opacity >= THIN_MIN] = THIN_CLOUD
+    out[1.0 - transmission >= SHADOW_MIN] = CLOUD_SHADOW
+    out[opacity >= THICK_MIN] = THICK_CLOUD
+    return out
+
+
+def scl_band(image: np.ndarray, opacity: np.ndarray, transmission: np.ndarray) -> np.ndarray:
+    """[H, W] uint16 Sentinel-2-SCL-like codes. Clouds and shadows as `cloud_mask` (thick cloud
+    split into SCL_CLOUD_HIGH from HIGH_PROB_MIN opacity and SCL_CLOUD_MEDIUM below; thin cloud
+    is SCL_CIRRUS); elsewhere the surface is classed from the rendered `image` ([10, H, W]
+    reflectance x 10000, OPTICAL bands) the way a scene classifier would, not from the labels:
+    water where B8 < 0.05 and NDVI < 0.1, vegetation where NDVI > 0.4, else not vegetated."""
+    red = image[OPTICAL.names.index("B4")].astype(np.float32) / SCALE
+    nir = image[OPTICAL.names.index("B8")].astype(np.float32) / SCALE
+    ndvi = (nir - red) / np.maximum(nir + red, 1e-6)
+    out = np.full(opacity.shape, SCL_BARE, np.uint16)
+    out[ndvi > 0.4] = SCL_VEGETATION
+    out[(nir < 0.05) & (ndvi < 0.1)] = SCL_WATER
+    mask = cloud_mask(opacity, transmission)
+    out[mask == THIN_CLOUD] = SCL_CIRRUS
+    out[mask == CLOUD_SHADOW] = SCL_SHADOW
+    out[mask == THICK_CLOUD] = SCL_CLOUD_MEDIUM
+    out[opacity >= HIGH_PROB_MIN] = SCL_CLOUD_HIGH
+    return out

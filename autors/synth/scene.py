@@ -1,15 +1,23 @@
-"""`generate_scene`: lay out the world, simulate each sensor, write GeoTIFFs and the task file."""
+"""`generate_scene`: lay out the world, simulate each sensor, write GeoTIFFs and the task file.
+
+With `SynthConfig.cloud_nodata` the optical sensor's clouds and shadows also go to a mask raster
+(`CLOUD_MASK_FILE`, on the optical grid) and with `cloud_qa` to a last optical band "SCL"; the
+task then declares them as the optical sensor's validity rules (`optical_cloud_rules`). The
+hyperspectral sensor flies below the clouds (see `hsi`): it sees neither clouds nor their
+shadows, so it gets no mask.
+"""
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from rasterio.crs import CRS
 from rasterio.transform import Affine, from_origin
 
+import autors.config
 from autors.synth import hsi, lidar, optical, sar
 from autors.synth.bands import OPTICAL, hyperspectral
 from autors.synth.catalogue import CLASS_IDS, ClassDef, active_classes
@@ -26,6 +34,8 @@ ORIGIN = (690_000.0, 5_336_000.0)  # upper-left corner, metres (an urban fringe 
 # Independent random streams, so a sensor subset leaves the other sensors' pixels unchanged.
 _STREAMS = ("layout", "surface", "optical", "hsi", "sar", "lidar", "split")
 SAR_UNITS = "linear"
+CLOUD_MASK_FILE = "optical_cloudmask.tif"
+QA_BAND = "SCL"
 
 
 @dataclass(frozen=True)
@@ -33,7 +43,9 @@ class SceneInfo:
     """What `generate_scene` wrote."""
 
     out_dir: Path
-    files: dict[str, Path]  # role (sensor name, labels, train, val, test, task, record) -> path
+    # role (sensor name, labels, train, val, test, task, record; cloudmask with
+    # cloud_nodata) -> path
+    files: dict[str, Path]
     spectra: str  # "MUUFL ASD field spectra from <path>" or "built-in spectra"
     class_names: tuple[str, ...]  # label value i+1 -> class_names[i]
     sensors: tuple[str, ...]
@@ -49,6 +61,41 @@ class SceneInfo:
         return self.files["task"]
 
 
+def task_schema_has(field: str, model: str = "SensorSpec") -> bool:
+    """Whether `autors.config`'s task model `model` reads `field` (the cloud mask and QA rules
+    arrived with issue 14): the written task names a rule only where it loads."""
+    spec = getattr(autors.config, model, None)
+    return spec is not None and field in spec.model_fields
+
+
+def optical_cloud_rules(cloud_nodata: bool, cloud_qa: bool, mask_path: str | None) -> dict:
+    """The optical sensor's task entries for its cloud mask raster (`mask_path`; None in a
+    dataset, where the scenes give it) and its SCL band: thick cloud and shadow are invalid,
+    thin cloud is kept. `bands` leaves the SCL band out of the model inputs."""
+    out: dict = {}
+    if cloud_qa:
+        out["bands"] = list(OPTICAL.names)
+    if cloud_nodata and task_schema_has("mask"):
+        out["mask"] = ({} if mask_path is None else {"path": mask_path}) | {
+            "invalid_values": list(optical.MASK_INVALID)}
+    if cloud_qa and task_schema_has("qa"):
+        out["qa"] = {"band": QA_BAND, "invalid_values": list(optical.SCL_INVALID)}
+    return out
+
+
+def cloud_mask_tags(cover: float) -> dict[str, str]:
+    """GeoTIFF tags of a cloud mask raster."""
+    return {"classes": ",".join(f"{v}={n}" for v, n in optical.MASK_CLASSES.items()),
+            "invalid": ",".join(str(v) for v in optical.MASK_INVALID),
+            "clouds": f"{cover:.2f} of the scene"}
+
+
+def scl_tags() -> dict[str, str]:
+    """GeoTIFF tags naming the SCL band's codes."""
+    return {QA_BAND: "Sentinel-2 scene classification: "
+            + ", ".join(f"{v}={n}" for v, n in sorted(optical.SCL_CLASSES.items()))}
+
+
 def _task_dict(cfg: SynthConfig, names: tuple[str, ...], files: dict[str, Path]) -> dict:
     sensor_specs = {
         "optical": {"kind": "optical", "nodata": 0, "scale": 1.0 / optical.SCALE},
@@ -61,6 +108,10 @@ def _task_dict(cfg: SynthConfig, names: tuple[str, ...], files: dict[str, Path])
         | {k: v for k, v in sensor_specs[s].items() if k != "kind"}
         for s in cfg.sensors
     }
+    if "optical" in sensors:
+        sensors["optical"] |= optical_cloud_rules(
+            cfg.cloud_nodata, cfg.cloud_qa,
+            files["cloudmask"].name if "cloudmask" in files else None)
     return {
         "name": cfg.task_name,
         "task": "patch_classification",
@@ -209,12 +260,25 @@ def generate_scene(out_dir: Path, config: SynthConfig) -> SceneInfo:
         "hsi": {"units": "reflectance x 10000"},
     }
     files: dict[str, Path] = {}
+    # the cloud fields first from the optical stream, as optical.simulate would draw them
+    clouds = optical.cloud_fields((cfg.size, cfg.size), cfg.cloud_cover, cfg.pixel_size_m,
+                                  world.sun, rngs["optical"]) if "optical" in cfg.sensors else None
     for name in cfg.sensors:
-        img = simulate_sensor(name, world, cfg, rngs, transform, crs)
+        img = simulate_sensor(name, world, cfg, rngs, transform, crs, clouds=clouds)
+        data, bands, sensor_tags = img.data, img.bands, tags[name]
+        if name == "optical" and clouds is not None:
+            if cfg.cloud_qa:
+                data = np.concatenate([data, optical.scl_band(data, *clouds)[None]])
+                bands, sensor_tags = bands + (QA_BAND,), sensor_tags | scl_tags()
+            if cfg.cloud_nodata:
+                sensor_tags = sensor_tags | {"cloud mask": CLOUD_MASK_FILE}
         files[name] = write_geotiff(
-            out_dir / f"{name}.tif", img.data, img.transform, crs, img.bands, img.nodata,
-            tags[name],
+            out_dir / f"{name}.tif", data, img.transform, crs, bands, img.nodata, sensor_tags,
         )
+        if name == "optical" and clouds is not None and cfg.cloud_nodata:
+            files["cloudmask"] = write_geotiff(
+                out_dir / CLOUD_MASK_FILE, optical.cloud_mask(*clouds)[None], img.transform,
+                crs, ("cloud",), None, cloud_mask_tags(cfg.cloud_cover))
 
     split = make_split(
         layout.labels, layout.objects, k, cfg.split_block, cfg.patch_size // 2,
@@ -240,7 +304,7 @@ def generate_scene(out_dir: Path, config: SynthConfig) -> SceneInfo:
     }
     record = {
         "generator": "autors.synth",
-        "config": {key: (str(v) if isinstance(v, Path) else v) for key, v in asdict(cfg).items()},
+        "config": cfg.record,
         "spectra": library.source,
         "classes": list(names),
         "split": split.description,

@@ -18,7 +18,7 @@ def test_scene_loads_through_the_data_pipeline(scene: SceneInfo) -> None:
     assert data.class_names == list(scene.class_names)
     assert (data.grid.height, data.grid.width) == (SIZE, SIZE)  # the label grid, SAR resampled
     assert data.band_names["sar"] == ["VV", "VH"]
-    assert 0.85 < load_scene(task).valid.mean() < 1.0  # LiDAR gaps are invalid
+    assert 0.85 < load_scene(task).sensor_valid["lidar"].mean() < 1.0  # LiDAR gaps are invalid
     kept = sum(sum(data.index.counts()[s]) for s in ("train", "val"))
     assert kept >= 0.85 * scene.n_train  # few training pixels fall into sensor gaps
     sample = data.dataset("train")[0]
