@@ -28,6 +28,38 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class MaskSpec(_Strict):
+    """A mask raster (clouds, shadows, gaps) for one sensor: pixels holding one of
+    `invalid_values` are invalid for that sensor only. Aligned like any raster (nearest)."""
+
+    path: Path | None = Field(
+        default=None, description="the mask GeoTIFF (one-scene task); in a dataset, each "
+        "scene's mask comes from scenes.template.masks / the scene's 'masks'"
+    )
+    invalid_values: list[float] = Field(min_length=1)
+
+
+class QASpec(_Strict):
+    """A quality band of the sensor's own raster (Sentinel-2 SCL, Landsat QA_PIXEL): invalid
+    where the value is one of `invalid_values`, or where any of `invalid_bits` is set. The QA
+    band is not a model input."""
+
+    band: int | str = Field(description="band name or 1-based index in the sensor's raster")
+    invalid_values: list[int] | None = None
+    invalid_bits: list[int] | None = None
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> QASpec:
+        if (self.invalid_values is None) == (self.invalid_bits is None):
+            raise ValueError("give either 'invalid_values' or 'invalid_bits'")
+        for bit in self.invalid_bits or []:
+            if not 0 <= bit < 32:
+                raise ValueError(f"bit {bit} is out of range: bits are 0..31")
+        if isinstance(self.band, int) and self.band < 1:
+            raise ValueError(f"band index {self.band} is invalid: indices are 1-based")
+        return self
+
+
 class SensorSpec(_Strict):
     """One sensor: a GeoTIFF and how to read its values."""
 
@@ -49,6 +81,8 @@ class SensorSpec(_Strict):
         default=None,
         description="SAR only: 'linear' power is converted to dB on load; 'db' is used as is",
     )
+    mask: MaskSpec | None = Field(default=None, description="a cloud / gap mask raster")
+    qa: QASpec | None = Field(default=None, description="a quality band of this raster")
 
     @field_validator("bands")
     @classmethod
@@ -65,6 +99,9 @@ class SensorSpec(_Strict):
     def _sar_units_only_for_sar(self) -> SensorSpec:
         if self.sar_units is not None and self.kind != "sar":
             raise ValueError(f"'sar_units' is only meaningful for kind 'sar', not '{self.kind}'")
+        if self.qa is not None and self.bands is not None and self.qa.band in self.bands:
+            raise ValueError(f"the QA band {self.qa.band!r} is also listed in 'bands': a QA "
+                             "band is a rule, not a model input; remove it from 'bands'")
         return self
 
 
@@ -211,6 +248,9 @@ class SceneFilesSpec(_Strict):
         description="sensor -> GeoTIFF; a task sensor missing here is absent from this scene"
     )
     labels: Path | None = Field(default=None, description="the scene's full label raster")
+    masks: dict[str, Path] = Field(
+        default={}, description="sensor -> this scene's mask raster (see sensors.<name>.mask)"
+    )
 
 
 class SceneTemplateSpec(_Strict):
@@ -220,10 +260,14 @@ class SceneTemplateSpec(_Strict):
     labels: str | None = Field(
         default=None, description="full label raster; its glob lists the scenes when no csv"
     )
+    masks: dict[str, str] = Field(
+        default={}, description="sensor -> mask raster template (see sensors.<name>.mask)"
+    )
 
     @model_validator(mode="after")
     def _placeholder(self) -> SceneTemplateSpec:
         paths = {f"sensors.{k}": v for k, v in self.sensors.items()}
+        paths.update({f"masks.{k}": v for k, v in self.masks.items()})
         if self.labels is not None:
             paths["labels"] = self.labels
         for key, path in paths.items():
@@ -381,6 +425,11 @@ class TaskSpec(_Strict):
         default=None, description="a dataset of many scenes; omitted: one scene, given by the "
         "sensors' and labels' paths"
     )
+    require_sensors: Literal["any", "all"] | list[str] = Field(
+        default="any", description="a labelled pixel is used when its label is valid and "
+        "'any' used sensor is valid there (default), 'all' are, or every listed sensor is; "
+        "the model sees each sensor's validity mask"
+    )
     split: SplitSpec
     grid: str = Field(
         default="labels", description="reference grid: 'labels' or the name of a sensor"
@@ -442,7 +491,15 @@ class TaskSpec(_Strict):
             raise ValueError(
                 f"grid '{self.grid}' is neither 'labels' nor a sensor ({sorted(self.sensors)})"
             )
+        if isinstance(self.require_sensors, list):
+            unknown = sorted(set(self.require_sensors) - set(self.sensors))
+            if unknown or not self.require_sensors:
+                raise ValueError(f"require_sensors names {unknown or 'no sensor'}: list some of "
+                                 f"{sorted(self.sensors)}, or use 'any' / 'all'")
         if self.scenes is None:
+            no_path = [n for n, s in self.sensors.items() if s.mask and s.mask.path is None]
+            if no_path:
+                raise ValueError(f"sensors {no_path}: 'mask' needs its 'path'")
             missing = [name for name, spec in self.sensors.items() if spec.path is None]
             if missing:
                 raise ValueError(f"sensor(s) {missing} have no 'path': give each sensor's "
@@ -474,6 +531,18 @@ class TaskSpec(_Strict):
         if scenes.template is not None and set(scenes.template.sensors) != declared:
             raise ValueError(f"scenes.template.sensors must give a path for every sensor "
                              f"{sorted(declared)}")
+        masked = {n for n, s in self.sensors.items() if s.mask is not None}
+        with_mask_path = [n for n in masked if self.sensors[n].mask.path is not None]
+        if with_mask_path:
+            raise ValueError(f"sensors {with_mask_path}: in a dataset each scene gives its mask "
+                             "(scenes.template.masks or the scene's masks): remove mask.path")
+        given = [set(s.masks) for s in scenes.items] if scenes.items is not None \
+            else [set(scenes.template.masks)]
+        for names in given:
+            if names - masked:
+                raise ValueError(f"scenes give mask rasters for {sorted(names - masked)}, whose "
+                                 "sensors declare no 'mask' rule (sensors.<name>.mask."
+                                 "invalid_values)")
         has_labels = scenes.template.labels is not None if scenes.template is not None \
             else all(s.labels is not None for s in scenes.items)
         if self.split.kind == "given":
@@ -567,6 +636,9 @@ def _path_fields(data: dict) -> Iterator[tuple[str, dict, str]]:
     for name, spec in (data.get("sensors") or {}).items():
         if isinstance(spec, dict) and "path" in spec:
             yield f"sensors.{name}.path", spec, "path"
+        mask = spec.get("mask") if isinstance(spec, dict) else None
+        if isinstance(mask, dict) and "path" in mask:
+            yield f"sensors.{name}.mask.path", mask, "path"
     labels = data.get("labels")
     if isinstance(labels, dict) and "path" in labels:
         yield "labels.path", labels, "path"
@@ -586,12 +658,16 @@ def _path_fields(data: dict) -> Iterator[tuple[str, dict, str]]:
         if isinstance(template, dict):
             for name in template.get("sensors") or {}:
                 yield f"scenes.template.sensors.{name}", template["sensors"], name
+            for name in template.get("masks") or {}:
+                yield f"scenes.template.masks.{name}", template["masks"], name
             if "labels" in template:
                 yield "scenes.template.labels", template, "labels"
         for i, item in enumerate(scenes.get("items") or []):
             if isinstance(item, dict):
                 for name in item.get("sensors") or {}:
                     yield f"scenes.items.{i}.sensors.{name}", item["sensors"], name
+                for name in item.get("masks") or {}:
+                    yield f"scenes.items.{i}.masks.{name}", item["masks"], name
                 if "labels" in item:
                     yield f"scenes.items.{i}.labels", item, "labels"
         csv = scenes.get("csv")

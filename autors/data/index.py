@@ -26,8 +26,9 @@ from autors.config import SensorSpec, TaskSpec
 from autors.data.grid import Grid, crop_to_overlap
 from autors.data.labels import read_labels
 from autors.data.normalize import NormStats
-from autors.data.raster import RasterInfo, inspect, resolve_bands
-from autors.data.scene import check_disjoint, load_sensor
+from autors.data.masks import mask_header, qa_band, rule_validity, sensor_bands
+from autors.data.raster import RasterInfo, inspect
+from autors.data.scene import Scene, check_disjoint, load_sensor
 from autors.data.scenes import SPLIT_NAMES, SceneFiles, list_scenes, scene_splits, scenes_digest
 from autors.data.splits import box_any, split_scene
 from autors.errors import DataError, RasterError
@@ -39,7 +40,7 @@ class SceneEntry:
 
     files: SceneFiles
     grid: Grid
-    rasters: dict[str, RasterInfo]  # sensor -> header
+    rasters: dict[str, RasterInfo]  # sensor -> header (a sensor absent from the scene: none)
     bands: dict[str, list[int]]  # sensor -> 1-based band indexes read
     codes_z: bytes  # zlib of int16 [H, W]: split * K + class, -1 = not used
     counts: dict[str, list[int]]  # split -> labelled pixels per class
@@ -47,6 +48,9 @@ class SceneEntry:
     dropped_invalid: int = 0  # labelled pixels where a sensor is invalid
     dropped_buffer: int = 0  # training pixels within the split buffer of a held-out pixel
     leakage: dict[str, list[int]] = field(default_factory=dict)  # split -> [pixels, touching]
+    masks: dict[str, RasterInfo] = field(default_factory=dict)  # sensor -> mask raster header
+    qa: dict[str, int] = field(default_factory=dict)  # sensor -> its QA band's index
+    sensor_valid: dict[str, float] = field(default_factory=dict)  # fraction of valid pixels
 
     @property
     def id(self) -> str:
@@ -135,16 +139,36 @@ class DatasetIndex:
 
 
 def read_block(
-    entry: SceneEntry, sensors: dict[str, SensorSpec], window: Window
+    entry: SceneEntry, sensors: dict[str, SensorSpec], window: Window, channels: dict[str, int]
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Physical values float32 [C, h, w] and validity bool [h, w] of every sensor in `window`
-    of the scene's grid (invalid values 0)."""
+    of the scene's grid (invalid values 0): nodata, the sensor's mask raster or QA rule, and
+    a sensor absent from the scene (`channels[name]` zero bands, invalid everywhere)."""
     grid = entry.grid.sub(window)
     values, valid = {}, {}
     for name, spec in sensors.items():
+        if name not in entry.rasters:
+            values[name] = np.zeros((channels[name],) + grid.shape, np.float32)
+            valid[name] = np.zeros(grid.shape, bool)
+            continue
         values[name], valid[name] = load_sensor(spec, grid, entry.rasters[name],
                                                 entry.bands[name])
+        rule = rule_validity(spec, grid, entry.rasters[name], entry.masks.get(name),
+                             entry.qa.get(name))
+        if rule is not None:
+            valid[name] &= rule
+            np.copyto(values[name], np.float32(0.0), where=~rule[None])
     return values, valid
+
+
+def usable(task: TaskSpec, valid: dict[str, np.ndarray]) -> np.ndarray:
+    """Bool [H, W]: pixels where enough sensors are valid for a label to be used
+    (`require_sensors`: any, all, or every listed sensor)."""
+    rule = task.require_sensors
+    if rule == "any":
+        return np.logical_or.reduce(list(valid.values()))
+    names = list(valid) if rule == "all" else rule
+    return np.logical_and.reduce([valid[n] for n in names])
 
 
 def block_windows(shape: tuple[int, int], block: int) -> list[Window]:
@@ -171,6 +195,7 @@ def build_index(task: TaskSpec, keep_raw: bool | None = None):
     band_names = _check_bands(task, files, headers)
     grids = [_grid(task, f, h) for f, h in zip(files, headers)]
     channels = sum(len(b) for b in band_names.values())
+    counts = {name: len(b) for name, b in band_names.items()}
     size_mb = sum(4 * channels * g.height * g.width for g in grids) / 2**20
     if keep_raw is None:
         keep_raw = size_mb <= task.data.in_memory_max_mb
@@ -178,7 +203,8 @@ def build_index(task: TaskSpec, keep_raw: bool | None = None):
     entries, raws, skipped = [], [], []
     for f, (rasters, bands), grid in zip(files, headers, grids):
         entry, raw = _index_scene(task, f, rasters, bands, grid,
-                                  None if assignment is None else assignment[f.id], keep_raw)
+                                  None if assignment is None else assignment[f.id], keep_raw,
+                                  counts)
         if entry is None:
             skipped.append(f.id)
             continue
@@ -203,33 +229,79 @@ def build_index(task: TaskSpec, keep_raw: bool | None = None):
     return index, (raws if keep_raw else None)
 
 
+def load_scene(task: TaskSpec, files: SceneFiles | None = None) -> Scene:
+    """One scene (`files`; default: a one-scene task's only scene) read whole through the same
+    headers, grid and block reads as the index: for inspecting a scene (validate, tests,
+    benchmarks). `valid` follows `require_sensors`."""
+    if files is None:
+        scenes = list_scenes(task)
+        if len(scenes) != 1:
+            raise DataError(f"task '{task.name}' has {len(scenes)} scenes: name the one to load")
+        files = scenes[0]
+    rasters, bands = _headers(task, files)
+    grid = _grid(task, files, (rasters, bands))
+    label_infos = {key: _inspect(files, key, p) for key, p in files.labels.items()}
+    entry = SceneEntry(
+        files=files, grid=grid, rasters=rasters, bands={n: b[0] for n, b in bands.items()},
+        codes_z=b"", counts={},
+        masks={n: mask_header(n, p, grid) for n, p in files.masks.items()},
+        qa={n: qa_band(n, task.sensors[n], rasters[n]) for n in rasters
+            if task.sensors[n].qa is not None})
+    channels = {n: len(b[0]) for n, b in bands.items()}
+    sensors, sensor_valid = read_block(entry, task.sensors, Window(0, 0, grid.width, grid.height),
+                                       channels)
+    for name, ok in sensor_valid.items():
+        if name in rasters and not ok.any():
+            spec, info = task.sensors[name], rasters[name]
+            nodata = spec.nodata if spec.nodata is not None else info.nodata[entry.bands[name][0] - 1]
+            raise DataError(
+                f"sensor '{name}' ({files.sensors[name]}) has no valid pixel on the reference "
+                f"grid: every pixel is nodata ({nodata}), NaN or masked in at least one band; "
+                "check the file and the sensor's 'nodata' / mask in the task file")
+    labels = {key: read_labels(info, task.labels, grid) for key, info in label_infos.items()}
+    if task.split.kind == "given":
+        check_disjoint(task, labels)
+    infos = dict(rasters)
+    infos.update({f"labels:{key}": info for key, info in label_infos.items()})
+    return Scene(grid=grid, sensors=sensors, sensor_valid=sensor_valid,
+                 valid=usable(task, sensor_valid),
+                 band_names={name: bands[name][1] for name in rasters}, labels=labels,
+                 rasters=infos)
+
+
 # ---- per scene --------------------------------------------------------------------------------
 def _headers(task: TaskSpec, f: SceneFiles) -> tuple[dict[str, RasterInfo], dict]:
+    """Headers and bands of the sensors present in the scene."""
     rasters, bands = {}, {}
     for name, spec in task.sensors.items():
         if name not in f.sensors:
-            raise DataError(f"scene '{f.id}' has no file for sensor '{name}'; every scene needs "
-                            "every sensor (missing sensors are not supported yet)")
+            continue  # absent from this scene: invalid at every pixel
         try:
             rasters[name] = inspect(f.sensors[name])
-            bands[name] = resolve_bands(rasters[name], spec.bands)
+            bands[name] = sensor_bands(name, spec, rasters[name])
         except RasterError as err:
             raise RasterError(f"scene '{f.id}', sensor '{name}': {err}") from None
+    if not rasters:
+        raise DataError(f"scene '{f.id}' has no sensor file: give at least one")
     return rasters, bands
 
 
 def _check_bands(task: TaskSpec, files: list[SceneFiles], headers: list) -> dict[str, list[str]]:
-    """Every scene must give each sensor the same number of bands (the model's input)."""
-    first = headers[0][1]
-    for f, (_, bands) in zip(files[1:], headers[1:]):
-        for name in task.sensors:
-            if len(bands[name][0]) != len(first[name][0]):
+    """Every scene must give each sensor the same number of bands (the model's input); names
+    come from the first scene holding the sensor."""
+    first: dict[str, tuple[str, list, list]] = {}  # sensor -> (scene, indexes, names)
+    for f, (_, bands) in zip(files, headers):
+        for name, (indexes, names) in bands.items():
+            if name not in first:
+                first[name] = (f.id, indexes, names)
+            elif len(indexes) != len(first[name][1]):
                 raise DataError(
-                    f"sensor '{name}' has {len(bands[name][0])} band(s) in scene '{f.id}' "
-                    f"({f.sensors[name]}) but {len(first[name][0])} in scene '{files[0].id}'; "
-                    f"every scene must give the same bands (set sensors.{name}.bands)"
+                    f"sensor '{name}' has {len(indexes)} band(s) in scene '{f.id}' "
+                    f"({f.sensors[name]}) but {len(first[name][1])} in scene "
+                    f"'{first[name][0]}'; every scene must give the same bands (set "
+                    f"sensors.{name}.bands)"
                 )
-    return {name: list(first[name][1]) for name in task.sensors}
+    return {name: list(first[name][2]) for name in task.sensors}
 
 
 def _grid(task: TaskSpec, f: SceneFiles, headers: tuple) -> Grid:
@@ -238,6 +310,9 @@ def _grid(task: TaskSpec, f: SceneFiles, headers: tuple) -> Grid:
     if task.grid == "labels":
         ref = label_infos["full"] if "full" in label_infos else label_infos["train"]
     else:
+        if task.grid not in rasters:
+            raise DataError(f"scene '{f.id}' has no '{task.grid}' file, whose grid the task "
+                            "uses (grid: ...): give the file, or use grid: labels")
         ref = rasters[task.grid]
     try:
         grid = crop_to_overlap(Grid.of(ref), {f"sensor '{n}'": i for n, i in rasters.items()})
@@ -256,28 +331,36 @@ def _inspect(f: SceneFiles, key: str, path) -> RasterInfo:
 
 
 def _index_scene(task, f: SceneFiles, rasters, bands, grid: Grid, split_of_scene: str | None,
-                 keep_raw: bool):
+                 keep_raw: bool, channels: dict[str, int]):
     """(SceneEntry, raw sensors or None); (None, None) when no pixel can be used."""
     k = task.num_classes
     labels = {key: read_labels(_inspect(f, key, p), task.labels, grid)
               for key, p in f.labels.items()}
     if task.split.kind == "given":
         check_disjoint(task, labels)
-    entry = SceneEntry(files=f, grid=grid, rasters=rasters,
-                       bands={n: b[0] for n, b in bands.items()}, codes_z=b"", counts={})
+    entry = SceneEntry(
+        files=f, grid=grid, rasters=rasters, bands={n: b[0] for n, b in bands.items()},
+        codes_z=b"", counts={},
+        masks={n: mask_header(n, p, grid) for n, p in f.masks.items()},
+        qa={n: qa_band(n, task.sensors[n], rasters[n]) for n in rasters
+            if task.sensors[n].qa is not None})
     valid = np.ones(grid.shape, dtype=bool)
-    raw = ({name: np.zeros((len(entry.bands[name]),) + grid.shape, np.float32)
+    n_valid = dict.fromkeys(task.sensors, 0)
+    raw = ({name: np.zeros((channels[name],) + grid.shape, np.float32)
             for name in task.sensors},
            {name: np.zeros(grid.shape, bool) for name in task.sensors}) if keep_raw else None
     for window in block_windows(grid.shape, task.data.block_size):
-        values, ok = read_block(entry, task.sensors, window)
+        values, ok = read_block(entry, task.sensors, window, channels)
         rows = slice(window.row_off, window.row_off + window.height)
         cols = slice(window.col_off, window.col_off + window.width)
-        valid[rows, cols] = np.logical_and.reduce(list(ok.values()))
+        valid[rows, cols] = usable(task, ok)
+        for name, m in ok.items():
+            n_valid[name] += int(m.sum())
         if raw is not None:
             for name, arr in values.items():
                 raw[0][name][:, rows, cols] = arr
                 raw[1][name][rows, cols] = ok[name]
+    entry.sensor_valid = {n: c / (grid.height * grid.width) for n, c in n_valid.items()}
     splits = split_scene(task, labels, valid, split_of_scene, f.id)
     if splits is None:
         return None, None
@@ -379,14 +462,12 @@ def _norm_stats(task: TaskSpec, index: DatasetIndex, raws: list | None) -> NormS
         cols = slice(w.col_off, w.col_off + w.width)
         if raws is not None:
             values = {n: a[:, rows, cols] for n, a in raws[i][0].items()}
-            ok = None
+            ok = {n: a[rows, cols] for n, a in raws[i][1].items()}
         else:
-            values, ok = read_block(e, task.sensors, w)
+            values, ok = read_block(e, task.sensors, w, index.in_channels)
         use_train = train[rows, cols]
         for name, stack in values.items():
-            # training pixels are valid in every sensor (the index only labels those)
-            use = use_train if ok is None else use_train & ok[name]
-            acc[name].add(stack[:, use])
+            acc[name].add(stack[:, use_train & ok[name]])
     mean, std = {}, {}
     for name, m in acc.items():
         if m.n == 0:

@@ -27,6 +27,7 @@ class PreparedData:
     index: DatasetIndex
     sensor_specs: dict[str, SensorSpec]  # how a streamed read converts each sensor
     arrays: list[dict[str, np.ndarray]] | None  # per scene, name -> float32 [C, H, W]; None: streamed
+    masks: list[dict[str, np.ndarray]] | None  # per scene, name -> bool [H, W] validity
     class_names: list[str]
     patch_size: int
     tile_size: int
@@ -67,8 +68,8 @@ class PreparedData:
     def shipped_bytes(self) -> int:
         """Bytes every trial receives (through Ray's object store): the index, plus the arrays
         when in memory."""
-        arrays = sum(a.nbytes for scene in self.arrays for a in scene.values()) \
-            if self.arrays is not None else 0
+        arrays = sum(a.nbytes for part in (self.arrays, self.masks) for scene in part
+                     for a in scene.values()) if self.arrays is not None else 0
         return len(pickle.dumps(self.index, protocol=pickle.HIGHEST_PROTOCOL)) + arrays
 
     def summary(self) -> dict[str, Any]:
@@ -91,7 +92,7 @@ class PreparedData:
 
     def source(self) -> ArraySource | BlockSource:
         if self.arrays is not None:
-            return ArraySource(self.arrays)
+            return ArraySource(self.arrays, self.masks)
         return BlockSource(self.index, self.sensor_specs, self.block_size, self.cache_mb)
 
     def dataset(
@@ -108,9 +109,9 @@ def prepare(task: TaskSpec, in_memory: bool | None = None) -> PreparedData:
     on training pixels and, when the dataset is held in memory (`in_memory`, default: it fits
     in `data.in_memory_max_mb`), normalise every scene's sensors."""
     index, raws = build_index(task, keep_raw=in_memory)
-    arrays = None
+    arrays = masks = None
     if raws is not None:
-        arrays = []
+        arrays, masks = [], [valid for _, valid in raws]
         for values, valid in raws:
             # One sensor at a time, dropping the raw copy, so peak memory is one extra sensor.
             normed = {}
@@ -124,6 +125,7 @@ def prepare(task: TaskSpec, in_memory: bool | None = None) -> PreparedData:
         index=index,
         sensor_specs=dict(task.sensors),
         arrays=arrays,
+        masks=masks,
         class_names=task.class_names,
         patch_size=task.patch_size,
         tile_size=task.tile_size,

@@ -13,7 +13,7 @@ import csv
 import glob
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,13 +28,15 @@ _RASTER_SUFFIXES = (".tif", ".tiff", ".vrt")
 
 @dataclass(frozen=True)
 class SceneFiles:
-    """One scene's files: sensor -> GeoTIFF, and label rasters by role ('full' = the label
-    raster; 'train' / 'val' / 'test' = a given split's rasters)."""
+    """One scene's files: sensor -> GeoTIFF (a sensor of the task missing here is absent from
+    the scene: invalid at every pixel), label rasters by role ('full' = the label raster;
+    'train' / 'val' / 'test' = a given split's rasters), and sensor -> mask raster."""
 
     id: str
     group: str | None
     sensors: dict[str, Path]
     labels: dict[str, Path]
+    masks: dict[str, Path] = field(default_factory=dict)
 
 
 def list_scenes(task: TaskSpec) -> list[SceneFiles]:
@@ -49,19 +51,21 @@ def list_scenes(task: TaskSpec) -> list[SceneFiles]:
             labels["full"] = task.labels.path
         if task.split.kind == "given":
             labels.update(_given_labels(task, lambda p: p))
+        masks = {name: s.mask.path for name, s in task.sensors.items() if s.mask is not None}
         return [SceneFiles(task.name, None,
-                           {name: s.path for name, s in task.sensors.items()}, labels)]
+                           {name: s.path for name, s in task.sensors.items()}, labels, masks)]
     if spec.items is not None:
         scenes = []
         for item in spec.items:
             labels = {"full": item.labels} if item.labels is not None else {}
             labels.update(_given_labels(task, lambda p, i=item.id: _fill(p, i)))
             group = item.group if item.group is not None else _group(task, item.id)
-            scenes.append(SceneFiles(item.id, group, dict(item.sensors), labels))
+            scenes.append(SceneFiles(item.id, group, dict(item.sensors), labels,
+                                     dict(item.masks)))
     else:
         ids = _template_ids(task)
         scenes = [_from_template(task, scene_id) for scene_id in ids]
-    _check_files(scenes)
+    _check_files(scenes, task)
     return scenes
 
 
@@ -142,8 +146,13 @@ def _from_template(task: TaskSpec, scene_id: str) -> SceneFiles:
     t = task.scenes.template
     labels = {"full": _fill(t.labels, scene_id)} if t.labels is not None else {}
     labels.update(_given_labels(task, lambda p: _fill(p, scene_id)))
-    return SceneFiles(scene_id, _group(task, scene_id),
-                      {name: _fill(p, scene_id) for name, p in t.sensors.items()}, labels)
+    sensors = {name: _fill(p, scene_id) for name, p in t.sensors.items()}
+    masks = {name: _fill(p, scene_id) for name, p in t.masks.items()}
+    # A scene may lack a sensor's file (e.g. a chip delivered with Sentinel-1 only): the
+    # sensor is then absent from that scene, and its mask with it.
+    present = {name: p for name, p in sensors.items() if p.is_file()}
+    return SceneFiles(scene_id, _group(task, scene_id), present, labels,
+                      {name: p for name, p in masks.items() if name in present})
 
 
 def _templates(task: TaskSpec) -> dict[str, str]:
@@ -183,17 +192,26 @@ def _template_ids(task: TaskSpec) -> list[str]:
     key = "labels" if "labels" in templates else ("split.train" if "split.train" in templates
                                                   else next(iter(templates)))
     template = templates[key]
-    pattern = glob.escape(template).replace(glob.escape(SCENE_PLACEHOLDER), "*")
-    regex = re.compile("^" + re.escape(template).replace(re.escape(SCENE_PLACEHOLDER),
-                                                         "(?P<scene>[^/]+)") + "$")
-    ids = sorted({m.group("scene") for p in glob.glob(pattern)
-                  if (m := regex.match(p)) is not None})
+    ids = glob_scene_ids(template)
     if not ids:
         raise DataError(
-            f"the scenes' {key} template {template} matches no file (glob {pattern}): check "
-            "the data root / path, or list the scenes with scenes.csv"
+            f"the scenes' {key} template {template} matches no file (glob "
+            f"{_glob_pattern(template)}): check the data root / path, or list the scenes with "
+            "scenes.csv"
         )
     return ids
+
+
+def glob_scene_ids(template: str) -> list[str]:
+    """Sorted scene ids of the files matching a {scene} template (none: an empty list)."""
+    regex = re.compile("^" + re.escape(template).replace(re.escape(SCENE_PLACEHOLDER),
+                                                         "(?P<scene>[^/]+)") + "$")
+    return sorted({m.group("scene") for p in glob.glob(_glob_pattern(template))
+                   if (m := regex.match(p)) is not None})
+
+
+def _glob_pattern(template: str) -> str:
+    return glob.escape(template).replace(glob.escape(SCENE_PLACEHOLDER), "*")
 
 
 def _entry_ids(task: TaskSpec, entries: list[str], field: str) -> list[tuple[str, str]]:
@@ -210,10 +228,21 @@ def _entry_ids(task: TaskSpec, entries: list[str], field: str) -> list[tuple[str
 
 
 def _read_csv(task: TaskSpec, path: Path, field: str) -> list[tuple[str, int]]:
+    templates = _templates(task) \
+        if task.scenes is not None and task.scenes.template is not None else {}
+    return read_scenes_csv(path, templates, field)
+
+
+def read_scenes_csv(path: Path, templates: dict[str, str], field: str,
+                    other_files: bool = False) -> list[tuple[str, int]]:
+    """(scene id, row number) of each row of a scenes CSV: a scene id, or file names matched
+    against `templates` ({what: path with {scene}}; a named file must exist where its
+    template puts it). TaskSpec-free: `autors predict --scenes` reads the same CSVs.
+    `field` names the setting in error messages. `other_files`: a file name matching no
+    template is passed over (prediction reads no label file, which split CSVs also name)."""
     if not path.is_file():
         raise DataError(f"{field}: CSV file {path} does not exist")
-    regexes = {key: _name_regex(t) for key, t in _templates(task).items()} \
-        if task.scenes is not None and task.scenes.template is not None else {}
+    regexes = {key: _name_regex(t) for key, t in templates.items()}
     out = []
     with path.open(newline="") as fh:
         for row_no, row in enumerate(csv.reader(fh), start=1):
@@ -227,17 +256,22 @@ def _read_csv(task: TaskSpec, path: Path, field: str) -> list[tuple[str, int]]:
                     continue
                 name = Path(cell).name
                 found = [m.group("scene") for r in regexes.values() if (m := r.match(name))]
+                if not found and other_files and regexes:
+                    continue
                 if not found:
                     raise DataError(
                         f"{path} row {row_no}: file {cell} matches none of the scenes' "
-                        f"templates ({', '.join(Path(t).name for t in _templates(task).values())})"
+                        f"templates ({', '.join(Path(t).name for t in templates.values())})"
                         if regexes else
                         f"{path} row {row_no}: {cell} is a file name; list scene ids, or give "
                         "the scenes by template so file names can be matched"
                     )
                 ids.add(found[0])
                 if regexes:
-                    _check_named_file(task, found[0], name, path, row_no)
+                    _check_named_file(templates, found[0], name, path, row_no)
+            if not ids:  # only with other_files
+                raise DataError(f"{path} row {row_no}: no file matches the templates "
+                                f"({', '.join(Path(t).name for t in templates.values())})")
             if len(ids) != 1:
                 raise DataError(f"{path} row {row_no}: the cells name different scenes "
                                 f"{sorted(ids)}; one row is one scene")
@@ -245,10 +279,10 @@ def _read_csv(task: TaskSpec, path: Path, field: str) -> list[tuple[str, int]]:
     return out
 
 
-def _check_named_file(task: TaskSpec, scene_id: str, name: str, csv_path: Path,
+def _check_named_file(templates: dict[str, str], scene_id: str, name: str, csv_path: Path,
                       row_no: int) -> None:
     """A file a CSV names must exist where the template puts it."""
-    for template in _templates(task).values():
+    for template in templates.values():
         if Path(template).name.replace(SCENE_PLACEHOLDER, scene_id) == name:
             path = _fill(template, scene_id)
             if not path.is_file():
@@ -261,16 +295,22 @@ def _is_file_name(cell: str) -> bool:
     return "/" in cell or cell.lower().endswith(_RASTER_SUFFIXES)
 
 
-def _check_files(scenes: list[SceneFiles]) -> None:
+def _check_files(scenes: list[SceneFiles], task: TaskSpec | None = None) -> None:
     missing = [(s.id, what, p) for s in scenes
                for what, p in [*((f"sensor '{k}'", v) for k, v in s.sensors.items()),
-                               *((f"labels ({k})", v) for k, v in s.labels.items())]
+                               *((f"labels ({k})", v) for k, v in s.labels.items()),
+                               *((f"mask of '{k}'", v) for k, v in s.masks.items())]
                if not Path(p).is_file()]
     if missing:
         listed = "; ".join(f"scene '{i}' {what}: {p}" for i, what, p in missing[:5])
         more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
         raise DataError(f"{len(missing)} file(s) of the dataset do not exist: {listed}{more}; "
                         "check the data root and the scenes' paths")
+    if task is not None:
+        for name in task.sensors:
+            if not any(name in s.sensors for s in scenes):
+                raise DataError(f"sensor '{name}' has no file in any of the {len(scenes)} "
+                                "scene(s): check its path template")
     ids = [s.id for s in scenes]
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:

@@ -1,6 +1,8 @@
 """Where samples' pixels come from: normalised arrays in memory, or blocks read from the
 GeoTIFFs on demand. Both answer `window(scene, row, col, size)` with the same values, because
-both are made of the same block reads (`autors.data.index.read_block`).
+both are made of the same block reads (`autors.data.index.read_block`): every sensor's
+normalised values `[C, P, P]` (0 where invalid) and its validity mask `<sensor>__mask`
+`[P, P]` float32 (1 valid, 0 invalid or outside the scene).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from rasterio.windows import Window
 
 from autors.config import SensorSpec
 from autors.data.index import DatasetIndex, read_block
+
+MASK_SUFFIX = "__mask"  # input name of a sensor's validity mask: "<sensor>__mask"
 
 
 def crop(arr: np.ndarray, r0: int, c0: int, size: int, fill: float) -> np.ndarray:
@@ -28,15 +32,21 @@ def crop(arr: np.ndarray, r0: int, c0: int, size: int, fill: float) -> np.ndarra
 
 
 class ArraySource:
-    """The whole dataset in memory: per scene, normalised float32 [C, H, W] per sensor."""
+    """The whole dataset in memory: per scene, normalised float32 [C, H, W] per sensor and
+    bool [H, W] validity per sensor."""
 
-    def __init__(self, arrays: list[dict[str, np.ndarray]]) -> None:
+    def __init__(self, arrays: list[dict[str, np.ndarray]],
+                 masks: list[dict[str, np.ndarray]]) -> None:
         self.arrays = arrays
+        self.masks = masks
 
     def window(self, scene: int, r0: int, c0: int, size: int) -> dict[str, np.ndarray]:
-        """Normalised values of every sensor in the size x size window at (r0, c0); 0 (the
-        training mean) outside the scene."""
-        return {name: crop(arr, r0, c0, size, 0.0) for name, arr in self.arrays[scene].items()}
+        """Normalised values and masks of every sensor in the size x size window at (r0, c0);
+        0 (the training mean; mask 0) outside the scene."""
+        out = {name: crop(arr, r0, c0, size, 0.0) for name, arr in self.arrays[scene].items()}
+        for name, valid in self.masks[scene].items():
+            out[name + MASK_SUFFIX] = crop(valid, r0, c0, size, False).astype(np.float32)
+        return out
 
 
 class BlockSource:
@@ -68,8 +78,9 @@ class BlockSource:
         b = self.block
         h, w = entry.grid.shape
         window = Window(bc * b, br * b, min(b, w - bc * b), min(b, h - br * b))
-        values, valid = read_block(entry, self.sensors, window)
+        values, valid = read_block(entry, self.sensors, window, self.index.in_channels)
         normed = self.index.stats.apply(values, valid)
+        normed.update({name + MASK_SUFFIX: m.astype(np.float32) for name, m in valid.items()})
         self.reads += 1
         size = sum(a.nbytes for a in normed.values())
         while self._cache and self._held + size > self.cache_bytes:
@@ -84,6 +95,8 @@ class BlockSource:
         h, w = self.index.scenes[scene].grid.shape
         out = {name: np.zeros((len(self.index.band_names[name]), size, size), np.float32)
                for name in self.sensors}
+        out.update({name + MASK_SUFFIX: np.zeros((size, size), np.float32)
+                    for name in self.sensors})
         rs, re = max(r0, 0), min(r0 + size, h)
         cs, ce = max(c0, 0), min(c0 + size, w)
         b = self.block
@@ -93,6 +106,7 @@ class BlockSource:
                 y0, y1 = max(rs, br * b), min(re, (br + 1) * b)
                 x0, x1 = max(cs, bc * b), min(ce, (bc + 1) * b)
                 for name, arr in blk.items():
-                    out[name][:, y0 - r0 : y1 - r0, x0 - c0 : x1 - c0] = \
-                        arr[:, y0 - br * b : y1 - br * b, x0 - bc * b : x1 - bc * b]
+                    out[name][..., y0 - r0 : y1 - r0, x0 - c0 : x1 - c0] = \
+                        arr[..., y0 - br * b : y1 - br * b, x0 - bc * b : x1 - bc * b]
         return out
+

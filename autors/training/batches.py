@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from autors.config import TrainSpec
+from autors.data.sources import MASK_SUFFIX
 from autors.errors import TaskFileError
 
 # {sensor: [B, C, P, P], ..., "target": [B] or [B, H, W], "scene": [B]}
@@ -108,14 +109,17 @@ def modality_keep_mask(
 def apply_modality_dropout(
     batch: Batch, sensors: list[str], p: float, generator: torch.Generator
 ) -> Batch:
-    """Zero whole sensor tensors per sample (see `modality_keep_mask`) among `sensors`
-    (the sensors the model uses). Returns a new dict; tensors are not modified in place."""
+    """Drop whole sensors per sample (see `modality_keep_mask`) among `sensors` (the sensors
+    the model uses): the tensor and its validity mask (`<sensor>__mask`) become 0, exactly as
+    a sensor absent from a scene. Returns a new dict; tensors are not modified in place."""
     if p <= 0.0 or len(sensors) < 2:
         return batch  # one used sensor: dropping it would leave the sample empty
     b = batch[sensors[0]].shape[0]
     keep = modality_keep_mask(b, len(sensors), p, generator)  # [B, S]
     out = dict(batch)
     for i, name in enumerate(sensors):
-        x = batch[name]  # [B, C, H, W]
-        out[name] = x * keep[:, i].to(x.device, x.dtype).view(-1, *([1] * (x.dim() - 1)))
+        for key in (name, name + MASK_SUFFIX):
+            if key in batch:
+                x = batch[key]  # [B, C, H, W] or the mask [B, H, W]
+                out[key] = x * keep[:, i].to(x.device, x.dtype).view(-1, *([1] * (x.dim() - 1)))
     return out

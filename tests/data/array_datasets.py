@@ -37,11 +37,15 @@ def array_index(sensors, labels, tile=8):
 
 
 def patch_dataset(sensors, labels, patch_size, augment=False, seed=0):
-    return PatchDataset(array_index(sensors, labels), ArraySource([sensors]), "train", patch_size,
+    return PatchDataset(array_index(sensors, labels), ArraySource([sensors], [_all_valid(sensors)]), "train", patch_size,
                         augment, seed)
 
 
 def tile_dataset(sensors, labels, tile, augment=False, seed=0):
     index = array_index(sensors, labels, tile)
     index.dense = True
-    return TileDataset(index, ArraySource([sensors]), "train", tile, augment, seed)
+    return TileDataset(index, ArraySource([sensors], [_all_valid(sensors)]), "train", tile, augment, seed)
+
+
+def _all_valid(sensors):
+    return {n: np.ones(a.shape[-2:], bool) for n, a in sensors.items()}

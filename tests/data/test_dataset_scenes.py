@@ -187,10 +187,30 @@ def test_an_unreadable_scene_file_names_scene_and_file(release: Path) -> None:
         build_index(_task(release))
 
 
-def test_a_missing_sensor_file_is_listed(release: Path) -> None:
+def test_a_scene_without_a_sensor_file_has_that_sensor_absent(release: Path) -> None:
     (release / HAND / "S1Hand" / "USA_2003_S1Hand.tif").unlink()
-    with pytest.raises(DataError, match=r"1 file\(s\) of the dataset do not exist: scene "
-                       r"'USA_2003' sensor 's1'"):
+    csv = release / SPLITS / "flood_test_data.csv"  # the split CSV names its label file only
+    csv.write_text(csv.read_text().replace("USA_2003_S1Hand.tif,", ""))
+    task = _task(release)
+    scene = {s.id: s for s in list_scenes(task)}["USA_2003"]
+    assert set(scene.sensors) == {"s2"}
+    data = prepare(task, in_memory=False)
+    entry = {e.id: e for e in data.index.scenes}["USA_2003"]
+    assert entry.sensor_valid["s1"] == 0 and entry.sensor_valid["s2"] > 0.9
+    assert sum(entry.counts["test"]) > 0  # labels used: S2 is there (require_sensors: any)
+    ds = data.dataset("test")
+    item = ds[int(ds.starts[data.index.scenes.index(entry)])]
+    assert item["s1"].abs().sum() == 0 and item["s1__mask"].sum() == 0
+    assert item["s2__mask"].sum() > 0
+    # requiring every sensor leaves that scene without a usable pixel: skipped and listed
+    index, _ = build_index(_task(release, ["require_sensors=all"]))
+    assert index.skipped == ["USA_2003"]
+
+
+def test_a_sensor_missing_from_every_scene_is_an_error(release: Path) -> None:
+    for path in (release / HAND / "S1Hand").glob("*.tif"):
+        path.unlink()
+    with pytest.raises(DataError, match=r"sensor 's1' has no file in any of the 10 scene"):
         list_scenes(_task(release))
 
 

@@ -41,7 +41,7 @@ def test_patch_items_are_centred_on_labelled_pixels():
     targets = [int(ds[i]["target"]) for i in range(3)]
     assert targets == [1, 0, 2]  # row-major order of the labelled pixels
     item = ds[1]  # pixel (5, 7)
-    assert set(item) == {"a", "b", "target", "scene"}
+    assert set(item) == {"a", "b", "a__mask", "b__mask", "target", "scene"}
     assert item["a"].shape == (3, 5, 5) and item["a"].dtype == torch.float32
     assert item["b"].shape == (1, 5, 5)
     assert item["target"].dtype == torch.int64 and item["target"].shape == ()

@@ -29,7 +29,7 @@ def test_reference_grid_is_the_label_grid(write_task, fx):
 
 
 def test_same_lattice_sensor_is_read_exactly_with_scale_offset_and_nodata(write_task, fx):
-    scene = load_scene(load_task(write_task()))
+    scene = load_scene(load_task(write_task(lambda d: d.update(require_sensors="all"))))
     x, y = fx.centres(scene.grid.transform, *scene.grid.shape)
     expected = 0.5 * fx.optical_field(x, y) + 1.0  # scale 0.5, offset 1 in the task
     valid = scene.sensor_valid["optical"]
