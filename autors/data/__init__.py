@@ -9,10 +9,10 @@ ds = data.dataset("train", augment=True)
 
 from autors.data.datasets import PatchDataset, TileDataset
 from autors.data.grid import Grid
+from autors.data.index import load_scene
 from autors.data.normalize import NormStats
 from autors.data.prepare import PreparedData, prepare
 from autors.data.raster import RasterInfo
-from autors.data.index import load_scene
 from autors.data.scene import Scene, load_sensor
 from autors.data.splits import Leakage, Splits, footprint_leakage, make_splits, split_record
 

@@ -25,8 +25,8 @@ from rasterio.windows import Window
 from autors.config import SensorSpec, TaskSpec
 from autors.data.grid import Grid, crop_to_overlap
 from autors.data.labels import read_labels
-from autors.data.normalize import NormStats
 from autors.data.masks import mask_header, qa_band, rule_validity, sensor_bands
+from autors.data.normalize import NormStats
 from autors.data.raster import RasterInfo, inspect
 from autors.data.scene import Scene, check_disjoint, load_sensor
 from autors.data.scenes import SPLIT_NAMES, SceneFiles, list_scenes, scene_splits, scenes_digest

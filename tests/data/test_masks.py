@@ -43,7 +43,7 @@ def test_a_mask_raster_invalidates_its_sensor_only(write_task, tmp_path):
 
 
 def test_samples_carry_each_sensors_validity_mask(write_task, tmp_path):
-    path, mask = _cloud_mask(tmp_path)
+    path, _mask = _cloud_mask(tmp_path)
 
     def edit(d):
         d["sensors"]["optical"]["mask"] = {"path": path.name, "invalid_values": [1]}
