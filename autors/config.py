@@ -21,7 +21,7 @@ from autors.errors import TaskFileError
 
 SensorKind = Literal["optical", "sar", "lidar", "hyperspectral", "other"]
 TaskKind = Literal["patch_classification", "segmentation"]
-ObjectiveName = Literal["val_oa", "val_aa", "val_kappa", "val_miou"]
+ObjectiveName = Literal["val_oa", "val_aa", "val_kappa", "val_miou", "val_oa_robust"]
 
 
 class _Strict(BaseModel):
@@ -376,6 +376,14 @@ class ConstraintSpec(_Strict):
     max_params: int | None = Field(default=None, ge=1)
     max_flops: int | None = Field(default=None, ge=1)
     max_latency_ms: float | None = Field(default=None, gt=0)
+    min_oa_when_missing: float | None = Field(
+        default=None, gt=0, le=1, description="validation OA with any one used sensor removed "
+        "must reach this (the worst case over the sensors)"
+    )
+
+    @property
+    def needs_robustness(self) -> bool:
+        return self.min_oa_when_missing is not None
 
 
 class SearchSpec(_Strict):
@@ -397,10 +405,18 @@ class SearchSpec(_Strict):
         "enforced in the worker (Linux RLIMIT_DATA): a trial that needs more fails with that "
         "reason. Not for GPU memory. None: no limit",
     )
-    objective: ObjectiveName = "val_oa"
+    objective: ObjectiveName = Field(
+        default="val_oa", description="val_oa_robust: the mean validation OA over clean data "
+        "and each used sensor removed"
+    )
     constraints: ConstraintSpec = ConstraintSpec()
     top_k: int = Field(default=3, ge=1, description="architectures retrained and tested")
     final_seeds: int = Field(default=3, ge=1, description="seeds per retrained architecture")
+
+    @property
+    def needs_robustness(self) -> bool:
+        """Trials must measure validation accuracy with sensors removed."""
+        return self.objective == "val_oa_robust" or self.constraints.needs_robustness
 
     @model_validator(mode="after")
     def _some_budget(self) -> SearchSpec:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from autors.config import SensorSpec, TaskKind, TaskSpec
+from autors.data.conditions import Condition, ConditionedSource
 from autors.data.datasets import PatchDataset, TileDataset
 from autors.data.grid import Grid
 from autors.data.index import DatasetIndex, build_index
@@ -96,12 +97,17 @@ class PreparedData:
         return BlockSource(self.index, self.sensor_specs, self.block_size, self.cache_mb)
 
     def dataset(
-        self, split: str, augment: bool = False, seed: int = 0
+        self, split: str, augment: bool = False, seed: int = 0,
+        condition: Condition | None = None,
     ) -> PatchDataset | TileDataset:
-        """The torch dataset of one split ('train', 'val' or 'test') for the task kind."""
+        """The torch dataset of one split ('train', 'val' or 'test') for the task kind, seen
+        under `condition` (a sensor removed, clouds; `autors.data.conditions`) when given."""
+        source = self.source()
+        if condition is not None:
+            source = ConditionedSource(source, condition, [e.grid.shape for e in self.index.scenes])
         if self.task_kind == "patch_classification":
-            return PatchDataset(self.index, self.source(), split, self.patch_size, augment, seed)
-        return TileDataset(self.index, self.source(), split, self.tile_size, augment, seed)
+            return PatchDataset(self.index, source, split, self.patch_size, augment, seed)
+        return TileDataset(self.index, source, split, self.tile_size, augment, seed)
 
 
 def prepare(task: TaskSpec, in_memory: bool | None = None) -> PreparedData:

@@ -65,11 +65,16 @@ def constraint_violations(result: TrialResult, constraints: ConstraintSpec) -> d
             ("max_flops", constraints.max_flops, float(result.cost.flops)),
             ("max_latency_ms", constraints.max_latency_ms, float(result.cost.latency_ms_b1)),
         ]
-    return {
+    out = {
         name: value / float(limit)
         for name, limit, value in checks
         if limit is not None and value > limit
     }
+    worst = result.metrics.get("val_oa_worst_missing")
+    limit = constraints.min_oa_when_missing
+    if limit is not None and worst is not None and worst < limit:
+        out["min_oa_when_missing"] = limit / max(float(worst), 1e-6)  # a lower bound: > 1
+    return out
 
 
 def judge(result: TrialResult, objective: str, constraints: ConstraintSpec) -> Judgement:
@@ -103,7 +108,8 @@ def _infeasible_score(value: float, violations: dict[str, float]) -> float:
 
 
 def _limits(constraints: ConstraintSpec) -> tuple[Any, ...]:
-    return (constraints.max_params, constraints.max_flops, constraints.max_latency_ms)
+    return (constraints.max_params, constraints.max_flops, constraints.max_latency_ms,
+            constraints.min_oa_when_missing)
 
 
 def pareto_front(points: list[tuple[int, float, float, float]]) -> list[int]:

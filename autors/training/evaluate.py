@@ -14,6 +14,8 @@ import torch
 from torch import nn
 
 from autors.data import PreparedData
+from autors.data.conditions import Condition
+from autors.data.sources import MASK_SUFFIX
 from autors.errors import DataError
 from autors.training.batches import eval_loader, to_device
 from autors.training.metrics import confusion_matrix, expected_calibration_error, summarize
@@ -28,10 +30,11 @@ def _device_of(model: nn.Module) -> torch.device:
 
 def predict_split(
     model: nn.Module, data: PreparedData, split: str, batch_size: int = 256,
-    num_workers: int = 0,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(target, prediction, confidence, loss, scene number) for every labelled sample of
-    `split`, each [N].
+    num_workers: int = 0, condition: Condition | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(target, prediction, confidence, loss, scene number, has input) for every labelled
+    sample of `split`, each [N], under `condition` when given. `has input`: some sensor the
+    model uses is valid at the pixel.
 
     Patch classification: one sample per labelled pixel. Segmentation: every labelled pixel of
     the split's non-overlapping tiles (each pixel once). Confidence = max softmax probability;
@@ -39,9 +42,11 @@ def predict_split(
     """
     if split not in EVAL_SPLITS:
         raise ValueError(f"evaluate on 'val' or 'test', not '{split}'")
-    loader = eval_loader(data.dataset(split, augment=False), batch_size, num_workers)
+    loader = eval_loader(data.dataset(split, augment=False, condition=condition), batch_size,
+                         num_workers)
+    used = getattr(model, "sensors", None) or list(data.in_channels)
     device = _device_of(model)
-    targets, preds, confs, losses, scenes = [], [], [], [], []
+    targets, preds, confs, losses, scenes, inputs = [], [], [], [], [], []
     was_training = model.training
     model.eval()
     try:
@@ -59,9 +64,13 @@ def predict_split(
                 preds.append(pred[keep].cpu())
                 confs.append(conf[keep].cpu())
                 losses.append(loss[keep].cpu())
+                masks = torch.stack([batch[n + MASK_SUFFIX] for n in used]).amax(dim=0)
                 if target.dim() > 1:  # one scene per tile: broadcast to its pixels
                     scene = scene.view(-1, 1, 1).expand_as(target)
+                else:  # a patch's label is its centre pixel
+                    masks = masks[:, masks.shape[1] // 2, masks.shape[2] // 2]
                 scenes.append(scene[keep].cpu())
+                inputs.append((masks > 0)[keep].cpu())
     finally:
         model.train(was_training)
     if not targets or sum(t.numel() for t in targets) == 0:
@@ -72,22 +81,26 @@ def predict_split(
         torch.cat(confs).numpy(),
         torch.cat(losses).numpy(),
         torch.cat(scenes).numpy(),
+        torch.cat(inputs).numpy(),
     )
 
 
 def evaluate(
     model: nn.Module, data: PreparedData, split: str, batch_size: int = 256, *,
-    num_workers: int = 0, breakdown: bool = False,
+    num_workers: int = 0, breakdown: bool = False, condition: Condition | None = None,
 ) -> dict[str, Any]:
     """Metrics of `model` on `split` ('val' or 'test'): `metrics.summarize` keys plus `ece` and
     `loss` (mean cross-entropy: the second tie-break when candidates are ranked). With
     `breakdown` and more than one scene, also `per_scene` and `per_group` ({id: pixels, oa,
-    kappa, miou}; pooled metrics stay the headline)."""
-    target, pred, conf, loss, scene = predict_split(model, data, split, batch_size, num_workers)
+    kappa, miou}; pooled metrics stay the headline). `no_input` counts scored pixels where
+    no sensor the model uses is valid (under `condition`, when given)."""
+    target, pred, conf, loss, scene, has_input = predict_split(
+        model, data, split, batch_size, num_workers, condition)
     cm = confusion_matrix(target, pred, data.num_classes)
     out = summarize(cm, data.class_names)
     out["ece"] = expected_calibration_error(conf, pred == target)
     out["loss"] = float(loss.mean())
+    out["no_input"] = int((~has_input).sum())
     scenes = data.index.scenes
     if breakdown and len(scenes) > 1:
         out["per_scene"] = _breakdown(target, pred, scene, [s.id for s in scenes], data)

@@ -70,8 +70,10 @@ class TrainOutcome:
 def monitor_metric(task: TaskSpec) -> str:
     """The validation metric early stopping maximises: the search objective of the task
     (`search.objective`, default val_oa; set val_miou for segmentation), so the weights kept
-    for a trial are the best ones by the very metric the search ranks trials with."""
-    return task.search.objective
+    for a trial are the best ones by the very metric the search ranks trials with. The robust
+    objective is measured once, after training (it needs one evaluation per sensor): early
+    stopping then uses clean validation OA."""
+    return "val_oa" if task.search.objective == "val_oa_robust" else task.search.objective
 
 
 def resolve_arch(arch: fusion.Arch | dict | str, task: TaskSpec, data: PreparedData) -> fusion.Arch:

@@ -28,6 +28,7 @@ from autors.training.cost import measure_cost
 from autors.training.evaluate import evaluate
 from autors.training.loop import SCALARS, TrainOutcome, train_model
 from autors.training.result import Cost, TrialResult, error_text
+from autors.training.robustness import robust_scores, robustness
 
 
 @dataclass
@@ -44,17 +45,24 @@ class TrainedModel:
     def metrics(self) -> dict[str, Any]:
         """TrialResult.metrics: val_oa, val_aa, val_kappa, val_miou, val_ece, val_loss, per-class
         val_per_class_accuracy / val_per_class_iou ({class: value | None}); with a test
-        evaluation also test_oa, test_aa, test_kappa, test_miou and, for a dataset of several
-        scenes, test_per_scene / test_per_group ({id: pixels, oa, kappa, miou})."""
+        evaluation also test_oa, test_aa, test_kappa, test_miou, test_ece, test_robustness
+        ({condition: oa, kappa, ece, ...}: clean, each used sensor removed, 10/30/60 % cloud
+        over optical sensors) and, for a dataset of several scenes, test_per_scene /
+        test_per_group ({id: pixels, oa, kappa, miou}). When the search needs it (objective
+        val_oa_robust, constraint min_oa_when_missing): val_oa_robust, val_oa_worst_missing."""
         val = self.outcome.val_metrics
         out: dict[str, Any] = {f"val_{k}": float(val[k]) for k in SCALARS}
         out["val_ece"] = float(val["ece"])
         out["val_loss"] = float(val["loss"])
         out["val_per_class_accuracy"] = val["per_class_accuracy"]
         out["val_per_class_iou"] = val["per_class_iou"]
+        for key in ("oa_robust", "oa_worst_missing"):
+            if key in val:
+                out[f"val_{key}"] = float(val[key])
         if self.test_metrics is not None:
             out.update({f"test_{k}": float(self.test_metrics[k]) for k in SCALARS})
-            for key in ("per_scene", "per_group"):
+            out["test_ece"] = float(self.test_metrics["ece"])
+            for key in ("per_scene", "per_group", "robustness"):
                 if key in self.test_metrics:
                     out[f"test_{key}"] = self.test_metrics[key]
         return out
@@ -120,8 +128,15 @@ def train_evaluate(
     t0 = time.perf_counter()
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     outcome = train_model(task, arch, data, seed, progress=progress, max_epochs=max_epochs)
-    test_metrics = evaluate(outcome.model, data, "test", task.train.batch_size,
-                            num_workers=task.train.num_workers, breakdown=True) if test else None
+    if task.search.needs_robustness:  # validation only: it may steer the search
+        table = robustness(outcome.model, data, task, "val", clouds=False)
+        outcome.val_metrics.update({f"{k}": v for k, v in robust_scores(table).items()},
+                                   robustness=table)
+    test_metrics = None
+    if test:
+        test_metrics = evaluate(outcome.model, data, "test", task.train.batch_size,
+                                num_workers=task.train.num_workers, breakdown=True)
+        test_metrics["robustness"] = robustness(outcome.model, data, task, "test")
     t_cost = time.perf_counter()
     cost = measure_cost(outcome.model, data.in_channels, task.sample_size)
     now = time.perf_counter()
