@@ -353,7 +353,12 @@ class TrainSpec(_Strict):
     early_stopping_patience: int = Field(default=6, ge=1, description="epochs without val gain")
     class_weighting: bool = False
     modality_dropout: float = Field(
-        default=0.0, ge=0.0, lt=1.0, description="probability of zeroing a whole sensor"
+        default=0.0, ge=0.0, lt=1.0, description="probability of dropping a whole sensor of a "
+        "training sample (values and mask 0, as a sensor absent from a scene)"
+    )
+    cloud_blobs: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="probability that a training sample gets a "
+        "simulated cloud (a random blob) over its optical / hyperspectral sensors, invalid there"
     )
     augment: bool = Field(default=True, description="random flips and 90-degree rotations")
     max_train_samples: int | None = Field(

@@ -123,3 +123,32 @@ def apply_modality_dropout(
                 x = batch[key]  # [B, C, H, W] or the mask [B, H, W]
                 out[key] = x * keep[:, i].to(x.device, x.dtype).view(-1, *([1] * (x.dim() - 1)))
     return out
+
+
+def apply_cloud_blobs(
+    batch: Batch, sensors: list[str], p: float, generator: torch.Generator
+) -> Batch:
+    """Simulated clouds: each sample, with probability `p`, gets one elliptical blob (centre
+    anywhere in the window, radii 15-60 % of its side) over which `sensors` (the optical ones
+    the model uses) become invalid: values and masks 0, as a cloud mask makes them. Returns a
+    new dict; tensors are not modified in place."""
+    if p <= 0.0 or not sensors:
+        return batch
+    x = batch[sensors[0]]  # [B, C, H, W]
+    b, h, w = x.shape[0], x.shape[-2], x.shape[-1]
+    hit = torch.rand(b, generator=generator) < p  # [B]
+    centre = torch.rand(b, 2, generator=generator) * torch.tensor([h, w])  # [B, 2]
+    radii = (0.15 + 0.45 * torch.rand(b, 2, generator=generator)) * torch.tensor([h, w])
+    rows = torch.arange(h, dtype=torch.float32)[None, :, None]
+    cols = torch.arange(w, dtype=torch.float32)[None, None, :]
+    inside = ((rows - centre[:, 0, None, None]) / radii[:, 0, None, None]) ** 2 \
+        + ((cols - centre[:, 1, None, None]) / radii[:, 1, None, None]) ** 2 <= 1.0
+    clear = ~(inside & hit[:, None, None])  # [B, H, W]
+    out = dict(batch)
+    for name in sensors:
+        for key in (name, name + MASK_SUFFIX):
+            if key in batch:
+                t = batch[key]
+                keep = clear.to(t.device, t.dtype)
+                out[key] = t * (keep[:, None] if t.dim() == 4 else keep)
+    return out

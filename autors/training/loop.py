@@ -9,12 +9,14 @@
   evaluated on the validation split after every epoch; training stops after
   `early_stopping_patience` epochs without a strict improvement and the best epoch's weights
   are restored.
-- Modality dropout: per training sample, each sensor the arch uses is zeroed with probability
-  `modality_dropout`, never all of them (see `batches.modality_keep_mask`).
+- Modality dropout: per training sample, each sensor the arch uses is dropped (values and
+  validity mask 0) with probability `modality_dropout`, never all of them (see
+  `batches.modality_keep_mask`). Cloud blobs: with probability `cloud_blobs` a sample's
+  optical sensors lose a random elliptical region (`batches.apply_cloud_blobs`).
 - Augmentation: flips / 90-degree rotations drawn by the dataset from (seed, epoch, index).
 - Reproducible for a seed on CPU: torch's global RNG is seeded (weights, dropout layers), the
-  loader shuffles with its own seeded generator, modality dropout has its own generator, and
-  loading is single-process.
+  sampler orders samples from (seed, epoch), modality dropout and cloud blobs have their own
+  generator, and batches do not depend on the number of loader workers.
 """
 
 from __future__ import annotations
@@ -34,9 +36,11 @@ from torch.utils.data import DataLoader
 import fusion
 from autors.config import TaskSpec, TrainSpec
 from autors.data import PreparedData
+from autors.data.conditions import CLOUDED_KINDS
 from autors.errors import AutorsError
 from autors.training.batches import (
     Batch,
+    apply_cloud_blobs,
     apply_modality_dropout,
     resolve_device,
     to_device,
@@ -178,6 +182,7 @@ def train_model(
     train_ds = data.dataset("train", augment=spec.augment, seed=_stream_seed(seed, 1))
     loader = train_loader(train_ds, spec, _stream_seed(seed, 2))
     dropout_gen = torch.Generator().manual_seed(_stream_seed(seed, 3))
+    clouded = [s for s in arch.sensors if task.sensors[s].kind in CLOUDED_KINDS]
     weight = class_weights(data.index.counts()["train"]).to(device) if spec.class_weighting else None
     loss_fn = nn.CrossEntropyLoss(weight=weight, ignore_index=-1)
     optimizer = build_optimizer(model.parameters(), spec)
@@ -199,8 +204,10 @@ def train_model(
             bar_task = bar.add_task(f"epoch {epoch}/{epochs}", total=len(loader), status="")
             train_loss = _train_epoch(
                 model, loader, loss_fn, optimizer, epoch,
-                lambda batch: apply_modality_dropout(batch, arch.sensors,
-                                                     spec.modality_dropout, dropout_gen),
+                lambda batch: apply_cloud_blobs(
+                    apply_modality_dropout(batch, arch.sensors, spec.modality_dropout,
+                                           dropout_gen),
+                    clouded, spec.cloud_blobs, dropout_gen),
                 lambda mean_loss, task_id=bar_task: bar.update(
                     task_id, advance=1, status=f"loss {mean_loss:.3f}"),
             )

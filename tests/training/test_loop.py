@@ -11,7 +11,12 @@ import torch
 from autors.config import TaskSpec
 from autors.data import PreparedData
 from autors.errors import TaskFileError
-from autors.training.batches import apply_modality_dropout, modality_keep_mask, resolve_device
+from autors.training.batches import (
+    apply_cloud_blobs,
+    apply_modality_dropout,
+    modality_keep_mask,
+    resolve_device,
+)
 from autors.training.evaluate import evaluate
 from autors.training.loop import TrainingDivergedError, class_weights, train_model
 from fusion import ArchError
@@ -93,7 +98,8 @@ def test_modality_keep_mask_never_drops_every_sensor() -> None:
 def test_modality_dropout_zeroes_whole_sensors_of_used_sensors_only() -> None:
     gen = torch.Generator().manual_seed(1)
     batch = {"optical": torch.ones(64, 4, 5, 5), "lidar": torch.ones(64, 1, 5, 5),
-             "sar": torch.ones(64, 2, 5, 5)}
+             "sar": torch.ones(64, 2, 5, 5), "optical__mask": torch.ones(64, 5, 5),
+             "lidar__mask": torch.ones(64, 5, 5)}
     out = apply_modality_dropout(batch, ["optical", "lidar"], 0.7, gen)
     per_sample = {}
     for name in ("optical", "lidar"):
@@ -101,6 +107,8 @@ def test_modality_dropout_zeroes_whole_sensors_of_used_sensors_only() -> None:
         n = out[name][0].numel()
         assert bool(((sums == 0) | (sums == n)).all())  # a sensor is kept or zeroed whole
         per_sample[name] = sums > 0
+        # the mask says so: a dropped sensor looks like a sensor absent from the scene
+        assert torch.equal(out[name + "__mask"].flatten(1).sum(dim=1) > 0, per_sample[name])
     assert bool((per_sample["optical"] | per_sample["lidar"]).all())
     assert not bool(per_sample["optical"].all() and per_sample["lidar"].all())
     assert torch.equal(out["sar"], batch["sar"])  # not used by the arch: untouched
@@ -153,3 +161,19 @@ def test_cuda_without_gpu_names_the_field() -> None:
     with pytest.raises(TaskFileError, match="train.device.*'auto' or 'cpu'"):
         resolve_device("cuda")
     assert resolve_device("auto") == torch.device("cpu")
+
+
+def test_cloud_blobs_blank_regions_of_the_optical_sensors_only() -> None:
+    gen = torch.Generator().manual_seed(2)
+    batch = {"optical": torch.ones(200, 4, 9, 9), "optical__mask": torch.ones(200, 9, 9),
+             "sar": torch.ones(200, 2, 9, 9), "sar__mask": torch.ones(200, 9, 9)}
+    out = apply_cloud_blobs(batch, ["optical"], 0.5, gen)
+    clouded = (out["optical__mask"] == 0).flatten(1).any(dim=1)  # [B]
+    assert 0.35 < clouded.float().mean() < 0.65  # about p of the samples
+    # values are 0 exactly where the mask is 0, and a blob is a region, not the whole patch
+    assert torch.equal(out["optical"][:, 0] == 0, out["optical__mask"] == 0)
+    covered = (out["optical__mask"] == 0).flatten(1).float().mean(dim=1)[clouded]
+    assert 0 < covered.median() < 1
+    assert torch.equal(out["sar"], batch["sar"]) and torch.equal(out["sar__mask"],
+                                                                 batch["sar__mask"])
+    assert apply_cloud_blobs(batch, ["optical"], 0.0, gen) is batch
