@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from autors.files import write_atomic
@@ -95,6 +95,8 @@ class FinalStats:
     failed: list[str]  # error text of failed retrainings
     mean: dict[str, float]  # test_oa -> mean, ...
     std: dict[str, float]  # sample standard deviation (0 with a single run)
+    # test OA per robustness condition (clean, without_<sensor>, cloud_<pct>): mean over seeds
+    conditions: dict[str, float] = field(default_factory=dict)
 
 
 def final_stats(rows: list[dict[str, Any]], finalists: list[TrialRecord]) -> list[FinalStats]:
@@ -113,6 +115,10 @@ def final_stats(rows: list[dict[str, Any]], finalists: list[TrialRecord]) -> lis
                     sum((v - mu) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
                 )
                 mean[key], std[key] = mu, math.sqrt(var)
+        tables = [r["metrics"]["test_robustness"] for r in ok
+                  if "test_robustness" in r["metrics"]]
+        conditions = {name: sum(t[name]["oa"] for t in tables) / len(tables)
+                      for name in (tables[0] if tables else {})}
         out.append(
             FinalStats(
                 trial_id=rec.trial_id,
@@ -122,6 +128,7 @@ def final_stats(rows: list[dict[str, Any]], finalists: list[TrialRecord]) -> lis
                 failed=[r.get("error", "") for r in mine if r["status"] != "ok"],
                 mean=mean,
                 std=std,
+                conditions=conditions,
             )
         )
     return out
@@ -130,8 +137,11 @@ def final_stats(rows: list[dict[str, Any]], finalists: list[TrialRecord]) -> lis
 def leaderboard_rows(
     records: list[TrialRecord], finals: list[FinalStats] | None = None
 ) -> list[dict[str, Any]]:
-    """One row per trial, ranked; test mean/std columns filled for retrained finalists."""
+    """One row per trial, ranked; test mean/std columns filled for retrained finalists, and
+    their mean test OA under each robustness condition (`test_oa_<condition>_mean`)."""
     by_trial = {f.trial_id: f for f in finals or []}
+    # robustness columns: every condition some finalist was tested under (same keys per row)
+    conditions = sorted({c for f in finals or [] for c in f.conditions if c != "clean"})
     rows = []
     for rank, r in enumerate(ranked(records), start=1):
         res = r.result
@@ -164,6 +174,9 @@ def leaderboard_rows(
             row[f"{key}_mean"] = round(final.mean[key], 6) if final and key in final.mean else ""
             row[f"{key}_std"] = round(final.std[key], 6) if final and key in final.std else ""
         row["test_runs"] = final.runs if final else ""
+        for c in conditions:
+            value = final.conditions.get(c) if final else None
+            row[f"test_oa_{c}_mean"] = round(value, 6) if value is not None else ""
         row["arch"] = arch_summary(res.arch)
         rows.append(row)
     return rows

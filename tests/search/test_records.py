@@ -174,3 +174,23 @@ def test_ties_on_the_objective_are_broken_by_kappa_then_loss_then_flops() -> Non
     ]
     assert [r.trial_id for r in ranked(recs)] == [5, 1, 2, 3, 0, 4]
     assert best(recs[:5]).trial_id == 1
+
+
+def test_finalists_robustness_becomes_leaderboard_columns() -> None:
+    from autors.search.report import final_stats
+
+    recs = [record(result(0, 0.9)), record(result(1, 0.8))]
+
+    def final_row(tid: int, seed: int, clean: float, without: float) -> dict:
+        table = {"clean": {"oa": clean}, "without_a": {"oa": without}, "cloud_30": {"oa": clean}}
+        return {"trial_id": tid, "seed": seed, "status": "ok",
+                "metrics": {"test_oa": clean, "test_robustness": table}}
+
+    rows = [final_row(0, 0, 0.9, 0.5), final_row(0, 1, 0.8, 0.7)]
+    finals = final_stats(rows, [recs[0]])
+    assert finals[0].conditions["without_a"] == pytest.approx(0.6)
+    board = leaderboard_rows(recs, finals)
+    assert board[0]["test_oa_without_a_mean"] == pytest.approx(0.6)
+    assert board[0]["test_oa_cloud_30_mean"] == pytest.approx(0.85)
+    assert board[1]["test_oa_without_a_mean"] == ""  # not retrained: same columns, empty
+    assert "test_oa_clean_mean" not in board[0]  # clean is test_oa_mean already
