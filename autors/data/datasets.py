@@ -23,7 +23,9 @@ from autors.data.sources import ArraySource, BlockSource, crop
 from autors.errors import DataError
 
 Source = ArraySource | BlockSource
-_SCENES_CACHED = 8  # decoded split maps kept per process (samples come scene by scene)
+# Decoded split maps (and pixel positions) kept per process: the sampler mixes up to a few
+# dozen scenes in a window, and decoding a 512 x 512 map costs about a millisecond.
+_MAPS_CACHE_BYTES = 96 * 2**20
 
 
 class _IndexDataset(Dataset):
@@ -39,13 +41,14 @@ class _IndexDataset(Dataset):
         self.epoch = 0
         self.starts = np.concatenate([[0], np.cumsum(index.sizes(split))])  # [S + 1]
         self._maps: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._positions: OrderedDict[int, np.ndarray] = OrderedDict()
 
     def __len__(self) -> int:
         return int(self.starts[-1])
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state["_maps"] = OrderedDict()
+        state["_maps"], state["_positions"] = OrderedDict(), OrderedDict()
         return state
 
     def set_epoch(self, epoch: int) -> None:
@@ -58,15 +61,13 @@ class _IndexDataset(Dataset):
 
     def _labels(self, scene: int) -> np.ndarray:
         """Class index per pixel of this split in `scene` (int16 [H, W], -1 elsewhere)."""
-        hit = self._maps.get(scene)
-        if hit is None:
-            hit = self._maps[scene] = self.index.scenes[scene].labels(self.split,
-                                                                      self.index.num_classes)
-            if len(self._maps) > _SCENES_CACHED:
-                self._maps.popitem(last=False)
-        else:
-            self._maps.move_to_end(scene)
-        return hit
+        return _cached(self._maps, scene, lambda: self.index.scenes[scene].labels(
+            self.split, self.index.num_classes))
+
+    def positions(self, scene: int) -> np.ndarray:
+        """Flat (row-major) pixel positions of this split's labelled pixels in `scene`."""
+        return _cached(self._positions, scene, lambda: np.flatnonzero(
+            self._labels(scene).reshape(-1) >= 0).astype(np.int32))
 
     def _transform(self, index: int) -> tuple[int, bool]:
         """(number of 90-degree rotations, horizontal flip) for this sample and epoch."""
@@ -80,6 +81,18 @@ class _IndexDataset(Dataset):
                 flip: bool) -> dict[str, torch.Tensor]:
         return {name: torch.from_numpy(_augmented(arr, k, flip))
                 for name, arr in self.source.window(scene, r0, c0, size).items()}
+
+
+def _cached(cache: OrderedDict, key: int, make) -> np.ndarray:
+    """An LRU lookup bounded by `_MAPS_CACHE_BYTES` per cache."""
+    hit = cache.get(key)
+    if hit is not None:
+        cache.move_to_end(key)
+        return hit
+    hit = cache[key] = make()
+    while len(cache) > 1 and sum(a.nbytes for a in cache.values()) > _MAPS_CACHE_BYTES:
+        cache.popitem(last=False)
+    return hit
 
 
 def _augmented(arr: np.ndarray, k: int, flip: bool) -> np.ndarray:
@@ -105,23 +118,6 @@ class PatchDataset(_IndexDataset):
             )
         super().__init__(index, source, split, augment, seed)
         self.patch_size = patch_size
-        self._positions: OrderedDict[int, np.ndarray] = OrderedDict()
-
-    def __getstate__(self) -> dict:
-        state = super().__getstate__()
-        state["_positions"] = OrderedDict()
-        return state
-
-    def positions(self, scene: int) -> np.ndarray:
-        """Flat (row-major) pixel positions of this split's samples in `scene`."""
-        hit = self._positions.get(scene)
-        if hit is None:
-            hit = self._positions[scene] = np.flatnonzero(self._labels(scene).reshape(-1) >= 0)
-            if len(self._positions) > _SCENES_CACHED:
-                self._positions.popitem(last=False)
-        else:
-            self._positions.move_to_end(scene)
-        return hit
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         scene = int(self.locate(np.asarray(index)))
