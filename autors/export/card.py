@@ -133,6 +133,16 @@ class LeakageCard(_Card):
     touching_train: int = Field(description="held-out pixels whose footprint holds a training pixel")
 
 
+class SceneSplitCard(_Card):
+    """The dataset's scenes behind the split (`DatasetIndex.split_record()['scenes']`)."""
+
+    n: int
+    digest: str = Field(description="hash of the scene list (ids, groups, file names)")
+    per_split: dict[str, int] = Field(description="scenes holding pixels of each split")
+    skipped: list[str] = Field(description="scenes without a usable labelled pixel")
+    unused: int = Field(description="scenes in no split list")
+
+
 class SplitCard(_Card):
     """The split the model was trained, selected and tested on (autors.data.split_record)."""
 
@@ -144,6 +154,8 @@ class SplitCard(_Card):
     counts: dict[str, int]
     footprint: int = Field(description="side of the patch or tile the leakage is counted for")
     leakage: dict[str, LeakageCard]
+    # None: a card written before datasets of scenes (it still loads)
+    scenes: SceneSplitCard | None = None
 
 
 class Provenance(_Card):

@@ -179,10 +179,17 @@ def build_card(candidate: Candidate, chosen: TrainFolder, task: TaskSpec,
     sensors = []
     for name in arch.branches:  # arch order = the model's fusion order
         spec = task.sensors[name]
+        if spec.mask is not None or spec.qa is not None:
+            # predict would read the values unmasked: refuse rather than differ from training
+            what = "a mask raster (mask)" if spec.mask is not None else "a QA band rule (qa)"
+            raise ModelFolderError(
+                f"sensors.{name} has {what}, which `autors predict` does not apply yet: "
+                f"export a model trained without sensors.{name}.mask / .qa")
         sensors.append(SensorCard(
             name=name, kind=spec.kind, used=arch.branches[name].on,
             in_channels=int(by_name[name]["in_channels"]), bands=list(by_name[name]["bands"]),
-            read=ReadSpec(**spec.model_dump(mode="json", exclude={"path", "kind"})),
+            read=ReadSpec(**spec.model_dump(mode="json",
+                                            exclude={"path", "kind", "mask", "qa"})),
             mean=chosen.norm_stats.mean[name], std=chosen.norm_stats.std[name],
         ))
     classes = [ClassCard(index=i, value=int(v), name=n) for i, (v, n) in
