@@ -1,8 +1,18 @@
-"""`autors validate TASK`: parse a task file, load and split its data, print a summary."""
+"""`autors validate TASK`: parse a task file, index its scenes and splits, print a summary.
+
+The summary comes from the dataset index (`autors.data.index.build_index` without keeping any
+pixel): every path is listed and every raster header read before a pixel is, so a missing or
+unreadable file is reported naming its scene and file. `--cluster ADDRESS` then checks that
+every node of a running Ray cluster can read the same files.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
@@ -11,106 +21,282 @@ from rich.table import Table
 from autors.cli.common import TASK_HELP, add_task_options, task_from_args
 from autors.config import TaskSpec
 from autors.data.grid import Grid, crs_name, lattice_offset
+from autors.data.index import DatasetIndex, SceneEntry, build_index
 from autors.data.raster import RasterInfo
-from autors.data.scene import Scene, load_scene
-from autors.data.splits import (
-    SPLIT_NAMES,
-    Splits,
-    make_splits,
-    split_record,
-)
+from autors.data.scenes import SPLIT_NAMES, SceneFiles, list_scenes
+from autors.errors import DataError, SearchError
 from autors.plugins import task_plugins
+
+CLUSTER_TIMEOUT_S = 120.0  # a node that cannot run a tiny task by then cannot run trials either
+FAILURES_SHOWN = 3  # unreadable files listed per node (the count says how many in all)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "validate",
-        help="check a task file and its rasters; print sensors, grid, classes and splits",
-        description="Parse TASK, read and align its rasters, make the splits and print a "
-        "summary. Exit status 0 when the task is usable, 2 with a message when it is not.",
+        help="check a task file and its rasters; print sensors, scenes, classes and splits",
+        description="Parse TASK, list its scenes, read every raster header, index the labels "
+        "and splits (nothing is kept in memory) and print a summary. Exit status 0 when the "
+        "task is usable, 2 with a message when it is not.",
     )
     p.add_argument("task", help=TASK_HELP)
     add_task_options(p)
+    p.add_argument("--cluster", default=None, metavar="ADDRESS",
+                   help="also check, on every node of the running Ray cluster at ADDRESS "
+                   "(host:port, token authentication as for `autors search --address`), that "
+                   "each raster of the dataset is readable at the same path")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     task = task_from_args(args)
     plugins = task_plugins(task)  # a plugin that cannot be imported fails validation
-    scene = load_scene(task)
-    splits = make_splits(task, scene)
+    # keep_raw=False: the index pass reads each scene by blocks and holds no pixel.
+    index, _ = build_index(task, keep_raw=False)
+    files = list_scenes(task)  # every listed scene, skipped and unused ones too
     console = Console(highlight=False)
-    _print_summary(console, task, scene, splits)
+    _print_summary(console, task, index, files)
     if plugins:
         console.print("[bold]Plugins[/]: " + ", ".join(
             escape(f"{p.module}{f' {p.version}' if p.version else ''} ({p.source})")
             for p in plugins))
+    if args.cluster:
+        _check_cluster(console, args.cluster, task, files, _streamed(task, index))
+    console.print("[green]OK[/]: the task is usable")
     return 0
 
 
-def _print_summary(console: Console, task: TaskSpec, scene: Scene, splits: Splits) -> None:
+# ---- the summary ------------------------------------------------------------------------------
+def _print_summary(console: Console, task: TaskSpec, index: DatasetIndex,
+                   files: list[SceneFiles]) -> None:
     console.print(f"[bold]Task[/] {task.name}: {task.task}")
     console.print(f"  from {escape(str(task.source))}")
     for override in task.overrides:
         console.print(f"  --set {escape(override)}")
-    _print_sensors(console, task, scene)
+    one = task.scenes is None
+    _print_sensors(console, task, index)
+    if one:
+        _print_grid(console, task, index.scenes[0])
+    else:
+        _print_dataset(console, task, index, files)
+    _print_size(console, task, index, files)
+    _print_split(console, task, index)
+    _print_search(console, task)
 
-    grid = scene.grid
+
+def _print_sensors(console: Console, task: TaskSpec, index: DatasetIndex) -> None:
+    console.print("[bold]Sensors[/]")
+    for name, spec in task.sensors.items():
+        kind = spec.kind + (f", {spec.sar_units}" if spec.sar_units else "")
+        names = index.band_names[name]
+        bands = escape(", ".join(names[:4]) + (", ..." if len(names) > 4 else ""))
+        scaling = [f"scale {spec.scale:g}"] if spec.scale != 1.0 else []
+        scaling += [f"offset {spec.offset:g}"] if spec.offset != 0.0 else []
+        scaling += [f"nodata {spec.nodata:g}"] if spec.nodata is not None else []
+        extra = f"; {', '.join(scaling)}" if scaling else ""
+        console.print(f"  [bold]{name}[/] ({kind}): {len(names)} band(s): {bands}{extra}")
+        if task.scenes is None:
+            entry = index.scenes[0]
+            info = entry.rasters[name]
+            console.print(f"    {escape(str(spec.path))}")
+            console.print(f"    {_native(info)} -> {_how(info, entry.grid)}")
+            continue
+        if task.scenes.template is not None:
+            console.print(f"    {escape(task.scenes.template.sensors[name])}")
+        how = Counter(_how(e.rasters[name], e.grid) if name in e.rasters else "absent"
+                      for e in index.scenes)
+        console.print("    " + ", ".join(f"{h} in {n} scene(s)" for h, n in how.most_common()))
+
+
+def _how(info: RasterInfo, grid: Grid) -> str:
+    return "window read" if lattice_offset(info, grid) is not None else "resampled (bilinear)"
+
+
+def _print_grid(console: Console, task: TaskSpec, entry: SceneEntry) -> None:
+    """One scene: its reference grid and how much of it every sensor covers."""
+    grid = entry.grid
     ref = "labels" if task.grid == "labels" else f"sensor '{task.grid}'"
     console.print(
         f"[bold]Reference grid[/] ({ref}): {grid.width} x {grid.height} px, "
         f"{crs_name(grid.crs)}, pixel {_res(grid)}"
     )
-    per_sensor = ", ".join(f"{n} {v.mean():.1%}" for n, v in scene.sensor_valid.items())
-    console.print(f"[bold]Valid pixels[/]: {scene.valid.mean():.1%} of the grid ({per_sensor})")
+    _print_valid(console, task, [entry], "the grid")
 
-    console.print(_class_table(task, splits))
-    split = task.split
-    if split.kind == "spatial_blocks":
-        how = (
-            f"spatial blocks of {split.block_size} px: test {split.test_fraction:.0%}, "
-            f"val {split.val_fraction:.0%} of labelled pixels"
-        )
-    elif split.val is not None:
-        how = (
-            f"given train {escape(split.train.name)} / val {escape(split.val.name)} / test "
-            f"{escape(split.test.name)}"
-        )
+
+def _print_valid(console: Console, task: TaskSpec, entries: list[SceneEntry], where: str
+                 ) -> None:
+    """Each sensor's valid share of the grids (counted by the index pass), and which sensors a
+    labelled pixel needs to be used."""
+    pixels = [e.grid.height * e.grid.width for e in entries]
+    valid = {name: sum(e.sensor_valid.get(name, 0.0) * n for e, n in zip(entries, pixels))
+             for name in task.sensors}  # a sensor absent from a scene: 0 there
+    shares = ", ".join(f"{name} {v / sum(pixels):.1%}" for name, v in valid.items())
+    rule = task.require_sensors
+    need = {"any": "any sensor", "all": "every sensor"}.get(rule) if isinstance(rule, str) \
+        else f"{', '.join(rule)}"
+    console.print(f"[bold]Valid pixels[/]: {shares} of {where}; a label is used where {need} "
+                  "is valid (require_sensors)")
+
+
+def _print_dataset(console: Console, task: TaskSpec, index: DatasetIndex,
+                   files: list[SceneFiles]) -> None:
+    """Many scenes: counts, groups, scenes per split, skipped and unused scenes, CRSs, pixel
+    sizes and grid sizes."""
+    groups = {f.group for f in files if f.group is not None}
+    grouped = f" in {len(groups)} group(s) (scenes.group)" if groups else ""
+    console.print(f"[bold]Dataset[/]: {len(files)} scene(s){grouped}, listed by "
+                  f"{_listed_by(task)}")
+    parts = []
+    for name in SPLIT_NAMES:
+        holding = [e for e in index.scenes if e.n(name)]
+        in_groups = {e.files.group for e in holding if e.files.group is not None}
+        parts.append(f"{name} {len(holding)}"
+                     + (f" ({len(in_groups)} group(s))" if groups else ""))
+    console.print(f"  scenes per split: {', '.join(parts)}")
+    if index.skipped:
+        console.print(f"  [yellow]WARNING[/]: {len(index.skipped)} scene(s) skipped, no "
+                      "usable labelled pixel (a label where require_sensors holds): "
+                      f"{_ids(index.skipped)}")
+    if index.unused:
+        console.print(f"  {len(index.unused)} scene(s) unused (in no split list): "
+                      f"{_ids(index.unused)}")
+    _print_valid(console, task, index.scenes, "the scenes' grids")
+    crss = Counter(crs_name(e.grid.crs) for e in index.scenes)
+    console.print(f"  {len(crss)} CRS(s): {_counted(crss)}")
+    sizes = Counter(_res(e.grid) for e in index.scenes)
+    console.print(f"  pixel sizes: {_counted(sizes)}")
+    shapes = sorted((e.grid.height * e.grid.width, e.grid.width, e.grid.height)
+                    for e in index.scenes)
+    pixels = sum(s[0] for s in shapes)
+    console.print(f"  grids: {shapes[0][1]} x {shapes[0][2]} to {shapes[-1][1]} x "
+                  f"{shapes[-1][2]} px, {pixels:,} px in all")
+
+
+def _listed_by(task: TaskSpec) -> str:
+    spec = task.scenes
+    if spec.items is not None:
+        return "scenes.items"
+    if spec.csv is not None:
+        return "scenes.csv (" + ", ".join(escape(p.name) for p in spec.csv) + ")"
+    return "the glob of the template"
+
+
+def _counted(counts: Counter) -> str:
+    """'A (12 scenes), B (40)': most frequent first."""
+    items = counts.most_common()
+    return ", ".join(f"{k} ({n}{' scene(s)' if i == 0 else ''})"
+                     for i, (k, n) in enumerate(items))
+
+
+def _ids(ids: list[str], shown: int = 10) -> str:
+    more = f" (and {len(ids) - shown} more)" if len(ids) > shown else ""
+    return escape(", ".join(ids[:shown])) + more
+
+
+def _print_size(console: Console, task: TaskSpec, index: DatasetIndex,
+                files: list[SceneFiles]) -> None:
+    """Bytes on disk, bytes in memory, and whether training holds the data or streams it."""
+    on_disk = sum(_raster_files(files).values())
+    limit = task.data.in_memory_max_mb
+    if _streamed(task, index):
+        how = (f"> data.in_memory_max_mb {limit:g}: training streams it from the GeoTIFFs "
+               f"(blocks of {task.data.block_size} px, {task.data.cache_mb:g} MB cache per "
+               "reader)")
     else:
-        how = (
-            f"given train {escape(split.train.name)} / test {escape(split.test.name)}; val "
-            "carved from "
-            f"train by blocks of {split.val_block_size} px ({split.val_fraction:.0%})"
-        )
-    record = split_record(splits, task.sample_size, split.seed)
-    console.print(f"[bold]Split[/]: {how}, split seed {split.seed}, hash {record['sha256'][:12]}")
-    if splits.dropped_invalid:
+        how = (f"<= data.in_memory_max_mb {limit:g}: training holds it in memory (read once, "
+               "shipped to trials through Ray's object store)")
+    console.print(f"[bold]Data size[/]: {_size(on_disk)} of rasters on disk; "
+                  f"{_size(index.nbytes())} normalised in memory {how}")
+
+
+def _streamed(task: TaskSpec, index: DatasetIndex) -> bool:
+    # As build_index decides; it also counts the grids of skipped scenes, which the index no
+    # longer has, so near the limit this may differ by those scenes.
+    return index.nbytes() / 2**20 > task.data.in_memory_max_mb
+
+
+def _size(n: int) -> str:
+    """Bytes in binary units, as data.in_memory_max_mb counts them."""
+    for unit, scale in (("GB", 2**30), ("MB", 2**20), ("kB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def _raster_files(files: list[SceneFiles]) -> dict[Path, int]:
+    """Every raster of the dataset (sensors, labels and masks, each once) and its size in
+    bytes."""
+    paths = {Path(p) for f in files for p in _what_files([f])}
+    return {p: os.path.getsize(p) for p in sorted(paths)}
+
+
+def _print_split(console: Console, task: TaskSpec, index: DatasetIndex) -> None:
+    console.print(_class_table(task, index))
+    record = index.split_record()
+    console.print(f"[bold]Split[/]: {_split_how(task)}, split seed {task.split.seed}, "
+                  f"hash {record['sha256'][:12]}")
+    if record["dropped_invalid"]:
+        console.print(f"  {record['dropped_invalid']} labelled pixels dropped: too few sensors "
+                      f"valid there (require_sensors: {task.require_sensors})")
+    if task.split.kind == "scenes":
+        console.print("  buffer: none needed (whole scenes per split: a patch never reaches "
+                      "another scene)")
+    else:
+        note = " (split.buffer: 0, so held-out footprints may touch training pixels)" \
+            if record["buffer"] == 0 else ""
         console.print(
-            f"  {splits.dropped_invalid} labelled pixels dropped: a sensor is invalid there"
+            f"  buffer {record['buffer']} px{note}: {record['dropped_buffer']} training pixels "
+            "within it of a validation or test pixel left out of training"
         )
-    buffer_note = " (split.buffer: 0, so held-out footprints may touch training pixels)" \
-        if splits.buffer == 0 else ""
-    console.print(
-        f"  buffer {splits.buffer} px{buffer_note}: {splits.dropped_buffer} training pixels "
-        "within it of a validation or test pixel left out of training"
-    )
-    for name, n in zip(task.class_names, zip(*(splits.counts()[s] for s in SPLIT_NAMES))):
+    counts = index.counts()
+    for name, n in zip(task.class_names, zip(*(counts[s] for s in SPLIT_NAMES))):
         missing = [s for s, c in zip(SPLIT_NAMES, n) if c == 0]
         if missing:
             console.print(
                 f"  [yellow]warning[/]: class '{escape(name)}' has no pixel in "
                 f"{' and '.join(missing)}"
             )
-
     size = task.sample_size
     console.print(f"[bold]{'Tiles' if task.dense else 'Patch'}[/]: {size} x {size} px")
-    for name, lk in record["leakage"].items():  # computed once, by split_record
+    for name, lk in record["leakage"].items():  # computed once, by the index
         share = lk["touching_train"] / lk["pixels"] if lk["pixels"] else 0.0
         console.print(
             f"  leakage: {name} footprints touching training pixels: {lk['touching_train']} "
             f"of {lk['pixels']} ({share:.1%})"
         )
 
+
+def _split_how(task: TaskSpec) -> str:
+    split = task.split
+    if split.kind == "spatial_blocks":
+        return (f"spatial blocks of {split.block_size} px: test {split.test_fraction:.0%}, "
+                f"val {split.val_fraction:.0%} of labelled pixels")
+    if split.kind == "scenes":
+        if split.train is None:
+            by = "groups" if task.scenes.group is not None else "scenes"
+            return (f"whole scenes, seeded fractions of the {by}: test "
+                    f"{split.test_fraction:.0%}, val {split.val_fraction:.0%}")
+        lists = [f"{name} {_entries(getattr(split, name))}" for name in SPLIT_NAMES
+                 if getattr(split, name) is not None]
+        carved = "" if split.val is not None else \
+            f"; val {split.val_fraction:.0%} of the training scenes"
+        return f"whole scenes, given lists: {' / '.join(lists)}{carved}"
+    if split.val is not None:
+        return (f"given train {escape(split.train.name)} / val {escape(split.val.name)} / test "
+                f"{escape(split.test.name)}")
+    return (f"given train {escape(split.train.name)} / test {escape(split.test.name)}; val "
+            f"carved from train by blocks of {split.val_block_size} px "
+            f"({split.val_fraction:.0%})")
+
+
+def _entries(entries: list[str]) -> str:
+    """A split list in a few words: its CSV files by name, and how many ids are inline."""
+    csvs = [Path(e).name for e in entries if e.lower().endswith(".csv")]
+    ids = len(entries) - len(csvs)
+    return escape(", ".join(csvs + ([f"{ids} id(s)"] if ids else [])))
+
+
+def _print_search(console: Console, task: TaskSpec) -> None:
     s, t = task.search, task.train
     budget = " and ".join(
         x
@@ -133,28 +319,10 @@ def _print_summary(console: Console, task: TaskSpec, scene: Scene, splits: Split
         f"[bold]Training per trial[/]: {t.epochs} epochs, batch {t.batch_size}, "
         f"{t.optimizer} lr {t.lr:g}, augment {t.augment}"
     )
-    console.print("[green]OK[/]: the task is usable")
 
 
-def _print_sensors(console: Console, task: TaskSpec, scene: Scene) -> None:
-    console.print("[bold]Sensors[/]")
-    for name, spec in task.sensors.items():
-        info = scene.rasters[name]
-        kind = spec.kind + (f", {spec.sar_units}" if spec.sar_units else "")
-        names = scene.band_names[name]
-        bands = escape(", ".join(names[:4]) + (", ..." if len(names) > 4 else ""))
-        how = (
-            "window read"
-            if lattice_offset(info, scene.grid) is not None
-            else "resampled (bilinear)"
-        )
-        console.print(f"  [bold]{name}[/] ({kind}): {len(names)} band(s): {bands}")
-        console.print(f"    {escape(str(spec.path))}")
-        console.print(f"    {_native(info)} -> {how}")
-
-
-def _class_table(task: TaskSpec, splits: Splits) -> Table:
-    counts = splits.counts()
+def _class_table(task: TaskSpec, index: DatasetIndex) -> Table:
+    counts = index.counts()
     table = Table(title="Classes (labelled pixels)", title_justify="left")
     for col in ("index", "value", "name", *SPLIT_NAMES):
         table.add_column(col, justify="right" if col not in ("name",) else "left")
@@ -176,3 +344,136 @@ def _res(grid: Grid) -> str:
     else:
         unit = {"metre": "m", "meter": "m"}.get(grid.crs.linear_units, grid.crs.linear_units)
     return f"{x:.4g} x {y:.4g} {unit}"
+
+
+# ---- --cluster: every node reads every raster -------------------------------------------------
+@dataclass(frozen=True)
+class NodeCheck:
+    """What one node said: the files it could not read (path, why), or why it said nothing."""
+
+    ip: str
+    host: str
+    failures: list[tuple[str, str]]
+    error: str | None = None  # the check did not run there (no answer, worker died)
+
+
+def _node_check():
+    """The check run on a node. Defined inside a function so that cloudpickle ships it by
+    value: a node needs rasterio, not this process's autors (nor --ship-code)."""
+
+    def check(files: list[tuple[str, int]]) -> tuple[str, list[tuple[str, str]]]:
+        import os
+        import socket
+
+        try:
+            import rasterio
+        except ImportError as err:
+            return socket.gethostname(), [("(every file)", f"rasterio cannot be imported: {err}")]
+        bad = []
+        for path, size in files:
+            try:
+                with rasterio.open(path):
+                    pass  # the header: what a reader opens first
+                there = os.path.getsize(path)
+            except Exception as err:  # noqa: BLE001 - any failure is the answer, as text
+                lines = str(err).splitlines() or [""]
+                bad.append((path, f"{type(err).__name__}: {lines[0][:200]}"))
+                continue
+            if there != size:
+                why = f"{there} bytes there but {size} on the driver: another copy of the file"
+                bad.append((path, why))
+        return socket.gethostname(), bad
+
+    return check
+
+
+def check_nodes(files: dict[Path, int], timeout_s: float = CLUSTER_TIMEOUT_S
+                ) -> list[NodeCheck]:
+    """Run the file check once on every alive node of the connected Ray cluster."""
+    import ray
+    from ray.exceptions import RayError
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    payload = ray.put([(str(p), size) for p, size in files.items()])
+    # num_cpus=0: the check runs even where trials hold every CPU; no retry, the answer is
+    # about this node.
+    task = ray.remote(num_cpus=0, max_retries=0)(_node_check())
+    refs = [task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
+        n["NodeID"], soft=False)).remote(payload) for n in nodes]
+    done, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
+    out = []
+    for node, ref in zip(nodes, refs):
+        ip, host = node.get("NodeManagerAddress", "?"), node.get("NodeManagerHostname", "?")
+        if ref not in done:
+            ray.cancel(ref, force=True)
+            out.append(NodeCheck(ip, host, [], f"did not answer within {timeout_s:g} s"))
+            continue
+        try:
+            host, bad = ray.get(ref)
+        except RayError as err:
+            out.append(NodeCheck(ip, host, [], f"the check failed there ({type(err).__name__})"))
+            continue
+        out.append(NodeCheck(ip, host, bad))
+    return out
+
+
+def _check_cluster(console: Console, address: str, task: TaskSpec, scenes: list[SceneFiles],
+                   streamed: bool) -> None:
+    """Connect, check every node, print one line per node; raise naming the first node that
+    cannot read a file when trials would read it there (the dataset is streamed)."""
+    from autors.search.cluster import ray_cluster
+
+    files = _raster_files(scenes)
+    where = {str(p): what for p, what in _what_files(scenes).items()}
+    with ray_cluster(address, task.search) as info:
+        checks = check_nodes(files)
+    console.print(f"[bold]Cluster[/] {escape(info.address)}: {len(checks)} node(s), "
+                  f"{len(files)} raster(s) each")
+    for c in checks:
+        name = f"node {c.ip} ({escape(c.host)})"
+        if c.error:
+            console.print(f"  {name}: [red]{escape(c.error)}[/]")
+        elif not c.failures:
+            console.print(f"  {name}: all {len(files)} raster(s) readable")
+        else:
+            console.print(f"  {name}: [red]{len(c.failures)} of {len(files)} raster(s) not "
+                          "readable[/]")
+            for path, why in c.failures[:FAILURES_SHOWN]:
+                what = f"{where[path]} " if path in where else ""
+                console.print(f"    {escape(what + path)}: {escape(why)}")
+    silent = next((c for c in checks if c.error), None)
+    if silent is not None:
+        raise SearchError(f"node {silent.ip} ({silent.host}) of the cluster at {address} "
+                          f"{silent.error}: check that it is healthy (`ray status`), or remove "
+                          "it before searching")
+    bad = next((c for c in checks if c.failures), None)
+    if bad is None:
+        return
+    path, why = bad.failures[0]
+    more = f" (and {len(bad.failures) - 1} more file(s))" if len(bad.failures) > 1 else ""
+    if not streamed:
+        console.print(
+            "  [yellow]warning[/]: the dataset is held in memory (data.in_memory_max_mb), so "
+            "trials do not read these files; they would if it grew past the limit")
+        return
+    raise DataError(
+        f"node {bad.ip} ({bad.host}) cannot read {path} ({where.get(path, 'a raster')}: {why})"
+        f"{more}; the dataset is streamed (larger than data.in_memory_max_mb "
+        f"{task.data.in_memory_max_mb:g}), so trials read the rasters on every node: put the "
+        "data on storage that every node mounts at the same path (e.g. NFS), or raise "
+        "data.in_memory_max_mb so the driver reads it once and ships it to the workers"
+    )
+
+
+def _what_files(scenes: list[SceneFiles]) -> dict[Path, str]:
+    """Path -> "scene 'x', sensor 's1'" (what the file is, for the messages)."""
+    out = {}
+    for f in scenes:
+        for name, p in f.sensors.items():
+            out.setdefault(Path(p), f"scene '{f.id}', sensor '{name}'")
+        for key, p in f.labels.items():
+            out.setdefault(Path(p), f"scene '{f.id}', labels ({key})")
+        for name, p in f.masks.items():
+            out.setdefault(Path(p), f"scene '{f.id}', mask of sensor '{name}'")
+    return out

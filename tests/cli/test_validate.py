@@ -19,7 +19,8 @@ def task_path(tmp_path: Path) -> Path:
     return fx.write_task(tmp_path, fx.task_dict(fx.make_scene(tmp_path)))
 
 
-def test_validate_prints_the_summary(task_path, capsys):
+def test_validate_prints_the_summary(task_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "300")  # rich wraps at 80 columns when not on a terminal
     assert main(["validate", str(task_path)]) == 0
     out = capsys.readouterr().out
     task = load_task(task_path)
@@ -33,7 +34,10 @@ def test_validate_prints_the_summary(task_path, capsys):
         "-> resampled (bilinear)",
         "-> window read",
         "Reference grid (labels): 80 x 60 px, EPSG:32632, pixel 10 x 10 m",
-        "Valid pixels: 99.5% of the grid",
+        ("Valid pixels: optical 99.5%, sar 100.0%, lidar 100.0% of the grid; a label is used "
+        "where any sensor is valid (require_sensors)"),
+        "of rasters on disk;",
+        "normalised in memory <= data.in_memory_max_mb 2048: training holds it in memory",
         "Patch: 5 x 5 px",
         "leakage: val footprints touching training pixels: 0 of",
         "leakage: test footprints touching training pixels: 0 of",
@@ -44,7 +48,16 @@ def test_validate_prints_the_summary(task_path, capsys):
         assert text in out, text
     rows = [line for line in out.splitlines() if "water" in line]
     assert rows and all(str(counts[s][0]) in rows[0] for s in ("train", "val", "test"))
-    assert "labelled pixels dropped" in out  # the optical nodata corner
+    assert "labelled pixels dropped" not in out  # require_sensors: any (the default)
+
+
+def test_validate_counts_pixels_dropped_for_an_invalid_sensor(task_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "300")
+    assert main(["validate", str(task_path), "--set", "require_sensors=all"]) == 0
+    out = capsys.readouterr().out
+    assert "a label is used where every sensor is valid (require_sensors)" in out
+    # the optical nodata corner
+    assert "10 labelled pixels dropped: too few sensors valid there (require_sensors: all)" in out
 
 
 def test_validate_reports_a_user_error_without_traceback(task_path, tmp_path, capsys):
