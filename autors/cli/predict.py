@@ -1,16 +1,25 @@
 """`autors predict MODEL_DIR --sensor NAME=PATH ... --out MAP.tif`: a class map and a
-confidence map from GeoTIFFs (layouts in `autors.export.writer`)."""
+confidence map from GeoTIFFs (layouts in `autors.export.writer`).
+
+`autors predict MODEL_DIR --template NAME=PATH_WITH_{scene} ... [--scenes CSV] --out-dir DIR`:
+the same for every scene of a dataset (`autors.export.scenes`), one map pair per scene."""
 
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
 
 from autors.errors import DataError
 from autors.export.loader import load_exported
-from autors.export.predict import PredictOptions, predict_scene
+from autors.export.predict import PredictOptions, PredictResult, predict_scene
+from autors.export.scenes import SceneOutcome, check_templates, list_jobs, predict_scenes
+
+SCENES_HELP = "PATH_WITH_{scene}"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -19,13 +28,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="apply an exported model to GeoTIFFs and write a class map",
         description="Align the given rasters on one grid, stream the scene by windows through "
         "the exported model and write MAP.tif (class values, nodata where inputs are invalid) "
-        "and MAP_confidence.tif (float32: confidence, [entropy], [per-class probabilities]).",
+        "and MAP_confidence.tif (float32: confidence, [entropy], [per-class probabilities]). "
+        "One scene: --sensor NAME=PATH ... --out MAP.tif. Many scenes: --template "
+        "NAME=PATH_WITH_{scene} ... [--scenes CSV] --out-dir DIR writes DIR/<scene>.tif and "
+        "DIR/<scene>_confidence.tif per scene; a scene that fails is reported and passed over "
+        "(exit status 1 if any failed).",
     )
     p.add_argument("model", type=Path, help="an exported model folder (`autors export`)")
-    p.add_argument("--sensor", action="append", type=_sensor_arg, required=True,
-                   metavar="NAME=PATH", help="a sensor raster; repeat for every sensor the "
-                   "model uses (listed as 'inputs' in MODEL/model.json)")
-    p.add_argument("--out", type=Path, required=True, help="the class map to write (.tif)")
+    p.add_argument("--sensor", action="append", type=_sensor_arg, default=[],
+                   metavar="NAME=PATH", help="one scene: a sensor raster; repeat for every "
+                   "sensor the model uses (listed as 'inputs' in MODEL/model.json)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="one scene: the class map to write (.tif)")
+    p.add_argument("--template", action="append", type=_sensor_arg, default=[],
+                   metavar=f"NAME={SCENES_HELP}", help="many scenes: a sensor's raster with "
+                   "{scene} where the scene id goes (e.g. s1=data/{scene}_S1.tif); repeat for "
+                   "every sensor the model uses. Without --scenes, the scenes are the files "
+                   "the first template matches")
+    p.add_argument("--scenes", type=Path, default=None, metavar="CSV",
+                   help="many scenes: a CSV listing them, one a row, by id or by file names "
+                   "matching the templates (as datasets ship their splits; other file names, "
+                   "e.g. labels, are passed over)")
+    p.add_argument("--out-dir", type=Path, default=None, metavar="DIR",
+                   help="many scenes: the folder of the maps (created if missing)")
     p.add_argument("--probabilities", action="store_true",
                    help="add one probability band per class to MAP_confidence.tif")
     p.add_argument("--mc-dropout", type=_count, default=0, metavar="N",
@@ -62,27 +87,135 @@ def _count(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     console = Console(highlight=False, stderr=True)
-    sensors: dict[str, Path] = {}
-    for name, path in args.sensor:
-        if name in sensors:
-            raise DataError(f"--sensor {name} is given twice ({sensors[name]} and {path})")
-        sensors[name] = path
+    many = _check_mode(args)
     if args.mc_dropout == 1:
         raise DataError("--mc-dropout 1 is a single stochastic pass: use N >= 2, or leave it "
                         "out for a deterministic map")
-    exported = load_exported(args.model)
     options = PredictOptions(window=args.window, batch_size=args.batch_size,
                              probabilities=args.probabilities, mc_dropout=args.mc_dropout,
                              grid=args.grid, fully_convolutional=not args.per_patch)
-    result = predict_scene(exported, sensors, args.out, options, progress=not args.quiet)
-    for note in result.notes:
-        console.print(f"note: {note}")
-    if result.ignored_sensors:
-        console.print(f"note: the model does not use {', '.join(result.ignored_sensors)}; "
-                      "those rasters were not read")
+    if many:
+        return _run_scenes(args, console, options)
+    sensors = _pairs(args.sensor, "--sensor")
+    exported = load_exported(args.model)
+    result = predict_scene(exported, {n: Path(p) for n, p in sensors.items()}, args.out,
+                           options, progress=not args.quiet)
+    _print_notes(console, result)
     g = result.grid
     console.print(f"{result.class_map}: {g.height} x {g.width} px on the grid of "
                   f"'{result.grid_sensor}', {result.valid_pixels:,} valid pixels, "
                   f"{result.seconds:.1f} s ({result.method})")
     console.print(f"{result.scores}: bands {', '.join(result.bands)}")
     return 0
+
+
+def _check_mode(args: argparse.Namespace) -> bool:
+    """True for many scenes (--template), False for one (--sensor); the two modes' flags do
+    not mix."""
+    many = bool(args.template or args.scenes is not None or args.out_dir is not None)
+    if args.sensor and many:
+        given = [f for f, v in (("--template", args.template), ("--scenes", args.scenes),
+                                ("--out-dir", args.out_dir)) if v]
+        raise DataError(f"--sensor gives one scene's rasters, {' and '.join(given)} a dataset's: "
+                        "use --sensor NAME=PATH ... --out MAP.tif for one scene, or "
+                        f"--template NAME={SCENES_HELP} ... [--scenes CSV] --out-dir DIR for "
+                        "many")
+    if not many:
+        if not args.sensor:
+            raise DataError("give the rasters: --sensor NAME=PATH ... --out MAP.tif for one "
+                            f"scene, or --template NAME={SCENES_HELP} ... --out-dir DIR for "
+                            "many")
+        if args.out is None:
+            raise DataError("--out MAP.tif: give the class map to write")
+        return False
+    if args.out is not None:
+        raise DataError("--out names one map; with --template / --scenes give --out-dir DIR "
+                        "(one DIR/<scene>.tif per scene)")
+    if not args.template:
+        raise DataError(f"--scenes lists scene ids; give each sensor's file with --template "
+                        f"NAME={SCENES_HELP} (e.g. s1=data/{{scene}}_S1.tif)")
+    if args.out_dir is None:
+        raise DataError("--out-dir DIR: give the folder for the scenes' maps")
+    return True
+
+
+def _pairs(pairs: list[tuple[str, Path]], flag: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, path in pairs:
+        if name in out:
+            raise DataError(f"{flag} {name} is given twice ({out[name]} and {path})")
+        out[name] = str(path)
+    return out
+
+
+def _print_notes(console: Console, result: PredictResult) -> None:
+    for note in result.notes:
+        console.print(f"note: {note}")
+    if result.ignored_sensors:
+        console.print(f"note: the model does not use {', '.join(result.ignored_sensors)}; "
+                      "those rasters were not read")
+
+
+def _run_scenes(args: argparse.Namespace, console: Console, options: PredictOptions) -> int:
+    """Many scenes: list them, predict each, print progress and a summary; 1 if any failed."""
+    templates = _pairs(args.template, "--template")
+    exported = load_exported(args.model)
+    check_templates(templates, exported.card)
+    jobs = list_jobs(templates, args.scenes)
+    console.print(f"{len(jobs)} scene(s) -> {args.out_dir}")
+    start = time.perf_counter()
+    noted: set[str] = set()
+
+    def report(i: int, outcome: SceneOutcome) -> None:
+        if outcome.result is not None:  # notes once, not once per scene
+            _print_new_notes(console, outcome.result, noted)
+        if args.quiet:
+            return
+        elapsed = time.perf_counter() - start
+        eta = elapsed / (i + 1) * (len(jobs) - i - 1)
+        what = (f"{outcome.result.valid_pixels:,} valid px, {outcome.seconds:.1f} s"
+                if outcome.result is not None else
+                f"[red]FAILED[/] ({escape(outcome.error or '')})")
+        console.print(f"scene {i + 1}/{len(jobs)} {escape(outcome.job.id)}: {what}; "
+                      f"elapsed {_clock(elapsed)}, ETA {_clock(eta)}")
+
+    outcomes = predict_scenes(exported, jobs, args.out_dir, options, report)
+    console.print(_summary_table(outcomes))
+    failed = [o for o in outcomes if not o.ok]
+    for o in failed:
+        console.print(f"[red]failed[/] {escape(o.job.id)}: {escape(o.error or '')}")
+    console.print(f"{len(outcomes) - len(failed)} of {len(outcomes)} scene(s) predicted into "
+                  f"{args.out_dir} in {_clock(time.perf_counter() - start)}"
+                  + (f"; {len(failed)} failed (see above)" if failed else ""))
+    return 1 if failed else 0
+
+
+def _print_new_notes(console: Console, result: PredictResult, noted: set[str]) -> None:
+    notes = list(result.notes)
+    if result.ignored_sensors:
+        notes.append(f"the model does not use {', '.join(result.ignored_sensors)}; those "
+                     "rasters were not read")
+    for note in notes:
+        if note not in noted:
+            noted.add(note)
+            console.print(f"note: {note}")
+
+
+def _summary_table(outcomes: list[SceneOutcome]) -> Table:
+    table = Table(title="Scenes", title_justify="left")
+    for col in ("scene", "pixels", "valid pixels", "seconds", "status"):
+        table.add_column(col, justify="left" if col in ("scene", "status") else "right")
+    for o in outcomes:
+        r = o.result
+        table.add_row(escape(o.job.id),
+                      f"{r.grid.height * r.grid.width:,}" if r else "-",
+                      f"{r.valid_pixels:,}" if r else "-", f"{o.seconds:.1f}",
+                      "ok" if r else "[red]failed[/]")
+    return table
+
+
+def _clock(seconds: float) -> str:
+    """h:mm:ss or m:ss."""
+    h, rest = divmod(round(seconds), 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"

@@ -1,0 +1,134 @@
+"""`predict_scenes`: one class map and confidence map per scene of a dataset.
+
+The scenes are given as task files give them: a `{scene}` template per sensor
+(`--template s1=data/{scene}_S1.tif`), their ids listed in a CSV (ids, or file names matching
+the templates, as datasets ship their splits; `autors.data.scenes.read_scenes_csv`) or, without
+a CSV, the scenes whose file the first template globs. Each scene is predicted exactly as
+`predict_scene` predicts one (`DIR/<scene>.tif`, `DIR/<scene>_confidence.tif`); a scene whose
+files are missing or unreadable is reported and passed over, the others go on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from autors.config import SCENE_PLACEHOLDER
+from autors.data.scenes import glob_scene_ids, read_scenes_csv
+from autors.errors import DataError, RasterError
+from autors.export.card import ModelCard
+from autors.export.loader import ExportedModel
+from autors.export.predict import PredictOptions, PredictResult, predict_scene
+
+
+@dataclass(frozen=True)
+class SceneJob:
+    """One scene to predict: its id and its rasters by sensor."""
+
+    id: str
+    sensors: dict[str, Path]
+
+
+@dataclass(frozen=True)
+class SceneOutcome:
+    """What became of one scene: the prediction, or why it failed."""
+
+    job: SceneJob
+    result: PredictResult | None
+    error: str | None
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.result is not None
+
+
+def check_templates(templates: dict[str, str], card: ModelCard) -> None:
+    """Every template has a {scene} placeholder and names a sensor of the model, and every
+    sensor the model uses has one (checked once, before any scene is read)."""
+    for name, template in templates.items():
+        if SCENE_PLACEHOLDER not in template:
+            raise DataError(
+                f"--template {name}={template}: has no {SCENE_PLACEHOLDER} placeholder; write "
+                f"where the scene id goes, e.g. {name}=data/{SCENE_PLACEHOLDER}_{name}.tif"
+            )
+    known = [s.name for s in card.sensors]
+    unknown = [n for n in templates if n not in known]
+    if unknown:
+        raise DataError(f"--template {unknown[0]}: the model has no sensor '{unknown[0]}'; its "
+                        f"sensors are {', '.join(known)} (MODEL/model.json 'sensors')")
+    missing = [s for s in card.used_sensors if s.name not in templates]
+    if missing:
+        raise DataError(
+            "the model needs sensor(s) without a template: "
+            + "; ".join(f"add --template {s.name}=PATH_WITH_{SCENE_PLACEHOLDER} ({s.kind}, "
+                        f"{s.in_channels} band(s))" for s in missing)
+        )
+
+
+def list_jobs(templates: dict[str, str], csv: Path | None = None) -> list[SceneJob]:
+    """The scenes to predict, in order: the CSV's rows, or the sorted ids of the files the
+    first template globs. Raises DataError when none is found or an id repeats."""
+    if csv is not None:
+        # A split CSV also names label files: prediction has no template for them.
+        ids = [i for i, _ in read_scenes_csv(csv, templates, "--scenes", other_files=True)]
+        where = f"--scenes {csv}"
+    else:
+        first, template = next(iter(templates.items()))
+        ids = glob_scene_ids(template)
+        where = f"--template {first}={template}"
+    if not ids:
+        raise DataError(
+            f"{where}: no scene found; "
+            + ("the CSV lists no row" if csv is not None else
+               "no file matches the template (the glob of the first --template lists the "
+               "scenes): check the path, or list the scene ids with --scenes CSV")
+        )
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise DataError(f"{where} lists scene(s) {dup[:5]} more than once: one map per scene, "
+                        "remove the duplicates")
+    bad = [i for i in ids if "/" in i or "\\" in i or i in (".", "..")]
+    if bad:
+        raise DataError(f"{where}: scene id {bad[0]!r} cannot name a file in --out-dir")
+    return [SceneJob(i, {n: Path(t.replace(SCENE_PLACEHOLDER, i)) for n, t in templates.items()})
+            for i in ids]
+
+
+def predict_scenes(
+    exported: ExportedModel,
+    jobs: list[SceneJob],
+    out_dir: Path,
+    options: PredictOptions | None = None,
+    on_scene: Callable[[int, SceneOutcome], None] | None = None,
+) -> list[SceneOutcome]:
+    """Predict every scene into `out_dir/<id>.tif` (+ `_confidence.tif`), in order; call
+    `on_scene(i, outcome)` after each. A scene's data errors (missing or unreadable raster,
+    rasters that do not overlap, wrong bands) fail that scene only; model errors fail all."""
+    options = options if options is not None else PredictOptions()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataError(f"--out-dir {out_dir}: is a file; give a folder for the maps")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    used = {s.name for s in exported.card.used_sensors}
+    outcomes = []
+    for i, job in enumerate(jobs):
+        t0 = time.perf_counter()
+        result, error = None, None
+        # Missing files are told apart before any read (a listing mistake, not a GDAL error).
+        missing = [f"sensor '{n}': {p} does not exist" for n, p in job.sensors.items()
+                   if n in used and not p.is_file()]
+        if missing:
+            error = "; ".join(missing)
+        else:
+            try:
+                result = predict_scene(exported, job.sensors, out_dir / f"{job.id}.tif",
+                                       options, progress=False)
+            except (DataError, RasterError) as err:
+                error = str(err)
+        outcome = SceneOutcome(job, result, error, time.perf_counter() - t0)
+        outcomes.append(outcome)
+        if on_scene is not None:
+            on_scene(i, outcome)
+    return outcomes
