@@ -9,9 +9,7 @@ every node of a running Ray cluster can read the same files.
 from __future__ import annotations
 
 import argparse
-import os
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
@@ -24,10 +22,9 @@ from autors.data.grid import Grid, crs_name, lattice_offset
 from autors.data.index import DatasetIndex, SceneEntry, build_index
 from autors.data.raster import RasterInfo
 from autors.data.scenes import SPLIT_NAMES, SceneFiles, list_scenes
-from autors.errors import DataError, SearchError
 from autors.plugins import task_plugins
+from autors.search.node_files import dataset_files
 
-CLUSTER_TIMEOUT_S = 120.0  # a node that cannot run a tiny task by then cannot run trials either
 FAILURES_SHOWN = 3  # unreadable files listed per node (the count says how many in all)
 
 
@@ -196,7 +193,7 @@ def _ids(ids: list[str], shown: int = 10) -> str:
 def _print_size(console: Console, task: TaskSpec, index: DatasetIndex,
                 files: list[SceneFiles]) -> None:
     """Bytes on disk, bytes in memory, and whether training holds the data or streams it."""
-    on_disk = sum(_raster_files(files).values())
+    on_disk = sum(dataset_files(files)[0].values())
     limit = task.data.in_memory_max_mb
     if _streamed(task, index):
         how = (f"> data.in_memory_max_mb {limit:g}: training streams it from the GeoTIFFs "
@@ -221,13 +218,6 @@ def _size(n: int) -> str:
         if n >= scale:
             return f"{n / scale:.1f} {unit}"
     return f"{n} B"
-
-
-def _raster_files(files: list[SceneFiles]) -> dict[Path, int]:
-    """Every raster of the dataset (sensors, labels and masks, each once) and its size in
-    bytes."""
-    paths = {Path(p) for f in files for p in _what_files([f])}
-    return {p: os.path.getsize(p) for p in sorted(paths)}
 
 
 def _print_split(console: Console, task: TaskSpec, index: DatasetIndex) -> None:
@@ -347,85 +337,14 @@ def _res(grid: Grid) -> str:
 
 
 # ---- --cluster: every node reads every raster -------------------------------------------------
-@dataclass(frozen=True)
-class NodeCheck:
-    """What one node said: the files it could not read (path, why), or why it said nothing."""
-
-    ip: str
-    host: str
-    failures: list[tuple[str, str]]
-    error: str | None = None  # the check did not run there (no answer, worker died)
-
-
-def _node_check():
-    """The check run on a node. Defined inside a function so that cloudpickle ships it by
-    value: a node needs rasterio, not this process's autors (nor --ship-code)."""
-
-    def check(files: list[tuple[str, int]]) -> tuple[str, list[tuple[str, str]]]:
-        import os
-        import socket
-
-        try:
-            import rasterio
-        except ImportError as err:
-            return socket.gethostname(), [("(every file)", f"rasterio cannot be imported: {err}")]
-        bad = []
-        for path, size in files:
-            try:
-                with rasterio.open(path):
-                    pass  # the header: what a reader opens first
-                there = os.path.getsize(path)
-            except Exception as err:  # noqa: BLE001 - any failure is the answer, as text
-                lines = str(err).splitlines() or [""]
-                bad.append((path, f"{type(err).__name__}: {lines[0][:200]}"))
-                continue
-            if there != size:
-                why = f"{there} bytes there but {size} on the driver: another copy of the file"
-                bad.append((path, why))
-        return socket.gethostname(), bad
-
-    return check
-
-
-def check_nodes(files: dict[Path, int], timeout_s: float = CLUSTER_TIMEOUT_S
-                ) -> list[NodeCheck]:
-    """Run the file check once on every alive node of the connected Ray cluster."""
-    import ray
-    from ray.exceptions import RayError
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
-    payload = ray.put([(str(p), size) for p, size in files.items()])
-    # num_cpus=0: the check runs even where trials hold every CPU; no retry, the answer is
-    # about this node.
-    task = ray.remote(num_cpus=0, max_retries=0)(_node_check())
-    refs = [task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
-        n["NodeID"], soft=False)).remote(payload) for n in nodes]
-    done, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
-    out = []
-    for node, ref in zip(nodes, refs):
-        ip, host = node.get("NodeManagerAddress", "?"), node.get("NodeManagerHostname", "?")
-        if ref not in done:
-            ray.cancel(ref, force=True)
-            out.append(NodeCheck(ip, host, [], f"did not answer within {timeout_s:g} s"))
-            continue
-        try:
-            host, bad = ray.get(ref)
-        except RayError as err:
-            out.append(NodeCheck(ip, host, [], f"the check failed there ({type(err).__name__})"))
-            continue
-        out.append(NodeCheck(ip, host, bad))
-    return out
-
-
 def _check_cluster(console: Console, address: str, task: TaskSpec, scenes: list[SceneFiles],
                    streamed: bool) -> None:
     """Connect, check every node, print one line per node; raise naming the first node that
     cannot read a file when trials would read it there (the dataset is streamed)."""
     from autors.search.cluster import ray_cluster
+    from autors.search.node_files import check_nodes, raise_for_nodes
 
-    files = _raster_files(scenes)
-    where = {str(p): what for p, what in _what_files(scenes).items()}
+    files, where = dataset_files(scenes)
     with ray_cluster(address, task.search) as info:
         checks = check_nodes(files)
     console.print(f"[bold]Cluster[/] {escape(info.address)}: {len(checks)} node(s), "
@@ -442,38 +361,9 @@ def _check_cluster(console: Console, address: str, task: TaskSpec, scenes: list[
             for path, why in c.failures[:FAILURES_SHOWN]:
                 what = f"{where[path]} " if path in where else ""
                 console.print(f"    {escape(what + path)}: {escape(why)}")
-    silent = next((c for c in checks if c.error), None)
-    if silent is not None:
-        raise SearchError(f"node {silent.ip} ({silent.host}) of the cluster at {address} "
-                          f"{silent.error}: check that it is healthy (`ray status`), or remove "
-                          "it before searching")
-    bad = next((c for c in checks if c.failures), None)
-    if bad is None:
-        return
-    path, why = bad.failures[0]
-    more = f" (and {len(bad.failures) - 1} more file(s))" if len(bad.failures) > 1 else ""
-    if not streamed:
+    if not streamed and any(c.failures for c in checks) and not any(c.error for c in checks):
         console.print(
             "  [yellow]warning[/]: the dataset is held in memory (data.in_memory_max_mb), so "
             "trials do not read these files; they would if it grew past the limit")
         return
-    raise DataError(
-        f"node {bad.ip} ({bad.host}) cannot read {path} ({where.get(path, 'a raster')}: {why})"
-        f"{more}; the dataset is streamed (larger than data.in_memory_max_mb "
-        f"{task.data.in_memory_max_mb:g}), so trials read the rasters on every node: put the "
-        "data on storage that every node mounts at the same path (e.g. NFS), or raise "
-        "data.in_memory_max_mb so the driver reads it once and ships it to the workers"
-    )
-
-
-def _what_files(scenes: list[SceneFiles]) -> dict[Path, str]:
-    """Path -> "scene 'x', sensor 's1'" (what the file is, for the messages)."""
-    out = {}
-    for f in scenes:
-        for name, p in f.sensors.items():
-            out.setdefault(Path(p), f"scene '{f.id}', sensor '{name}'")
-        for key, p in f.labels.items():
-            out.setdefault(Path(p), f"scene '{f.id}', labels ({key})")
-        for name, p in f.masks.items():
-            out.setdefault(Path(p), f"scene '{f.id}', mask of sensor '{name}'")
-    return out
+    raise_for_nodes(checks, where, address, task)

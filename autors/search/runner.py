@@ -29,6 +29,7 @@ from autors.search.broker import Budget, SearchBroker
 from autors.search.catalog import space_for_task
 from autors.search.cluster import ClusterInfo, ray_cluster
 from autors.search.final import retrain_and_test, run_final
+from autors.search.node_files import check_nodes, dataset_files, raise_for_nodes
 from autors.search.plots import plot_pareto, plot_progress
 from autors.search.pool import SharedInputs, TrialFn, TrialPool, TrialResources
 from autors.search.prescreen import make_screen
@@ -144,6 +145,11 @@ def run_search(
                      f"{spec.cpus_per_trial:g} needs {wanted:g} CPUs but the cluster has "
                      f"{cluster.cpus:g}: trials will queue, and queued time counts against "
                      "trial_timeout_s")
+        if cluster.mode != "local" and not data.in_memory:
+            # Streamed: every trial reads the rasters on its own node; fail now, not per trial.
+            files, where = dataset_files([e.files for e in data.index.scenes])
+            raise_for_nodes(check_nodes(files), where, cluster.address, task)
+            log_line(console, f"every node reads the {len(files)} raster(s) of the dataset")
         inputs = SharedInputs.put(task.to_dict(), data)  # once per search
         resources = TrialResources(spec.cpus_per_trial, spec.gpus_per_trial, spec.trial_timeout_s,
                                    spec.memory_per_trial_mb)

@@ -201,12 +201,13 @@ def test_cluster_every_node_reads_every_raster(task_path: Path, local_ray, capsy
 def one_bad_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """The driver believes the dataset has one more raster, which no node can read."""
     bad = tmp_path / "elsewhere" / "b9_sar.tif"
-    real = validate_verb._raster_files
+    real = validate_verb.dataset_files
 
-    def with_bad(files):
-        return {**real(files), bad: 1234}
+    def with_bad(scenes):
+        files, where = real(scenes)
+        return {**files, bad: 1234}, where
 
-    monkeypatch.setattr(validate_verb, "_raster_files", with_bad)
+    monkeypatch.setattr(validate_verb, "dataset_files", with_bad)
     return bad
 
 
@@ -229,11 +230,13 @@ def test_cluster_unreadable_file_is_a_warning_when_held_in_memory(
 
 
 def test_cluster_file_of_another_size(task_path: Path, local_ray) -> None:
-    files = validate_verb._raster_files(validate_verb.list_scenes(
+    from autors.search.node_files import check_nodes
+
+    files, _ = validate_verb.dataset_files(validate_verb.list_scenes(
         validate_verb.task_from_args(validate_verb.argparse.Namespace(
             task=str(task_path), data_root=None, overrides=[]))))
     first = next(iter(files))
-    checks = validate_verb.check_nodes({first: files[first] + 1})
+    checks = check_nodes({first: files[first] + 1})
     assert len(checks) == 1 and checks[0].error is None
     why = f"{files[first]} bytes there but {files[first] + 1} on the driver: another copy"
     assert checks[0].failures == [(str(first), f"{why} of the file")]
