@@ -2,6 +2,9 @@
 
 Imports torch and the standard library only (a test enforces it): an exported model is
 `arch.json` + a state_dict, rebuilt by `build_model` alone.
+
+Models take `{sensor: [B, C, H, W]}` and, optionally, each sensor's validity mask
+`{mask_key(sensor): [B, H, W]}` (`<sensor>__mask`, 1 = valid; absent = valid everywhere).
 """
 
 # Importing the part modules registers their classes in the registries.
@@ -9,14 +12,14 @@ from fusion import branches as _branches  # noqa: F401
 from fusion import heads as _heads  # noqa: F401
 from fusion import ops as _ops  # noqa: F401
 from fusion import positions as _positions  # noqa: F401
-from fusion.arch import OFF, VERSION, Arch, BranchSpec, FusionSpec, HeadSpec
+from fusion.arch import MASK_SUFFIX, OFF, VERSION, Arch, BranchSpec, FusionSpec, HeadSpec
 from fusion.baselines import BASELINES, baseline_arch
 from fusion.branches import Branch
 from fusion.build import build_model, count_params
 from fusion.errors import ArchError
 from fusion.heads import Head
 from fusion.ops import FusionOp
-from fusion.positions import FusionModel
+from fusion.positions import FusionModel, mask_key
 from fusion.registry import BRANCHES, FUSION_OPS, HEADS, POSITIONS, Registry
 
 __all__ = [
@@ -24,6 +27,7 @@ __all__ = [
     "BRANCHES",
     "FUSION_OPS",
     "HEADS",
+    "MASK_SUFFIX",
     "OFF",
     "POSITIONS",
     "VERSION",
@@ -40,4 +44,5 @@ __all__ = [
     "baseline_arch",
     "build_model",
     "count_params",
+    "mask_key",
 ]

@@ -38,6 +38,7 @@ from fusion.registry import BRANCHES, FUSION_OPS, HEADS, POSITIONS, Registry
 
 VERSION = 1
 OFF = "off"
+MASK_SUFFIX = "__mask"  # `<sensor>__mask`: a sensor's validity mask, next to it in the inputs
 
 
 @dataclass(frozen=True)
@@ -202,6 +203,11 @@ class Arch:
                 raise ArchError(
                     f"branches: sensor name {name!r} must be a Python identifier "
                     "(it names a model input)"
+                )
+            if name.endswith(MASK_SUFFIX):
+                raise ArchError(
+                    f"branches: sensor name {name!r} ends with '{MASK_SUFFIX}', which names "
+                    f"validity masks (the mask of sensor 's' is 's{MASK_SUFFIX}'): rename it"
                 )
             _check_branch(b, f"branches.{name}")
         if not self.sensors:

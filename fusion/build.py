@@ -25,6 +25,9 @@ def build_model(
     logits, None to take the arch's head as it is; a baseline gets the head that fits.
     The arch must have exactly one branch per sensor of `in_channels` (kind "off" allowed).
     Seed torch before calling for reproducible weights.
+
+    The model is called `model({sensor: [B, C, H, W], ...})`; each sensor's validity mask may
+    ride along as `{mask_key(sensor): [B, H, W]}` (1 = valid, see `fusion.positions`).
     """
     if isinstance(arch, str):
         arch = baseline_arch(arch, in_channels, dense=bool(dense))

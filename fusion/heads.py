@@ -11,6 +11,21 @@ from torch import Tensor, nn
 from fusion.registry import HEADS
 
 
+class ValidFraction(nn.Module):
+    """Mask `[B, 1, H, W]` -> the fraction of valid pixels `[B, 1, 1, 1]`."""
+
+    def forward(self, m: Tensor) -> Tensor:
+        return m.mean(dim=(2, 3), keepdim=True)
+
+
+class CentreValid(nn.Module):
+    """Mask `[B, 1, H, W]` -> the centre pixel's validity `[B, 1, 1, 1]`."""
+
+    def forward(self, m: Tensor) -> Tensor:
+        h, w = m.shape[2] // 2, m.shape[3] // 2
+        return m[:, :, h:h + 1, w:w + 1]
+
+
 class Head(nn.Module):
     """Base class; `dense` says whether the head predicts every pixel."""
 
@@ -26,6 +41,13 @@ class Head(nn.Module):
         at every position, `[B, C, H, W] -> [B, K, H, W]`, sharing this head's weights (what
         fully convolutional prediction swaps in). None for heads without such a form."""
         return None
+
+    def presence(self) -> nn.Module:
+        """How much of a sensor this head's output rests on, from the sensor's validity mask
+        `[B, 1, H, W]`: late fusion weights each sensor's logits by it. Per pixel for a dense
+        head (the mask itself); else `[B, 1, 1, 1]`, by default the fraction of valid pixels
+        (a head that pools over the patch)."""
+        return nn.Identity() if self.dense else ValidFraction()
 
 
 class PixelwiseMLP(nn.Module):
@@ -76,6 +98,10 @@ class CentreHead(Head):
         """The MLP at every position: position (i, j) gets the label of the patch centred
         there."""
         return PixelwiseMLP(self.mlp)
+
+    def presence(self) -> nn.Module:
+        """The centre pixel's validity: the pixel whose feature this head reads."""
+        return CentreValid()
 
 
 @HEADS.register("segmentation")

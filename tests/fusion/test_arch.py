@@ -175,6 +175,9 @@ def test_arch_head_must_fit_the_task_output() -> None:
 def test_sensor_names_must_be_identifiers() -> None:
     with pytest.raises(ArchError, match=r"sensor name 'my sensor' must be a Python identifier"):
         Arch.from_dict(EXAMPLE | {"branches": {"my sensor": {"kind": "conv"}}})
+    # `<sensor>__mask` names a sensor's validity mask next to it in the model's inputs
+    with pytest.raises(ArchError, match=r"sensor name 'lidar__mask' ends with '__mask'"):
+        Arch.from_dict(EXAMPLE | {"branches": {"lidar__mask": {"kind": "conv"}}})
 
 
 def test_build_model_rejects_other_types() -> None:
