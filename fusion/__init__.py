@@ -12,7 +12,16 @@ from fusion import branches as _branches  # noqa: F401
 from fusion import heads as _heads  # noqa: F401
 from fusion import ops as _ops  # noqa: F401
 from fusion import positions as _positions  # noqa: F401
-from fusion.arch import MASK_SUFFIX, OFF, VERSION, Arch, BranchSpec, FusionSpec, HeadSpec
+from fusion.arch import (
+    MASK_SUFFIX,
+    OFF,
+    VERSION,
+    Arch,
+    BranchSpec,
+    FusionSpec,
+    HeadSpec,
+    TrainingSpec,
+)
 from fusion.baselines import BASELINES, baseline_arch
 from fusion.branches import Branch
 from fusion.build import build_model, count_params
@@ -41,6 +50,7 @@ __all__ = [
     "Head",
     "HeadSpec",
     "Registry",
+    "TrainingSpec",
     "baseline_arch",
     "build_model",
     "count_params",

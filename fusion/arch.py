@@ -95,6 +95,24 @@ class HeadSpec:
 
 
 @dataclass(frozen=True)
+class TrainingSpec:
+    """Robustness training chosen with the network (None: the task's `train` setting):
+    `modality_dropout` (a sample's sensor dropped) and `cloud_blobs` (a simulated cloud over
+    its optical sensors). Not part of the network: it says how the weights were trained."""
+
+    modality_dropout: float | None = None
+    cloud_blobs: float | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.modality_dropout is None and self.cloud_blobs is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in (("modality_dropout", self.modality_dropout),
+                                  ("cloud_blobs", self.cloud_blobs)) if v is not None}
+
+
+@dataclass(frozen=True)
 class Arch:
     """A whole fusion network. Build it with `fusion.build_model(arch, in_channels, K)`."""
 
@@ -102,6 +120,7 @@ class Arch:
     fusion: FusionSpec
     head: HeadSpec = field(default_factory=HeadSpec)
     version: int = VERSION
+    training: TrainingSpec = field(default_factory=TrainingSpec)
 
     # ---- views ---------------------------------------------------------------------------
     @property
@@ -116,12 +135,15 @@ class Arch:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict; `Arch.from_dict(arch.to_dict()) == arch`."""
-        return {
+        out = {
             "version": self.version,
             "branches": {name: b.to_dict() for name, b in self.branches.items()},
             "fusion": self.fusion.to_dict(),
             "head": self.head.to_dict(),
         }
+        if not self.training.empty:  # optional: archs without it keep their dict and hash
+            out["training"] = self.training.to_dict()
+        return out
 
     def __hash__(self) -> int:
         # Consistent with ==, which (like dict ==) ignores the order of the branches.
@@ -141,7 +163,9 @@ class Arch:
         if f.trunk.on:
             parts.append(f.trunk.describe())
         parts.append(f"{h.kind}(h{h.hidden}" + (f",p{h.dropout:g})" if h.dropout else ")"))
-        return " -> ".join(parts)
+        t = self.training
+        train = [f"{k}={v:g}" for k, v in t.to_dict().items()]
+        return " -> ".join(parts) + (f" [train {' '.join(train)}]" if train else "")
 
     def canonical(self) -> Arch:
         """The same network with the fields it does not use reset to defaults.
@@ -162,7 +186,8 @@ class Arch:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Arch:
         """Parse and validate a dict (e.g. a loaded arch.json)."""
-        d = _fields(data, "arch", required=("version", "branches", "fusion", "head"), optional=())
+        d = _fields(data, "arch", required=("version", "branches", "fusion", "head"),
+                    optional=("training",))
         version = _int(d["version"], "version")
         if version != VERSION:
             raise ArchError(f"version: unsupported arch version {version}; this fusion reads {VERSION}")
@@ -184,7 +209,11 @@ class Arch:
             hidden=_int(h.get("hidden", HeadSpec.hidden), "head.hidden"),
             dropout=_float(h.get("dropout", HeadSpec.dropout), "head.dropout"),
         )
-        arch = cls(branches=branches, fusion=fusion, head=head, version=version)
+        t = _fields(d.get("training", {}), "training", required=(),
+                    optional=("modality_dropout", "cloud_blobs"))
+        training = TrainingSpec(**{k: _float(v, f"training.{k}") for k, v in t.items()})
+        arch = cls(branches=branches, fusion=fusion, head=head, version=version,
+                   training=training)
         arch.validate()
         return arch
 
@@ -231,6 +260,9 @@ class Arch:
             raise ArchError(f"head.hidden: must be an integer >= 0, got {self.head.hidden!r}")
         if not 0.0 <= self.head.dropout < 1.0:
             raise ArchError(f"head.dropout: must be in [0, 1), got {self.head.dropout!r}")
+        for key, value in self.training.to_dict().items():
+            if not 0.0 <= value < 1.0:
+                raise ArchError(f"training.{key}: must be in [0, 1), got {value!r}")
         if dense is not None and bool(head.dense) != dense:
             need = "a per-pixel map (segmentation)" if dense else "one label per patch"
             fits = [k for k in HEADS.names() if bool(HEADS.get(k).dense) == dense]

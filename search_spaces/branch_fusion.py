@@ -5,6 +5,7 @@ Labels (sensor names are the task's):
 
     branch.<sensor>.kind / .width / .depth / .kernel
     fusion.position, fusion.op, fusion.width, trunk.layers, head.kind, head.hidden
+    train.modality_dropout, train.cloud_blobs   (the `robust` space only)
 
 `branch.<sensor>.kind` includes "off" when the task has more than one sensor (a sample with
 every sensor off is invalid). Branch kinds made for one sensor kind are only offered to it:
@@ -27,9 +28,11 @@ from fusion import (
     BranchSpec,
     FusionSpec,
     HeadSpec,
+    TrainingSpec,
 )
-from search_spaces.base import SPACES, Sample, SearchSpace
+from search_spaces.base import CLOUDED_KINDS, SPACES, Sample, SearchSpace
 
+TRAINING_CHOICES = ("modality_dropout", "cloud_blobs")  # train.<choice> labels, when offered
 # Branch kind -> the sensor kinds it is designed for (others are offered to every sensor).
 SPECIALISED: dict[str, tuple[str, ...]] = {"spectral": ("hyperspectral",), "sar": ("sar",)}
 
@@ -47,6 +50,9 @@ class BranchFusionSpace(SearchSpace):
     TRUNK_LAYERS: ClassVar[tuple[int, ...]] = ()
     PATCH_HEADS: ClassVar[tuple[str, ...]] = ("patch", "centre")
     HEAD_HIDDEN: ClassVar[tuple[int, ...]] = ()
+    # Robustness training chosen with the network (empty: the task's train settings)
+    MODALITY_DROPOUT: ClassVar[tuple[float, ...]] = ()
+    CLOUD_BLOBS: ClassVar[tuple[float, ...]] = ()
     DROPOUT: ClassVar[float] = 0.1
     TRUNK_KERNEL: ClassVar[int] = 3
 
@@ -85,6 +91,10 @@ class BranchFusionSpace(SearchSpace):
         opts["trunk.layers"] = list(self.TRUNK_LAYERS)
         opts["head.kind"] = ["segmentation"] if self.dense else list(self.PATCH_HEADS)
         opts["head.hidden"] = list(self.HEAD_HIDDEN)
+        if self.MODALITY_DROPOUT and len(self.sensors) > 1:
+            opts["train.modality_dropout"] = list(self.MODALITY_DROPOUT)
+        if self.CLOUD_BLOBS and any(k in CLOUDED_KINDS for k in self.sensors.values()):
+            opts["train.cloud_blobs"] = list(self.CLOUD_BLOBS)
         return opts
 
     # -- sample <-> arch ------------------------------------------------------------------------
@@ -115,6 +125,9 @@ class BranchFusionSpace(SearchSpace):
                 hidden=self._value(sample, "head.hidden"),
                 dropout=self.DROPOUT,
             ),
+            training=TrainingSpec(**{
+                key: self._value(sample, f"train.{key}") for key in TRAINING_CHOICES
+                if f"train.{key}" in self.options()}),
         )
         arch.validate(sensors=list(self.sensors), dense=self.dense)
         return arch.canonical()
@@ -148,6 +161,8 @@ class BranchFusionSpace(SearchSpace):
         sample["trunk.layers"] = f.trunk.depth + 1 if f.trunk.on else 0
         sample["head.kind"] = arch.head.kind
         sample["head.hidden"] = arch.head.hidden
+        for key, value in arch.training.to_dict().items():
+            sample[f"train.{key}"] = value
         for label, value in sample.items():
             if value not in opts[label]:
                 raise ArchError(f"{label}: {value!r} is not in the {self.name} space ({opts[label]})")
@@ -178,7 +193,8 @@ class BranchFusionSpace(SearchSpace):
             widths = len(opts["fusion.width"]) if pos.uses_width else 1
             trunks = len(opts["trunk.layers"]) if pos.uses_trunk else 1
             total += branches * len(opts["fusion.op"]) * widths * trunks * heads
-        return total
+        return total * math.prod(len(opts[f"train.{k}"]) for k in TRAINING_CHOICES
+                                 if f"train.{k}" in opts)
 
 
 @SPACES.register("fusion")
@@ -213,3 +229,14 @@ class CompactSpace(BranchFusionSpace):
     TRUNK_LAYERS = (0, 1)
     PATCH_HEADS = ("patch",)
     HEAD_HIDDEN = (0, 16)
+
+
+@SPACES.register("robust")
+class RobustSpace(FusionSpace):
+    name = "robust"
+    description = (
+        "the fusion space plus robustness training chosen with each network: modality "
+        "dropout (several sensors) and simulated cloud blobs (optical sensors)"
+    )
+    MODALITY_DROPOUT = (0.0, 0.2, 0.4)
+    CLOUD_BLOBS = (0.0, 0.3)

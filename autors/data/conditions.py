@@ -15,10 +15,10 @@ import numpy as np
 import torch
 
 from autors.config import SensorKind
-from autors.data.sources import MASK_SUFFIX, crop
+from autors.data.sources import crop
+from fusion import MASK_SUFFIX
+from search_spaces.base import CLOUDED_KINDS
 
-# Passive optical sensors see clouds; SAR and LiDAR do not (LiDAR is flown below them).
-CLOUDED_KINDS: tuple[SensorKind, ...] = ("optical", "hyperspectral")
 _CLOUD_CELL = 16  # px: the correlation length of the cloud field
 
 

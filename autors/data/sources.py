@@ -14,8 +14,7 @@ from rasterio.windows import Window
 
 from autors.config import SensorSpec
 from autors.data.index import DatasetIndex, read_block
-
-MASK_SUFFIX = "__mask"  # input name of a sensor's validity mask: "<sensor>__mask"
+from fusion import MASK_SUFFIX
 
 
 def crop(arr: np.ndarray, r0: int, c0: int, size: int, fill: float) -> np.ndarray:

@@ -300,7 +300,12 @@ def _final_line(row: dict[str, Any]) -> str:
             (row.get("error") or "").splitlines() or [""]
         )[0][:120]
     m = row["metrics"]
-    shown = " ".join(f"{k}={v:.4f}" for k, v in m.items() if k.startswith("test_"))
+    shown = " ".join(f"{k}={v:.4f}" for k, v in m.items()
+                     if k.startswith("test_") and isinstance(v, (int, float)))
+    table = m.get("test_robustness") or {}
+    worst = min((v["oa"] for k, v in table.items() if k.startswith("without_")), default=None)
+    if worst is not None:
+        shown += f" worst-sensor-missing OA={worst:.4f}"
     return f"final trial {row['trial_id']} seed {row['seed']}: {shown}"
 
 

@@ -9,8 +9,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from autors.config import TrainSpec
-from autors.data.sources import MASK_SUFFIX
 from autors.errors import TaskFileError
+from fusion import MASK_SUFFIX
 
 # {sensor: [B, C, P, P], ..., "target": [B] or [B, H, W], "scene": [B]}
 Batch = dict[str, torch.Tensor]

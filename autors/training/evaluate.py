@@ -15,10 +15,10 @@ from torch import nn
 
 from autors.data import PreparedData
 from autors.data.conditions import Condition
-from autors.data.sources import MASK_SUFFIX
 from autors.errors import DataError
 from autors.training.batches import eval_loader, to_device
 from autors.training.metrics import confusion_matrix, expected_calibration_error, summarize
+from fusion import MASK_SUFFIX
 
 EVAL_SPLITS = ("val", "test")
 

@@ -36,7 +36,6 @@ from torch.utils.data import DataLoader
 import fusion
 from autors.config import TaskSpec, TrainSpec
 from autors.data import PreparedData
-from autors.data.conditions import CLOUDED_KINDS
 from autors.errors import AutorsError
 from autors.training.batches import (
     Batch,
@@ -47,6 +46,7 @@ from autors.training.batches import (
     train_loader,
 )
 from autors.training.evaluate import evaluate
+from search_spaces.base import CLOUDED_KINDS
 
 SCALARS = ("oa", "aa", "kappa", "miou")
 MIN_LR_FACTOR = 0.01  # cosine schedule ends at lr * MIN_LR_FACTOR
@@ -174,6 +174,8 @@ def train_model(
     if epochs < 1:
         raise ValueError(f"max_epochs must be >= 1, got {epochs}")
     arch = resolve_arch(arch, task, data)
+    # robustness training chosen with the network (a search space's train.* choices) wins
+    spec = spec.model_copy(update=arch.training.to_dict())
     device = resolve_device(spec.device)
     torch.manual_seed(_stream_seed(seed, 0))  # weights and dropout layers
     model = fusion.build_model(arch, data.in_channels, data.num_classes, dense=arch.dense)

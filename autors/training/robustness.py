@@ -31,15 +31,19 @@ def conditions_for(model: nn.Module, task: TaskSpec, clouds: bool = True) -> lis
 
 
 def robustness(model: nn.Module, data: PreparedData, task: TaskSpec, split: str,
-               clouds: bool = True) -> dict[str, dict[str, Any]]:
+               clouds: bool = True, clean: dict[str, Any] | None = None
+               ) -> dict[str, dict[str, Any]]:
     """{condition name: metrics} on `split` for every condition of `conditions_for`; every
     condition scores the same pixels (`num_samples`; `no_input` of them have no valid used
-    sensor left)."""
+    sensor left). `clean`: the split's metrics already computed, not evaluated again."""
     out = {}
     for condition in conditions_for(model, task, clouds):
-        m = evaluate(model, data, split, task.train.batch_size,
-                     num_workers=task.train.num_workers,
-                     condition=None if condition.name == "clean" else condition)
+        if condition.name == "clean" and clean is not None:
+            m = clean
+        else:
+            m = evaluate(model, data, split, task.train.batch_size,
+                         num_workers=task.train.num_workers,
+                         condition=None if condition.name == "clean" else condition)
         out[condition.name] = {k: m[k] for k in _KEYS}
     return out
 

@@ -129,14 +129,16 @@ def train_evaluate(
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     outcome = train_model(task, arch, data, seed, progress=progress, max_epochs=max_epochs)
     if task.search.needs_robustness:  # validation only: it may steer the search
-        table = robustness(outcome.model, data, task, "val", clouds=False)
+        table = robustness(outcome.model, data, task, "val", clouds=False,
+                           clean=outcome.val_metrics)
         outcome.val_metrics.update({f"{k}": v for k, v in robust_scores(table).items()},
                                    robustness=table)
     test_metrics = None
     if test:
         test_metrics = evaluate(outcome.model, data, "test", task.train.batch_size,
                                 num_workers=task.train.num_workers, breakdown=True)
-        test_metrics["robustness"] = robustness(outcome.model, data, task, "test")
+        test_metrics["robustness"] = robustness(outcome.model, data, task, "test",
+                                                clean=test_metrics)
     t_cost = time.perf_counter()
     cost = measure_cost(outcome.model, data.in_channels, task.sample_size)
     now = time.perf_counter()

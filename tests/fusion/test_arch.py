@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -183,3 +184,20 @@ def test_sensor_names_must_be_identifiers() -> None:
 def test_build_model_rejects_other_types() -> None:
     with pytest.raises(ArchError, match="arch must be an Arch, a dict or a baseline name, got int"):
         build_model(3, IN_CHANNELS, 3)  # type: ignore[arg-type]
+
+
+def test_training_choices_round_trip_and_are_checked() -> None:
+    from fusion import TrainingSpec
+
+    base = fusion.baseline_arch("late_cnn", {"a": 2, "b": 3})
+    assert "training" not in base.to_dict()  # optional: older arch dicts are unchanged
+    arch = dataclasses.replace(base, training=TrainingSpec(modality_dropout=0.2,
+                                                           cloud_blobs=0.0))
+    d = arch.to_dict()
+    assert d["training"] == {"modality_dropout": 0.2, "cloud_blobs": 0.0}
+    assert fusion.Arch.from_dict(d) == arch and hash(fusion.Arch.from_dict(d)) == hash(arch)
+    assert "[train modality_dropout=0.2 cloud_blobs=0]" in arch.summary()
+    with pytest.raises(fusion.ArchError, match=r"training.cloud_blobs: must be in \[0, 1\)"):
+        fusion.Arch.from_dict({**d, "training": {"cloud_blobs": 1.5}})
+    with pytest.raises(fusion.ArchError, match="training"):
+        fusion.Arch.from_dict({**d, "training": {"lr": 0.1}})

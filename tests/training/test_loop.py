@@ -177,3 +177,20 @@ def test_cloud_blobs_blank_regions_of_the_optical_sensors_only() -> None:
     assert torch.equal(out["sar"], batch["sar"]) and torch.equal(out["sar__mask"],
                                                                  batch["sar__mask"])
     assert apply_cloud_blobs(batch, ["optical"], 0.0, gen) is batch
+
+
+def test_training_chosen_with_the_arch_overrides_the_task(patch_task: TaskSpec,
+                                                          patch_data: PreparedData) -> None:
+    from fusion import TrainingSpec, baseline_arch
+
+    task = patch_task.model_copy(update={"train": patch_task.train.model_copy(
+        update={"epochs": 1, "max_train_samples": 64})})
+    plain = baseline_arch("late_cnn", patch_data.in_channels)
+    chosen = dataclasses.replace(plain, training=TrainingSpec(modality_dropout=0.5))
+    by_task = task.model_copy(update={"train": task.train.model_copy(
+        update={"modality_dropout": 0.5})})
+    a = train_model(task, chosen, patch_data, seed=0).model.state_dict()
+    b = train_model(by_task, plain, patch_data, seed=0).model.state_dict()
+    c = train_model(task, plain, patch_data, seed=0).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the arch's choice == the task setting
+    assert not all(torch.equal(a[k], c[k]) for k in a)

@@ -29,13 +29,14 @@ class RecordingData(PreparedData):
 
     asked: list[str] = dataclasses.field(default_factory=list)
 
-    def dataset(self, split: str, augment: bool = False, seed: int = 0):
-        self.asked.append(split)
-        return super().dataset(split, augment, seed)
+    def dataset(self, split: str, augment: bool = False, seed: int = 0, condition=None):
+        # a robustness condition is recorded as "split:condition"
+        self.asked.append(split if condition is None else f"{split}:{condition.name}")
+        return super().dataset(split, augment, seed, condition)
 
 
 class InterruptingData(PreparedData):
-    def dataset(self, split: str, augment: bool = False, seed: int = 0):
+    def dataset(self, split: str, augment: bool = False, seed: int = 0, condition=None):
         raise KeyboardInterrupt
 
 
@@ -124,9 +125,12 @@ def test_search_trial_final_retraining_and_autors_train_are_one_path(
 
     trial = run_trial(d, arch, 5, data, 1)
     assert trial.status == "ok", trial.error
-    assert data.asked.count("test") == 0
+    assert not [a for a in data.asked if a.startswith("test")]
     final = retrain_and_test(d, arch, 5, data, 1)
     assert data.asked.count("test") == 1
+    # the robustness rows are the same test pixels under conditions, read after training
+    conditions = [a for a in data.asked if a.startswith("test:")]
+    assert conditions and data.asked.index(conditions[0]) > data.asked.index("test")
     trained = train_and_write(TaskSpec.from_dict(d), arch, data, 5, tmp_path / "m", test=True)
     assert data.asked.count("test") == 2
     folder = read_train_folder(tmp_path / "m")
