@@ -64,10 +64,15 @@ def plot_progress(records: list[TrialRecord], objective: str, path: Path) -> Non
 def plot_pareto(
     records: list[TrialRecord], front: list[TrialRecord], objective: str, path: Path
 ) -> None:
-    """Objective against parameters and against latency; the Pareto front marked."""
+    """Objective against parameters and against latency; the Pareto front marked. When the
+    trials measured it (robust objective or constraint), a third panel: clean validation OA
+    against the worst OA with one sensor removed."""
     ok = [r for r in records if r.ok and r.result.cost is not None]
     front_ids = {r.trial_id for r in front}
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    robust = [r for r in ok if "val_oa_worst_missing" in r.result.metrics]
+    fig, axes = plt.subplots(1, 3 if robust else 2, figsize=(15 if robust else 10, 3.8))
+    if robust:
+        _plot_robust(axes[2], robust, front_ids)
     for ax, attr, label in (
         (axes[0], "params", "parameters"),
         (axes[1], "latency_ms_b1", "CPU latency, batch 1 (ms)"),
@@ -92,9 +97,25 @@ def plot_pareto(
             ax.set_xscale("log")
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)
+    axes[1].sharey(axes[0])
     axes[0].set_ylabel(objective)
     axes[0].legend(fontsize=7, loc="lower right")
     fig.suptitle("accuracy against cost")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _plot_robust(ax, records: list[TrialRecord], front_ids: set[int]) -> None:
+    """Clean validation OA (x) against the worst OA with one used sensor removed (y)."""
+    for on_front, style in ((False, {"color": "tab:blue", "alpha": 0.6, "s": 16}),
+                            (True, {"color": "tab:green", "edgecolors": "black", "s": 40})):
+        pts = [(float(r.result.metrics["val_oa"]), float(r.result.metrics["val_oa_worst_missing"]))
+               for r in records if (r.trial_id in front_ids) == on_front]
+        if pts:
+            ax.scatter(*zip(*pts), label="Pareto front" if on_front else "trial", zorder=3,
+                       **style)
+    ax.set_xlabel("validation OA, all sensors")
+    ax.set_ylabel("validation OA, worst sensor missing")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")

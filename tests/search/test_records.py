@@ -194,3 +194,17 @@ def test_finalists_robustness_becomes_leaderboard_columns() -> None:
     assert board[0]["test_oa_cloud_30_mean"] == pytest.approx(0.85)
     assert board[1]["test_oa_without_a_mean"] == ""  # not retrained: same columns, empty
     assert "test_oa_clean_mean" not in board[0]  # clean is test_oa_mean already
+
+
+def test_pareto_plot_adds_the_robustness_panel_when_measured(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from autors.search.plots import plot_pareto
+
+    recs = [record(result(i, 0.7 + 0.05 * i)) for i in range(3)]
+    plot_pareto(recs, recs[-1:], "val_oa", tmp_path / "plain.png")
+    for i, r in enumerate(recs):
+        r.result.metrics["val_oa_worst_missing"] = 0.5 + 0.1 * i
+    plot_pareto(recs, recs[-1:], "val_oa", tmp_path / "robust.png")
+    plain, robust = (Image.open(tmp_path / n).size for n in ("plain.png", "robust.png"))
+    assert robust[0] > 1.4 * plain[0] and robust[1] == plain[1]  # a third panel
