@@ -75,9 +75,22 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"exported rank {args.rank} of {args.run} (seed {card.provenance.seed}) "
                   f"to {out}")
     console.print(f"inputs  {', '.join(f'{s.name}[{s.in_channels}]' for s in card.used_sensors)}"
-                  f" -> {card.num_classes} classes, input size {card.task.input_size}")
+                  f" -> {card.num_classes} classes, input size {card.task.input_size}"
+                  + (", with validity masks (<sensor>__mask)" if card.export.takes_masks
+                     else ""))
+    rules = [f"{s.name}: " + " and ".join(
+        what for what, on in (("mask raster", s.read.mask), (f"QA band {s.read.qa.band!r}"
+                                                           if s.read.qa else "", s.read.qa))
+        if on) for s in card.used_sensors if s.read.mask or s.read.qa]
+    if rules:
+        console.print(f"validity rules  {'; '.join(rules)} (predict: --mask NAME=PATH for "
+                      "mask rasters)")
     parity = ", ".join(f"{k} max|diff| {v:.1e}" for k, v in card.export.parity.items())
     console.print(f"checked {parity}")
     if card.metrics.test is None:
         console.print("note: the run has no test metrics (train with --test to get them)")
+    elif card.robustness is not None:
+        for row in card.robustness.accepted_subsets:
+            console.print(f"measured  {', '.join(row.sensors)}: test OA "
+                          f"{_fmt(row.test['oa'])} ({row.condition})")
     return 0

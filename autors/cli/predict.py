@@ -1,8 +1,13 @@
-"""`autors predict MODEL_DIR --sensor NAME=PATH ... --out MAP.tif`: a class map and a
-confidence map from GeoTIFFs (layouts in `autors.export.writer`).
+"""`autors predict MODEL_DIR --sensor NAME=PATH ... [--mask NAME=PATH] --out MAP.tif`: a class
+map and a confidence map from GeoTIFFs (layouts in `autors.export.writer`).
 
-`autors predict MODEL_DIR --template NAME=PATH_WITH_{scene} ... [--scenes CSV] --out-dir DIR`:
-the same for every scene of a dataset (`autors.export.scenes`), one map pair per scene."""
+`autors predict MODEL_DIR --template NAME=PATH_WITH_{scene} ... [--mask NAME=PATH_WITH_{scene}]
+[--scenes CSV] --out-dir DIR`: the same for every scene of a dataset (`autors.export.scenes`),
+one map pair per scene.
+
+Any non-empty subset of the model's inputs may be given (the others are absent); when it is
+not all of them, the measured test accuracy of that subset is printed from the model card, or
+that it was not measured."""
 
 from __future__ import annotations
 
@@ -15,8 +20,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from autors.errors import DataError
+from autors.export.card import MetricSummary, ModelCard, SubsetCard
 from autors.export.loader import load_exported
-from autors.export.predict import PredictOptions, PredictResult, predict_scene
+from autors.export.predict import PredictOptions, PredictResult, predict_scene, subset_accuracy
 from autors.export.scenes import SceneOutcome, check_templates, list_jobs, predict_scenes
 
 SCENES_HELP = "PATH_WITH_{scene}"
@@ -27,17 +33,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "predict",
         help="apply an exported model to GeoTIFFs and write a class map",
         description="Align the given rasters on one grid, stream the scene by windows through "
-        "the exported model and write MAP.tif (class values, nodata where inputs are invalid) "
-        "and MAP_confidence.tif (float32: confidence, [entropy], [per-class probabilities]). "
-        "One scene: --sensor NAME=PATH ... --out MAP.tif. Many scenes: --template "
-        "NAME=PATH_WITH_{scene} ... [--scenes CSV] --out-dir DIR writes DIR/<scene>.tif and "
-        "DIR/<scene>_confidence.tif per scene; a scene that fails is reported and passed over "
-        "(exit status 1 if any failed).",
+        "the exported model and write MAP.tif (class values, nodata where no given sensor is "
+        "valid) and MAP_confidence.tif (float32: confidence, [entropy], valid_sensors, "
+        "[per-class probabilities]). Any non-empty subset of the model's sensors may be given: "
+        "the others are absent, as a sensor missing from a training scene, and the measured "
+        "accuracy of that subset is printed from the model card. Each sensor's nodata, QA "
+        "rule and mask raster (--mask) are applied as in training. One scene: --sensor "
+        "NAME=PATH ... --out MAP.tif. Many scenes: --template NAME=PATH_WITH_{scene} ... "
+        "[--scenes CSV] --out-dir DIR writes DIR/<scene>.tif and DIR/<scene>_confidence.tif "
+        "per scene; a scene that fails is reported and passed over (exit status 1 if any "
+        "failed).",
     )
     p.add_argument("model", type=Path, help="an exported model folder (`autors export`)")
     p.add_argument("--sensor", action="append", type=_sensor_arg, default=[],
-                   metavar="NAME=PATH", help="one scene: a sensor raster; repeat for every "
-                   "sensor the model uses (listed as 'inputs' in MODEL/model.json)")
+                   metavar="NAME=PATH", help="one scene: a sensor raster; repeat for each "
+                   "sensor given (any of the model's 'inputs' in MODEL/model.json, at least "
+                   "one; the others are absent)")
+    p.add_argument("--mask", action="append", type=_sensor_arg, default=[],
+                   metavar="NAME=PATH", help="a sensor's mask raster (clouds, gaps), read with "
+                   "the rule the model was trained with (its invalid values in model.json); "
+                   "required for each given sensor trained with one. With --template: a "
+                   "template with {scene}")
     p.add_argument("--out", type=Path, default=None,
                    help="one scene: the class map to write (.tif)")
     p.add_argument("--template", action="append", type=_sensor_arg, default=[],
@@ -97,10 +113,13 @@ def run(args: argparse.Namespace) -> int:
     if many:
         return _run_scenes(args, console, options)
     sensors = _pairs(args.sensor, "--sensor")
+    masks = _pairs(args.mask, "--mask")
     exported = load_exported(args.model)
     result = predict_scene(exported, {n: Path(p) for n, p in sensors.items()}, args.out,
-                           options, progress=not args.quiet)
+                           options, progress=not args.quiet,
+                           masks={n: Path(p) for n, p in masks.items()})
     _print_notes(console, result)
+    _print_subset(console, exported.card, result.sensors, result.measured)
     g = result.grid
     console.print(f"{result.class_map}: {g.height} x {g.width} px on the grid of "
                   f"'{result.grid_sensor}', {result.valid_pixels:,} valid pixels, "
@@ -132,7 +151,9 @@ def _check_mode(args: argparse.Namespace) -> bool:
         raise DataError("--out names one map; with --template / --scenes give --out-dir DIR "
                         "(one DIR/<scene>.tif per scene)")
     if not args.template:
-        raise DataError(f"--scenes lists scene ids; give each sensor's file with --template "
+        what = "--scenes lists scene ids" if args.scenes is not None else \
+            "--out-dir is for a dataset"
+        raise DataError(f"{what}; give each sensor's file with --template "
                         f"NAME={SCENES_HELP} (e.g. s1=data/{{scene}}_S1.tif)")
     if args.out_dir is None:
         raise DataError("--out-dir DIR: give the folder for the scenes' maps")
@@ -148,6 +169,40 @@ def _pairs(pairs: list[tuple[str, Path]], flag: str) -> dict[str, str]:
     return out
 
 
+def subset_line(card: ModelCard, given: list[str], measured: SubsetCard | None) -> str | None:
+    """What the card measured for the inputs `given` (None when all are given: the card's
+    test metrics are that measurement)."""
+    absent = [n for n in card.inputs if n not in given]
+    if not absent:
+        return None
+    head = f"predicted without {', '.join(absent)} (with {', '.join(given)}): "
+    if measured is not None:
+        t = measured.test
+        return (head + f"measured test OA {_mean(t['oa'])}, kappa {_mean(t['kappa'])}, ECE "
+                f"{_mean(t['ece'])} on {measured.num_samples:,} test pixels (model.json "
+                f"robustness '{measured.condition}')")
+    if card.metrics.test is None:
+        why = "the source run was not evaluated on its test split (`autors train --test`)"
+    elif card.robustness is None:
+        why = "the model card has no robustness table (exported by an older autors)"
+    else:
+        why = ("the source run's robustness table removes one sensor at a time; this leaves "
+               f"out {len(absent)}")
+    return head + f"accuracy not measured ({why})"
+
+
+def _mean(s: MetricSummary) -> str:
+    """mean, ± std over seeds when there are several."""
+    return f"{s.mean:.3f}" if s.std is None else f"{s.mean:.3f} ± {s.std:.3f}"
+
+
+def _print_subset(console: Console, card: ModelCard, given: list[str],
+                  measured: SubsetCard | None) -> None:
+    line = subset_line(card, given, measured)
+    if line is not None:
+        console.print(f"note: {escape(line)}")
+
+
 def _print_notes(console: Console, result: PredictResult) -> None:
     for note in result.notes:
         console.print(f"note: {note}")
@@ -159,10 +214,14 @@ def _print_notes(console: Console, result: PredictResult) -> None:
 def _run_scenes(args: argparse.Namespace, console: Console, options: PredictOptions) -> int:
     """Many scenes: list them, predict each, print progress and a summary; 1 if any failed."""
     templates = _pairs(args.template, "--template")
+    masks = _pairs(args.mask, "--mask")
     exported = load_exported(args.model)
-    check_templates(templates, exported.card)
-    jobs = list_jobs(templates, args.scenes)
+    check_templates(templates, exported.card, masks)
+    jobs = list_jobs(templates, args.scenes, masks)
     console.print(f"{len(jobs)} scene(s) -> {args.out_dir}")
+    card = exported.card
+    given = [n for n in card.inputs if n in templates]
+    _print_subset(console, card, given, subset_accuracy(card, given))
     start = time.perf_counter()
     noted: set[str] = set()
 

@@ -2,7 +2,8 @@
 
     export_model(run_folder, out_dir, rank=1)          # autors export
     model = load_exported(out_dir)                     # verified ExportedModel
-    predict_scene(model, {"hsi": Path(...), ...}, Path("map.tif"), PredictOptions())
+    predict_scene(model, {"hsi": Path(...), ...}, Path("map.tif"), PredictOptions(),
+                  masks={"optical": Path("clouds.tif")})   # any non-empty subset of sensors
 """
 
 from autors.export.card import ModelCard, read_card

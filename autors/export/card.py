@@ -1,12 +1,15 @@
 """The model card (`model.json`) of an exported model folder: what the model needs and what it
 achieved, parsed into typed objects.
 
-    {"format": 2,
+    {"format": 3,
      "task": {"name", "kind", "patch_size", "tile_size", "input_size", "dense", "grid"},
      "inputs": ["optical", "lidar"],          # model inputs, in the model's fusion order
      "sensors": [{"name", "kind", "used", "in_channels", "bands": [names],
-                  "read": {"bands", "nodata", "scale", "offset", "sar_units"},
+                  "read": {"bands", "nodata", "scale", "offset", "sar_units",
+                           "mask": {"invalid_values"} | null,       # the raster: at predict
+                           "qa": {"band", "invalid_values" | "invalid_bits"} | null},
                   "mean": [...], "std": [...]}, ...],   # every task sensor, arch order
+     "require_sensors": "any" | "all" | [names],  # which labelled pixels training used
      "classes": [{"index": 0, "value": 1, "name": "water"}, ...], "ignore_value": 0,
      "metrics": {"val": {"oa": {"mean", "std", "n", "values"}, ...},
                  "test": {... same, "ece" included ...} | null, "seeds": [0, 1, 2]},
@@ -17,14 +20,28 @@ achieved, parsed into typed objects.
                     {"val"|"test": {"pixels", "touching_train"}}}, "seed", "source_run",
                     "source_kind", "rank", "trained_with": {versions}, "exported_with":
                     {versions}, "exported_at"},
-     "export": {"formats", "onnx_opset", "output": "logits", "parity": {format: max |diff|}},
+     "robustness": {"accepted_subsets": [{"condition": "clean" | "without_<s>", "sensors",
+                                          "test": {oa, aa, kappa, miou, ece: summary},
+                                          "num_samples", "no_input"}, ...],
+                    "clouds": [{"condition": "cloud_30", "cover": 0.3, "clouded": [...],
+                                "test": {...}, "num_samples", "no_input"}, ...]} | null,
+     "export": {"formats", "onnx_opset", "output": "logits", "parity": {format: max |diff|},
+                "inputs": [{"name", "sensor", "kind": "values" | "mask", "shape", "dtype"}]},
      "plugins": [{"module", "version", "file", "source"}, ...],  # imported before the arch
      "files": {"arch.json": sha256, "weights.pt": sha256, "model.ts": ..., "model.onnx": ...}}
 
-A model's inputs are `(raw - mean) / std` per band, 0 where the pixel is invalid (nodata or NaN
-in any band of that sensor), `[B, C, S, S]` with S = `task.input_size`; its output is logits
-`[B, K]` (patch classification) or `[B, K, S, S]` (dense). Class index i is raster value
-`classes[i].value`.
+A model's inputs are, per used sensor, `(raw - mean) / std` per band, 0 where the pixel is
+invalid, `[B, C, S, S]` with S = `task.input_size`, and its validity mask `<sensor>__mask`
+`[B, S, S]` float32 (1 valid, 0 invalid). A pixel of a sensor is invalid where any of its bands
+is nodata or NaN, where its mask raster holds one of `read.mask.invalid_values`, where its QA
+band matches `read.qa`, and everywhere when the sensor is not given (values 0, mask 0). The
+output is logits `[B, K]` (patch classification) or `[B, K, S, S]` (dense). Class index i is
+raster value `classes[i].value`. `export.inputs` lists the compiled files' input tensors.
+
+Format 3 added the validity rules, masks as model inputs, `require_sensors` and `robustness`.
+Format-2 cards (written before) still load (`upgrade_card`): they had no mask or QA rule,
+their compiled files take no masks, and predict labelled a pixel only where every given input
+was valid (`require_sensors: all`).
 """
 
 from __future__ import annotations
@@ -35,10 +52,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from autors.config import SensorKind, SensorSpec, TaskKind
+from autors.config import MaskSpec, QASpec, SensorKind, SensorSpec, TaskKind
 from autors.errors import ModelFolderError
+from fusion import MASK_SUFFIX
 
-CARD_FORMAT = 2
+CARD_FORMAT = 3
+OLD_FORMATS = (2,)  # read through `upgrade_card`
 CARD_FILE = "model.json"
 
 
@@ -56,15 +75,25 @@ class TaskCard(_Card):
     grid: str = Field(description="the task's reference grid: 'labels' or a sensor name")
 
 
+class MaskRule(_Card):
+    """The sensor's mask-raster rule: pixels holding one of `invalid_values` are invalid. The
+    raster itself belongs to a scene, so `autors predict` takes it (`--mask NAME=PATH`)."""
+
+    invalid_values: list[float] = Field(min_length=1)
+
+
 class ReadSpec(_Card):
     """How the sensor's raster values were read in training (the task's sensor entry minus
-    its path): predict applies the same band selection, nodata, scale/offset and dB conversion."""
+    its paths): predict applies the same band selection, nodata, scale/offset, dB conversion,
+    mask-raster rule and QA rule (`qa.band` by name or 1-based index, as the task gave it)."""
 
     bands: list[int | str] | None
     nodata: float | None
     scale: float
     offset: float
     sar_units: Literal["db", "linear"] | None
+    mask: MaskRule | None = None
+    qa: QASpec | None = None
 
 
 class SensorCard(_Card):
@@ -91,9 +120,15 @@ class SensorCard(_Card):
             raise ValueError(f"sensor '{self.name}': read: {err.errors()[0]['msg']}") from None
         return self
 
-    def sensor_spec(self, path: Path) -> SensorSpec:
-        """The task-file sensor entry for a raster at `path` (read exactly as in training)."""
-        return SensorSpec(kind=self.kind, path=path, **self.read.model_dump())
+    def sensor_spec(self, path: Path, mask: Path | None = None) -> SensorSpec:
+        """The task-file sensor entry for a raster at `path` and its mask raster `mask` (read
+        exactly as in training)."""
+        read = self.read.model_dump(exclude={"mask", "qa"})
+        rule = self.read.mask
+        return SensorSpec(
+            kind=self.kind, path=path, **read, qa=self.read.qa,
+            mask=None if rule is None else MaskSpec(path=mask,
+                                                    invalid_values=rule.invalid_values))
 
 
 class ClassCard(_Card):
@@ -171,11 +206,82 @@ class Provenance(_Card):
     exported_at: str
 
 
+class TensorCard(_Card):
+    """One input tensor of the compiled model (model.ts takes them as a dict, model.onnx as
+    named inputs). `shape` holds "batch" for the dynamic axis."""
+
+    name: str
+    sensor: str
+    kind: Literal["values", "mask"]
+    shape: list[int | str]
+    dtype: Literal["float32"] = "float32"
+    description: str
+
+
+def input_tensors(sensors: list[SensorCard], size: int, masks: bool = True
+                  ) -> list[TensorCard]:
+    """The compiled model's inputs: each used sensor's values, then (with `masks`) each one's
+    validity mask, in input order."""
+    out = [TensorCard(name=s.name, sensor=s.name, kind="values",
+                      shape=["batch", s.in_channels, size, size],
+                      description="(raw - mean) / std per band, 0 where invalid")
+           for s in sensors]
+    if masks:
+        out += [TensorCard(name=s.name + MASK_SUFFIX, sensor=s.name, kind="mask",
+                           shape=["batch", size, size],
+                           description=f"validity of '{s.name}': 1 valid, 0 invalid or "
+                           "absent (model.ts: may be left out, meaning valid everywhere)")
+                for s in sensors]
+    return out
+
+
 class ExportInfo(_Card):
     formats: list[Literal["torchscript", "onnx"]]
     onnx_opset: int | None
     output: str = "logits"
     parity: dict[str, float] = Field(description="max |logit difference| to PyTorch per format")
+    inputs: list[TensorCard] = Field(description="the compiled model's input tensors")
+
+    @property
+    def takes_masks(self) -> bool:
+        """Whether the model takes validity masks (False for a format-2 model)."""
+        return any(t.kind == "mask" for t in self.inputs)
+
+
+class ConditionCard(_Card):
+    """The exported architecture's test metrics under one robustness condition
+    (`autors.training.robustness`), over its seeds; every condition scores the same pixels."""
+
+    condition: str = Field(description="the row of the source run's test robustness table")
+    test: dict[str, MetricSummary] = Field(description="oa, aa, kappa, miou, ece over seeds")
+    num_samples: int
+    no_input: int = Field(description="scored pixels where no sensor given was valid")
+
+
+class SubsetCard(ConditionCard):
+    """A measured sensor subset: `clean` (every input) or `without_<s>` (the others)."""
+
+    sensors: list[str] = Field(description="the inputs given, input order")
+
+
+class CloudCard(ConditionCard):
+    """Seeded cloud cover over the optical sensors (values and masks 0 under the clouds)."""
+
+    cover: float
+    clouded: list[str]
+
+
+class RobustnessCard(_Card):
+    """What the source run measured: predict accepts any non-empty subset of the inputs;
+    `accepted_subsets` lists those whose accuracy was measured."""
+
+    accepted_subsets: list[SubsetCard]
+    clouds: list[CloudCard]
+
+    def subset(self, sensors: list[str]) -> SubsetCard | None:
+        """The measured row of exactly `sensors` (any order), None when not measured."""
+        return next((s for s in self.accepted_subsets if set(s.sensors) == set(sensors)),
+                    None)
 
 
 class PluginCard(_Card):
@@ -193,9 +299,14 @@ class ModelCard(_Card):
     task: TaskCard
     inputs: list[str]
     sensors: list[SensorCard]
+    require_sensors: Literal["any", "all"] | list[str] = Field(
+        description="which labelled pixels training used; predict labels a pixel where a "
+        "given input is valid and, among the given inputs, those this rule requires are")
     classes: list[ClassCard]
     ignore_value: int
     metrics: Metrics
+    robustness: RobustnessCard | None = Field(
+        description="None when the source run was not evaluated on its test split")
     cost: CostCard
     provenance: Provenance
     export: ExportInfo
@@ -216,6 +327,14 @@ class ModelCard(_Card):
             raise ValueError("classes must be listed by index 0..K-1")
         if self.ignore_value in self.class_values:
             raise ValueError(f"ignore_value {self.ignore_value} is also a class value")
+        tensors = [t.sensor for t in self.export.inputs if t.kind == "values"]
+        if tensors != used:
+            raise ValueError(f"export.inputs has values of {tensors}, not the used sensors "
+                             f"{used}")
+        if isinstance(self.require_sensors, list) and \
+                not set(self.require_sensors) <= set(names):
+            raise ValueError(f"require_sensors {self.require_sensors} names sensors that are "
+                             f"not among {names}")
         return self
 
     # ---- views ---------------------------------------------------------------------------
@@ -244,8 +363,33 @@ class ModelCard(_Card):
     def class_names(self) -> list[str]:
         return [c.name for c in self.classes]
 
+    def required(self, given: list[str]) -> list[str]:
+        """The given inputs that `require_sensors` requires valid for a pixel to be labelled
+        (besides one given input being valid): all of them, the listed ones, or none."""
+        if self.require_sensors == "all":
+            return list(given)
+        if self.require_sensors == "any":
+            return []
+        return [s for s in given if s in self.require_sensors]
+
     def to_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), indent=2, allow_nan=False) + "\n"
+
+
+def upgrade_card(data: dict) -> dict:
+    """A format-2 card (before validity masks) as format 3: no mask or QA rule (format-2 export
+    refused them), compiled inputs without masks (the files take none), no robustness table,
+    and `require_sensors: all`, the rule predict applied to these models (a pixel labelled
+    only where every input is valid), so their maps do not change."""
+    out = dict(data, format=CARD_FORMAT, require_sensors="all", robustness=None)
+    try:
+        size = int(data["task"]["input_size"])
+        used = [SensorCard.model_construct(**s) for s in data["sensors"] if s["used"]]
+        out["export"] = dict(data["export"], inputs=[
+            t.model_dump() for t in input_tensors(used, size, masks=False)])
+    except (KeyError, TypeError, ValueError):
+        pass  # validation reports what is missing, by its field
+    return out
 
 
 def read_card(folder: Path) -> ModelCard:
@@ -262,10 +406,13 @@ def read_card(folder: Path) -> ModelCard:
         raise ModelFolderError(
             f"{path}: unreadable or not valid JSON ({err}); re-export the model"
         ) from None
+    if isinstance(data, dict) and data.get("format") in OLD_FORMATS:
+        data = upgrade_card(data)
     if isinstance(data, dict) and data.get("format") != CARD_FORMAT:
+        readable = ", ".join(map(str, (*OLD_FORMATS, CARD_FORMAT)))
         raise ModelFolderError(
             f"{path}: model card format {data.get('format')!r} is not supported (this autors "
-            f"reads format {CARD_FORMAT}); re-export the model with this version"
+            f"reads formats {readable}); re-export the model with this version"
         )
     try:
         return ModelCard.model_validate(data)

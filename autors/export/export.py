@@ -4,14 +4,17 @@
                      the network (in_channels and K are in model.json)
     DIR/weights.pt   its state_dict (CPU tensors), byte copy of the run's weights; load with
                      `torch.load(path, weights_only=True)`
-    DIR/model.ts     TorchScript (`torch.jit.load`): takes {sensor: [B, C, S, S]} -> logits
-    DIR/model.onnx   ONNX, one input per used sensor (named after it), dynamic batch axis,
-                     output "logits"
-    DIR/model.json   the model card (`autors.export.card`)
+    DIR/model.ts     TorchScript (`torch.jit.load`): takes {sensor: [B, C, S, S],
+                     sensor__mask: [B, S, S]} -> logits (a mask left out: valid everywhere)
+    DIR/model.onnx   ONNX: one input per used sensor (named after it), then one validity mask
+                     per used sensor (`<sensor>__mask`, float32, 1 valid), dynamic batch
+                     axis, output "logits"
+    DIR/model.json   the model card (`autors.export.card`; `export.inputs` lists the tensors)
 
-Both compiled formats are checked against the PyTorch model on random inputs before the folder
-is published (max |logit difference| <= PARITY_ATOL, recorded in the card). The folder is
-written under a temporary name and renamed when complete.
+Both compiled formats are checked against the PyTorch model on random inputs and random masks
+(holes, a sensor missing from a whole sample, a pixel without any sensor) before the folder is
+published (max |logit difference| <= PARITY_ATOL, recorded in the card). The folder is written
+under a temporary name and renamed when complete.
 """
 
 from __future__ import annotations
@@ -32,25 +35,33 @@ from autors.export.card import (
     CARD_FILE,
     CARD_FORMAT,
     ClassCard,
+    CloudCard,
     CostCard,
     ExportInfo,
+    MaskRule,
     Metrics,
     MetricSummary,
     ModelCard,
     PluginCard,
     Provenance,
     ReadSpec,
+    RobustnessCard,
     SensorCard,
+    SubsetCard,
     TaskCard,
+    input_tensors,
 )
 from autors.export.source import Candidate, select
 from autors.files import atomic_folder, file_sha256, versions
 from autors.plugins import task_plugins
 from autors.training.cost import random_inputs
 from autors.training.train_folder import TrainFolder
+from fusion import MASK_SUFFIX
+from search_spaces.base import CLOUDED_KINDS
 
 PARITY_ATOL = 1e-4
 PARITY_BATCH = 3
+PARITY_HOLES = 0.3  # share of invalid pixels in the parity check's random masks
 CARD_METRICS = ("oa", "aa", "kappa", "miou", "ece")
 TS_FILE, ONNX_FILE = "model.ts", "model.onnx"
 
@@ -102,9 +113,10 @@ def _write_compiled(model: nn.Module, run: TrainFolder, task: TaskSpec, folder: 
                     ) -> dict[str, float]:
     """Write model.ts / model.onnx as the task's `export.formats` asks; max |diff| per format."""
     size = task.sample_size
-    # Arch order: the ONNX graph takes the used sensors in the order of this dict.
+    # Arch order: the ONNX graph takes the used sensors, then their masks, in this order.
     in_channels = {s: run.in_channels[s] for s in run.arch.branches}
     x = random_inputs(in_channels, size, PARITY_BATCH, seed=1)  # {s: [B, C, S, S]}
+    x |= parity_masks(run.arch.sensors, size, PARITY_BATCH, seed=1)  # {s__mask: [B, S, S]}
     with torch.no_grad():
         want = model(x).numpy()
     parity: dict[str, float] = {}
@@ -122,6 +134,22 @@ def _write_compiled(model: nn.Module, run: TrainFolder, task: TaskSpec, folder: 
     return parity
 
 
+def parity_masks(used: list[str], size: int, batch: int, seed: int
+                 ) -> dict[str, torch.Tensor]:
+    """Random validity masks {s__mask: [batch, size, size]} of the used sensors: about
+    PARITY_HOLES of each invalid, the first sensor missing from the whole first sample, and no
+    sensor valid at the last sample's first pixel (every case the model distinguishes)."""
+    gen = torch.Generator().manual_seed(seed)
+    masks = {}
+    for i, name in enumerate(used):
+        m = (torch.rand(batch, size, size, generator=gen) >= PARITY_HOLES).float()
+        if i == 0 and len(used) > 1:
+            m[0] = 0.0
+        m[-1, 0, 0] = 0.0
+        masks[name + MASK_SUFFIX] = m
+    return masks
+
+
 def _write_onnx(model: nn.Module, x: dict[str, torch.Tensor], want: np.ndarray, opset: int,
                 folder: Path, used: list[str]) -> float:
     import onnx  # the export's only users of onnx / onnxruntime
@@ -129,7 +157,8 @@ def _write_onnx(model: nn.Module, x: dict[str, torch.Tensor], want: np.ndarray, 
 
     names = list(x)
     # The dict is passed as (inputs, {}): a trailing dict in `args` would be read as kwargs.
-    # Sensors whose branch is "off" are dropped from the graph's inputs by the exporter.
+    # Sensors whose branch is "off" are dropped from the graph's inputs by the exporter; the
+    # masks follow the sensors.
     torch.onnx.export(
         model, (x, {}), str(folder / ONNX_FILE), dynamo=False, opset_version=opset,
         input_names=names, output_names=["logits"],
@@ -137,10 +166,12 @@ def _write_onnx(model: nn.Module, x: dict[str, torch.Tensor], want: np.ndarray, 
     )
     onnx.checker.check_model(str(folder / ONNX_FILE))
     session = ort.InferenceSession(str(folder / ONNX_FILE), providers=["CPUExecutionProvider"])
-    if [i.name for i in session.get_inputs()] != used:
+    expected = used + [s + MASK_SUFFIX for s in used]
+    if [i.name for i in session.get_inputs()] != expected:
         raise RuntimeError(f"{ONNX_FILE}: inputs {[i.name for i in session.get_inputs()]} are "
-                           f"not the used sensors {used} in order; please report this arch")
-    feeds = {name: x[name].numpy() for name in used}
+                           f"not the used sensors and their masks {expected} in order; please "
+                           "report this arch")
+    feeds = {name: x[name].numpy() for name in expected}
     (got,) = session.run(["logits"], feeds)
     return _check(got, want, ONNX_FILE)
 
@@ -170,6 +201,53 @@ def summarize_metrics(runs: list[TrainFolder], split: str) -> dict[str, MetricSu
     return {k: _summary([float(r.metrics[split][k]) for r in runs]) for k in CARD_METRICS}
 
 
+def robustness_card(runs: list[TrainFolder], sensors: list[SensorCard]
+                    ) -> RobustnessCard | None:
+    """The test robustness table of the runs (seeds) as measured subsets and cloud rows; None
+    unless every run has one (`autors train --test`, a search's final models)."""
+    tables = [r.metrics.get("test", {}).get("robustness") for r in runs]
+    if not tables or any(t is None for t in tables):
+        return None
+    used = [s.name for s in sensors if s.used]
+    clouded = [s.name for s in sensors if s.used and s.kind in CLOUDED_KINDS]
+    subsets, clouds = [], []
+    for condition in tables[0]:  # the table's order: clean, without_*, cloud_*
+        rows = [t[condition] for t in tables if condition in t]
+        if len(rows) != len(tables):
+            continue  # not measured for every seed: no summary over seeds
+        common = {"condition": condition,
+                  "test": {k: _summary([float(r[k]) for r in rows]) for k in CARD_METRICS},
+                  # the same pixels for every seed; no_input depends on the data only
+                  "num_samples": int(rows[0]["num_samples"]), "no_input": int(rows[0]["no_input"])}
+        if condition == "clean":
+            subsets.append(SubsetCard(sensors=used, **common))
+        elif condition.startswith("without_"):
+            gone = condition.removeprefix("without_")
+            if gone not in used:
+                raise ModelFolderError(f"{runs[0].path / 'metrics.json'}: test robustness row "
+                                       f"'{condition}' removes a sensor the model does not use "
+                                       f"({used}); the run folder was edited or is damaged")
+            subsets.append(SubsetCard(sensors=[s for s in used if s != gone], **common))
+        elif condition.startswith("cloud_"):
+            cover = int(condition.removeprefix("cloud_")) / 100
+            clouds.append(CloudCard(cover=cover, clouded=clouded, **common))
+        else:
+            raise ModelFolderError(f"{runs[0].path / 'metrics.json'}: unknown test robustness "
+                                   f"condition '{condition}'; re-run with this autors")
+    return RobustnessCard(accepted_subsets=subsets, clouds=clouds)
+
+
+def read_spec(task: TaskSpec, name: str) -> ReadSpec:
+    """How sensor `name` was read in training: the task's entry without its paths (a mask
+    raster belongs to a scene; its rule travels)."""
+    spec = task.sensors[name]
+    return ReadSpec(
+        **spec.model_dump(mode="json", exclude={"path", "kind", "mask", "qa"}),
+        mask=None if spec.mask is None else MaskRule(invalid_values=spec.mask.invalid_values),
+        qa=spec.qa,
+    )
+
+
 def build_card(candidate: Candidate, chosen: TrainFolder, task: TaskSpec,
                parity: dict[str, float], folder: Path) -> ModelCard:
     """The model card of `chosen` (one seed of `candidate`) for the files now in `folder`."""
@@ -178,18 +256,10 @@ def build_card(candidate: Candidate, chosen: TrainFolder, task: TaskSpec,
     by_name = {s["name"]: s for s in inputs["sensors"]}
     sensors = []
     for name in arch.branches:  # arch order = the model's fusion order
-        spec = task.sensors[name]
-        if spec.mask is not None or spec.qa is not None:
-            # predict would read the values unmasked: refuse rather than differ from training
-            what = "a mask raster (mask)" if spec.mask is not None else "a QA band rule (qa)"
-            raise ModelFolderError(
-                f"sensors.{name} has {what}, which `autors predict` does not apply yet: "
-                f"export a model trained without sensors.{name}.mask / .qa")
         sensors.append(SensorCard(
-            name=name, kind=spec.kind, used=arch.branches[name].on,
+            name=name, kind=task.sensors[name].kind, used=arch.branches[name].on,
             in_channels=int(by_name[name]["in_channels"]), bands=list(by_name[name]["bands"]),
-            read=ReadSpec(**spec.model_dump(mode="json",
-                                            exclude={"path", "kind", "mask", "qa"})),
+            read=read_spec(task, name),
             mean=chosen.norm_stats.mean[name], std=chosen.norm_stats.std[name],
         ))
     classes = [ClassCard(index=i, value=int(v), name=n) for i, (v, n) in
@@ -210,10 +280,12 @@ def build_card(candidate: Candidate, chosen: TrainFolder, task: TaskSpec,
                       grid=task.grid),
         inputs=arch.sensors,
         sensors=sensors,
+        require_sensors=task.require_sensors,
         classes=classes,
         ignore_value=task.labels.ignore,
         metrics=Metrics(val=val, test=summarize_metrics(candidate.runs, "test"),
                         seeds=candidate.seeds),
+        robustness=robustness_card(candidate.runs, sensors),
         cost=CostCard(**chosen.metrics["cost"]),
         provenance=Provenance(
             task_digest=provenance["digest"], task_sha256=provenance["sha256"],
@@ -225,7 +297,9 @@ def build_card(candidate: Candidate, chosen: TrainFolder, task: TaskSpec,
         ),
         export=ExportInfo(formats=list(task.export.formats),
                           onnx_opset=task.export.onnx_opset if "onnx" in parity else None,
-                          parity=parity),
+                          parity=parity,
+                          inputs=input_tensors([s for s in sensors if s.used],
+                                               task.sample_size)),
         files={f.name: file_sha256(f) for f in sorted(folder.iterdir()) if f.name != CARD_FILE},
         plugins=[PluginCard(**p.to_dict()) for p in task_plugins(task)],
     )

@@ -15,6 +15,11 @@ dropout is not eligible either (per-patch dropout masks). Eligibility is checked
 the parts: the receptive field is measured (gradient of the centre output), and `predict`
 compares the result with per-patch inference on sampled pixels of the first window, falling
 back (with a note) on any disagreement.
+
+Validity masks change nothing here: the models use them per position (values zeroed, fusion
+operators weighting or filling per pixel), so a window's masks give every pixel the masks its
+patch would. The receptive field is measured through the masks too, and the parity check runs
+on the real window's values and masks.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 import fusion
+from fusion import MASK_SUFFIX
 
 STRIP_ROWS = 64  # core rows per forward pass: bounds activation memory on wide windows
 
@@ -44,12 +50,17 @@ def ineligible_reason(model: nn.Module, arch: fusion.Arch) -> str | None:
     return None
 
 
-def receptive_radius(model: nn.Module, in_channels: dict[str, int], size: int) -> int:
+def receptive_radius(model: nn.Module, in_channels: dict[str, int], size: int,
+                     masks: bool = True) -> int:
     """Largest distance (px, Chebyshev) from the centre of a size x size input at which an
-    input value changes the centre output of the pixelwise `model`."""
+    input value (or, with `masks`, a validity mask value) changes the centre output of the
+    pixelwise `model`."""
     gen = torch.Generator().manual_seed(0)
     xs = {n: torch.randn(1, c, size, size, generator=gen, requires_grad=True)
           for n, c in in_channels.items()}
+    if masks:  # all valid, so every value counts; a mask used as a value has a gradient
+        xs |= {n + MASK_SUFFIX: torch.ones(1, size, size, requires_grad=True)
+               for n in in_channels}
     model.zero_grad(set_to_none=True)
     centre = size // 2
     model(xs)[0, :, centre, centre].sum().backward()
@@ -57,24 +68,26 @@ def receptive_radius(model: nn.Module, in_channels: dict[str, int], size: int) -
     for x in xs.values():
         if x.grad is None:
             continue
-        rows, cols = torch.nonzero(x.grad[0].abs().sum(dim=0), as_tuple=True)
+        grad = x.grad[0] if x.dim() == 3 else x.grad[0].abs().sum(dim=0)  # [size, size]
+        rows, cols = torch.nonzero(grad.abs(), as_tuple=True)
         if rows.numel():
             radius = max(radius, int((rows - centre).abs().max()), int((cols - centre).abs().max()))
     return radius
 
 
 def window_model(
-    model: nn.Module, arch: fusion.Arch, in_channels: dict[str, int], patch_size: int
+    model: nn.Module, arch: fusion.Arch, in_channels: dict[str, int], patch_size: int,
+    masks: bool = True,
 ) -> tuple[nn.Module | None, str]:
     """(a copy of `model` that outputs logits at every position, "") when eligible, else
-    (None, why not)."""
+    (None, why not). `masks`: the model is given validity masks (measured through them)."""
     why = ineligible_reason(model, arch)
     if why is not None:
         return None, why
     dense = copy.deepcopy(model).eval()
     dense.head = dense.head.pixelwise()
     # a probe larger than the patch, so a field wider than the patch shows as such
-    radius = receptive_radius(dense, in_channels, 3 * patch_size)
+    radius = receptive_radius(dense, in_channels, 3 * patch_size, masks)
     for p in dense.parameters():
         p.requires_grad_(False)
     if radius > patch_size // 2:
@@ -86,8 +99,9 @@ def window_model(
 @torch.no_grad()
 def window_logits(dense: nn.Module, tensors: dict[str, Tensor], halo: int, height: int,
                   width: int) -> Tensor:
-    """Logits [K, height, width] of the core pixels of window arrays {sensor: [C, rows, cols]}
-    read with `halo` pixels around the core, in strips of STRIP_ROWS core rows."""
+    """Logits [K, height, width] of the core pixels of window arrays {sensor: [C, rows, cols],
+    sensor__mask: [1, rows, cols]} read with `halo` pixels around the core, in strips of
+    STRIP_ROWS core rows."""
     out = []
     for r0 in range(0, height, STRIP_ROWS):
         rows = min(STRIP_ROWS, height - r0)
@@ -96,7 +110,8 @@ def window_logits(dense: nn.Module, tensors: dict[str, Tensor], halo: int, heigh
             s = a[:, r0:r0 + rows + 2 * halo]
             if rows < STRIP_ROWS:  # one input shape per window width (oneDNN caches per shape)
                 s = nn.functional.pad(s, (0, 0, 0, STRIP_ROWS - rows))
-            strip[name] = s.unsqueeze(0)
+            # a batch of one: values [1, C, h, w], masks [1, h, w] (their band axis)
+            strip[name] = s if name.endswith(MASK_SUFFIX) else s.unsqueeze(0)
         logits = dense(strip)[0]  # [K, STRIP_ROWS + 2 halo, cols]
         out.append(logits[:, halo:halo + rows, halo:halo + width])
     return torch.cat(out, dim=1)

@@ -1,11 +1,17 @@
 """The rasters given to `autors predict`: checked against the model card, aligned on one grid,
 and read window by window with the training pipeline's reader (autors.data).
 
-The reference grid is a sensor's own pixel grid (`grid=` names it; default: the task's grid
-sensor when the model uses it, else the used sensor with the finest pixels), cropped to the
-area every used sensor covers. Other sensors are read onto it exactly as in training (window
-read on the same pixel lattice, else bilinear warp). Pixels outside the grid are zero and
-invalid, as the training datasets zero-pad at the scene border.
+Any non-empty subset of the model's inputs may be given; a sensor not given is absent, as a
+sensor missing from a training scene is: values 0 and validity mask 0 everywhere. Each given
+sensor's validity is what training computed: nodata / NaN, its mask raster (`--mask
+NAME=PATH`, read with the card's `invalid_values`) and its QA rule (a band of its own raster,
+named in the card), so the model sees exactly the masks it was trained and tested with.
+
+The reference grid is a given sensor's own pixel grid (`grid=` names it; default: the task's
+grid sensor when given, else the given sensor with the finest pixels), cropped to the area
+every given sensor covers. Other sensors are read onto it exactly as in training (window read
+on the same pixel lattice, else bilinear warp; masks and QA bands nearest). Pixels outside the
+grid are zero and invalid, as the training datasets zero-pad at the scene border.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from rasterio.windows import Window
 from autors.config import SensorSpec
 from autors.data import Grid, NormStats
 from autors.data.grid import crop_to_overlap, footprint_in
+from autors.data.masks import mask_header, rule_validity, sensor_bands
 from autors.data.raster import RasterInfo, inspect, resolve_bands
 from autors.data.scene import load_sensor
 from autors.errors import DataError, RasterError
@@ -30,21 +37,35 @@ class SensorSource:
     """One given raster, resolved against the sensor it feeds."""
 
     card: SensorCard
-    spec: SensorSpec
+    spec: SensorSpec  # the training sensor entry, with this raster's (and mask's) path
     info: RasterInfo
     indexes: list[int]  # 1-based bands read, in model channel order
+    mask: RasterInfo | None  # the mask raster's header (sensors with a mask rule)
+    qa: int | None  # 1-based index of the QA band (sensors with a QA rule)
     note: str  # why the raster's band names differ from training's ('' when they match)
 
 
 @dataclass
 class SceneInputs:
-    """The model's sensors on one reference grid, readable by window."""
+    """The model's inputs on one reference grid, readable by window."""
 
     grid: Grid
     grid_sensor: str
-    sources: dict[str, SensorSource]  # used sensors, model input order
+    sources: dict[str, SensorSource]  # the given used sensors, model input order
+    channels: dict[str, int]  # bands of every used sensor, model input order
     stats: NormStats
     ignored: list[str]  # given sensors the model does not use
+    required: list[str]  # given sensors `require_sensors` needs valid for a labelled pixel
+
+    @property
+    def given(self) -> list[str]:
+        """The used sensors given, input order."""
+        return list(self.sources)
+
+    @property
+    def absent(self) -> list[str]:
+        """The used sensors not given (values and masks 0 everywhere), input order."""
+        return [n for n in self.channels if n not in self.sources]
 
     @property
     def notes(self) -> list[str]:
@@ -52,67 +73,119 @@ class SceneInputs:
         return [s.note for s in self.sources.values() if s.note]
 
     def read(self, row: int, col: int, height: int, width: int
-             ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+             ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """Normalised inputs {sensor: float32 [C, height, width]} of the grid window starting
-        at (row, col), which may reach past the grid; and validity bool [height, width]
-        (every used sensor valid). Invalid or outside pixels are 0 in the inputs."""
+        at (row, col), which may reach past the grid, and validity {sensor: bool [height,
+        width]}, both for every used sensor. Invalid, absent or outside pixels are 0 in the
+        inputs and False in the validity."""
         r0, c0 = max(row, 0), max(col, 0)
         r1, c1 = min(row + height, self.grid.height), min(col + width, self.grid.width)
-        arrays = {n: np.zeros((s.card.in_channels, height, width), np.float32)
-                  for n, s in self.sources.items()}
-        valid = np.zeros((height, width), bool)
+        arrays = {n: np.zeros((c, height, width), np.float32) for n, c in self.channels.items()}
+        valid = {n: np.zeros((height, width), bool) for n in self.channels}
         if r1 <= r0 or c1 <= c0:
             return arrays, valid
         sub = self.grid.sub(Window(c0, r0, c1 - c0, r1 - r0))
         inside = (slice(r0 - row, r1 - row), slice(c0 - col, c1 - col))
-        valid[inside] = True
         for name, src in self.sources.items():
             # The training reader on the window's grid: [C, h, w] physical values, valid [h, w]
             stack, ok = load_sensor(src.spec, sub, src.info, src.indexes)
+            rule = rule_validity(src.spec, sub, src.info, src.mask, src.qa)
+            if rule is not None:
+                ok &= rule
             arrays[name][(slice(None), *inside)] = self.stats.apply({name: stack},
                                                                     {name: ok})[name]
-            valid[inside] &= ok
+            valid[name][inside] = ok
         return arrays, valid
 
+    def labelled(self, valid: dict[str, np.ndarray]) -> np.ndarray:
+        """Bool [h, w]: pixels the map labels (see `ModelCard.require_sensors`): a given
+        sensor is valid there, and so is every given sensor the rule requires."""
+        out = np.logical_or.reduce([valid[n] for n in self.sources])
+        for name in self.required:
+            out &= valid[name]
+        return out
 
-def open_inputs(card: ModelCard, paths: dict[str, Path], grid: str | None = None
-                ) -> SceneInputs:
-    """Check `paths` ({sensor: raster}) against the card and build the reference grid.
+    def valid_count(self, valid: dict[str, np.ndarray]) -> np.ndarray:
+        """Int [h, w]: how many of the given sensors are valid at each pixel."""
+        return np.sum([valid[n] for n in self.sources], axis=0, dtype=np.int64)
 
-    Raises DataError for a missing or unknown sensor and rasters that do not overlap,
-    RasterError for an unreadable raster or one without the model's bands.
-    """
+
+def check_given(card: ModelCard, sensors: list[str], masks: list[str],
+                sensor_flag: str = "--sensor", mask_flag: str = "--mask") -> None:
+    """The sensor and mask names given (`sensor_flag` / `mask_flag`) fit the model: known
+    sensors, at least one model input, a mask exactly for each given input whose card has a
+    mask rule. Raises DataError naming the flag and the fix."""
     known = [s.name for s in card.sensors]
-    unknown = [n for n in paths if n not in known]
-    if unknown:
+    for flag, names in ((sensor_flag, sensors), (mask_flag, masks)):
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise DataError(
+                f"{flag} {unknown[0]}: the model has no sensor '{unknown[0]}'; its sensors are "
+                f"{_describe(card.used_sensors)}: remove {flag} {unknown[0]}=... or name one "
+                "of these"
+            )
+    used = [s for s in card.used_sensors if s.name in sensors]
+    if not used:
+        given = (f"only {', '.join(sensors)}, which the model does not use (branch 'off'); "
+                 if sensors else "no sensor; ")
         raise DataError(
-            f"--sensor {unknown[0]}: the model has no sensor '{unknown[0]}'; its sensors are "
-            f"{_describe(card.used_sensors)}"
+            f"{sensor_flag}: {given}give at least one of the model's inputs: "
+            + "; ".join(f"{sensor_flag} {s.name}=PATH ({s.kind}, {s.in_channels} band(s): "
+                        f"{_bands(s)})" for s in card.used_sensors)
         )
-    missing = [s for s in card.used_sensors if s.name not in paths]
-    if missing:
-        raise DataError(
-            "the model needs sensor(s) that were not given: "
-            + "; ".join(f"add --sensor {s.name}=PATH ({s.kind}, {s.in_channels} band(s): "
-                        f"{_bands(s)})" for s in missing)
-        )
-    sources = {s.name: _source(s, Path(paths[s.name])) for s in card.used_sensors}
+    for name in masks:
+        if name not in sensors:
+            raise DataError(f"{mask_flag} {name}: no {sensor_flag} {name} is given, so there is "
+                            f"nothing to mask; give {sensor_flag} {name}=PATH too, or remove "
+                            f"{mask_flag} {name}")
+        rule = card.sensor(name).read.mask
+        if card.sensor(name).used and rule is None:
+            raise DataError(
+                f"{mask_flag} {name}: the model's '{name}' input was trained without a mask "
+                f"raster (model.json: sensors '{name}' read.mask is null), so it has no rule "
+                f"to apply one with; remove {mask_flag} {name}"
+            )
+    for s in used:
+        if s.read.mask is not None and s.name not in masks:
+            raise DataError(
+                f"{mask_flag} {s.name}=PATH is missing: the model's '{s.name}' input was "
+                f"trained with a mask raster (values {_values(s.read.mask.invalid_values)} "
+                f"invalid); give this scene's mask with {mask_flag} {s.name}=PATH (a raster "
+                "without those values masks nothing)"
+            )
+
+
+def open_inputs(card: ModelCard, paths: dict[str, Path], grid: str | None = None,
+                masks: dict[str, Path] | None = None) -> SceneInputs:
+    """Check `paths` ({sensor: raster}, any non-empty subset of the model's inputs) and
+    `masks` ({sensor: mask raster}) against the card and build the reference grid.
+
+    Raises DataError for unknown sensors, no model input, masks that do not fit the card's
+    rules and rasters that do not overlap; RasterError for an unreadable raster or one without
+    the model's bands or QA band.
+    """
+    masks = dict(masks or {})
+    check_given(card, list(paths), list(masks))
+    sources = {s.name: _source(s, Path(paths[s.name]), masks.get(s.name))
+               for s in card.used_sensors if s.name in paths}
     ref = grid if grid is not None else default_grid_sensor(card, sources)
     if ref not in sources:
-        raise DataError(f"--grid {ref}: not a sensor the model uses; choose one of "
-                        f"{list(sources)}")
+        raise DataError(f"--grid {ref}: not a sensor given and used by the model; choose one "
+                        f"of {list(sources)}")
     scene_grid = crop_to_overlap(
         Grid.of(sources[ref].info),
         {f"sensor '{n}'": s.info for n, s in sources.items()},
     )
     stats = NormStats(mean={s.name: s.mean for s in card.used_sensors},
                       std={s.name: s.std for s in card.used_sensors})
-    return SceneInputs(grid=scene_grid, grid_sensor=ref, sources=sources, stats=stats,
-                       ignored=[n for n in paths if not card.sensor(n).used])
+    return SceneInputs(grid=scene_grid, grid_sensor=ref, sources=sources,
+                       channels={s.name: s.in_channels for s in card.used_sensors},
+                       stats=stats, ignored=[n for n in paths if not card.sensor(n).used],
+                       required=card.required(list(sources)))
 
 
 def default_grid_sensor(card: ModelCard, sources: dict[str, SensorSource]) -> str:
-    """The task's grid sensor when used, else the used sensor with the smallest pixels
+    """The task's grid sensor when given, else the given sensor with the smallest pixels
     (compared in the first sensor's CRS; the first one wins a tie)."""
     if card.task.grid in sources:
         return card.task.grid
@@ -125,17 +198,24 @@ def default_grid_sensor(card: ModelCard, sources: dict[str, SensorSource]) -> st
     return min(sources, key=lambda n: pixel_area(sources[n]))
 
 
-def _source(card: SensorCard, path: Path) -> SensorSource:
-    info = inspect(path)  # RasterError naming the file when unreadable or not georeferenced
-    spec = card.sensor_spec(path)
+def _source(card: SensorCard, path: Path, mask: Path | None) -> SensorSource:
     where = f"--sensor {card.name}={path}"
-    if spec.bands is None and info.count != card.in_channels:
+    try:
+        info = inspect(path)  # RasterError naming the file when unreadable or not georeferenced
+    except RasterError as err:
+        raise RasterError(f"{where}: {err}") from None
+    spec = card.sensor_spec(path, mask)
+    qa = None if spec.qa is None else _qa_band(card, info, where)
+    expected = card.in_channels + (qa is not None)
+    if spec.bands is None and info.count != expected:
         raise RasterError(
             f"{where}: the raster has {info.count} band(s) but the model's '{card.name}' input "
-            f"takes {card.in_channels} ({_bands(card)}); give a raster with exactly these bands"
+            f"takes {card.in_channels} ({_bands(card)})"
+            + (f" plus its QA band {spec.qa.band!r}" if qa is not None else "")
+            + "; give a raster with exactly these bands"
         )
     try:
-        indexes, names = resolve_bands(info, spec.bands)
+        indexes, names = sensor_bands(card.name, spec, info)
     except RasterError as err:
         raise RasterError(
             f"{where}: the model reads bands {spec.bands} of this sensor, which the raster "
@@ -146,7 +226,34 @@ def _source(card: SensorCard, path: Path) -> SensorSource:
         # Not an error: names are descriptions, which tools write differently; the count fits.
         note = (f"{where}: band names {_short(names)} differ from the training raster's "
                 f"{_short(card.bands)}; check that the bands are the same and in this order")
-    return SensorSource(card=card, spec=spec, info=info, indexes=indexes, note=note)
+    return SensorSource(card=card, spec=spec, info=info, indexes=indexes,
+                        mask=None if mask is None else _mask(card, mask, info), qa=qa,
+                        note=note)
+
+
+def _qa_band(card: SensorCard, info: RasterInfo, where: str) -> int:
+    """1-based index of the sensor's QA band in the given raster (by the card's name or
+    index, as training found it)."""
+    rule = card.read.qa
+    try:
+        return resolve_bands(info, [rule.band])[0][0]
+    except RasterError:
+        what = (f"values {_values(rule.invalid_values)}" if rule.invalid_values is not None
+                else f"bits {_values(rule.invalid_bits)}")
+        raise RasterError(
+            f"{where}: the model's '{card.name}' input was trained with the QA rule of band "
+            f"{rule.band!r} ({what} invalid), which this raster lacks (its bands: "
+            f"{info.available_bands()}); give the raster with its QA band, as in training"
+        ) from None
+
+
+def _mask(card: SensorCard, path: Path, info: RasterInfo) -> RasterInfo:
+    """The mask raster's header, checked to overlap its sensor's raster."""
+    where = f"--mask {card.name}={path}"
+    try:
+        return mask_header(card.name, path, Grid.of(info))
+    except (DataError, RasterError) as err:
+        raise type(err)(f"{where}: {err}") from None
 
 
 def _bands(card: SensorCard) -> str:
@@ -155,6 +262,10 @@ def _bands(card: SensorCard) -> str:
 
 def _short(names: list[str]) -> str:
     return ", ".join(names if len(names) <= 6 else names[:5] + ["..."])
+
+
+def _values(values: list) -> str:
+    return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
 
 
 def _describe(sensors: list[SensorCard]) -> str:

@@ -6,8 +6,9 @@ builds a model for the card's sensors and classes; weights.pt loads into it stri
 (`weights_only=True`). Any failure is a ModelFolderError.
 
 Without autors, the same folder loads with torch alone (`torch.jit.load("model.ts")`), with
-onnxruntime alone (`InferenceSession("model.onnx")`), or with `fusion.build_model` + arch.json
-+ weights.pt.
+onnxruntime alone (`InferenceSession("model.onnx")`: the sensors' values and validity masks
+as model.json's `export.inputs` lists them), or with `fusion.build_model` + arch.json +
+weights.pt.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ class ExportedModel:
     model: nn.Module
 
     def torchscript(self) -> torch.jit.ScriptModule:
-        """model.ts loaded with torch (takes {sensor: [B, C, S, S]})."""
+        """model.ts loaded with torch (takes {sensor: [B, C, S, S], sensor__mask: [B, S, S]};
+        a mask left out means valid everywhere)."""
         if "torchscript" not in self.card.export.formats:
             raise ModelFolderError(f"{self.path} was exported without TorchScript ({TS_FILE})")
         with warnings.catch_warnings():

@@ -1,12 +1,19 @@
 """`predict_scene`: apply an exported model to GeoTIFFs, window by window, into a class map
 and a confidence map (layouts in `autors.export.writer`).
 
-Per core window (see `autors.export.windows`): read the used sensors with their halo on the
-reference grid (`autors.export.inputs`, the training reader), normalise with the card's
-statistics, cut patches (patch classification: one per valid pixel) or overlapping tiles
-(segmentation) as strided views, run batches through the PyTorch model rebuilt from arch.json
-+ weights, write the window. Peak memory depends on --window and --batch-size, not on the
-scene size.
+Per core window (see `autors.export.windows`): read the given sensors with their halo on the
+reference grid (`autors.export.inputs`, the training reader: values and validity masks, the
+sensors not given absent), normalise with the card's statistics, cut patches (patch
+classification: one per labelled pixel) or overlapping tiles (segmentation) as strided views
+of the values and the masks (`<sensor>__mask`, as in training), run batches through the
+PyTorch model rebuilt from arch.json + weights, write the window. Peak memory depends on
+--window and --batch-size, not on the scene size.
+
+A pixel is labelled where a given sensor is valid and, among the given sensors, every one the
+card's `require_sensors` requires is (`SceneInputs.labelled`; with the default `any`: nodata
+only where no given sensor is valid). The model's confidence there comes from the masks it is
+given, so it drops where sensors are missing; the confidence file also counts, per pixel, the
+given sensors that are valid (`valid_sensors`).
 
 Patch classifiers whose output is local to the patch (a `centre` head, local fusion, a
 receptive field inside the patch) run fully convolutionally instead: one pass per strip of the
@@ -31,11 +38,13 @@ from torch import Tensor, nn
 
 from autors.data import Grid
 from autors.errors import ModelFolderError
+from autors.export.card import ModelCard, SubsetCard
 from autors.export.fullconv import window_logits, window_model
 from autors.export.inputs import SceneInputs, open_inputs
 from autors.export.loader import ExportedModel
 from autors.export.windows import Core, Tiling, gather_batches, plan, strided
-from autors.export.writer import BLOCK, check_out, map_writer, score_bands
+from autors.export.writer import BLOCK, check_out, map_tags, map_writer, score_bands
+from fusion import MASK_SUFFIX
 
 GDAL_CACHE_MB = 64  # bounds GDAL's block cache for the output files (default: 5% of RAM)
 # Samples per forward pass when not given: a batch of tiles holds ~T*T/P*P times the pixels.
@@ -70,11 +79,20 @@ class PredictResult:
     bands: list[str]  # band descriptions of `scores`
     grid: Grid
     grid_sensor: str
-    valid_pixels: int
+    valid_pixels: int  # labelled pixels
     seconds: float
     ignored_sensors: list[str]
     notes: list[str]  # e.g. band names that differ from training (see inputs.SensorSource)
     method: str  # "per tile", "per patch" or "fully convolutional"
+    sensors: list[str]  # the model inputs given, input order
+    absent: list[str]  # the model inputs not given (absent: values and masks 0)
+    measured: SubsetCard | None  # the card's measured accuracy of `sensors` (None: not)
+
+
+def subset_accuracy(card: ModelCard, given: list[str]) -> SubsetCard | None:
+    """The card's measured test accuracy with exactly the inputs `given`; None when not
+    measured (no robustness table, or a subset its rows do not cover)."""
+    return None if card.robustness is None else card.robustness.subset(given)
 
 
 def predict_scene(
@@ -83,12 +101,15 @@ def predict_scene(
     out: Path,
     options: PredictOptions = PredictOptions(),
     progress: bool = True,
+    masks: dict[str, Path] | None = None,
 ) -> PredictResult:
-    """Predict the scene given by `sensors` ({name: raster}) into `out` (+ `_confidence`)."""
+    """Predict the scene given by `sensors` ({name: raster}; any non-empty subset of the
+    model's inputs) and `masks` ({name: mask raster} of the sensors whose card has a mask
+    rule) into `out` (+ `_confidence`)."""
     t0 = time.perf_counter()
     check_out(out)
     card, model = exported.card, exported.model.eval()
-    inputs = open_inputs(card, sensors, options.grid)
+    inputs = open_inputs(card, sensors, options.grid, masks)
     tiling = Tiling(card.task.input_size, card.task.dense)
     cores = plan(inputs.grid.height, inputs.grid.width, options.window, tiling, BLOCK)
     bands = score_bands(card, options.mc_dropout > 0, options.probabilities)
@@ -100,18 +121,19 @@ def predict_scene(
     try:
         with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), torch.random.fork_rng(), \
                 _progress(progress, inputs.grid) as bar, \
-                map_writer(out, inputs.grid, card, bands) as writer:
+                map_writer(out, inputs.grid, card, bands,
+                           map_tags(card, inputs.given, inputs.required)) as writer:
             torch.manual_seed(options.seed)
             task = bar.add_task("predicting", total=inputs.grid.height * inputs.grid.width)
             for core in cores:
-                # [K, h, w], NaN where invalid
-                probs = _window_probs(model, inputs, core, tiling, card.num_classes, options,
-                                      fast)
+                # [K, h, w], NaN where not labelled; given sensors valid per pixel [h, w]
+                probs, count = _window_probs(model, inputs, core, tiling, card, options, fast)
                 valid = ~np.isnan(probs[0])
                 n_valid += int(valid.sum())
                 classes = np.full(valid.shape, card.ignore_value, dtype=np.int64)
                 classes[valid] = values[np.argmax(probs[:, valid], axis=0)]
-                writer.write(core.row, core.col, classes, _scores(probs, valid, options))
+                writer.write(core.row, core.col, classes,
+                             _scores(probs, valid, count, options))
                 bar.advance(task, core.height * core.width)
     finally:
         model.eval()  # MC dropout switched dropout layers to training mode
@@ -121,6 +143,8 @@ def predict_scene(
         seconds=time.perf_counter() - t0, ignored_sensors=inputs.ignored,
         notes=inputs.notes + fast.notes,
         method="per tile" if card.task.dense else fast.method,
+        sensors=inputs.given, absent=inputs.absent,
+        measured=subset_accuracy(card, inputs.given),
     )
 
 
@@ -135,7 +159,7 @@ class _FastPath:
         if card.task.dense or not options.fully_convolutional or options.mc_dropout:
             return  # tiles, the caller's choice, or per-patch dropout masks
         self.model, _ = window_model(exported.model, exported.arch, card.in_channels,
-                                     card.task.input_size)
+                                     card.task.input_size, card.export.takes_masks)
 
     @property
     def method(self) -> str:
@@ -153,26 +177,56 @@ class _FastPath:
         return self.verified
 
 
-def _scores(probs: np.ndarray, valid: np.ndarray, options: PredictOptions) -> np.ndarray:
-    """[bands, h, w] float32, NaN where invalid: confidence, entropy (MC dropout), and the
-    per-class probabilities (with `probabilities`)."""
+def _scores(probs: np.ndarray, valid: np.ndarray, count: np.ndarray, options: PredictOptions
+            ) -> np.ndarray:
+    """[bands, h, w] float32 (`writer.score_bands` order): confidence, entropy (MC dropout),
+    valid_sensors (every pixel), the per-class probabilities (with `probabilities`); NaN where
+    the map has no class, except valid_sensors."""
     p = probs[:, valid]  # [K, n]
     out = [p.max(axis=0)]
     if options.mc_dropout:
         out.append(-(p * np.log(np.clip(p, 1e-12, None))).sum(axis=0))  # entropy, nats
     stack = np.full((len(out), *valid.shape), np.nan, np.float32)
     stack[:, valid] = np.stack(out)
-    return np.concatenate([stack, probs]) if options.probabilities else stack
+    parts = [stack, count[None].astype(np.float32)]
+    return np.concatenate(parts + [probs] if options.probabilities else parts)
 
 
-def _window_probs(model: nn.Module, inputs: SceneInputs, core: Core, tiling: Tiling, k: int,
-                  options: PredictOptions, fast: _FastPath) -> np.ndarray:
-    """Class probabilities of the core window: float32 [K, h, w], NaN where invalid."""
-    halo, size, stride = tiling.halo, tiling.size, tiling.stride
+def model_inputs(card: ModelCard, arrays: dict[str, np.ndarray],
+                 valid: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """Window tensors as the model takes them: values [C, H, W] and, when the model takes
+    masks, `<sensor>__mask` [1, H, W] float32 (1 valid; `windows.gather_batches` makes them
+    [B, P, P]). A sensor not given has values and mask 0, as in training."""
+    tensors = {n: torch.from_numpy(a) for n, a in arrays.items()}
+    if card.export.takes_masks:
+        tensors |= {n + MASK_SUFFIX: torch.from_numpy(v[None].astype(np.float32))
+                    for n, v in valid.items()}
+    return tensors
+
+
+def _window_probs(model: nn.Module, inputs: SceneInputs, core: Core, tiling: Tiling,
+                  card: ModelCard, options: PredictOptions, fast: _FastPath
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities of the core window, float32 [K, h, w] (NaN where the map has no
+    class), and how many given sensors are valid at each pixel, int [h, w]."""
+    halo = tiling.halo
     read_h, read_w = tiling.read_shape(core)
-    arrays, valid = inputs.read(core.row - halo, core.col - halo, read_h, read_w)
-    tensors = {n: torch.from_numpy(a) for n, a in arrays.items()}  # [C, read_h, read_w]
-    core_valid = valid[halo:halo + core.height, halo:halo + core.width]  # [h, w]
+    arrays, sensor_valid = inputs.read(core.row - halo, core.col - halo, read_h, read_w)
+    tensors = model_inputs(card, arrays, sensor_valid)  # [C or 1, read_h, read_w]
+    inner = (slice(halo, halo + core.height), slice(halo, halo + core.width))
+    core_valid = inputs.labelled(sensor_valid)[inner]  # [h, w]
+    count = inputs.valid_count(sensor_valid)[inner]  # [h, w]
+    probs = _core_probs(model, tensors, core_valid, core, tiling, card.num_classes, options,
+                        fast)
+    return probs, count
+
+
+def _core_probs(model: nn.Module, tensors: dict[str, Tensor], core_valid: np.ndarray,
+                core: Core, tiling: Tiling, k: int, options: PredictOptions, fast: _FastPath
+                ) -> np.ndarray:
+    """Probabilities [K, h, w] of the core's labelled pixels (`core_valid`), NaN elsewhere."""
+    halo, size, stride = tiling.halo, tiling.size, tiling.stride
+    read_h, read_w = next(iter(tensors.values())).shape[1:]
     if not tiling.dense:
         rows, cols = np.nonzero(core_valid)  # [N] each
         if fast.model is not None and rows.size:

@@ -3,32 +3,37 @@
 The scenes are given as task files give them: a `{scene}` template per sensor
 (`--template s1=data/{scene}_S1.tif`), their ids listed in a CSV (ids, or file names matching
 the templates, as datasets ship their splits; `autors.data.scenes.read_scenes_csv`) or, without
-a CSV, the scenes whose file the first template globs. Each scene is predicted exactly as
-`predict_scene` predicts one (`DIR/<scene>.tif`, `DIR/<scene>_confidence.tif`); a scene whose
-files are missing or unreadable is reported and passed over, the others go on.
+a CSV, the scenes whose file the first template globs. The templates give any non-empty
+subset of the model's inputs (the others are absent in every scene), and a `{scene}` template
+per mask raster (`--mask s2=data/{scene}_clouds.tif`) for the sensors whose card has a mask
+rule. Each scene is predicted exactly as `predict_scene` predicts one (`DIR/<scene>.tif`,
+`DIR/<scene>_confidence.tif`); a scene whose files are missing or unreadable is reported and
+passed over, the others go on.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from autors.config import SCENE_PLACEHOLDER
 from autors.data.scenes import glob_scene_ids, read_scenes_csv
 from autors.errors import DataError, RasterError
 from autors.export.card import ModelCard
+from autors.export.inputs import check_given
 from autors.export.loader import ExportedModel
 from autors.export.predict import PredictOptions, PredictResult, predict_scene
 
 
 @dataclass(frozen=True)
 class SceneJob:
-    """One scene to predict: its id and its rasters by sensor."""
+    """One scene to predict: its id, its rasters and its mask rasters by sensor."""
 
     id: str
     sensors: dict[str, Path]
+    masks: dict[str, Path] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -45,32 +50,27 @@ class SceneOutcome:
         return self.result is not None
 
 
-def check_templates(templates: dict[str, str], card: ModelCard) -> None:
-    """Every template has a {scene} placeholder and names a sensor of the model, and every
-    sensor the model uses has one (checked once, before any scene is read)."""
-    for name, template in templates.items():
-        if SCENE_PLACEHOLDER not in template:
-            raise DataError(
-                f"--template {name}={template}: has no {SCENE_PLACEHOLDER} placeholder; write "
-                f"where the scene id goes, e.g. {name}=data/{SCENE_PLACEHOLDER}_{name}.tif"
-            )
-    known = [s.name for s in card.sensors]
-    unknown = [n for n in templates if n not in known]
-    if unknown:
-        raise DataError(f"--template {unknown[0]}: the model has no sensor '{unknown[0]}'; its "
-                        f"sensors are {', '.join(known)} (MODEL/model.json 'sensors')")
-    missing = [s for s in card.used_sensors if s.name not in templates]
-    if missing:
-        raise DataError(
-            "the model needs sensor(s) without a template: "
-            + "; ".join(f"add --template {s.name}=PATH_WITH_{SCENE_PLACEHOLDER} ({s.kind}, "
-                        f"{s.in_channels} band(s))" for s in missing)
-        )
+def check_templates(templates: dict[str, str], card: ModelCard,
+                    masks: dict[str, str] | None = None) -> None:
+    """Every sensor (`--template`) and mask (`--mask`) template has a {scene} placeholder and
+    fits the model (`inputs.check_given`: known sensors, at least one model input, a mask
+    exactly for the inputs with a mask rule); checked once, before any scene is read."""
+    masks = masks or {}
+    for flag, given in (("--template", templates), ("--mask", masks)):
+        for name, template in given.items():
+            if SCENE_PLACEHOLDER not in template:
+                raise DataError(
+                    f"{flag} {name}={template}: has no {SCENE_PLACEHOLDER} placeholder; write "
+                    f"where the scene id goes, e.g. {name}=data/{SCENE_PLACEHOLDER}_{name}.tif"
+                )
+    check_given(card, list(templates), list(masks), sensor_flag="--template")
 
 
-def list_jobs(templates: dict[str, str], csv: Path | None = None) -> list[SceneJob]:
+def list_jobs(templates: dict[str, str], csv: Path | None = None,
+              masks: dict[str, str] | None = None) -> list[SceneJob]:
     """The scenes to predict, in order: the CSV's rows, or the sorted ids of the files the
-    first template globs. Raises DataError when none is found or an id repeats."""
+    first template globs; `masks` are the mask rasters' templates. Raises DataError when none
+    is found or an id repeats."""
     if csv is not None:
         # A split CSV also names label files: prediction has no template for them.
         ids = [i for i, _ in read_scenes_csv(csv, templates, "--scenes", other_files=True)]
@@ -93,8 +93,10 @@ def list_jobs(templates: dict[str, str], csv: Path | None = None) -> list[SceneJ
     bad = [i for i in ids if "/" in i or "\\" in i or i in (".", "..")]
     if bad:
         raise DataError(f"{where}: scene id {bad[0]!r} cannot name a file in --out-dir")
-    return [SceneJob(i, {n: Path(t.replace(SCENE_PLACEHOLDER, i)) for n, t in templates.items()})
-            for i in ids]
+    def fill(given: dict[str, str], scene_id: str) -> dict[str, Path]:
+        return {n: Path(t.replace(SCENE_PLACEHOLDER, scene_id)) for n, t in given.items()}
+
+    return [SceneJob(i, fill(templates, i), fill(masks or {}, i)) for i in ids]
 
 
 def predict_scenes(
@@ -116,15 +118,18 @@ def predict_scenes(
     for i, job in enumerate(jobs):
         t0 = time.perf_counter()
         result, error = None, None
-        # Missing files are told apart before any read (a listing mistake, not a GDAL error).
-        missing = [f"sensor '{n}': {p} does not exist" for n, p in job.sensors.items()
-                   if n in used and not p.is_file()]
+        # Missing files are told apart before any read (a listing mistake, not a GDAL error);
+        # a missing file fails its scene: the sensor is not taken as absent behind the
+        # user's back (a subset is given by leaving its template out).
+        missing = [f"{what} '{n}': {p} does not exist"
+                   for what, files in (("sensor", job.sensors), ("mask of", job.masks))
+                   for n, p in files.items() if n in used and not p.is_file()]
         if missing:
             error = "; ".join(missing)
         else:
             try:
                 result = predict_scene(exported, job.sensors, out_dir / f"{job.id}.tif",
-                                       options, progress=False)
+                                       options, progress=False, masks=job.masks)
             except (DataError, RasterError) as err:
                 error = str(err)
         outcome = SceneOutcome(job, result, error, time.perf_counter() - t0)

@@ -9,6 +9,8 @@ with a halo so that every core pixel sees the context it saw in training:
 
 Patches and tiles are strided views of the window array (`Tensor.unfold`); a batch copies only
 the samples it holds, so memory is bounded by the window and batch sizes, not the scene.
+Validity masks (`<sensor>__mask`) travel as one-band arrays [1, H, W] beside the values and
+come out of a batch as the model takes them, [B, size, size].
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from torch import Tensor
+
+from fusion import MASK_SUFFIX
 
 
 @dataclass(frozen=True)
@@ -89,7 +93,8 @@ def gather_batches(
     views: dict[str, Tensor], rows: Tensor, cols: Tensor, batch_size: int
 ) -> Iterator[tuple[slice, dict[str, Tensor]]]:
     """Batches of the samples (rows[i], cols[i]) of `strided` views: yields (slice into
-    rows/cols, {sensor: [batch_size, C, size, size]}); only the batch is copied.
+    rows/cols, {sensor: [batch_size, C, size, size], sensor__mask: [batch_size, size,
+    size]}); only the batch is copied.
 
     A short batch (the last of a window) is zero-padded to `batch_size`; callers keep the
     first `len(slice)` outputs. The CPU convolution backend (oneDNN) caches compiled kernels
@@ -104,5 +109,5 @@ def gather_batches(
             x = v[:, r, c].permute(1, 0, 2, 3)  # [n, C, size, size]
             out = x.new_zeros((batch_size, *x.shape[1:]))
             out[: x.shape[0]] = x
-            batch[name] = out
+            batch[name] = out[:, 0] if name.endswith(MASK_SUFFIX) else out
         yield sl, batch

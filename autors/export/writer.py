@@ -2,14 +2,23 @@
 
     MAP.tif             band 1 "class": the class VALUE of each pixel (the label rasters'
                         values, not indexes), the smallest integer type holding them;
-                        nodata = the task's ignore value, where an input is invalid
+                        nodata = the task's ignore value, where no given sensor is valid (or
+                        a sensor the card's require_sensors needs is not)
     MAP_confidence.tif  float32, nodata NaN; band 1 "confidence" (max softmax probability;
-                        with MC dropout, of the mean over passes), then "entropy" (predictive
-                        entropy of the mean probabilities, nats; only with --mc-dropout), then
-                        "prob_<class name>" per class (only with --probabilities)
+                        with MC dropout, of the mean over passes: the model sees the validity
+                        masks, so it is lower where sensors are missing), then "entropy"
+                        (predictive entropy of the mean probabilities, nats; only with
+                        --mc-dropout), then "valid_sensors" (how many of the given sensors
+                        are valid at the pixel, 0..n; at every pixel, nodata pixels included:
+                        it says why a pixel has no class), then "prob_<class name>" per class
+                        (only with --probabilities)
 
 Both are tiled (256 x 256), DEFLATE-compressed, with the reference grid's CRS and transform
-and band descriptions set; class names are stored as tags (`class_<value>=<name>`). They are
+and band descriptions set; class names are stored as tags (`class_<value>=<name>`), and the
+sensors behind the map as tags of both files (`sensors`: the model inputs given, those
+valid_sensors counts; `absent_sensors`: the inputs not given; `require_sensors`: the card's
+rule; `required_sensors`: the given ones it requires valid; a tag with no sensor is left
+out). They are
 written under temporary names next to MAP.tif and renamed at the end; on any error the
 temporary files are removed, so no partial map is ever left behind.
 """
@@ -51,18 +60,30 @@ def check_out(out: Path) -> Path:
 
 def score_bands(card: ModelCard, entropy: bool, probabilities: bool) -> list[str]:
     """Band descriptions of MAP_confidence.tif, in band order."""
-    bands = ["confidence"] + (["entropy"] if entropy else [])
+    bands = ["confidence"] + (["entropy"] if entropy else []) + ["valid_sensors"]
     return bands + ([f"prob_{n}" for n in card.class_names] if probabilities else [])
+
+
+def map_tags(card: ModelCard, given: list[str], required: list[str]) -> dict[str, str]:
+    """Tags of both files naming the sensors behind the map (see the module docstring); an
+    empty list is no tag (GDAL drops empty values anyway)."""
+    rule = card.require_sensors
+    tags = {"sensors": ",".join(given),
+            "absent_sensors": ",".join(n for n in card.inputs if n not in given),
+            "require_sensors": rule if isinstance(rule, str) else ",".join(rule),
+            "required_sensors": ",".join(required)}
+    return {k: v for k, v in tags.items() if v}
 
 
 class MapWriter:
     """Both output files of one prediction (see the module docstring); use `map_writer`."""
 
-    def __init__(self, out: Path, grid: Grid, card: ModelCard, bands: list[str]) -> None:
+    def __init__(self, out: Path, grid: Grid, card: ModelCard, bands: list[str],
+                 tags: dict[str, str] | None = None) -> None:
         out = check_out(out)
         self.paths = (out, scores_path(out))
         self.tmp = tuple(p.with_name(f".{p.name}.partial-{os.getpid()}") for p in self.paths)
-        self.grid, self.card, self.bands = grid, card, bands
+        self.grid, self.card, self.bands, self.tags = grid, card, bands, dict(tags or {})
         self.class_dtype = get_minimum_dtype(card.class_values + [card.ignore_value])
         self._files: list[DatasetWriter] = []
 
@@ -83,12 +104,15 @@ class MapWriter:
             self._files.append(classes)
             classes.set_band_description(1, "class")
             classes.update_tags(**{f"class_{c.value}": c.name for c in self.card.classes})
-            classes.update_tags(1, nodata_means="an input sensor is invalid (nodata or NaN)")
+            classes.update_tags(1, nodata_means="no given sensor is valid (nodata, NaN, mask "
+                                "or QA), or one that require_sensors needs is not")
             scores = rasterio.open(self.tmp[1], "w", **self._profile(
                 len(self.bands), "float32", float("nan")))
             self._files.append(scores)
             for i, name in enumerate(self.bands, start=1):
                 scores.set_band_description(i, name)
+            for f in self._files:
+                f.update_tags(**self.tags)
         except BaseException:
             self.discard()
             raise
@@ -120,9 +144,11 @@ class MapWriter:
 
 
 @contextmanager
-def map_writer(out: Path, grid: Grid, card: ModelCard, bands: list[str]) -> Iterator[MapWriter]:
-    """`with map_writer(...) as w: w.write(...)`: published on success, removed on error."""
-    writer = MapWriter(out, grid, card, bands)
+def map_writer(out: Path, grid: Grid, card: ModelCard, bands: list[str],
+               tags: dict[str, str] | None = None) -> Iterator[MapWriter]:
+    """`with map_writer(...) as w: w.write(...)`: published on success, removed on error.
+    `tags` go to both files."""
+    writer = MapWriter(out, grid, card, bands, tags)
     writer.open()
     try:
         yield writer

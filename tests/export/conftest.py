@@ -3,7 +3,14 @@ trained on it with `autors train --test`, and that run exported with `autors exp
 
 Everything goes through the real CLI and real GeoTIFFs; sessions share one trained run
 (training is the slow part). The scene is 64 x 64 px with 6 classes, 16 HSI bands, 7 x 7
-patches; the optical image has clouds (nodata), the SAR is on a coarser, shifted grid.
+patches; the optical image has clouds (rendered, not cut out), the SAR is on a coarser,
+shifted grid, the LiDAR has gaps (nodata).
+
+`cloudy` is the same scene with its clouds marked as the optical sensor's validity rules: a
+cloud mask raster (optical_cloudmask.tif: 1 thick cloud and 3 shadow invalid) and a QA band
+(the optical raster's last band "SCL": 3, 8, 9 invalid). `cloudy_model` is trained on it with
+modality dropout and a centre head (so it predicts fully convolutionally), tested and
+exported.
 """
 
 from __future__ import annotations
@@ -41,13 +48,20 @@ class Scene:
     folder: Path
     task: Path  # patch classification task
     seg_task: Path  # the same scene as a segmentation task (16 x 16 tiles)
+    mask_files: tuple[tuple[str, str], ...] = ()  # (sensor, mask raster name in folder)
 
     def sensors(self) -> dict[str, Path]:
         return {s: self.folder / f"{s}.tif" for s in SENSORS}
 
+    def masks(self) -> dict[str, Path]:
+        return {s: self.folder / name for s, name in self.mask_files}
+
     def sensor_args(self, skip: tuple[str, ...] = ()) -> list[str]:
-        return [a for s, p in self.sensors().items() if s not in skip
+        """--sensor (and --mask) arguments of every sensor but `skip`."""
+        args = [a for s, p in self.sensors().items() if s not in skip
                 for a in ("--sensor", f"{s}={p}")]
+        return args + [a for s, p in self.masks().items() if s not in skip
+                       for a in ("--mask", f"{s}={p}")]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -79,18 +93,53 @@ def train_and_export() -> object:
     return _train_and_export
 
 
-@pytest.fixture(scope="session")
-def scene(tmp_path_factory: pytest.TempPathFactory) -> Scene:
-    folder = tmp_path_factory.mktemp("synth")
+def _scene(folder: Path, **config: object) -> Scene:
+    """The fixture scene in `folder` (SynthConfig `config` on top of the common settings),
+    with its patch and segmentation task files."""
     info = generate_scene(folder, SynthConfig(size=64, classes=6, n_train_per_class=30,
-                                              hsi_bands=16, patch_size=7, seed=0))
+                                              hsi_bands=16, patch_size=7, seed=0, **config))
     task = yaml.safe_load(info.task_path.read_text())
     task["train"] = TRAIN
     (folder / "patch.yaml").write_text(yaml.safe_dump(task, sort_keys=False))
+    # The synthetic split keeps train and test pixels patch_size // 2 = 3 px apart; the
+    # default buffer for 16 px tiles (8 px) would leave class 'oak' without a training
+    # pixel, so the segmentation task keeps the split's own margin (leakage is reported).
     seg = dict(task, name="synth_seg", task="segmentation", tile_size=16,
-               train=dict(TRAIN, epochs=2))
+               split=dict(task["split"], buffer=3), train=dict(TRAIN, epochs=2))
     (folder / "seg.yaml").write_text(yaml.safe_dump(seg, sort_keys=False))
-    return Scene(folder=folder, task=folder / "patch.yaml", seg_task=folder / "seg.yaml")
+    masks = tuple((s, Path(spec["mask"]["path"]).name) for s, spec in task["sensors"].items()
+                  if spec.get("mask"))
+    return Scene(folder=folder, task=folder / "patch.yaml", seg_task=folder / "seg.yaml",
+                 mask_files=masks)
+
+
+@pytest.fixture(scope="session")
+def scene(tmp_path_factory: pytest.TempPathFactory) -> Scene:
+    return _scene(tmp_path_factory.mktemp("synth"))
+
+
+@pytest.fixture(scope="session")
+def cloudy(tmp_path_factory: pytest.TempPathFactory) -> Scene:
+    """The scene with its optical clouds marked by a mask raster and a QA band (see the
+    module docstring)."""
+    return _scene(tmp_path_factory.mktemp("synth_cloudy"), cloud_nodata=True, cloud_qa=True)
+
+
+@dataclass(frozen=True)
+class Trained:
+    run: Path  # the `autors train --test` run folder
+    model: Path  # its export
+
+
+@pytest.fixture(scope="session")
+def cloudy_model(cloudy: Scene, tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    """The tiny arch with a centre head trained on `cloudy` with modality dropout (so it
+    has learnt to do without any one sensor), tested (robustness table) and exported."""
+    root = tmp_path_factory.mktemp("cloudy_run")
+    arch = dict(TINY_ARCH, head={"kind": "centre", "hidden": 16, "dropout": 0.2})
+    model = _train_and_export(cloudy.task, root, arch, "--test", "--set",
+                              "train.modality_dropout=0.3")
+    return Trained(run=root / "run", model=model)
 
 
 @pytest.fixture(scope="session")

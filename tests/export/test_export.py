@@ -28,11 +28,24 @@ from autors.training.train_folder import read_train_folder
 FILES = {"arch.json", "weights.pt", "model.ts", "model.onnx", "model.json"}
 
 
-def _inputs(card_in_channels: dict[str, int], batch: int, size: int, seed: int
-            ) -> dict[str, torch.Tensor]:
+def _inputs(card_in_channels: dict[str, int], batch: int, size: int, seed: int,
+            masks: bool = False) -> dict[str, torch.Tensor]:
+    """Random sensor tensors; `masks`: also validity masks with holes (about 1 in 4), the
+    first sensor missing from the whole first sample and no sensor at the last sample's
+    corner pixel, values zeroed where invalid (as predict feeds them)."""
     gen = torch.Generator().manual_seed(seed)
-    return {s: torch.randn(batch, c, size, size, generator=gen)
-            for s, c in card_in_channels.items()}
+    x = {s: torch.randn(batch, c, size, size, generator=gen)
+         for s, c in card_in_channels.items()}
+    if not masks:
+        return x
+    for i, s in enumerate(card_in_channels):
+        m = (torch.rand(batch, size, size, generator=gen) > 0.25).float()
+        if i == 0:
+            m[0] = 0.0
+        m[-1, 0, 0] = 0.0
+        x[s] = x[s] * m[:, None]
+        x[f"{s}__mask"] = m
+    return x
 
 
 def test_folder_and_model_card(exported: Path, train_run: Path) -> None:
@@ -40,8 +53,33 @@ def test_folder_and_model_card(exported: Path, train_run: Path) -> None:
     card = load_exported(exported).card
     run = read_train_folder(train_run)
     metrics = json.loads((train_run / "metrics.json").read_text())
+    assert card.format == 3
     assert card.inputs == ["optical", "sar", "lidar", "hsi"]
     assert [s.name for s in card.sensors] == card.inputs
+    # the compiled inputs: values, then masks, with shapes and dtypes
+    tensors = card.export.inputs
+    assert [t.name for t in tensors] == card.inputs + [f"{s}__mask" for s in card.inputs]
+    assert tensors[3].shape == ["batch", 16, 7, 7] and tensors[7].shape == ["batch", 7, 7]
+    assert {t.dtype for t in tensors} == {"float32"} and card.export.takes_masks
+    # validity: no mask or QA rule in this task, the data layer's default pixel rule
+    assert all(s.read.mask is None and s.read.qa is None for s in card.sensors)
+    assert card.require_sensors == "any"
+    # robustness: the source run's test table, as measured sensor subsets and cloud rows
+    table = metrics["test"]["robustness"]
+    subsets = card.robustness.accepted_subsets
+    assert [r.condition for r in subsets] == ["clean"] + [f"without_{s}" for s in card.inputs]
+    assert subsets[0].sensors == card.inputs and subsets[2].sensors == ["optical", "lidar",
+                                                                        "hsi"]
+    for row in subsets + card.robustness.clouds:
+        want = table[row.condition]
+        assert row.num_samples == want["num_samples"] and row.no_input == want["no_input"]
+        for key in ("oa", "aa", "kappa", "miou", "ece"):
+            assert row.test[key].mean == want[key] and row.test[key].n == 1
+    assert [(c.condition, c.cover) for c in card.robustness.clouds] == [
+        ("cloud_10", 0.1), ("cloud_30", 0.3), ("cloud_60", 0.6)]
+    assert card.robustness.clouds[0].clouded == ["optical", "hsi"]
+    assert card.robustness.subset(["hsi", "lidar", "optical"]).condition == "without_sar"
+    assert card.robustness.subset(["hsi"]) is None
     hsi = card.sensor("hsi")
     assert hsi.kind == "hyperspectral" and hsi.in_channels == 16 and len(hsi.bands) == 16
     assert hsi.read.scale == pytest.approx(1e-4) and hsi.read.nodata == -32768
@@ -89,22 +127,33 @@ def test_rebuild_from_arch_and_weights_is_exact(exported: Path, train_run: Path)
 def test_torchscript_and_onnx_match_pytorch(exported: Path) -> None:
     loaded = load_exported(exported)
     ts, session = loaded.torchscript(), loaded.onnx_session()
-    assert [i.name for i in session.get_inputs()] == loaded.card.inputs
+    names = [t.name for t in loaded.card.export.inputs]
+    assert [i.name for i in session.get_inputs()] == names
+    assert [i.type for i in session.get_inputs()] == ["tensor(float)"] * len(names)
     for batch in (1, 5, 64):  # the batch axis is dynamic in both formats
-        x = _inputs(loaded.card.in_channels, batch, loaded.card.task.input_size, seed=batch)
+        x = _inputs(loaded.card.in_channels, batch, loaded.card.task.input_size, seed=batch,
+                    masks=True)
+        assert all((x[n] == 0).any() for n in names if n.endswith("__mask"))
         with torch.no_grad():
             want = loaded.model(x).numpy()
             got_ts = ts(x).numpy()
-        (got_onnx,) = session.run(["logits"], {s: x[s].numpy() for s in loaded.card.inputs})
+        (got_onnx,) = session.run(["logits"], {n: x[n].numpy() for n in names})
         assert want.shape == (batch, loaded.card.num_classes)
         np.testing.assert_allclose(got_ts, want, rtol=0, atol=1e-4)
         np.testing.assert_allclose(got_onnx, want, rtol=0, atol=1e-4)
+    # masks change the output, and a mask left out of model.ts means valid everywhere
+    x = _inputs(loaded.card.in_channels, 4, loaded.card.task.input_size, seed=9, masks=True)
+    ones = {k: torch.ones_like(v) if k.endswith("__mask") else v for k, v in x.items()}
+    values = {k: v for k, v in x.items() if not k.endswith("__mask")}
+    with torch.no_grad():
+        assert not torch.allclose(loaded.model(x), loaded.model(ones))
+        torch.testing.assert_close(ts(values), loaded.model(ones), rtol=0, atol=1e-5)
 
 
 def test_formats_load_without_autors(exported: Path, tmp_path: Path) -> None:
     """model.ts needs only torch and model.onnx only onnxruntime (checked in a fresh process)."""
     loaded = load_exported(exported)
-    x = _inputs(loaded.card.in_channels, 3, loaded.card.task.input_size, seed=7)
+    x = _inputs(loaded.card.in_channels, 3, loaded.card.task.input_size, seed=7, masks=True)
     np.savez(tmp_path / "x.npz", **{k: v.numpy() for k, v in x.items()})
     with torch.no_grad():
         np.save(tmp_path / "want.npy", loaded.model(x).numpy())
@@ -117,7 +166,8 @@ def test_formats_load_without_autors(exported: Path, tmp_path: Path) -> None:
         want = np.load({str(tmp_path / "want.npy")!r})
         import onnxruntime as ort
         sess = ort.InferenceSession(folder + "/model.onnx", providers=["CPUExecutionProvider"])
-        inputs = json.load(open(folder + "/model.json"))["inputs"]
+        inputs = [t["name"] for t in json.load(open(folder + "/model.json"))["export"]["inputs"]]
+        assert any(n.endswith("__mask") for n in inputs)
         (got,) = sess.run(["logits"], {{s: x[s] for s in inputs}})
         assert np.abs(got - want).max() <= 1e-4
         import torch

@@ -42,6 +42,33 @@ def test_fully_convolutional_map_equals_the_per_patch_map(centre_exported: Path,
     assert np.array_equal(np.isnan(scores), np.isnan(scores_ref))
 
 
+@pytest.mark.parametrize("skip", [(), ("sar",), ("optical", "lidar")],
+                         ids=["all", "without_sar", "sar_and_hsi"])
+def test_with_masks_and_missing_sensors_the_maps_are_the_same(
+    cloudy_model, cloudy, tmp_path: Path, monkeypatch, skip: tuple[str, ...]
+) -> None:
+    """Mask rasters, QA bands, gaps and absent sensors: the fully convolutional pass gives the
+    per-patch map (its parity check on the first window passes: no note)."""
+    monkeypatch.setattr(fullconv, "STRIP_ROWS", 10)
+    loaded = load_exported(cloudy_model.model)
+    sensors = {s: p for s, p in cloudy.sensors().items() if s not in skip}
+    masks = {s: p for s, p in cloudy.masks().items() if s not in skip}
+    maps = []
+    for fast in (True, False):
+        out = tmp_path / f"{fast}.tif"
+        result = predict_scene(loaded, sensors, out, PredictOptions(
+            window=24, probabilities=True, fully_convolutional=fast), progress=False,
+            masks=masks)
+        assert result.notes == [] and result.absent == list(skip)
+        with rasterio.open(result.class_map) as ds, rasterio.open(result.scores) as sc:
+            maps.append((result.method, ds.read(1), sc.read()))
+    (fast_method, classes, scores), (slow_method, classes_ref, scores_ref) = maps
+    assert (fast_method, slow_method) == ("fully convolutional", "per patch")
+    assert np.array_equal(classes, classes_ref)
+    np.testing.assert_allclose(scores, scores_ref, atol=1e-5)
+    assert np.array_equal(np.isnan(scores), np.isnan(scores_ref))
+
+
 def test_a_disagreement_on_the_first_window_falls_back_to_patches(
     centre_exported: Path, scene, tmp_path: Path, monkeypatch
 ) -> None:

@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+import rasterio
 
 from autors.errors import ModelFolderError
+from autors.export.card import ModelCard, read_card
 from autors.export.loader import load_exported
+from autors.export.predict import predict_scene
 from autors.files import file_sha256
 
 
@@ -87,10 +91,64 @@ def test_card_of_another_format(model_copy: Path) -> None:
     card = json.loads((model_copy / "model.json").read_text())
     card["format"] = 99
     (model_copy / "model.json").write_text(json.dumps(card))
-    with pytest.raises(ModelFolderError, match="model card format 99 is not supported"):
+    with pytest.raises(ModelFolderError, match="model card format 99 is not supported .*reads "
+                       "formats 2, 3"):
         load_exported(model_copy)
 
 
 def test_not_a_folder(tmp_path: Path) -> None:
     with pytest.raises(ModelFolderError, match="does not exist"):
         load_exported(tmp_path / "nothing")
+
+
+def test_card_round_trip(exported: Path) -> None:
+    card = read_card(exported)
+    again = ModelCard.model_validate_json(card.to_json())
+    assert again == card and again.to_json() == card.to_json()
+
+
+def _format_2(card: dict) -> dict:
+    """`card` as a format-2 card (before validity masks) wrote it."""
+    old = {k: v for k, v in card.items() if k not in ("require_sensors", "robustness")}
+    old["format"] = 2
+    old["sensors"] = [dict(s, read={k: v for k, v in s["read"].items() if k not in
+                                    ("mask", "qa")}) for s in card["sensors"]]
+    old["export"] = {k: v for k, v in card["export"].items() if k != "inputs"}
+    return old
+
+
+def test_format_2_card_loads(model_copy: Path) -> None:
+    """A card written before masks loads as what it meant: no validity rules, compiled files
+    that take no masks, a pixel labelled only where every given input is valid."""
+    card = json.loads((model_copy / "model.json").read_text())
+    (model_copy / "model.json").write_text(json.dumps(_format_2(card)))
+    old = read_card(model_copy)
+    assert old.format == 3 and old.require_sensors == "all" and old.robustness is None
+    assert not old.export.takes_masks
+    assert [t.name for t in old.export.inputs] == card["inputs"]
+    assert old.export.inputs[0].shape == ["batch", 10, 7, 7]
+    assert all(s.read.mask is None and s.read.qa is None for s in old.sensors)
+    assert old.metrics.test["oa"].mean == card["metrics"]["test"]["oa"]["mean"]
+
+
+def test_format_2_card_with_a_missing_field(model_copy: Path) -> None:
+    card = _format_2(json.loads((model_copy / "model.json").read_text()))
+    del card["task"]["input_size"]
+    (model_copy / "model.json").write_text(json.dumps(card))
+    with pytest.raises(ModelFolderError, match=r"invalid model card at 'task\.input_size'"):
+        read_card(model_copy)
+
+
+def test_a_format_2_model_predicts_as_it_did(model_copy: Path, scene, tmp_path: Path) -> None:
+    """No masks given to the model (it was exported without them) and every given input
+    required, as predict did for such models."""
+    card = json.loads((model_copy / "model.json").read_text())
+    (model_copy / "model.json").write_text(json.dumps(_format_2(card)))
+    result = predict_scene(load_exported(model_copy), scene.sensors(), tmp_path / "m.tif",
+                           progress=False)
+    with rasterio.open(result.class_map) as ds:
+        classes = ds.read(1)
+    with rasterio.open(result.scores) as ds:
+        count = ds.read(2)
+    assert (count < 4).any()  # the LiDAR gaps
+    np.testing.assert_array_equal(classes == 0, count < 4)

@@ -23,7 +23,7 @@ from autors.export.loader import load_exported
 from autors.export.predict import PredictOptions, _enable_dropout, predict_scene
 from autors.training.metrics import confusion_matrix, expected_calibration_error, summarize
 
-from .conftest import Scene
+from .conftest import SENSORS, Scene
 
 
 def _predict(model: Path, scene: Scene, out: Path, *extra: str, skip: tuple[str, ...] = ()
@@ -56,7 +56,7 @@ def test_map_reproduces_the_test_evaluation(exported: Path, train_run: Path, sce
     out = tmp_path / "map.tif"
     assert _predict(exported, scene, out) == 0
     (classes,), _, _ = _read(out)
-    (conf,), _, _ = _read(tmp_path / "map_confidence.tif")
+    conf = _read(tmp_path / "map_confidence.tif")[0][0]
     card = load_exported(exported).card
     got = _test_metrics(classes, conf, scene.folder / "test.tif", card.class_values,
                         card.class_names)
@@ -85,15 +85,24 @@ def test_output_files_georeferencing_and_nodata(exported: Path, scene: Scene, tm
     assert prof["dtype"] == "uint8" and prof["nodata"] == card.ignore_value
     assert desc == ("class",)
     assert sprof["dtype"] == "float32" and math.isnan(sprof["nodata"])
-    assert sdesc == ("confidence", *[f"prob_{n}" for n in card.class_names])
-    # nodata exactly where the training pipeline finds an invalid input pixel
+    assert sdesc == ("confidence", "valid_sensors", *[f"prob_{n}" for n in card.class_names])
+    with rasterio.open(tmp_path / "map_confidence.tif") as ds:
+        assert ds.tags()["sensors"] == "optical,sar,lidar,hsi"
+        assert ds.tags()["require_sensors"] == "any" and "absent_sensors" not in ds.tags()
+    # nodata exactly where the training pipeline finds no usable pixel (require_sensors: any,
+    # so this scene's LiDAR gaps are labelled from the other sensors); valid_sensors counts
+    # the sensors the training reader finds valid
     task = load_task(scene.task)
-    valid = load_scene(task).valid
-    assert valid.shape == classes.shape and (~valid).sum() > 0  # the optical image has clouds
+    loaded = load_scene(task)
+    valid = loaded.valid
+    assert valid.shape == classes.shape
     np.testing.assert_array_equal(classes == card.ignore_value, ~valid)
+    count = np.sum(list(loaded.sensor_valid.values()), axis=0)
+    assert (count < len(SENSORS)).any()  # the LiDAR gaps
+    np.testing.assert_array_equal(scores[1], count)
     assert set(np.unique(classes[valid])) <= set(card.class_values)
-    probs = scores[1:]
-    assert np.isnan(scores[:, ~valid]).all()
+    probs = scores[2:]
+    assert np.isnan(scores[0, ~valid]).all() and np.isnan(probs[:, ~valid]).all()
     np.testing.assert_allclose(probs[:, valid].sum(axis=0), 1.0, atol=1e-5)
     np.testing.assert_array_equal(scores[0][valid], probs[:, valid].max(axis=0))
     values = np.asarray(card.class_values)
@@ -119,10 +128,11 @@ def test_mc_dropout_adds_entropy(exported: Path, scene: Scene, tmp_path: Path) -
     plain = predict_scene(loaded, scene.sensors(), tmp_path / "plain.tif", progress=False)
     mc = predict_scene(loaded, scene.sensors(), tmp_path / "mc.tif",
                        PredictOptions(mc_dropout=4), progress=False)
-    assert mc.bands == ["confidence", "entropy"] and plain.bands == ["confidence"]
+    assert mc.bands == ["confidence", "entropy", "valid_sensors"]
+    assert plain.bands == ["confidence", "valid_sensors"]
     scores, _, desc = _read(mc.scores)
-    assert desc == ("confidence", "entropy")
-    conf, entropy = scores
+    assert desc == ("confidence", "entropy", "valid_sensors")
+    conf, entropy, _ = scores
     valid = ~np.isnan(conf)
     assert valid.sum() == mc.valid_pixels == plain.valid_pixels
     k = loaded.card.num_classes
@@ -198,12 +208,6 @@ def _predict_cli_fails(exported: Path, scene: Scene, tmp_path: Path, capsys, mat
     assert err.startswith("error: ") and "Traceback" not in err
     assert match in " ".join(err.split()), err
     _assert_no_output(out_dir)
-
-
-def test_missing_sensor(exported: Path, scene: Scene, tmp_path: Path, capsys) -> None:
-    _predict_cli_fails(exported, scene, tmp_path, capsys,
-                       "add --sensor lidar=PATH (lidar, 2 band(s): height, intensity)",
-                       skip=("lidar",))
 
 
 def test_unknown_sensor(exported: Path, scene: Scene, tmp_path: Path) -> None:
@@ -282,7 +286,8 @@ def test_model_with_an_unused_sensor(off_exported: Path, scene: Scene, tmp_path:
     loaded = load_exported(off_exported)
     card = loaded.card
     assert card.inputs == ["optical", "lidar", "hsi"] and not card.sensor("sar").used
-    assert [i.name for i in loaded.onnx_session().get_inputs()] == card.inputs
+    assert [i.name for i in loaded.onnx_session().get_inputs()] == \
+        card.inputs + [f"{s}__mask" for s in card.inputs]
     without = predict_scene(loaded, {s: p for s, p in scene.sensors().items() if s != "sar"},
                             tmp_path / "a.tif", progress=False)
     given = predict_scene(loaded, scene.sensors(), tmp_path / "b.tif", progress=False)

@@ -71,8 +71,8 @@ def dataset(scene: Scene, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def _templates(folder: Path) -> list[str]:
-    return [a for s in SENSORS for a in ("--template", f"{s}={folder}/{{scene}}_{s}.tif")]
+def _templates(folder: Path, sensors: tuple[str, ...] = SENSORS) -> list[str]:
+    return [a for s in sensors for a in ("--template", f"{s}={folder}/{{scene}}_{s}.tif")]
 
 
 def _read(path: Path) -> tuple[np.ndarray, dict]:
@@ -183,13 +183,66 @@ def test_no_scene_matched(exported: Path, tmp_path: Path, capsys) -> None:
            "--template optical=", "no scene found", "--scenes CSV")
 
 
-def test_unknown_and_missing_template_sensors(exported: Path, dataset: Path, tmp_path: Path,
-                                              capsys) -> None:
+def test_unknown_template_sensor(exported: Path, dataset: Path, tmp_path: Path,
+                                 capsys) -> None:
     _fails(["predict", str(exported), *_templates(dataset), "--template",
             f"radar={dataset}/{{scene}}_sar.tif", "--out-dir", str(tmp_path / "o")], capsys,
            "--template radar: the model has no sensor 'radar'")
-    _fails(["predict", str(exported), *_templates(dataset)[2:], "--out-dir",
-            str(tmp_path / "o")], capsys, "add --template optical=PATH_WITH_{scene}")
+
+
+# ---- mask rasters and missing sensors ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def cloudy_dataset(cloudy: Scene, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two scenes of the cloudy fixture scene (whole, a crop), each with its cloud mask
+    `<scene>_cloudmask.tif`."""
+    folder = tmp_path_factory.mktemp("cloudy_dataset")
+    ref = cloudy.folder / "optical.tif"
+    files = cloudy.sensors() | {"cloudmask": cloudy.masks()["optical"]}
+    for scene_id, bounds in (("s1", None), ("s2", _bounds(ref, (8, 56), (4, 52)))):
+        for name, path in files.items():
+            _copy_raster(path, folder / f"{scene_id}_{name}.tif", bounds)
+    return folder
+
+
+def _mask_template(folder: Path) -> list[str]:
+    return ["--mask", f"optical={folder}/{{scene}}_cloudmask.tif"]
+
+
+def test_mask_templates_and_a_sensor_subset(cloudy_model, cloudy_dataset: Path, tmp_path: Path,
+                                            capsys) -> None:
+    """Without SAR, with each scene's cloud mask: every map equals the one-scene prediction
+    with the same sensors and mask, and the measured accuracy is printed once."""
+    given = ("optical", "lidar", "hsi")
+    out = tmp_path / "maps"
+    assert main(["predict", str(cloudy_model.model), *_templates(cloudy_dataset, given),
+                 *_mask_template(cloudy_dataset), "--out-dir", str(out), "--quiet"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert err.count("predicted without sar (with optical, lidar, hsi): measured test OA") == 1
+    single = tmp_path / "single"
+    single.mkdir()
+    for scene_id in ("s1", "s2"):
+        args = [a for s in given for a in ("--sensor", f"{s}={cloudy_dataset}/{scene_id}_{s}.tif")]
+        assert main(["predict", str(cloudy_model.model), *args, "--mask",
+                     f"optical={cloudy_dataset}/{scene_id}_cloudmask.tif",
+                     "--out", str(single / f"{scene_id}.tif"), "--quiet"]) == 0
+    _assert_same_maps(out, single, ("s1", "s2"))
+
+
+def test_mask_template_mistakes(cloudy_model, cloudy_dataset: Path, tmp_path: Path,
+                                capsys) -> None:
+    model = str(cloudy_model.model)
+    _fails(["predict", model, *_templates(cloudy_dataset), "--out-dir", str(tmp_path / "o")],
+           capsys, "--mask optical=PATH is missing")
+    _fails(["predict", model, *_templates(cloudy_dataset), "--mask",
+            f"optical={cloudy_dataset}/s1_cloudmask.tif", "--out-dir", str(tmp_path / "o")],
+           capsys, "--mask optical=", "has no {scene} placeholder")
+    assert not (tmp_path / "o").exists()
+    data = Path(shutil.copytree(cloudy_dataset, tmp_path / "data"))
+    (data / "s2_cloudmask.tif").unlink()
+    assert main(["predict", model, *_templates(data), *_mask_template(data), "--out-dir",
+                 str(tmp_path / "maps"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "failed s2: mask of 'optical':" in err and "s2_cloudmask.tif does not exist" in err
 
 
 @pytest.mark.parametrize("flags, text", [
