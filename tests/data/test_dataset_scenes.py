@@ -19,8 +19,17 @@ from autors.data.scenes import list_scenes, scene_splits
 from autors.errors import DataError, RasterError
 from autors.training.trial import train_evaluate
 
+# no loader processes unless a test asks (each one costs a process start per pass)
 QUICK = ["train.epochs=2", "train.batch_size=16", "train.max_train_samples=256",
-         "train.augment=true", "data.block_size=16", "search.max_trials=2"]
+         "train.augment=true", "data.block_size=16", "search.max_trials=2",
+         "train.num_workers=0", "train.val_max_samples=300"]
+
+
+# a small network: these tests are about data, not capacity
+TINY = {"version": 1,
+        "branches": {s: {"kind": "conv", "width": 8, "depth": 1, "kernel": 3} for s in ("s1", "s2")},
+        "fusion": {"op": "sum", "position": "middle", "width": 8, "trunk": {"kind": "off"}},
+        "head": {"kind": "centre", "hidden": 0, "dropout": 0.0}}
 
 
 @pytest.fixture
@@ -52,7 +61,7 @@ def test_the_shipped_task_reads_the_release_split_and_groups(release: Path) -> N
 def test_test_metrics_are_pooled_per_scene_and_per_event(release: Path) -> None:
     task = _task(release)
     data = prepare(task)
-    trained = train_evaluate(task, "late_cnn", data, seed=0, test=True)
+    trained = train_evaluate(task, TINY, data, seed=0, test=True)
     test = trained.test_metrics
     per_scene, per_group = test["per_scene"], test["per_group"]
     test_chips = [c for c, s in CHIPS.items() if s in ("test", "bolivia")]
@@ -67,7 +76,8 @@ def test_test_metrics_are_pooled_per_scene_and_per_event(release: Path) -> None:
 @pytest.mark.parametrize("workers", [0, 2])
 def test_streamed_and_in_memory_paths_give_identical_models(release: Path, workers: int) -> None:
     # a cache smaller than one block forces a disk read for every window
-    task = _task(release, [f"train.num_workers={workers}", "data.cache_mb=0.001"])
+    task = _task(release, [f"train.num_workers={workers}", "data.cache_mb=0.001",
+                           "train.epochs=1"])
     in_memory = prepare(task, in_memory=True)
     streamed = prepare(task, in_memory=False)
     assert in_memory.in_memory and not streamed.in_memory
@@ -75,8 +85,8 @@ def test_streamed_and_in_memory_paths_give_identical_models(release: Path, worke
     assert len(pickle.dumps(streamed)) < 4_000 * len(CHIPS) < len(pickle.dumps(in_memory))
     assert streamed.index.sha256() == in_memory.index.sha256()
     assert streamed.stats == in_memory.stats
-    a = train_evaluate(task, "late_cnn", in_memory, seed=3)
-    b = train_evaluate(task, "late_cnn", streamed, seed=3)
+    a = train_evaluate(task, TINY, in_memory, seed=3)
+    b = train_evaluate(task, TINY, streamed, seed=3)
     assert a.outcome.history == [
         {**h, "seconds": g["seconds"]} for h, g in zip(b.outcome.history, a.outcome.history)]
     for key, value in a.outcome.model.state_dict().items():
