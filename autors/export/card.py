@@ -152,6 +152,10 @@ class Metrics(_Card):
         description="None when the source run was not evaluated on its test split"
     )
     seeds: list[int]
+    # a dataset of several scenes: test OA and kappa per group (e.g. flood event) and per scene,
+    # over the seeds (pooled metrics stay `test`); None for one scene or cards before them
+    test_per_group: dict[str, dict[str, MetricSummary]] | None = None
+    test_per_scene: dict[str, dict[str, MetricSummary]] | None = None
 
 
 class CostCard(_Card):

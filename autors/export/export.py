@@ -201,6 +201,18 @@ def summarize_metrics(runs: list[TrainFolder], split: str) -> dict[str, MetricSu
     return {k: _summary([float(r.metrics[split][k]) for r in runs]) for k in CARD_METRICS}
 
 
+def summarize_parts(runs: list[TrainFolder], key: str
+                    ) -> dict[str, dict[str, MetricSummary]] | None:
+    """Test `per_group` / `per_scene` (`key`) metrics over the runs (seeds): {part: {pixels,
+    oa, kappa, miou}}; None unless every run has them."""
+    tables = [r.metrics.get("test", {}).get(key) for r in runs]
+    if not tables or any(t is None for t in tables):
+        return None
+    return {part: {m: _summary([float(t[part][m]) for t in tables])
+                   for m in ("pixels", "oa", "kappa", "miou")}
+            for part in tables[0] if all(part in t for t in tables)}
+
+
 def robustness_card(runs: list[TrainFolder], sensors: list[SensorCard]
                     ) -> RobustnessCard | None:
     """The test robustness table of the runs (seeds) as measured subsets and cloud rows; None
@@ -284,7 +296,9 @@ def build_card(candidate: Candidate, chosen: TrainFolder, task: TaskSpec,
         classes=classes,
         ignore_value=task.labels.ignore,
         metrics=Metrics(val=val, test=summarize_metrics(candidate.runs, "test"),
-                        seeds=candidate.seeds),
+                        seeds=candidate.seeds,
+                        test_per_group=summarize_parts(candidate.runs, "per_group"),
+                        test_per_scene=summarize_parts(candidate.runs, "per_scene")),
         robustness=robustness_card(candidate.runs, sensors),
         cost=CostCard(**chosen.metrics["cost"]),
         provenance=Provenance(

@@ -243,3 +243,21 @@ def test_copying_the_dataset_elsewhere_keeps_the_split(release: Path, tmp_path: 
     other = tmp_path / "copy"
     shutil.copytree(release, other)
     assert build_index(_task(release))[0].sha256() == build_index(_task(other))[0].sha256()
+
+
+def test_the_model_card_reports_test_metrics_per_event_and_scene(release: Path,
+                                                                 tmp_path: Path) -> None:
+    from autors.export.card import read_card
+    from autors.export.export import export_model
+    from autors.training.train_folder import train_and_write
+
+    task = _task(release, ["train.epochs=1", "export.formats=[torchscript]"])
+    data = prepare(task)
+    train_and_write(task, TINY, data, 0, tmp_path / "run", test=True)
+    card = read_card(export_model(tmp_path / "run", tmp_path / "model"))
+    groups = card.metrics.test_per_group
+    assert set(groups) == {"Bolivia", "Ghana", "USA"}
+    assert groups["Bolivia"]["oa"].n == 1 and 0 <= groups["Bolivia"]["oa"].mean <= 1
+    assert sum(v["pixels"].mean for v in card.metrics.test_per_scene.values()) == \
+        sum(data.index.counts()["test"])
+    assert card.provenance.split.scenes.per_split == {"train": 4, "val": 2, "test": 4}
