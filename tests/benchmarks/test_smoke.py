@@ -165,3 +165,41 @@ def test_searched_vs_baselines_smoke(chain: Path) -> None:
         _numeric(r[2:3] + r[4:])
         assert float(r[5].replace(",", "")) > 0  # pixels / s
     assert (chain / "searched_vs_baselines_smoke.png").stat().st_size > 1000
+
+
+def test_robustness_smoke(tmp_path: Path) -> None:
+    out = _run("robustness.py", tmp_path, "--repeat-check")
+    text = (out / "robustness_smoke.md").read_text()
+    _common_head(text)
+    _repeat_matched(text)
+    rows = _table(text, "| model | seeds | val OA % | OA clean % |")
+    names = [r[0] for r in rows]
+    assert names[:2] == ["early_cnn", "late_cnn_centre"]
+    assert names[2:6] == ["optical only", "sar only", "lidar only", "hsi only"]
+    assert names[6:] == ["**searched (clean)**", "**searched (robust)**"]
+    for r in rows:
+        _numeric(r[1:])
+    data = json.loads((out / "robustness_smoke.json").read_text())
+    expected = ["clean", "without_optical", "without_sar", "without_lidar", "without_hsi",
+                "cloud_10", "cloud_30", "cloud_60"]
+    n = data["pixel_check"]["test_any"]
+    for r in data["rows"]:
+        assert list(r["conditions"]) == expected
+        # every row and condition scores the same pixels (the smoke run scores the whole split)
+        assert {c["num_samples"] for c in r["conditions"].values()} == {n}
+        assert r["split_sha256"] == data["rows"][0]["split_sha256"]
+    by_model = {r["model"]: r["conditions"] for r in data["rows"]}
+    sar = by_model["sar only"]
+    assert sar["without_sar"]["no_input"] == n and sar["without_sar"]["measured"]
+    assert sar["without_optical"] == dict(sar["clean"], measured=False)  # optical unused
+    optical = by_model["optical only"]  # nested clouds: more pixels lose their only sensor
+    assert (optical["clean"]["no_input"] < optical["cloud_10"]["no_input"]
+            < optical["cloud_30"]["no_input"] < optical["cloud_60"]["no_input"] < n)
+    check = data["pixel_check"]
+    assert check["test_equals_expected"] and check["test_any"] == check["labelled_any_valid"]
+    assert check["labelled_some_invalid"] > 0 and check["test_all"] < check["test_any"]
+    assert [s["objective"] for s in data["searches"]] == ["val_oa", "val_oa_robust"]
+    goals = [line for line in text.splitlines() if line.startswith("- ")
+             and line.endswith(("**met**.", "**NOT met**."))]
+    assert len(goals) == 3 and goals[2].endswith("**met**.")  # no test pixel dropped
+    assert (out / "robustness_smoke.png").stat().st_size > 1000
