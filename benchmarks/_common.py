@@ -177,7 +177,7 @@ def best_baseline(rows: list[dict], dataset: str, head: str | None = None) -> di
 def subset_arch(arch: str, in_channels: dict[str, int], sensors: tuple[str, ...]) -> dict:
     """Baseline `arch` using only `sensors`: the other sensors' branches are off. The task keeps
     every sensor, so a single-sensor row is trained, validated and tested on exactly the pixels
-    of the all-sensor rows (where every sensor of the task is valid)."""
+    of the all-sensor rows (where the task's `require_sensors` holds: any sensor valid by default)."""
     from fusion import baseline_arch
 
     arch_dict = baseline_arch(arch, in_channels).to_dict()
@@ -198,7 +198,7 @@ def same_pixels(rows: list[dict], what: str) -> str:
     n_val = {r.get("n_val") for r in rows} - {None}
     val = f", validated on the same {n_val.pop():,} pixels" if len(n_val) == 1 else ""
     return (f"Every row is tested on the same {n_test.pop():,} test pixels (labelled pixels "
-            f"where every sensor of the task is valid){val}; split hash "
+            f"where the task's require_sensors holds){val}; split hash "
             f"`{hashes.pop()[:12]}` (split seed {SPLIT_SEED}, default buffer: no held-out patch "
             "footprint touches a training pixel).")
 
@@ -225,8 +225,9 @@ def write_task_file(raw: dict, task_path: Path, out: Path) -> Path:
     import yaml
 
     base = task_path.parent
-    raw = dict(raw, sensors={k: dict(v, path=str(base / v["path"]))
-                             for k, v in raw["sensors"].items()})
+    raw = dict(raw, sensors={k: dict(v, path=str(base / v["path"]), **(
+        {"mask": dict(v["mask"], path=str(base / v["mask"]["path"]))}
+        if (v.get("mask") or {}).get("path") else {})) for k, v in raw["sensors"].items()})
     raw["labels"] = dict(raw["labels"], path=str(base / raw["labels"]["path"]))
     raw["split"] = dict(raw["split"], **{k: str(base / raw["split"][k])
                                          for k in ("train", "val", "test") if raw["split"].get(k)})

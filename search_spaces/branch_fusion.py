@@ -164,6 +164,10 @@ class BranchFusionSpace(SearchSpace):
         for key, value in arch.training.to_dict().items():
             sample[f"train.{key}"] = value
         for label, value in sample.items():
+            if label not in opts:
+                raise ArchError(f"{label.replace('train.', 'training.')}: the {self.name} space "
+                                "does not choose it for this task; use a space that does "
+                                "(e.g. robust) or remove it from the arch")
             if value not in opts[label]:
                 raise ArchError(f"{label}: {value!r} is not in the {self.name} space ({opts[label]})")
         sample = {k: v for k, v in sample.items() if len(opts[k]) > 1}

@@ -88,7 +88,7 @@ class PreparedData:
         if s["skipped_scenes"]:
             listed = ", ".join(s["skipped_scenes"][:10])
             text += (f"; warning: {len(s['skipped_scenes'])} scene(s) skipped, no labelled "
-                     f"pixel where every sensor is valid: {listed}")
+                     f"pixel where enough sensors are valid (require_sensors): {listed}")
         return text
 
     def source(self) -> ArraySource | BlockSource:

@@ -25,7 +25,7 @@ SPLIT_NAMES = ("train", "val", "test")
 class Splits:
     """Class index per pixel for each split: int16 [H, W], -1 outside the split.
 
-    Only valid pixels (every sensor valid) are labelled; the splits are pairwise disjoint.
+    Only usable pixels (`require_sensors`) are labelled; the splits are pairwise disjoint.
     """
 
     train: np.ndarray
@@ -99,7 +99,8 @@ def split_scene(
     from train by blocks of `val_block_size`. scenes: every labelled pixel goes to
     `split_of_scene`. Fractions count labelled pixels (in whole blocks). A carve never takes
     the last training pixels of a class. Then training pixels within `task.split_buffer` of a
-    held-out pixel are dropped. Only pixels where every sensor is valid are labelled.
+    held-out pixel are dropped. Only pixels in `valid` (where `require_sensors` holds) are
+    labelled.
 
     In a one-scene task a class left with no training pixel is a DataError; in a dataset that
     is checked over all scenes, and a scene with no usable labelled pixel returns None.

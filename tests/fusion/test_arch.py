@@ -201,3 +201,17 @@ def test_training_choices_round_trip_and_are_checked() -> None:
         fusion.Arch.from_dict({**d, "training": {"cloud_blobs": 1.5}})
     with pytest.raises(fusion.ArchError, match="training"):
         fusion.Arch.from_dict({**d, "training": {"lr": 0.1}})
+
+
+def test_a_space_refuses_training_choices_it_does_not_offer() -> None:
+    from fusion import TrainingSpec
+    from search_spaces.base import SPACES
+
+    sensors = {"a": "optical", "b": "sar"}
+    robust = SPACES.get("robust")(sensors, dense=False)
+    arch = robust.to_arch({k: v[0] if k.endswith(".kind") else v[-1]
+                           for k, v in robust.options().items()})
+    assert arch.training == TrainingSpec(modality_dropout=0.4, cloud_blobs=0.3)
+    assert robust.to_arch(robust.to_sample(arch)) == arch
+    with pytest.raises(ArchError, match="training.modality_dropout: the fusion space does not"):
+        SPACES.get("fusion")(sensors, dense=False).to_sample(arch)
