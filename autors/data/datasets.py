@@ -30,7 +30,7 @@ _MAPS_CACHE_BYTES = 96 * 2**20
 
 class _IndexDataset(Dataset):
     def __init__(self, index: DatasetIndex, source: Source, split: str, augment: bool,
-                 seed: int) -> None:
+                 seed: int, block: int = 256) -> None:
         if split not in SPLIT_NAMES:
             raise ValueError(f"unknown split '{split}', expected one of {SPLIT_NAMES}")
         self.index = index
@@ -38,6 +38,7 @@ class _IndexDataset(Dataset):
         self.split = split
         self.augment = augment
         self.seed = seed
+        self.block = block  # the read unit of a streamed source: what `places` groups by
         self.epoch = 0
         self.starts = np.concatenate([[0], np.cumsum(index.sizes(split))])  # [S + 1]
         self._maps: OrderedDict[int, np.ndarray] = OrderedDict()
@@ -58,6 +59,18 @@ class _IndexDataset(Dataset):
     def locate(self, ids: np.ndarray) -> np.ndarray:
         """Scene number of each global sample id."""
         return np.searchsorted(self.starts, ids, side="right") - 1
+
+    def places(self, ids: np.ndarray) -> np.ndarray:
+        """Which block of which scene each sample id reads (int64 keys; sorted ids give
+        scene-major keys): what the training sampler groups by."""
+        scenes = self.locate(ids)
+        out = np.empty(ids.size, np.int64)
+        for scene in np.unique(scenes):
+            mine = scenes == scene
+            rows, cols = self._origins(int(scene), ids[mine] - self.starts[scene])
+            width = -(-self.index.scenes[scene].grid.width // self.block)
+            out[mine] = (int(scene) << 32) + (rows // self.block) * width + cols // self.block
+        return out
 
     def _labels(self, scene: int) -> np.ndarray:
         """Class index per pixel of this split in `scene` (int16 [H, W], -1 elsewhere)."""
@@ -111,13 +124,18 @@ class PatchDataset(_IndexDataset):
     """
 
     def __init__(self, index: DatasetIndex, source: Source, split: str, patch_size: int,
-                 augment: bool = False, seed: int = 0) -> None:
+                 augment: bool = False, seed: int = 0, block: int = 256) -> None:
         if patch_size < 1 or patch_size % 2 == 0:
             raise DataError(
                 f"patch_size must be odd so the labelled pixel is the centre, got {patch_size}"
             )
-        super().__init__(index, source, split, augment, seed)
+        super().__init__(index, source, split, augment, seed, block)
         self.patch_size = patch_size
+
+    def _origins(self, scene: int, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(row, col) of the k-th samples of `scene`: their labelled pixels."""
+        return np.divmod(self.positions(scene)[k].astype(np.int64),
+                         self.index.scenes[scene].grid.width)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         scene = int(self.locate(np.asarray(index)))
@@ -140,9 +158,14 @@ class TileDataset(_IndexDataset):
     """
 
     def __init__(self, index: DatasetIndex, source: Source, split: str, tile_size: int,
-                 augment: bool = False, seed: int = 0) -> None:
-        super().__init__(index, source, split, augment, seed)
+                 augment: bool = False, seed: int = 0, block: int = 256) -> None:
+        super().__init__(index, source, split, augment, seed, block)
         self.tile_size = tile_size
+
+    def _origins(self, scene: int, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(row, col) of the k-th tiles of `scene`: their top-left corners."""
+        origins = self.index.scenes[scene].tiles[self.split][k].astype(np.int64)
+        return origins[:, 0], origins[:, 1]
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         scene = int(self.locate(np.asarray(index)))

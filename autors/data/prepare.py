@@ -106,8 +106,17 @@ class PreparedData:
         if condition is not None:
             source = ConditionedSource(source, condition, [e.grid.shape for e in self.index.scenes])
         if self.task_kind == "patch_classification":
-            return PatchDataset(self.index, source, split, self.patch_size, augment, seed)
-        return TileDataset(self.index, source, split, self.tile_size, augment, seed)
+            return PatchDataset(self.index, source, split, self.patch_size, augment, seed,
+                                self.block_size)
+        return TileDataset(self.index, source, split, self.tile_size, augment, seed,
+                           self.block_size)
+
+    @property
+    def sampler_window(self) -> int:
+        """Places (blocks) the training sampler mixes at once: as many as a streamed reader's
+        cache holds (4..32). The same in memory, so both paths train on the same batches."""
+        block_mb = 4 * self.block_size**2 * sum(self.in_channels.values()) / 2**20
+        return int(min(32, max(4, self.cache_mb // max(block_mb, 1e-9))))
 
 
 def prepare(task: TaskSpec, in_memory: bool | None = None) -> PreparedData:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -32,21 +32,33 @@ class EpochSampler(Sampler[int]):
     """The training order: a fixed seeded subset of at most `max_samples` sample ids (all when
     None), shuffled anew each epoch (`set_epoch`) with locality for streamed reads.
 
-    Ids are consecutive pixels (or tiles) of a scene, so the subset is cut into chunks of
-    `chunk` consecutive ids; chunks are shuffled, and the samples of each `window` of chunks
-    are shuffled together. A batch then mixes samples from up to `window` places of the
-    dataset while a loader worker's block cache still serves most reads. The order depends
-    only on (seed, epoch), never on the number of loader workers.
+    `places[i]` says which block of which scene sample `ids[i]` reads (None: ids in order);
+    the subset is cut into chunks of at most `chunk` samples of one place; chunks are
+    shuffled, and the samples of each `window` of chunks are shuffled together. A batch then
+    mixes samples from up to `window` places while a loader worker's block cache (sized to
+    hold a window's blocks) serves the rest. The order depends only on (seed, epoch), never on
+    the number of loader workers.
     """
 
-    def __init__(self, n: int, max_samples: int | None, seed: int, chunk: int = 256,
+    def __init__(self, n: int, max_samples: int | None, seed: int,
+                 places: Callable[[np.ndarray], np.ndarray] | None = None, chunk: int = 256,
                  window: int = 32) -> None:
         rng = np.random.default_rng([seed, 0])
         if max_samples is None or max_samples >= n:
-            self.ids = np.arange(n, dtype=np.int64)
+            ids = np.arange(n, dtype=np.int64)
         else:
-            self.ids = np.sort(rng.choice(n, max_samples, replace=False)).astype(np.int64)
-        self.seed, self.chunk, self.window = seed, chunk, window
+            ids = np.sort(rng.choice(n, max_samples, replace=False)).astype(np.int64)
+        self.ids = ids
+        self.seed, self.window = seed, max(1, window)
+        # chunks: runs of one place (stable: ids stay in order inside a place), at most `chunk`
+        keys = places(ids) if places is not None and ids.size else np.zeros(ids.size, np.int64)
+        order = np.argsort(keys, kind="stable")
+        self.ids = ids[order]
+        cuts = np.flatnonzero(np.diff(keys[order])) + 1
+        bounds = [0]
+        for start, stop in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [ids.size]])):
+            bounds += list(range(int(start) + chunk, int(stop), chunk)) + [int(stop)]
+        self.bounds = np.asarray(sorted(set(bounds)), np.int64)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -57,22 +69,24 @@ class EpochSampler(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         rng = np.random.default_rng([self.seed, 1, self.epoch])
-        n_chunks = -(-self.ids.size // self.chunk)
+        n_chunks = self.bounds.size - 1
         order = rng.permutation(n_chunks)
         for w0 in range(0, n_chunks, self.window):
-            ids = np.concatenate([self.ids[c * self.chunk:(c + 1) * self.chunk]
+            ids = np.concatenate([self.ids[self.bounds[c]:self.bounds[c + 1]]
                                   for c in order[w0:w0 + self.window]])
             yield from rng.permutation(ids).tolist()
 
 
-def train_loader(dataset: Dataset, spec: TrainSpec, seed: int) -> DataLoader:
-    """Seeded loader over at most `spec.max_train_samples` samples (`EpochSampler`), read by
-    `spec.num_workers` processes (batches are the same for any number).
+def train_loader(dataset: Dataset, spec: TrainSpec, seed: int, window: int = 32) -> DataLoader:
+    """Seeded loader over at most `spec.max_train_samples` samples (`EpochSampler` grouped by
+    `dataset.places`, `window` places mixed), read by `spec.num_workers` processes (batches
+    are the same for any number).
 
     The last incomplete batch is dropped when there is more than one batch, so a batch of one
     sample never reaches BatchNorm layers in training mode.
     """
-    sampler = EpochSampler(len(dataset), spec.max_train_samples, seed)
+    sampler = EpochSampler(len(dataset), spec.max_train_samples, seed, dataset.places,
+                           window=window)
     return DataLoader(
         dataset,
         batch_size=spec.batch_size,

@@ -182,7 +182,7 @@ def train_model(
     model.to(device)
 
     train_ds = data.dataset("train", augment=spec.augment, seed=_stream_seed(seed, 1))
-    loader = train_loader(train_ds, spec, _stream_seed(seed, 2))
+    loader = train_loader(train_ds, spec, _stream_seed(seed, 2), data.sampler_window)
     dropout_gen = torch.Generator().manual_seed(_stream_seed(seed, 3))
     clouded = [s for s in arch.sensors if task.sensors[s].kind in CLOUDED_KINDS]
     weight = class_weights(data.index.counts()["train"]).to(device) if spec.class_weighting else None

@@ -194,3 +194,23 @@ def test_training_chosen_with_the_arch_overrides_the_task(patch_task: TaskSpec,
     c = train_model(task, plain, patch_data, seed=0).model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)  # the arch's choice == the task setting
     assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_epoch_sampler_groups_samples_by_place_and_mixes_windows() -> None:
+    from autors.training.batches import EpochSampler
+
+    def places(ids):  # ten places, interleaved with the ids (like column blocks of a row)
+        return ids % 10
+
+    one = EpochSampler(1000, 300, seed=4, places=places, chunk=1000, window=1)
+    order = list(one)
+    assert sorted(order) == sorted(one.ids.tolist()) and len(set(order)) == 300
+    runs = [p for i, p in enumerate(o % 10 for o in order) if i == 0 or order[i - 1] % 10 != p]
+    assert sorted(runs) == list(range(10))  # window 1: each place read in one run
+    mixed = EpochSampler(1000, 300, seed=4, places=places, chunk=1000, window=3)
+    first = [o % 10 for o in list(mixed)[:60]]
+    assert 1 < len(set(first)) <= 3  # a window mixes up to 3 places
+    again = EpochSampler(1000, 300, seed=4, places=places, chunk=1000, window=3)
+    assert list(again) == list(mixed)  # (seed, epoch) decide the order
+    again.set_epoch(1)
+    assert list(again) != list(mixed)
