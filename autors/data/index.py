@@ -241,12 +241,7 @@ def load_scene(task: TaskSpec, files: SceneFiles | None = None) -> Scene:
     rasters, bands = _headers(task, files)
     grid = _grid(task, files, (rasters, bands))
     label_infos = {key: _inspect(files, key, p) for key, p in files.labels.items()}
-    entry = SceneEntry(
-        files=files, grid=grid, rasters=rasters, bands={n: b[0] for n, b in bands.items()},
-        codes_z=b"", counts={},
-        masks={n: mask_header(n, p, grid) for n, p in files.masks.items()},
-        qa={n: qa_band(n, task.sensors[n], rasters[n]) for n in rasters
-            if task.sensors[n].qa is not None})
+    entry = _entry(task, files, rasters, bands, grid)
     channels = {n: len(b[0]) for n, b in bands.items()}
     sensors, sensor_valid = read_block(entry, task.sensors, Window(0, 0, grid.width, grid.height),
                                        channels)
@@ -270,6 +265,17 @@ def load_scene(task: TaskSpec, files: SceneFiles | None = None) -> Scene:
 
 
 # ---- per scene --------------------------------------------------------------------------------
+def _entry(task: TaskSpec, f: SceneFiles, rasters: dict[str, RasterInfo], bands: dict,
+           grid: Grid) -> SceneEntry:
+    """A scene's entry before its pixels are read: headers, bands, masks' headers, QA bands."""
+    return SceneEntry(
+        files=f, grid=grid, rasters=rasters, bands={n: b[0] for n, b in bands.items()},
+        codes_z=b"", counts={},
+        masks={n: mask_header(n, p, grid) for n, p in f.masks.items()},
+        qa={n: qa_band(n, task.sensors[n], rasters[n]) for n in rasters
+            if task.sensors[n].qa is not None})
+
+
 def _headers(task: TaskSpec, f: SceneFiles) -> tuple[dict[str, RasterInfo], dict]:
     """Headers and bands of the sensors present in the scene."""
     rasters, bands = {}, {}
@@ -338,12 +344,7 @@ def _index_scene(task, f: SceneFiles, rasters, bands, grid: Grid, split_of_scene
               for key, p in f.labels.items()}
     if task.split.kind == "given":
         check_disjoint(task, labels)
-    entry = SceneEntry(
-        files=f, grid=grid, rasters=rasters, bands={n: b[0] for n, b in bands.items()},
-        codes_z=b"", counts={},
-        masks={n: mask_header(n, p, grid) for n, p in f.masks.items()},
-        qa={n: qa_band(n, task.sensors[n], rasters[n]) for n in rasters
-            if task.sensors[n].qa is not None})
+    entry = _entry(task, f, rasters, bands, grid)
     valid = np.ones(grid.shape, dtype=bool)
     n_valid = dict.fromkeys(task.sensors, 0)
     raw = ({name: np.zeros((channels[name],) + grid.shape, np.float32)
