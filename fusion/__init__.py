@@ -13,6 +13,7 @@ from fusion import heads as _heads  # noqa: F401
 from fusion import ops as _ops  # noqa: F401
 from fusion import positions as _positions  # noqa: F401
 from fusion.arch import (
+    CLOUDED_KINDS,
     MASK_SUFFIX,
     OFF,
     VERSION,
@@ -34,6 +35,7 @@ from fusion.registry import BRANCHES, FUSION_OPS, HEADS, POSITIONS, Registry
 __all__ = [
     "BASELINES",
     "BRANCHES",
+    "CLOUDED_KINDS",
     "FUSION_OPS",
     "HEADS",
     "MASK_SUFFIX",

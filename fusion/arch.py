@@ -94,6 +94,11 @@ class HeadSpec:
         return {"kind": self.kind, "hidden": self.hidden, "dropout": self.dropout}
 
 
+# Sensor kinds that clouds hide the ground from (passive optical): simulated clouds in training
+# (`cloud_blobs`) and in robustness evaluation apply to sensors of these kinds.
+CLOUDED_KINDS: tuple[str, ...] = ("optical", "hyperspectral")
+
+
 @dataclass(frozen=True)
 class TrainingSpec:
     """Robustness training chosen with the network (None: the task's `train` setting):

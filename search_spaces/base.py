@@ -19,11 +19,6 @@ from fusion import Arch, ArchError, Registry
 Sample = dict[str, Any]
 
 
-# Sensor kinds that clouds hide the ground from (passive optical): simulated clouds in training
-# (`train.cloud_blobs`) and in robustness evaluation apply to these.
-CLOUDED_KINDS: tuple[str, ...] = ("optical", "hyperspectral")
-
-
 class SearchSpace(ABC):
     """Base class of registered spaces (`SPACES`); `name` equals the registered name."""
 

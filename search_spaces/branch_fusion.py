@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 from fusion import (
     BRANCHES,
+    CLOUDED_KINDS,
     FUSION_OPS,
     OFF,
     POSITIONS,
@@ -30,7 +31,7 @@ from fusion import (
     HeadSpec,
     TrainingSpec,
 )
-from search_spaces.base import CLOUDED_KINDS, SPACES, Sample, SearchSpace
+from search_spaces.base import SPACES, Sample, SearchSpace
 
 TRAINING_CHOICES = ("modality_dropout", "cloud_blobs")  # train.<choice> labels, when offered
 # Branch kind -> the sensor kinds it is designed for (others are offered to every sensor).

@@ -146,3 +146,14 @@ def test_every_verb_parses_its_own_help():
         with pytest.raises(SystemExit) as exit_info:
             build_parser(verb).parse_args([verb, "--help"])
         assert exit_info.value.code == 0
+
+
+def test_the_trial_path_imports_no_search_machinery() -> None:
+    """A Ray worker imports the trial path at warm-up: NNI (via search_spaces), Lightning and
+    the search package would cost seconds per worker and belong to the driver."""
+    code = ("import sys, autors.training.trial, autors.data; "
+            "print(sorted(m for m in ('nni', 'pytorch_lightning', 'search_spaces', "
+            "'autors.search') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]", out.stdout

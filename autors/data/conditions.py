@@ -16,8 +16,7 @@ import torch
 
 from autors.config import SensorKind
 from autors.data.sources import crop
-from fusion import MASK_SUFFIX
-from search_spaces.base import CLOUDED_KINDS
+from fusion import CLOUDED_KINDS, MASK_SUFFIX
 
 _CLOUD_CELL = 16  # px: the correlation length of the cloud field
 

@@ -56,8 +56,7 @@ from autors.files import atomic_folder, file_sha256, versions
 from autors.plugins import task_plugins
 from autors.training.cost import random_inputs
 from autors.training.train_folder import TrainFolder
-from fusion import MASK_SUFFIX
-from search_spaces.base import CLOUDED_KINDS
+from fusion import CLOUDED_KINDS, MASK_SUFFIX
 
 PARITY_ATOL = 1e-4
 PARITY_BATCH = 3

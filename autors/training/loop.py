@@ -46,7 +46,7 @@ from autors.training.batches import (
     train_loader,
 )
 from autors.training.evaluate import evaluate
-from search_spaces.base import CLOUDED_KINDS
+from fusion import CLOUDED_KINDS
 
 SCALARS = ("oa", "aa", "kappa", "miou")
 MIN_LR_FACTOR = 0.01  # cosine schedule ends at lr * MIN_LR_FACTOR
