@@ -167,6 +167,28 @@ def test_searched_vs_baselines_smoke(chain: Path) -> None:
     assert (chain / "searched_vs_baselines_smoke.png").stat().st_size > 1000
 
 
+def test_data_scale_smoke(tmp_path: Path) -> None:
+    out = _run("data_scale.py", tmp_path, "--repeat-check")
+    text = (out / "data_scale_smoke.md").read_text()
+    _common_head(text)
+    _repeat_matched(text)
+    datasets = _table(text, "| dataset | scenes | px | channels |")
+    assert len(datasets) == 2
+    for r in datasets:
+        _numeric(r[1:7])
+    big = _table(text, "| loader workers | status | peak RSS sum MiB |")
+    assert [r[0] for r in big] == ["1"] and big[0][1] == "ok"
+    _numeric(big[0][2:])
+    assert int(big[0][6]) >= 2  # the trainer and its loader worker were both measured
+    compare = _table(text, "| loader workers | in memory samples/s | streamed samples/s |")
+    assert [r[0] for r in compare] == ["1"]
+    _numeric(compare[0][1:11])
+    assert compare[0][11:] == ["yes", "yes"]  # streamed == in memory: metrics and weights
+    assert "## 3. Cluster\n\nSkipped (--smoke" in text
+    assert json.loads((out / "data_scale_smoke.json").read_text())["smoke"] is True
+    assert (out / "data_scale_smoke.png").stat().st_size > 1000
+
+
 def test_robustness_smoke(tmp_path: Path) -> None:
     out = _run("robustness.py", tmp_path, "--repeat-check")
     text = (out / "robustness_smoke.md").read_text()
