@@ -6,7 +6,7 @@ Numpy arrays and plain values only, so it pickles cheaply."""
 from __future__ import annotations
 
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -34,6 +34,8 @@ class PreparedData:
     tile_size: int
     block_size: int
     cache_mb: float
+    _source: ArraySource | BlockSource | None = field(default=None, init=False, repr=False,
+                                                      compare=False)
 
     @property
     def in_memory(self) -> bool:
@@ -92,9 +94,17 @@ class PreparedData:
         return text
 
     def source(self) -> ArraySource | BlockSource:
-        if self.arrays is not None:
-            return ArraySource(self.arrays, self.masks)
-        return BlockSource(self.index, self.sensor_specs, self.block_size, self.cache_mb)
+        """The pixels' source, one per process: every dataset of this process shares it, so
+        a streamed block cache is `data.cache_mb` per process (not per dataset) and validation
+        finds the blocks it read last epoch. A copy in another process (a loader worker, a Ray
+        worker) starts its own, empty."""
+        if self._source is None:
+            self._source = ArraySource(self.arrays, self.masks) if self.arrays is not None \
+                else BlockSource(self.index, self.sensor_specs, self.block_size, self.cache_mb)
+        return self._source
+
+    def __getstate__(self) -> dict:
+        return dict(self.__dict__, _source=None)
 
     def dataset(
         self, split: str, augment: bool = False, seed: int = 0,

@@ -92,3 +92,10 @@ def test_wrong_type_names_the_dotted_field(write_task):
         r"a valid integer.*'big'",
     ):
         load_task(write_task(edit))
+
+
+def test_datasets_of_one_process_share_one_source(write_task):
+    data = prepare(load_task(write_task()), in_memory=False)
+    assert data.dataset("train").source is data.dataset("val").source  # one block cache
+    again = pickle.loads(pickle.dumps(data))
+    assert again.dataset("train").source is not data.dataset("train").source  # a new process

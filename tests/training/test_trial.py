@@ -56,7 +56,7 @@ def test_ok_trial_fills_metrics_cost_and_timing_and_never_reads_test(
     patch_task: TaskSpec, patch_data: PreparedData
 ) -> None:
     data = RecordingData(**{f.name: getattr(patch_data, f.name)
-                            for f in dataclasses.fields(PreparedData)})
+                            for f in dataclasses.fields(PreparedData) if f.init})
     # Ray's object store hands workers read-only numpy arrays
     data.arrays = [{name: _read_only(a) for name, a in scene.items()}
                    for scene in patch_data.arrays]
@@ -106,7 +106,7 @@ def test_keyboard_interrupt_is_not_swallowed(
     patch_task: TaskSpec, patch_data: PreparedData
 ) -> None:
     data = InterruptingData(**{f.name: getattr(patch_data, f.name)
-                               for f in dataclasses.fields(PreparedData)})
+                               for f in dataclasses.fields(PreparedData) if f.init})
     with pytest.raises(KeyboardInterrupt):
         run_trial(_quick(patch_task), fusion.baseline_arch("late_cnn", data.in_channels)
                   .to_dict(), 0, data, 7)
@@ -120,7 +120,7 @@ def test_search_trial_final_retraining_and_autors_train_are_one_path(
     the test split, once each."""
     d = _quick(patch_task)
     data = RecordingData(**{f.name: getattr(patch_data, f.name)
-                            for f in dataclasses.fields(PreparedData)})
+                            for f in dataclasses.fields(PreparedData) if f.init})
     arch = fusion.baseline_arch("late_cnn", patch_data.in_channels).to_dict()
 
     trial = run_trial(d, arch, 5, data, 1)
