@@ -1,10 +1,9 @@
 """GeoTIFF multi-sensor data: reading, alignment, masks, splits, normalisation, datasets.
 
-scene = load_scene(task)            # every raster read once, aligned on one grid, masked
-splits = make_splits(task, scene)   # train / val / test by spatial blocks
-stats = NormStats.compute(scene, splits.train >= 0)
-data = prepare(task)                # all of the above + normalised sensors, picklable
-ds = data.dataset("train", augment=True)
+data = prepare(task)                # the dataset index (+ normalised arrays when it fits)
+ds = data.dataset("train", augment=True)   # samples: sensors, <sensor>__mask, target, scene
+scene = load_scene(task)            # one scene read whole, for inspection
+splits = make_splits(task, scene)   # that scene's train / val / test maps
 """
 
 from autors.data.datasets import PatchDataset, TileDataset
