@@ -60,19 +60,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def config_from_args(args: argparse.Namespace) -> SynthConfig:
     """The preset, overridden by every flag that was given."""
     base = SynthConfig.benchmark() if args.preset == "benchmark" else SynthConfig.small()
-    changes: dict[str, object] = {}
-    for key in ("size", "classes", "seed", "looks", "n_train_per_class", "hsi_bands"):
-        value = getattr(args, key)
-        if value is not None:
-            changes[key] = value
-    if args.sensors is not None:
-        changes["sensors"] = _sensors(args.sensors)
-    changes.update(_cloud_flags(args))
+    changes = _given(args, ("size", "classes", "seed", "looks", "n_train_per_class",
+                            "hsi_bands"))
     return replace(base, **changes)  # type: ignore[arg-type]  # validated in __post_init__
 
 
-def _cloud_flags(args: argparse.Namespace) -> dict[str, bool]:
-    return {key: True for key in ("cloud_nodata", "cloud_qa") if getattr(args, key)}
+def _given(args: argparse.Namespace, keys: tuple[str, ...]) -> dict[str, object]:
+    """The flags among `keys` that were given, plus --sensors and the cloud flags."""
+    changes: dict[str, object] = {k: getattr(args, k) for k in keys
+                                  if getattr(args, k) is not None}
+    if args.sensors is not None:
+        changes["sensors"] = _sensors(args.sensors)
+    changes.update({key: True for key in ("cloud_nodata", "cloud_qa") if getattr(args, key)})
+    return changes
 
 
 def _sensors(text: str) -> tuple[str, ...]:
@@ -94,15 +94,8 @@ def dataset_config_from_args(args: argparse.Namespace) -> DatasetConfig:
             "with --scenes, each scene draws its own SAR looks, the task has no train/test "
             "rasters and there is no preview"
         )
-    changes: dict[str, object] = {"scenes": args.scenes}
-    for key in ("size", "classes", "seed", "hsi_bands", "compress"):
-        value = getattr(args, key)
-        if value is not None:
-            changes[key] = value
-    if args.sensors is not None:
-        changes["sensors"] = _sensors(args.sensors)
-    changes.update(_cloud_flags(args))
-    return DatasetConfig(**changes)  # type: ignore[arg-type]  # validated in __post_init__
+    changes = _given(args, ("size", "classes", "seed", "hsi_bands", "compress"))
+    return DatasetConfig(scenes=args.scenes, **changes)  # type: ignore[arg-type]  # validated in __post_init__
 
 
 def _print_clouds(cloud_nodata: bool, cloud_qa: bool, mask: str, optical: str) -> None:
