@@ -152,12 +152,13 @@ def with_protocol(raw: dict, dataset: str, epochs: int | None = None) -> dict:
 def baseline_names(head: str | None = None) -> tuple[str, ...]:
     """The hand-designed baselines (`fusion.BASELINES`), optionally only those with a `patch`
     or a `centre` head."""
-    from fusion import BASELINES
+    from fusion import baselines_for
     from fusion.baselines import CENTRE_SUFFIX
 
+    patch = baselines_for(dense=False)
     if head is None:
-        return BASELINES
-    return tuple(b for b in BASELINES if b.endswith(CENTRE_SUFFIX) == (head == "centre"))
+        return patch
+    return tuple(b for b in patch if b.endswith(CENTRE_SUFFIX) == (head == "centre"))
 
 
 def best_baseline(rows: list[dict], dataset: str, head: str | None = None) -> dict:

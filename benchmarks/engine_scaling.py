@@ -220,7 +220,7 @@ def main() -> None:
     task = make_task(args.workdir, args.size, args.epochs, args.smoke)
     data = prepare(task)
     args.split_sha256, args.split_seed = data.splits.sha256(), task.split.seed
-    names = fusion.BASELINES
+    names = fusion.baselines_for(dense=False)
     trials = [(fusion.baseline_arch(names[i % len(names)], data.in_channels).to_dict(), i)
               for i in range(args.trials)]
     levels = []

@@ -19,23 +19,26 @@ from fusion.arch import (
     VERSION,
     Arch,
     BranchSpec,
+    DecoderSpec,
     FusionSpec,
     HeadSpec,
     TrainingSpec,
 )
-from fusion.baselines import BASELINES, baseline_arch
+from fusion.baselines import BASELINES, DENSE_BASELINES, baseline_arch, baselines_for
 from fusion.branches import Branch
 from fusion.build import build_model, count_params
 from fusion.errors import ArchError
 from fusion.heads import Head
 from fusion.ops import FusionOp
 from fusion.positions import FusionModel, mask_key
+from fusion.receptive import receptive_radius
 from fusion.registry import BRANCHES, FUSION_OPS, HEADS, POSITIONS, Registry
 
 __all__ = [
     "BASELINES",
     "BRANCHES",
     "CLOUDED_KINDS",
+    "DENSE_BASELINES",
     "FUSION_OPS",
     "HEADS",
     "MASK_SUFFIX",
@@ -46,6 +49,7 @@ __all__ = [
     "ArchError",
     "Branch",
     "BranchSpec",
+    "DecoderSpec",
     "FusionModel",
     "FusionOp",
     "FusionSpec",
@@ -54,7 +58,9 @@ __all__ = [
     "Registry",
     "TrainingSpec",
     "baseline_arch",
+    "baselines_for",
     "build_model",
     "count_params",
     "mask_key",
+    "receptive_radius",
 ]

@@ -20,6 +20,12 @@
 - fusion.trunk: a branch spec shared after fusion; kind "off" means none. Late has none.
 - head: "patch" (average pool + MLP), "centre" (centre pixel + MLP) or "segmentation" (per
   pixel); `hidden` = 0 means a linear classifier; `dropout` before the classifier.
+- decoder (optional, dense heads only): an encoder-decoder. Every block of the branches and of
+  the trunk then halves the resolution (2x2 max pooling before it), so stage s of a branch is
+  at scale s (1/2^s of the input); the decoder climbs from the deepest scale back to the input's
+  resolution, concatenating the fused maps of the scales in `skips` on the way
+  (`{"width": 32, "skips": [0, 1], "up": "bilinear", "context": "none"}`; see
+  `fusion.decoder`). Which scales have fused maps depends on the position (`skip_scales`).
 
 `Arch.from_dict` checks structure and types and then `validate()`; every problem raises
 `ArchError` naming the dotted key and the valid values.
@@ -83,6 +89,28 @@ class FusionSpec:
 
 
 @dataclass(frozen=True)
+class DecoderSpec:
+    """The decoder of an encoder-decoder: `width` channels at every scale, the scales whose
+    fused maps it concatenates (`skips`), how it upsamples (`up`) and the context module on
+    the deepest map (`context`); valid values in `fusion.decoder`."""
+
+    width: int = 32
+    skips: tuple[int, ...] = ()
+    up: str = "bilinear"
+    context: str = "none"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"width": self.width, "skips": list(self.skips), "up": self.up,
+                "context": self.context}
+
+    def describe(self) -> str:
+        """Short text such as `unet(w32,skips=0.1,bilinear,aspp)`."""
+        skips = ".".join(str(s) for s in self.skips) or "none"
+        ctx = "" if self.context == "none" else f",{self.context}"
+        return f"decoder(w{self.width},skips={skips},{self.up}{ctx})"
+
+
+@dataclass(frozen=True)
 class HeadSpec:
     """The classifier: kind, hidden units (0 = linear), dropout before the last layer."""
 
@@ -126,6 +154,7 @@ class Arch:
     head: HeadSpec = field(default_factory=HeadSpec)
     version: int = VERSION
     training: TrainingSpec = field(default_factory=TrainingSpec)
+    decoder: DecoderSpec | None = None
 
     # ---- views ---------------------------------------------------------------------------
     @property
@@ -146,9 +175,19 @@ class Arch:
             "fusion": self.fusion.to_dict(),
             "head": self.head.to_dict(),
         }
+        if self.decoder is not None:  # optional, like training: older archs keep their hash
+            out["decoder"] = self.decoder.to_dict()
         if not self.training.empty:  # optional: archs without it keep their dict and hash
             out["training"] = self.training.to_dict()
         return out
+
+    @property
+    def depth(self) -> int:
+        """The deepest scale of an encoder-decoder (its output stride is 2**depth); 0 without
+        a decoder (every map at the input's resolution)."""
+        if self.decoder is None:
+            return 0
+        return POSITIONS.get(self.fusion.position).encoder_depth(self)
 
     def __hash__(self) -> int:
         # Consistent with ==, which (like dict ==) ignores the order of the branches.
@@ -167,6 +206,8 @@ class Arch:
         parts = [left, f"{f.position} {f.op}" + (f"(w{f.width})" if uses_width else "")]
         if f.trunk.on:
             parts.append(f.trunk.describe())
+        if self.decoder is not None:
+            parts.append(self.decoder.describe())
         parts.append(f"{h.kind}(h{h.hidden}" + (f",p{h.dropout:g})" if h.dropout else ")"))
         t = self.training
         train = [f"{k}={v:g}" for k, v in t.to_dict().items()]
@@ -192,7 +233,7 @@ class Arch:
     def from_dict(cls, data: Mapping[str, Any]) -> Arch:
         """Parse and validate a dict (e.g. a loaded arch.json)."""
         d = _fields(data, "arch", required=("version", "branches", "fusion", "head"),
-                    optional=("training",))
+                    optional=("training", "decoder"))
         version = _int(d["version"], "version")
         if version != VERSION:
             raise ArchError(f"version: unsupported arch version {version}; this fusion reads {VERSION}")
@@ -217,8 +258,21 @@ class Arch:
         t = _fields(d.get("training", {}), "training", required=(),
                     optional=("modality_dropout", "cloud_blobs"))
         training = TrainingSpec(**{k: _float(v, f"training.{k}") for k, v in t.items()})
+        decoder = None
+        if d.get("decoder") is not None:
+            dd = _fields(d["decoder"], "decoder", required=(),
+                         optional=("width", "skips", "up", "context"))
+            skips = dd.get("skips", [])
+            if not isinstance(skips, (list, tuple)):
+                raise ArchError(f"decoder.skips: must be a list of scales, got {skips!r}")
+            decoder = DecoderSpec(
+                width=_int(dd.get("width", DecoderSpec.width), "decoder.width"),
+                skips=tuple(sorted({_int(v, "decoder.skips[]") for v in skips})),
+                up=_str(dd.get("up", DecoderSpec.up), "decoder.up"),
+                context=_str(dd.get("context", DecoderSpec.context), "decoder.context"),
+            )
         arch = cls(branches=branches, fusion=fusion, head=head, version=version,
-                   training=training)
+                   training=training, decoder=decoder)
         arch.validate()
         return arch
 
@@ -268,6 +322,8 @@ class Arch:
         for key, value in self.training.to_dict().items():
             if not 0.0 <= value < 1.0:
                 raise ArchError(f"training.{key}: must be in [0, 1), got {value!r}")
+        if self.decoder is not None:
+            self._validate_decoder(position, bool(head.dense))
         if dense is not None and bool(head.dense) != dense:
             need = "a per-pixel map (segmentation)" if dense else "one label per patch"
             fits = [k for k in HEADS.names() if bool(HEADS.get(k).dense) == dense]
@@ -289,6 +345,39 @@ class Arch:
                     f"branches: no branch for task sensor '{missing[0]}': add "
                     f"branches.{missing[0]} (kind '{OFF}' to leave it out)"
                 )
+
+
+    def _validate_decoder(self, position: Any, dense: bool) -> None:
+        from fusion.decoder import CONTEXTS, UPSAMPLERS  # fusion.decoder imports this module
+
+        d = self.decoder
+        assert d is not None
+        if not dense:
+            raise ArchError(
+                f"decoder: an encoder-decoder predicts every pixel; head '{self.head.kind}' "
+                "labels a patch: use head.kind 'segmentation' or remove the decoder"
+            )
+        _positive(d.width, "decoder.width")
+        if d.up not in UPSAMPLERS:
+            raise ArchError(f"decoder.up: unknown upsampling {d.up!r}; valid values are "
+                            f"{sorted(UPSAMPLERS)}")
+        if d.context not in CONTEXTS:
+            raise ArchError(f"decoder.context: unknown context module {d.context!r}; valid "
+                            f"values are {sorted(CONTEXTS)}")
+        depth = position.encoder_depth(self)
+        if depth < 1:
+            raise ArchError(
+                "decoder: the encoder never downsamples (every branch and the trunk have "
+                "depth 0, or early fusion has no trunk): give a branch or the trunk depth >= 1, "
+                "or remove the decoder"
+            )
+        usable = position.skip_scales(self)
+        bad = [s for s in d.skips if s not in usable]
+        if bad:
+            raise ArchError(
+                f"decoder.skips: scale {bad[0]} has no fused map with '{self.fusion.position}' "
+                f"fusion of these branches; usable scales are {usable}"
+            )
 
 
 # ---- helpers -------------------------------------------------------------------------------

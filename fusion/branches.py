@@ -1,8 +1,11 @@
 """Sensor branches: `[B, in_channels, H, W]` -> feature maps at stages 0..depth.
 
 Every branch is a stem (stage 0, any band count -> `width`) and `depth` blocks (stages
-1..depth). All stages keep the input's full resolution: patches are a few pixels wide
-(7x7, 11x11) and segmentation heads need every pixel, so `reductions` is all ones.
+1..depth). By default all stages keep the input's full resolution (patches are a few pixels
+wide, 7x7 or 11x11): `reductions` is all ones. In an encoder-decoder (an arch with a
+`decoder`) the model calls `downsample()`: a 2x2 max pooling (ceil mode, so any size works)
+then runs before every block, and stage s is at 1/2^s of the input (`reductions[s] = 2**s`).
+Pooling lives in the base class so that every branch kind, plugins included, can downsample.
 """
 
 # No `from __future__ import annotations`: TorchScript reads the class-level attribute
@@ -37,19 +40,31 @@ class Branch(nn.Module):
         self.reductions = [1] * (depth + 1)
         self.stem: nn.Module = nn.Identity()
         self.blocks = nn.ModuleList()
+        self.pooled = False
+        self.pool = nn.MaxPool2d(2, 2, ceil_mode=True)  # no weights: harmless when unused
+
+    def downsample(self) -> "Branch":
+        """Halve the resolution before every block (stage s at 1/2^s); returns self."""
+        self.pooled = True
+        self.reductions = [2**s for s in range(len(self.out_channels))]
+        return self
 
     def forward(self, x: Tensor) -> Tensor:
-        """`[B, C_in, H, W]` -> last stage `[B, width, H, W]`."""
+        """`[B, C_in, H, W]` -> last stage `[B, width, H / r, W / r]`, r = reductions[-1]."""
         x = self.stem(x)
         for block in self.blocks:
+            if self.pooled:
+                x = self.pool(x)
             x = block(x)
         return x
 
     def forward_stages(self, x: Tensor) -> list[Tensor]:
-        """Every stage's output, `depth + 1` maps of `[B, width, H, W]`."""
+        """Every stage's output, `depth + 1` maps; stage s is `[B, width, H / r_s, W / r_s]`."""
         x = self.stem(x)
         feats = [x]
         for block in self.blocks:
+            if self.pooled:
+                x = self.pool(x)
             x = block(x)
             feats.append(x)
         return feats

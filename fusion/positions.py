@@ -10,14 +10,22 @@ exactly as an all-ones mask. A sensor absent for a whole sample has an all-zero 
 zeroes a sensor's values where its mask is 0 (so they never matter, whatever they hold) and
 hands the masks to every fusion op at the resolution of the fused maps; late fusion weights
 each sensor's logits by its presence as its head sees it (`Head.presence()`).
+
+Encoder-decoders (an arch with a `decoder`): every branch and trunk block halves the
+resolution, and the position says which fused map exists at which scale (`encoder_depth`,
+`skip_scales`); the decoder (`fusion.decoder`) climbs back to full resolution. `reduction`
+(2**depth) is the model's output stride: windows aligned to it give the same map whatever
+their size.
 """
 
 # No `from __future__ import annotations`: TorchScript reads the class-level attribute
 # annotations below and cannot resolve them from strings.
+
 import torch
 from torch import Tensor, nn
 
 from fusion.arch import MASK_SUFFIX, Arch, BranchSpec
+from fusion.decoder import Decoder
 from fusion.ops import MaskFilled
 from fusion.registry import BRANCHES, FUSION_OPS, HEADS, POSITIONS
 
@@ -35,9 +43,38 @@ def pool_mask(m: Tensor, reduction: int) -> Tensor:
     return nn.functional.avg_pool2d(m, reduction, reduction, ceil_mode=True)
 
 
-def build_branch(spec: BranchSpec, in_channels: int) -> nn.Module:
-    """The registered branch for `spec` (which must be on)."""
-    return BRANCHES.get(spec.kind)(in_channels, spec.width, spec.depth, spec.kernel)
+def pool_features(x: Tensor, factor: int) -> Tensor:
+    """Feature maps `factor` times coarser (average over each cell; ceil mode like the
+    branches' pooling, so sizes agree)."""
+    if factor == 1:
+        return x
+    return nn.functional.avg_pool2d(x, factor, factor, ceil_mode=True)
+
+
+def build_branch(spec: BranchSpec, in_channels: int, downsample: bool = False) -> nn.Module:
+    """The registered branch for `spec` (which must be on); `downsample`: its blocks halve the
+    resolution (an encoder-decoder's encoder)."""
+    branch = BRANCHES.get(spec.kind)(in_channels, spec.width, spec.depth, spec.kernel)
+    return branch.downsample() if downsample else branch
+
+
+class NoTrunk(nn.Module):
+    """The trunk when `fusion.trunk` is off: the fused map as it is (one stage)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+    def forward_stages(self, x: Tensor) -> list[Tensor]:
+        return [x]
+
+
+def _depth(arch: Arch) -> int:
+    """The deepest branch's depth (its last stage's scale in an encoder-decoder)."""
+    return max(arch.branches[s].depth for s in arch.sensors)
+
+
+def _trunk_depth(arch: Arch) -> int:
+    return arch.fusion.trunk.depth if arch.fusion.trunk.on else 0
 
 
 class FusionModel(nn.Module):
@@ -47,6 +84,7 @@ class FusionModel(nn.Module):
     uses_trunk: bool = True
     uses_width: bool = True
     shared_head: bool = True
+    reduction: int  # output stride: 2**depth with a decoder, else 1
     in_channels: dict[str, int]
     sensors: list[str]  # fused sensors, in arch order
     mask_keys: list[str]  # their masks' input keys
@@ -58,6 +96,8 @@ class FusionModel(nn.Module):
         self.in_channels = dict(in_channels)
         self.num_classes = num_classes
         self.dense = arch.dense
+        self.reduction = 2**arch.depth
+        self.decoder: Decoder | None = None
         self.sensors = arch.sensors
         self.mask_keys = [mask_key(s) for s in self.sensors]
         self.bands = [in_channels[s] for s in self.sensors]
@@ -98,14 +138,37 @@ class FusionModel(nn.Module):
             masks.append(m)
         return xs, masks
 
-    def _trunk_and_head(self, width: int, num_classes: int) -> None:
-        """Shared trunk after fusion (identity when off) and the head."""
+    @classmethod
+    def encoder_depth(cls, arch: Arch) -> int:
+        """With a decoder: the deepest scale this position's encoder reaches (0: it never
+        downsamples). Positions that cannot be decoded keep 0."""
+        return 0
+
+    @classmethod
+    def skip_scales(cls, arch: Arch) -> list[int]:
+        """With a decoder: the scales below the deepest with a fused map the decoder may
+        concatenate (`decoder.skips` must be among them)."""
+        return []
+
+    def _trunk_and_head(self, width: int, num_classes: int, shallow: list[int]) -> None:
+        """Shared trunk after fusion (`NoTrunk` when off), the decoder when the arch has one
+        (`shallow`: channels of the fused maps of the scales below the fusion, 0 where there
+        is none) and the head."""
         trunk = self.arch.fusion.trunk
-        self.trunk = build_branch(trunk, width) if trunk.on else nn.Identity()
+        decoder = self.arch.decoder
+        if trunk.on:
+            self.trunk = build_branch(trunk, width, downsample=decoder is not None)
+            channels = list(self.trunk.out_channels)
+        else:
+            self.trunk = NoTrunk()
+            channels = [width]
+        features = channels[-1]
+        if decoder is not None:
+            self.decoder = Decoder(shallow + channels, list(decoder.skips), decoder.width,
+                                   decoder.up, decoder.context)
+            features = decoder.width
         head = self.arch.head
-        self.head = HEADS.get(head.kind)(
-            trunk.width if trunk.on else width, num_classes, head.hidden, head.dropout
-        )
+        self.head = HEADS.get(head.kind)(features, num_classes, head.hidden, head.dropout)
 
     def _op(self, in_channels: list[int], out_channels: int) -> nn.Module:
         """The arch's fusion op, called `op(xs, masks)`; one that does not handle masks itself
@@ -122,46 +185,83 @@ class EarlyFusion(FusionModel):
         super().__init__(arch, in_channels, num_classes)
         width = arch.fusion.width
         self.fuse = self._op(self.bands, width)
-        self._trunk_and_head(width, num_classes)
+        self._trunk_and_head(width, num_classes, [])
+
+    @classmethod
+    def encoder_depth(cls, arch: Arch) -> int:
+        return _trunk_depth(arch)  # the trunk is the encoder
+
+    @classmethod
+    def skip_scales(cls, arch: Arch) -> list[int]:
+        return list(range(_trunk_depth(arch)))
 
     def forward(self, inputs: dict[str, Tensor]) -> Tensor:
         xs, masks = self._inputs(inputs)
-        return self.head(self.trunk(self.fuse(xs, masks)))
+        x = self.fuse(xs, masks)
+        if self.decoder is not None:
+            return self.head(self.decoder(self.trunk.forward_stages(x)))
+        return self.head(self.trunk(x))
 
 
 def _branches(arch: Arch, in_channels: dict[str, int]) -> nn.ModuleList:
-    return nn.ModuleList(build_branch(arch.branches[s], in_channels[s]) for s in arch.sensors)
+    decoded = arch.decoder is not None
+    return nn.ModuleList(build_branch(arch.branches[s], in_channels[s], decoded)
+                         for s in arch.sensors)
 
 
 @POSITIONS.register("middle")
 class MiddleFusion(FusionModel):
     """Branches -> op on each branch's last stage -> trunk -> head. A branch's depth is the
-    stage at which its sensor joins the others."""
+    stage at which its sensor joins the others. In an encoder-decoder the sensors meet at the
+    deepest branch's scale D (a shallower branch's last stage is average-pooled down to it);
+    the decoder's skips are the trunk's stages (scales D and below the deepest)."""
 
-    reductions: list[int]  # each branch's last-stage reduction
+    fused_reduction: int  # 2**D: the scale the sensors meet at
+    pools: list[int]  # per branch: the pooling from its last stage down to that scale
 
     def __init__(self, arch: Arch, in_channels: dict[str, int], num_classes: int) -> None:
         super().__init__(arch, in_channels, num_classes)
         width = arch.fusion.width
         self.branches = _branches(arch, in_channels)
-        self.reductions = [b.reductions[-1] for b in self.branches]
+        self.fused_reduction = max(b.reductions[-1] for b in self.branches)
+        self.pools = [self.fused_reduction // b.reductions[-1] for b in self.branches]
         self.fuse = self._op([b.out_channels[-1] for b in self.branches], width)
-        self._trunk_and_head(width, num_classes)
+        shallow = [0] * (self.fused_reduction.bit_length() - 1)
+        self._trunk_and_head(width, num_classes, shallow)
+
+    @classmethod
+    def encoder_depth(cls, arch: Arch) -> int:
+        return _depth(arch) + _trunk_depth(arch)
+
+    @classmethod
+    def skip_scales(cls, arch: Arch) -> list[int]:
+        return list(range(_depth(arch), cls.encoder_depth(arch)))
 
     def forward(self, inputs: dict[str, Tensor]) -> Tensor:
         xs, masks = self._inputs(inputs)
         feats: list[Tensor] = []
         fmasks: list[Tensor] = []
         for i, branch in enumerate(self.branches):
-            feats.append(branch(xs[i]))  # [B, width_i, H, W]
-            fmasks.append(pool_mask(masks[i], self.reductions[i]))
-        return self.head(self.trunk(self.fuse(feats, fmasks)))
+            feats.append(pool_features(branch(xs[i]), self.pools[i]))
+            fmasks.append(pool_mask(masks[i], self.fused_reduction))
+        fused = self.fuse(feats, fmasks)
+        if self.decoder is not None:
+            # scales above the fusion have no fused map: the decoder reads their size only
+            maps: list[Tensor] = []
+            r = 1
+            while r < self.fused_reduction:
+                maps.append(pool_mask(masks[0], r))
+                r = r * 2
+            return self.head(self.decoder(maps + self.trunk.forward_stages(fused)))
+        return self.head(self.trunk(fused))
 
 
 @POSITIONS.register("multi")
 class MultiFusion(FusionModel):
     """Branches -> one op per stage s over the branches that reach s -> mean over stages ->
-    trunk -> head. Shallow and deep features of every sensor meet."""
+    trunk -> head. Shallow and deep features of every sensor meet. In an encoder-decoder the
+    fused map of each scale is kept (per-scale fusion) instead of averaged: the trunk runs on
+    the deepest, and the decoder may take a skip from every scale."""
 
     members: list[list[int]]  # members[s]: indices of the branches that have a stage s
     reductions: list[list[int]]  # reductions[s]: their stage-s reductions
@@ -181,7 +281,15 @@ class MultiFusion(FusionModel):
             self._op([self.branches[j].out_channels[s] for j in m], width)
             for s, m in enumerate(self.members)
         )
-        self._trunk_and_head(width, num_classes)
+        self._trunk_and_head(width, num_classes, [width] * (n_stages - 1))
+
+    @classmethod
+    def encoder_depth(cls, arch: Arch) -> int:
+        return _depth(arch) + _trunk_depth(arch)
+
+    @classmethod
+    def skip_scales(cls, arch: Arch) -> list[int]:
+        return list(range(cls.encoder_depth(arch)))
 
     def forward(self, inputs: dict[str, Tensor]) -> Tensor:
         xs, masks = self._inputs(inputs)
@@ -196,7 +304,10 @@ class MultiFusion(FusionModel):
             for k in range(len(members)):
                 feats.append(stages[members[k]][s])
                 fmasks.append(pool_mask(masks[members[k]], self.reductions[s][k]))
-            fused.append(op(feats, fmasks))  # [B, width, H, W]
+            fused.append(op(feats, fmasks))  # [B, width, H / 2^s, W / 2^s] with a decoder
+        if self.decoder is not None:
+            deep = self.trunk.forward_stages(fused[len(fused) - 1])
+            return self.head(self.decoder(fused[:len(fused) - 1] + deep))
         return self.head(self.trunk(torch.stack(fused, dim=0).mean(dim=0)))
 
 
@@ -215,15 +326,32 @@ class LateFusion(FusionModel):
         super().__init__(arch, in_channels, num_classes)
         head = arch.head
         paths = []
+        decoder = arch.decoder
         for branch in _branches(arch, in_channels):
-            own_head = HEADS.get(head.kind)(
-                branch.out_channels[-1], num_classes, head.hidden, head.dropout
-            )
-            paths.append(nn.Sequential(branch, own_head))  # a whole single-sensor classifier
+            if decoder is None:
+                own_head = HEADS.get(head.kind)(
+                    branch.out_channels[-1], num_classes, head.hidden, head.dropout
+                )
+                paths.append(nn.Sequential(branch, own_head))  # a single-sensor classifier
+            else:  # a single-sensor encoder-decoder, skips from its own stages
+                depth = len(branch.out_channels) - 1
+                own = Decoder(branch.out_channels, [s for s in decoder.skips if s < depth],
+                              decoder.width, decoder.up, decoder.context)
+                own_head = HEADS.get(head.kind)(own.out_channels, num_classes, head.hidden,
+                                                head.dropout)
+                paths.append(_DecodedPath(branch, own, own_head))
         self.paths = nn.ModuleList(paths)
         # mask [B, 1, H, W] -> the weight of a sensor's logits (the heads are all one kind)
-        self.presence = paths[0][1].presence()
+        self.presence = own_head.presence()
         self.fuse = self._op([num_classes] * len(paths), num_classes)
+
+    @classmethod
+    def encoder_depth(cls, arch: Arch) -> int:
+        return _depth(arch)
+
+    @classmethod
+    def skip_scales(cls, arch: Arch) -> list[int]:
+        return list(range(_depth(arch)))  # a branch uses those below its own depth
 
     def forward(self, inputs: dict[str, Tensor]) -> Tensor:
         xs, masks = self._inputs(inputs)
@@ -235,3 +363,17 @@ class LateFusion(FusionModel):
             weights.append(self.presence(masks[i]))  # [B, 1, H, W] or [B, 1, 1, 1]
         fused = self.fuse(logits, weights)  # [B, K, H, W] or [B, K, 1, 1]
         return fused if self.dense else fused.flatten(1)
+
+
+class _DecodedPath(nn.Module):
+    """Late fusion's path of one sensor in an encoder-decoder: branch stages -> its own
+    decoder -> its own head."""
+
+    def __init__(self, branch: nn.Module, decoder: Decoder, head: nn.Module) -> None:
+        super().__init__()
+        self.branch = branch
+        self.decoder = decoder
+        self.head = head
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.decoder(self.branch.forward_stages(x)))

@@ -14,6 +14,10 @@ SENSOR_SETS = [{"a": 3}, {"hsi": 48, "lidar": 1}, {"hsi": 48, "lidar": 1, "sar":
 @pytest.mark.parametrize("dense", [False, True])
 @pytest.mark.parametrize("name", fusion.BASELINES)
 def test_baseline_builds_by_name_for_1_2_4_sensors(name: str, dense: bool, make_inputs) -> None:
+    if name not in fusion.baselines_for(dense):
+        with pytest.raises(ArchError, match=f"baseline '{name}' is an encoder-decoder"):
+            build_model(name, SENSOR_SETS[0], 4, dense=dense)
+        return
     for in_channels in SENSOR_SETS:
         model = build_model(name, in_channels, 4, dense=dense)
         size = 16 if dense else 7
@@ -32,10 +36,25 @@ def test_two_branch_gives_the_spectral_stream_to_the_richest_sensor() -> None:
 
 
 def test_baselines_differ_in_position() -> None:
-    positions = {n: baseline_arch(n, {"a": 3, "b": 1}).fusion.position for n in fusion.BASELINES}
+    positions = {n: baseline_arch(n, {"a": 3, "b": 1}, dense=True).fusion.position
+                 for n in fusion.BASELINES}
     assert positions == {"early_cnn": "early", "late_cnn": "late", "two_branch": "middle",
                          "early_cnn_centre": "early", "late_cnn_centre": "late",
-                         "two_branch_centre": "middle"}
+                         "two_branch_centre": "middle", "unet": "early",
+                         "two_stream_unet": "multi"}
+
+
+def test_unet_baselines_are_encoder_decoders_with_every_skip(make_inputs) -> None:
+    sensors = {"s1": 2, "s2": 13}
+    unet = baseline_arch("unet", sensors, dense=True)
+    two = baseline_arch("two_stream_unet", sensors, dense=True)
+    assert unet.depth == two.depth == 4
+    assert unet.decoder.skips == two.decoder.skips == (0, 1, 2, 3)
+    # early fusion of the stacked bands vs one encoder per sensor, fused at every scale
+    assert (unet.fusion.position, two.fusion.position) == ("early", "multi")
+    model = build_model("two_stream_unet", sensors, 2, dense=True)
+    assert model.reduction == 16 and len(model.branches) == 2
+    assert tuple(model(make_inputs(sensors, 20)).shape) == (2, 2, 20, 20)
 
 
 @pytest.mark.parametrize("name", ["early_cnn", "late_cnn", "two_branch"])
@@ -53,7 +72,8 @@ def test_centre_variant_differs_only_in_the_head(name: str) -> None:
 def test_unknown_baseline_lists_the_valid_ones() -> None:
     with pytest.raises(ArchError, match=r"unknown baseline 'resnet': valid baselines are "
                                         r"\['early_cnn', 'late_cnn', 'two_branch', 'early_cnn_centre', "
-                                        r"'late_cnn_centre', 'two_branch_centre'\]"):
+                                        r"'late_cnn_centre', 'two_branch_centre', 'unet', "
+                                        r"'two_stream_unet'\]"):
         build_model("resnet", {"a": 3}, 2)
 
 

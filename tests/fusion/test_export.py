@@ -18,7 +18,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from fusion import Arch, BranchSpec, FusionSpec, HeadSpec, build_model, mask_key
+from fusion import Arch, BranchSpec, DecoderSpec, FusionSpec, HeadSpec, build_model, mask_key
 
 # torch 2.13 deprecates torch.jit.* and the TorchScript-based ONNX exporter; both still work
 # and are what the export issue ships, so their deprecation notices are expected here.
@@ -48,6 +48,27 @@ CASES = {
             HeadSpec("centre", 8, 0.3),
         ),
         7,
+    ),
+    # encoder-decoders at a side that is no multiple of their output stride (ceil pooling, crops)
+    "multi_unet_aspp_seg": (
+        Arch(
+            {"hsi": BranchSpec("spectral", 6, 2, 3), "lidar": BranchSpec("conv", 4, 1, 3),
+             "sar": BranchSpec("sar", 5, 2, 3), "s2": BranchSpec("off")},
+            FusionSpec("gate", "multi", 6, BranchSpec("conv", 6, 1, 3)),
+            HeadSpec("segmentation", 0, 0.1),
+            decoder=DecoderSpec(8, (0, 2), "transposed", "aspp"),
+        ),
+        21,
+    ),
+    "late_unet_seg": (
+        Arch(
+            {"hsi": BranchSpec("conv", 4, 2, 3), "lidar": BranchSpec("residual", 4, 1, 3),
+             "sar": BranchSpec("off"), "s2": BranchSpec("separable", 4, 3, 3)},
+            FusionSpec("sum", "late"),
+            HeadSpec("segmentation", 6, 0.1),
+            decoder=DecoderSpec(6, (0, 1, 2), "bilinear", "none"),
+        ),
+        18,
     ),
     "early_se": (
         Arch(
