@@ -70,7 +70,7 @@ class NoTrunk(nn.Module):
 
 def _depth(arch: Arch) -> int:
     """The deepest branch's depth (its last stage's scale in an encoder-decoder)."""
-    return max(arch.branches[s].depth for s in arch.sensors)
+    return max((arch.branches[s].depth for s in arch.sensors), default=0)
 
 
 def _trunk_depth(arch: Arch) -> int:

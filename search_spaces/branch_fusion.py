@@ -6,15 +6,24 @@ Labels (sensor names are the task's):
     branch.<sensor>.kind / .width / .depth / .kernel
     fusion.position, fusion.op, fusion.width, trunk.layers, head.kind, head.hidden
     train.modality_dropout, train.cloud_blobs   (the `robust` space only)
+    decoder.width, decoder.skips, decoder.up, decoder.context   (segmentation tasks only)
 
 `branch.<sensor>.kind` includes "off" when the task has more than one sensor (a sample with
 every sensor off is invalid). Branch kinds made for one sensor kind are only offered to it:
 "spectral" to hyperspectral sensors, "sar" to SAR sensors. `trunk.layers` = n > 0 is a conv
 trunk of n layers at the fusion width after the fusion point (unused by late fusion).
+
+Segmentation tasks also choose an encoder-decoder: `decoder.width` 0 keeps every map at full
+resolution (the networks of patch tasks with a per-pixel head); w > 0 makes the branches' and
+the trunk's blocks downsample and adds a decoder of width w. `decoder.skips` is a pattern over
+the scales the position fuses (`FusionModel.skip_scales`): "none", "finest" (the finest fused
+scale) or "all". Branch depths there come from `ENCODER_DEPTHS`: deep coarse stages are cheap.
+An encoder that never downsamples (every depth 0) gets no decoder.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, ClassVar
 
@@ -27,6 +36,7 @@ from fusion import (
     Arch,
     ArchError,
     BranchSpec,
+    DecoderSpec,
     FusionSpec,
     HeadSpec,
     TrainingSpec,
@@ -56,6 +66,12 @@ class BranchFusionSpace(SearchSpace):
     CLOUD_BLOBS: ClassVar[tuple[float, ...]] = ()
     DROPOUT: ClassVar[float] = 0.1
     TRUNK_KERNEL: ClassVar[int] = 3
+    # Encoder-decoders (segmentation tasks): width 0 = no decoder, full resolution
+    DECODER_WIDTHS: ClassVar[tuple[int, ...]] = (0,)
+    ENCODER_DEPTHS: ClassVar[tuple[int, ...]] = ()  # branch depths of dense tasks (empty: DEPTHS)
+    DECODER_SKIPS: ClassVar[tuple[str, ...]] = ("none", "finest", "all")
+    DECODER_UPS: ClassVar[tuple[str, ...]] = ("bilinear",)
+    DECODER_CONTEXTS: ClassVar[tuple[str, ...]] = ("none",)
 
     # -- options --------------------------------------------------------------------------------
     def branch_kinds(self, sensor: str) -> list[str]:
@@ -79,12 +95,21 @@ class BranchFusionSpace(SearchSpace):
     def allows_off(self) -> bool:
         return len(self.sensors) > 1
 
+    @property
+    def depths(self) -> tuple[int, ...]:
+        return self.ENCODER_DEPTHS if self.dense and self.ENCODER_DEPTHS else self.DEPTHS
+
+    @property
+    def decodes(self) -> bool:
+        """Whether the space offers encoder-decoders (dense tasks, a decoder width > 0)."""
+        return self.dense and any(w > 0 for w in self.DECODER_WIDTHS)
+
     def options(self) -> dict[str, list[Any]]:
         opts: dict[str, list[Any]] = {}
         for s in self.sensors:
             opts[f"branch.{s}.kind"] = self.branch_kinds(s) + ([OFF] if self.allows_off else [])
             opts[f"branch.{s}.width"] = list(self.WIDTHS)
-            opts[f"branch.{s}.depth"] = list(self.DEPTHS)
+            opts[f"branch.{s}.depth"] = list(self.depths)
             opts[f"branch.{s}.kernel"] = list(self.KERNELS)
         opts["fusion.position"] = self._positions()
         opts["fusion.op"] = self._ops()
@@ -92,6 +117,11 @@ class BranchFusionSpace(SearchSpace):
         opts["trunk.layers"] = list(self.TRUNK_LAYERS)
         opts["head.kind"] = ["segmentation"] if self.dense else list(self.PATCH_HEADS)
         opts["head.hidden"] = list(self.HEAD_HIDDEN)
+        if self.decodes:
+            opts["decoder.width"] = list(self.DECODER_WIDTHS)
+            opts["decoder.skips"] = list(self.DECODER_SKIPS)
+            opts["decoder.up"] = list(self.DECODER_UPS)
+            opts["decoder.context"] = list(self.DECODER_CONTEXTS)
         if self.MODALITY_DROPOUT and len(self.sensors) > 1:
             opts["train.modality_dropout"] = list(self.MODALITY_DROPOUT)
         if self.CLOUD_BLOBS and any(k in CLOUDED_KINDS for k in self.sensors.values()):
@@ -130,8 +160,27 @@ class BranchFusionSpace(SearchSpace):
                 key: self._value(sample, f"train.{key}") for key in TRAINING_CHOICES
                 if f"train.{key}" in self.options()}),
         )
+        if self.decodes:
+            arch = self._with_decoder(arch, sample)
         arch.validate(sensors=list(self.sensors), dense=self.dense)
         return arch.canonical()
+
+    def _with_decoder(self, arch: Arch, sample: Sample) -> Arch:
+        """`arch` with the sample's decoder: skips resolved against the scales its position
+        fuses; none when the width is 0 or the encoder would never downsample."""
+        width = self._value(sample, "decoder.width")
+        if width == 0:
+            return arch
+        trial = dataclasses.replace(arch, decoder=DecoderSpec(width=width))
+        position = POSITIONS.get(arch.fusion.position)
+        if position.encoder_depth(trial) < 1:
+            return arch
+        usable = position.skip_scales(trial)
+        skips = {"none": (), "finest": tuple(usable[:1]), "all": tuple(usable)}[
+            self._value(sample, "decoder.skips")]
+        return dataclasses.replace(arch, decoder=DecoderSpec(
+            width=width, skips=skips, up=self._value(sample, "decoder.up"),
+            context=self._value(sample, "decoder.context")))
 
     def to_sample(self, arch: Arch) -> Sample:
         if list(arch.branches) != list(self.sensors):
@@ -164,6 +213,8 @@ class BranchFusionSpace(SearchSpace):
         sample["head.hidden"] = arch.head.hidden
         for key, value in arch.training.to_dict().items():
             sample[f"train.{key}"] = value
+        if self.decodes:
+            sample.update(self._decoder_sample(arch, opts))
         for label, value in sample.items():
             if label not in opts:
                 raise ArchError(f"{label.replace('train.', 'training.')}: the {self.name} space "
@@ -179,7 +230,24 @@ class BranchFusionSpace(SearchSpace):
             )
         return sample
 
+    def _decoder_sample(self, arch: Arch, opts: dict[str, list[Any]]) -> Sample:
+        d = arch.decoder
+        if d is None:
+            return {label: opts[label][0] for label in
+                    ("decoder.skips", "decoder.up", "decoder.context")} | {"decoder.width": 0}
+        usable = POSITIONS.get(arch.fusion.position).skip_scales(arch)
+        patterns = {"none": (), "finest": tuple(usable[:1]), "all": tuple(usable)}
+        skips = next((name for name in self.DECODER_SKIPS if patterns[name] == d.skips),
+                     None)
+        if skips is None:
+            raise ArchError(f"decoder.skips: {list(d.skips)} is not one of the {self.name} "
+                            f"space's patterns {list(self.DECODER_SKIPS)} over {usable}")
+        return {"decoder.width": d.width, "decoder.skips": skips, "decoder.up": d.up,
+                "decoder.context": d.context}
+
     def size(self) -> int:
+        """Distinct architectures; for segmentation tasks with encoder-decoders an upper
+        bound (some skip patterns coincide for some archs)."""
         opts = self.options()
         heads = len(opts["head.kind"]) * len(opts["head.hidden"])
         total = 0
@@ -189,7 +257,7 @@ class BranchFusionSpace(SearchSpace):
                 branches = 2 ** len(self.sensors) - 1 if self.allows_off else 1
             else:
                 per = [
-                    len(self.branch_kinds(s)) * len(self.WIDTHS) * len(self.DEPTHS)
+                    len(self.branch_kinds(s)) * len(self.WIDTHS) * len(self.depths)
                     * len(self.KERNELS)
                     for s in self.sensors
                 ]
@@ -198,6 +266,10 @@ class BranchFusionSpace(SearchSpace):
             widths = len(opts["fusion.width"]) if pos.uses_width else 1
             trunks = len(opts["trunk.layers"]) if pos.uses_trunk else 1
             total += branches * len(opts["fusion.op"]) * widths * trunks * heads
+        if self.decodes:
+            decoded = [w for w in self.DECODER_WIDTHS if w > 0]
+            total *= 1 + len(decoded) * math.prod(
+                len(opts[f"decoder.{k}"]) for k in ("skips", "up", "context"))
         return total * math.prod(len(opts[f"train.{k}"]) for k in TRAINING_CHOICES
                                  if f"train.{k}" in opts)
 
@@ -215,6 +287,10 @@ class FusionSpace(BranchFusionSpace):
     FUSION_WIDTHS = (16, 32, 64)
     TRUNK_LAYERS = (0, 1, 2)
     HEAD_HIDDEN = (0, 32, 64)
+    DECODER_WIDTHS = (0, 16, 32)
+    ENCODER_DEPTHS = (0, 1, 2, 3, 4)
+    DECODER_UPS = ("bilinear", "transposed")
+    DECODER_CONTEXTS = ("none", "aspp")
 
 
 @SPACES.register("compact")
@@ -234,6 +310,8 @@ class CompactSpace(BranchFusionSpace):
     TRUNK_LAYERS = (0, 1)
     PATCH_HEADS = ("patch",)
     HEAD_HIDDEN = (0, 16)
+    DECODER_WIDTHS = (0, 8, 16)
+    ENCODER_DEPTHS = (0, 1, 2, 3)
 
 
 @SPACES.register("robust")

@@ -131,3 +131,25 @@ def test_list_spaces_gives_sizes_for_the_task(make_task) -> None:
     size = make_space("compact", {"optical": "optical", "sar": "sar", "lidar": "lidar"},
                       dense=False).size()
     assert f"{size:,}" in lines[0]
+
+
+def test_dense_spaces_choose_encoder_decoders() -> None:
+    space = make_space("fusion", MIXES["optical_sar"], dense=True)
+    opts = space.options()
+    assert opts["decoder.width"] == [0, 16, 32] and opts["decoder.context"] == ["none", "aspp"]
+    assert "decoder.width" not in make_space("fusion", MIXES["optical_sar"], dense=False).options()
+    base = {label: values[0] for label, values in opts.items()}
+    sample = base | {"branch.s2.kind": "conv", "branch.s2.depth": 3, "branch.s1.kind": "sar",
+                     "branch.s1.depth": 1, "fusion.position": "multi", "trunk.layers": 2,
+                     "decoder.width": 16, "decoder.skips": "all", "decoder.up": "transposed"}
+    arch = space.to_arch(sample)
+    # multi fuses scales 0..3 (branches), the trunk adds scale 4: skips from every scale above
+    assert arch.depth == 4 and arch.decoder.skips == (0, 1, 2, 3)
+    assert space.to_arch(space.to_sample(arch)) == arch
+    middle = space.to_arch(sample | {"fusion.position": "middle", "decoder.skips": "finest"})
+    assert middle.decoder.skips == (3,)  # the sensors meet at scale 3: the finest fused map
+    # an encoder that never downsamples gets no decoder (the same network as width 0)
+    flat = sample | {"branch.s2.depth": 0, "branch.s1.depth": 0, "trunk.layers": 1}
+    assert space.to_arch(flat).decoder is None
+    assert space.to_arch(flat) == space.to_arch(flat | {"decoder.width": 0})
+    assert space.size() > make_space("fusion", MIXES["optical_sar"], dense=False).size()
