@@ -154,6 +154,13 @@ class TileDataset(_IndexDataset):
     """segmentation: non-overlapping T x T tiles from the grid origin, kept when they hold at
     least one labelled pixel of the split. Edge tiles are padded (inputs 0, target -1).
 
+    Without augmentation (evaluation) the tiles are that grid, so every labelled pixel is
+    scored exactly once. With augmentation (training) each tile is also shifted by a random
+    offset of up to half a tile per axis, drawn from (seed, epoch, id): an epoch samples tiles
+    at random places of the training area instead of one fixed grid (a network with context
+    would otherwise learn the grid's borders); a shift whose tile holds no labelled pixel of
+    the split is not taken.
+
     Item: {sensor: float32 [C, T, T], ..., "target": int64 [T, T] (-1 ignored), "scene"}.
     """
 
@@ -167,14 +174,28 @@ class TileDataset(_IndexDataset):
         origins = self.index.scenes[scene].tiles[self.split][k].astype(np.int64)
         return origins[:, 0], origins[:, 1]
 
+    def _shifted(self, scene: int, index: int, r0: int, c0: int
+                 ) -> tuple[int, int, np.ndarray]:
+        """The tile's origin for this epoch (shifted when augmenting) and its labels."""
+        t = self.tile_size
+        labels = self._labels(scene)
+        if self.augment:
+            rng = np.random.default_rng([self.seed, self.epoch, index, 1])
+            dr, dc = (int(v) for v in rng.integers(-(t // 2), t // 2 + 1, size=2))
+            target = crop(labels, r0 + dr, c0 + dc, t, -1)
+            if (target >= 0).any():
+                return r0 + dr, c0 + dc, target
+        return r0, c0, crop(labels, r0, c0, t, -1)
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         scene = int(self.locate(np.asarray(index)))
         r0, c0 = (int(v) for v in self.index.scenes[scene].tiles[self.split][
             index - self.starts[scene]])
+        r0, c0, target = self._shifted(scene, index, r0, c0)
         t = self.tile_size
         k, flip = self._transform(index)
         item = self._inputs(scene, r0, c0, t, k, flip)
-        target = crop(self._labels(scene), r0, c0, t, -1).astype(np.int64)
+        target = target.astype(np.int64)
         item["target"] = torch.from_numpy(_augmented(target, k, flip))
         item["scene"] = torch.tensor(scene, dtype=torch.int64)
         return item

@@ -105,16 +105,39 @@ def test_tiles_hold_dense_targets_and_only_labelled_tiles():
 
 
 def test_tile_augmentation_moves_target_with_inputs():
-    sensors, _ = _toy(h=16, w=16)
-    labels = np.arange(256, dtype=np.int16).reshape(16, 16) % 5
+    """Training tiles are shifted to random places and rotated/flipped; inputs and target
+    always come from the same window, and every tile holds a labelled pixel."""
+    h = w = 48
+    rows, cols = np.mgrid[0:h, 0:w].astype(np.float32)
+    sensors = {"a": np.stack([rows + 1, cols + 1])}  # a pixel's value says where it is (0: pad)
+    labels = np.full((h, w), -1, np.int16)
+    labels[4:44, 4:44] = (np.arange(40 * 40).reshape(40, 40) % 3).astype(np.int16)
     plain, aug = _tiles_ds(sensors, labels, 16), _tiles_ds(sensors, labels, 16, augment=True)
-    for epoch in range(4):
+    padded_labels = np.pad(labels, 16, constant_values=-1)
+    padded = np.pad(sensors["a"], ((0, 0), (16, 16), (16, 16)))
+    origins = set()
+    for epoch in range(6):
         aug.set_epoch(epoch)
-        item = aug[0]
-        opts_t = _dihedral(plain[0]["target"].numpy())
-        opts_a = _dihedral(plain[0]["a"].numpy())
-        hits = [i for i, o in enumerate(opts_t) if np.array_equal(item["target"].numpy(), o)]
-        assert any(np.array_equal(item["a"].numpy(), opts_a[i]) for i in hits)
+        for i in range(len(aug)):
+            item = aug[i]
+            window = item["a"].numpy()
+            cand = []  # the shifts and rotations/flips of grid tile i that give this item
+            for dr in range(-8, 9):
+                for dc in range(-8, 9):
+                    r, c = plain.index.scenes[0].tiles["train"][i] + np.array([dr, dc])
+                    src = padded[:, r + 16:r + 32, c + 16:c + 32]
+                    tgt = padded_labels[r + 16:r + 32, c + 16:c + 32]
+                    for o_a, o_t in zip(_dihedral(src), _dihedral(tgt)):
+                        if np.array_equal(o_a, window) and \
+                                np.array_equal(o_t, item["target"].numpy()):
+                            cand.append((int(r), int(c)))
+            assert cand, (epoch, i)
+            origins.add(cand[0])
+            assert (item["target"].numpy() >= 0).any()
+    # six epochs of 9 tiles: far more places than the fixed grid's 9
+    assert len(origins) > 2 * len(plain)
+    grid = {tuple(int(v) for v in o) for o in plain.index.scenes[0].tiles["train"]}
+    assert not origins <= grid
 
 
 def test_datasets_batch_with_a_dataloader():
