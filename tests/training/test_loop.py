@@ -58,6 +58,16 @@ def test_segmentation_training_learns_and_monitors_miou(
     assert out.val_metrics["num_samples"] == sum(seg_data.index.counts()["val"])
 
 
+def test_encoder_decoder_trains_on_random_tiles_and_scores_each_pixel_once(
+    seg_task: TaskSpec, seg_data: PreparedData
+) -> None:
+    task = with_train(seg_task, epochs=4, batch_size=4)
+    out = train_model(task, "two_stream_unet", seg_data, seed=0)
+    assert out.model.reduction == 16
+    assert out.val_metrics["oa"] > 1 / 3 + 0.25
+    assert out.val_metrics["num_samples"] == sum(seg_data.index.counts()["val"])
+
+
 def test_early_stopping_follows_the_search_objective(
     patch_task: TaskSpec, patch_data: PreparedData
 ) -> None:
