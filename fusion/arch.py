@@ -49,12 +49,16 @@ MASK_SUFFIX = "__mask"  # `<sensor>__mask`: a sensor's validity mask, next to it
 
 @dataclass(frozen=True)
 class BranchSpec:
-    """One sensor branch (or the shared trunk): kind, channels, blocks, spatial kernel."""
+    """One sensor branch (or the shared trunk): kind, channels, blocks, spatial kernel, and in
+    an encoder-decoder the `scale` at which its sensor enters (its input average-pooled 2^scale
+    times: a sensor coarser than the grid, e.g. 20 m bands on a 10 m grid, enters at the stage
+    whose resolution matches its own instead of being processed at the grid's)."""
 
     kind: str
     width: int = 32
     depth: int = 2
     kernel: int = 3
+    scale: int = 0
 
     @property
     def on(self) -> bool:
@@ -63,11 +67,17 @@ class BranchSpec:
     def to_dict(self) -> dict[str, Any]:
         if not self.on:
             return {"kind": OFF}
-        return {"kind": self.kind, "width": self.width, "depth": self.depth, "kernel": self.kernel}
+        out = {"kind": self.kind, "width": self.width, "depth": self.depth, "kernel": self.kernel}
+        if self.scale:  # optional: branches entering at the grid's scale keep their dict
+            out["scale"] = self.scale
+        return out
 
     def describe(self) -> str:
-        """Short text such as `conv(w32,d2,k3)`."""
-        return OFF if not self.on else f"{self.kind}(w{self.width},d{self.depth},k{self.kernel})"
+        """Short text such as `conv(w32,d2,k3)` (`conv(w32,d2,k3,@1)` entering at scale 1)."""
+        if not self.on:
+            return OFF
+        at = f",@{self.scale}" if self.scale else ""
+        return f"{self.kind}(w{self.width},d{self.depth},k{self.kernel}{at})"
 
 
 @dataclass(frozen=True)
@@ -322,6 +332,16 @@ class Arch:
         for key, value in self.training.to_dict().items():
             if not 0.0 <= value < 1.0:
                 raise ArchError(f"training.{key}: must be in [0, 1), got {value!r}")
+        if f.trunk.scale:
+            raise ArchError("fusion.trunk.scale: the trunk runs where the sensors meet; "
+                            "remove its scale")
+        entering = [s for s in self.sensors if self.branches[s].scale]
+        if entering and (self.decoder is None or f.position == "early"):
+            raise ArchError(
+                f"branches.{entering[0]}.scale: a sensor enters at a coarser scale only in an "
+                "encoder-decoder whose branches read the sensors (not early fusion): set it to "
+                "0, or add a decoder"
+            )
         if self.decoder is not None:
             self._validate_decoder(position, bool(head.dense))
         if dense is not None and bool(head.dense) != dense:
@@ -396,7 +416,7 @@ def _fields(data: object, where: str, required: tuple[str, ...], optional: tuple
 
 
 def _branch(data: object, where: str) -> BranchSpec:
-    d = _fields(data, where, required=("kind",), optional=("width", "depth", "kernel"))
+    d = _fields(data, where, required=("kind",), optional=("width", "depth", "kernel", "scale"))
     kind = _str(d["kind"], f"{where}.kind")
     if kind == OFF:  # an unused branch has no parameters: drop them so equal archs compare equal
         return BranchSpec(OFF)
@@ -405,6 +425,7 @@ def _branch(data: object, where: str) -> BranchSpec:
         width=_int(d.get("width", BranchSpec.width), f"{where}.width"),
         depth=_int(d.get("depth", BranchSpec.depth), f"{where}.depth"),
         kernel=_int(d.get("kernel", BranchSpec.kernel), f"{where}.kernel"),
+        scale=_int(d.get("scale", BranchSpec.scale), f"{where}.scale"),
     )
 
 
@@ -422,6 +443,8 @@ def _check_branch(b: BranchSpec, where: str) -> None:
             f"{where}.kernel: must be an odd integer >= 1 (so maps keep their size), "
             f"got {b.kernel!r}"
         )
+    if not isinstance(b.scale, int) or isinstance(b.scale, bool) or b.scale < 0:
+        raise ArchError(f"{where}.scale: must be an integer >= 0, got {b.scale!r}")
 
 
 def _check_name(name: str, registry: Registry, where: str, extra: tuple[str, ...] = ()) -> Any:

@@ -41,17 +41,26 @@ class Branch(nn.Module):
         self.stem: nn.Module = nn.Identity()
         self.blocks = nn.ModuleList()
         self.pooled = False
+        self.entry = 1  # the input's average pooling (a sensor entering at a coarser scale)
         self.pool = nn.MaxPool2d(2, 2, ceil_mode=True)  # no weights: harmless when unused
 
-    def downsample(self) -> "Branch":
-        """Halve the resolution before every block (stage s at 1/2^s); returns self."""
+    def downsample(self, scale: int = 0) -> "Branch":
+        """Halve the resolution before every block, the input taken at `scale` (average-pooled
+        2^scale times): stage s at 1/2^(scale + s). Returns self."""
         self.pooled = True
-        self.reductions = [2**s for s in range(len(self.out_channels))]
+        self.entry = 2**scale
+        self.reductions = [2 ** (scale + s) for s in range(len(self.out_channels))]
         return self
+
+    def enter(self, x: Tensor) -> Tensor:
+        """The input at the branch's entry scale."""
+        if self.entry == 1:
+            return x
+        return nn.functional.avg_pool2d(x, self.entry, self.entry, ceil_mode=True)
 
     def forward(self, x: Tensor) -> Tensor:
         """`[B, C_in, H, W]` -> last stage `[B, width, H / r, W / r]`, r = reductions[-1]."""
-        x = self.stem(x)
+        x = self.stem(self.enter(x))
         for block in self.blocks:
             if self.pooled:
                 x = self.pool(x)
@@ -60,7 +69,7 @@ class Branch(nn.Module):
 
     def forward_stages(self, x: Tensor) -> list[Tensor]:
         """Every stage's output, `depth + 1` maps; stage s is `[B, width, H / r_s, W / r_s]`."""
-        x = self.stem(x)
+        x = self.stem(self.enter(x))
         feats = [x]
         for block in self.blocks:
             if self.pooled:

@@ -55,7 +55,7 @@ def build_branch(spec: BranchSpec, in_channels: int, downsample: bool = False) -
     """The registered branch for `spec` (which must be on); `downsample`: its blocks halve the
     resolution (an encoder-decoder's encoder)."""
     branch = BRANCHES.get(spec.kind)(in_channels, spec.width, spec.depth, spec.kernel)
-    return branch.downsample() if downsample else branch
+    return branch.downsample(spec.scale) if downsample else branch
 
 
 class NoTrunk(nn.Module):
@@ -69,8 +69,27 @@ class NoTrunk(nn.Module):
 
 
 def _depth(arch: Arch) -> int:
-    """The deepest branch's depth (its last stage's scale in an encoder-decoder)."""
-    return max((arch.branches[s].depth for s in arch.sensors), default=0)
+    """The deepest branch's last-stage scale in an encoder-decoder (entry scale + depth)."""
+    return max((arch.branches[s].scale + arch.branches[s].depth for s in arch.sensors),
+               default=0)
+
+
+def _covered(arch: Arch) -> set[int]:
+    """The scales some branch has a stage at (in an encoder-decoder)."""
+    return {s for n in arch.sensors
+            for s in range(arch.branches[n].scale,
+                           arch.branches[n].scale + arch.branches[n].depth + 1)}
+
+
+def _size_refs(mask: Tensor, n: int) -> list[Tensor]:
+    """Tensors of the sizes of scales 0..n-1 (a mask pooled), for scales without a fused map:
+    the decoder reads their size only."""
+    refs: list[Tensor] = []
+    r = 1
+    for _ in range(n):
+        refs.append(pool_mask(mask, r))
+        r = r * 2
+    return refs
 
 
 def _trunk_depth(arch: Arch) -> int:
@@ -216,7 +235,8 @@ class MiddleFusion(FusionModel):
     deepest branch's scale D (a shallower branch's last stage is average-pooled down to it);
     the decoder's skips are the trunk's stages (scales D and below the deepest)."""
 
-    fused_reduction: int  # 2**D: the scale the sensors meet at
+    fused_reduction: int  # 2**D: the sensors meet at scale D
+    fused_scale: int  # D
     pools: list[int]  # per branch: the pooling from its last stage down to that scale
 
     def __init__(self, arch: Arch, in_channels: dict[str, int], num_classes: int) -> None:
@@ -226,8 +246,8 @@ class MiddleFusion(FusionModel):
         self.fused_reduction = max(b.reductions[-1] for b in self.branches)
         self.pools = [self.fused_reduction // b.reductions[-1] for b in self.branches]
         self.fuse = self._op([b.out_channels[-1] for b in self.branches], width)
-        shallow = [0] * (self.fused_reduction.bit_length() - 1)
-        self._trunk_and_head(width, num_classes, shallow)
+        self.fused_scale = self.fused_reduction.bit_length() - 1
+        self._trunk_and_head(width, num_classes, [0] * self.fused_scale)
 
     @classmethod
     def encoder_depth(cls, arch: Arch) -> int:
@@ -247,12 +267,8 @@ class MiddleFusion(FusionModel):
         fused = self.fuse(feats, fmasks)
         if self.decoder is not None:
             # scales above the fusion have no fused map: the decoder reads their size only
-            maps: list[Tensor] = []
-            r = 1
-            while r < self.fused_reduction:
-                maps.append(pool_mask(masks[0], r))
-                r = r * 2
-            return self.head(self.decoder(maps + self.trunk.forward_stages(fused)))
+            refs = _size_refs(masks[0], self.fused_scale)
+            return self.head(self.decoder(refs + self.trunk.forward_stages(fused)))
         return self.head(self.trunk(fused))
 
 
@@ -260,28 +276,35 @@ class MiddleFusion(FusionModel):
 class MultiFusion(FusionModel):
     """Branches -> one op per stage s over the branches that reach s -> mean over stages ->
     trunk -> head. Shallow and deep features of every sensor meet. In an encoder-decoder the
-    fused map of each scale is kept (per-scale fusion) instead of averaged: the trunk runs on
-    the deepest, and the decoder may take a skip from every scale."""
+    stages are grouped by scale (a branch entering at scale e has stage j at scale e + j) and
+    the fused map of each scale is kept (per-scale fusion) instead of averaged: the trunk runs
+    on the deepest, and the decoder may take a skip from every scale some branch reaches."""
 
-    members: list[list[int]]  # members[s]: indices of the branches that have a stage s
-    reductions: list[list[int]]  # reductions[s]: their stage-s reductions
+    members: list[list[int]]  # members[k]: the branches fused by op k
+    stages: list[list[int]]  # stages[k]: which stage of each of them
+    reductions: list[list[int]]  # reductions[k]: their reductions
+    fused_at: list[int]  # per scale (decoder) or stage: the op fusing it, -1 for none
 
     def __init__(self, arch: Arch, in_channels: dict[str, int], num_classes: int) -> None:
         super().__init__(arch, in_channels, num_classes)
         width = arch.fusion.width
         self.branches = _branches(arch, in_channels)
-        n_stages = max(len(b.out_channels) for b in self.branches)
-        self.members = [
-            [j for j, b in enumerate(self.branches) if len(b.out_channels) > s]
-            for s in range(n_stages)
-        ]
-        self.reductions = [[self.branches[j].reductions[s] for j in m]
-                           for s, m in enumerate(self.members)]
+        groups: dict[int, list[tuple[int, int]]] = {}
+        for i, b in enumerate(self.branches):
+            for j, r in enumerate(b.reductions):
+                key = (r.bit_length() - 1) if arch.decoder is not None else j
+                groups.setdefault(key, []).append((i, j))
+        keys = sorted(groups)
+        self.members = [[i for i, _ in groups[k]] for k in keys]
+        self.stages = [[j for _, j in groups[k]] for k in keys]
+        self.reductions = [[self.branches[i].reductions[j] for i, j in groups[k]] for k in keys]
+        self.fused_at = [keys.index(k) if k in groups else -1 for k in range(keys[-1] + 1)]
         self.fuse = nn.ModuleList(
-            self._op([self.branches[j].out_channels[s] for j in m], width)
-            for s, m in enumerate(self.members)
+            self._op([self.branches[i].out_channels[j] for i, j in groups[k]], width)
+            for k in keys
         )
-        self._trunk_and_head(width, num_classes, [width] * (n_stages - 1))
+        shallow = [width if k in groups else 0 for k in range(keys[-1])]
+        self._trunk_and_head(width, num_classes, shallow)
 
     @classmethod
     def encoder_depth(cls, arch: Arch) -> int:
@@ -289,7 +312,9 @@ class MultiFusion(FusionModel):
 
     @classmethod
     def skip_scales(cls, arch: Arch) -> list[int]:
-        return list(range(cls.encoder_depth(arch)))
+        deepest = cls.encoder_depth(arch)
+        return sorted(s for s in _covered(arch) | set(range(_depth(arch), deepest))
+                      if s < deepest)
 
     def forward(self, inputs: dict[str, Tensor]) -> Tensor:
         xs, masks = self._inputs(inputs)
@@ -297,17 +322,23 @@ class MultiFusion(FusionModel):
         for i, branch in enumerate(self.branches):
             stages.append(branch.forward_stages(xs[i]))
         fused: list[Tensor] = []
-        for s, op in enumerate(self.fuse):
-            members = self.members[s]
+        for k, op in enumerate(self.fuse):
+            members = self.members[k]
             feats: list[Tensor] = []
             fmasks: list[Tensor] = []
-            for k in range(len(members)):
-                feats.append(stages[members[k]][s])
-                fmasks.append(pool_mask(masks[members[k]], self.reductions[s][k]))
+            for m in range(len(members)):
+                feats.append(stages[members[m]][self.stages[k][m]])
+                fmasks.append(pool_mask(masks[members[m]], self.reductions[k][m]))
             fused.append(op(feats, fmasks))  # [B, width, H / 2^s, W / 2^s] with a decoder
         if self.decoder is not None:
+            n = len(self.fused_at)
+            refs = _size_refs(masks[0], n - 1)
+            maps: list[Tensor] = []
+            for s in range(n - 1):
+                k = self.fused_at[s]
+                maps.append(fused[k] if k >= 0 else refs[s])
             deep = self.trunk.forward_stages(fused[len(fused) - 1])
-            return self.head(self.decoder(fused[:len(fused) - 1] + deep))
+            return self.head(self.decoder(maps + deep))
         return self.head(self.trunk(torch.stack(fused, dim=0).mean(dim=0)))
 
 
@@ -334,12 +365,14 @@ class LateFusion(FusionModel):
                 )
                 paths.append(nn.Sequential(branch, own_head))  # a single-sensor classifier
             else:  # a single-sensor encoder-decoder, skips from its own stages
-                depth = len(branch.out_channels) - 1
-                own = Decoder(branch.out_channels, [s for s in decoder.skips if s < depth],
+                entry = branch.reductions[0].bit_length() - 1
+                last = branch.reductions[-1].bit_length() - 1
+                own = Decoder([0] * entry + branch.out_channels,
+                              [s for s in decoder.skips if entry <= s < last],
                               decoder.width, decoder.up, decoder.context)
                 own_head = HEADS.get(head.kind)(own.out_channels, num_classes, head.hidden,
                                                 head.dropout)
-                paths.append(_DecodedPath(branch, own, own_head))
+                paths.append(_DecodedPath(branch, own, own_head, entry))
         self.paths = nn.ModuleList(paths)
         # mask [B, 1, H, W] -> the weight of a sensor's logits (the heads are all one kind)
         self.presence = own_head.presence()
@@ -351,7 +384,8 @@ class LateFusion(FusionModel):
 
     @classmethod
     def skip_scales(cls, arch: Arch) -> list[int]:
-        return list(range(_depth(arch)))  # a branch uses those below its own depth
+        # each branch uses those between its entry and its last stage
+        return sorted(s for s in _covered(arch) if s < _depth(arch))
 
     def forward(self, inputs: dict[str, Tensor]) -> Tensor:
         xs, masks = self._inputs(inputs)
@@ -367,13 +401,16 @@ class LateFusion(FusionModel):
 
 class _DecodedPath(nn.Module):
     """Late fusion's path of one sensor in an encoder-decoder: branch stages -> its own
-    decoder -> its own head."""
+    decoder -> its own head (full resolution even when the sensor enters at scale `entry`)."""
 
-    def __init__(self, branch: nn.Module, decoder: Decoder, head: nn.Module) -> None:
+    def __init__(self, branch: nn.Module, decoder: Decoder, head: nn.Module, entry: int
+                 ) -> None:
         super().__init__()
         self.branch = branch
         self.decoder = decoder
         self.head = head
+        self.entry = entry
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.decoder(self.branch.forward_stages(x)))
+        refs = _size_refs(x[:, :1], self.entry)
+        return self.head(self.decoder(refs + self.branch.forward_stages(x)))

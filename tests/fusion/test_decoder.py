@@ -98,7 +98,12 @@ def test_windows_aligned_to_the_output_stride_give_the_same_map(position, skips)
     """A window with a halo of the measured receptive radius, aligned to the output stride,
     reproduces the whole-scene map: tiled prediction has no seams."""
     torch.manual_seed(0)
-    model = _bn_statistics(build_model(_arch(position, skips, context="aspp"), SENSORS, 3))
+    _check_windows(_bn_statistics(build_model(_arch(position, skips, context="aspp"), SENSORS,
+                                              3)))
+    _check_windows(_bn_statistics(build_model(_entering(position, skips), SENSORS, 3)))
+
+
+def _check_windows(model: torch.nn.Module) -> None:
     radius = receptive_radius(model, SENSORS)
     r = model.reduction
     assert radius % r == 0
@@ -128,3 +133,62 @@ def test_receptive_radius_of_a_full_resolution_model_is_its_kernels():
     model = build_model(arch, {"a": 1}, 2)
     # stem + 2 blocks of 3x3: 3 pixels, plus the one-cell safety margin of reduction 1
     assert model.reduction == 1 and receptive_radius(model, {"a": 1}) == 3 + 1
+
+
+def _entering(position: str, skips: tuple[int, ...]) -> Arch:
+    """s2 (a coarser sensor) enters at scale 1: its input average-pooled 2x, stages at 1..2."""
+    arch = _arch(position, skips, depths=(2, 1), context="none")
+    branches = dict(arch.branches, s2=BranchSpec("conv", 5, 1, 3, scale=1))
+    return Arch(branches, arch.fusion, arch.head, decoder=arch.decoder)
+
+
+@pytest.mark.parametrize("position,skips,usable", [
+    ("multi", (0, 1, 2), [0, 1, 2]),   # scale 0: s1 only; scales 1, 2: both
+    ("middle", (2,), [2]),             # both reach scale 2: they meet there
+    ("late", (0, 1), [0, 1]),          # s1 skips 0 and 1, s2 skips 1 only
+])
+def test_a_sensor_enters_at_a_coarser_scale(position, skips, usable, make_inputs) -> None:
+    arch = Arch.from_dict(_entering(position, skips).to_dict())
+    assert arch.branches["s2"].scale == 1 and "@1" in arch.summary()
+    assert POSITIONS.get(position).skip_scales(arch) == usable
+    torch.manual_seed(0)
+    model = _bn_statistics(build_model(arch, SENSORS, 3))
+    x = make_inputs(SENSORS, 21)
+    y = model(x)
+    assert tuple(y.shape) == (2, 3, 21, 21)
+    # the s2 branch sees its input at half resolution: its stem runs on 11 x 11
+    seen = []
+    branch = model.paths[1].branch if position == "late" else model.branches[1]
+    hook = branch.stem.register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    model(x)
+    hook.remove()
+    assert tuple(seen[0][-2:]) == (11, 11)
+    scripted = torch.jit.script(model)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), model(x), rtol=0, atol=1e-5)
+
+
+def test_multi_fuses_only_scales_some_branch_reaches() -> None:
+    arch = Arch({"s1": BranchSpec("sar", 4, 1, 3, scale=1), "s2": BranchSpec("conv", 5, 2, 3,
+                                                                              scale=1)},
+                FusionSpec("concat", "multi", 6), HeadSpec("segmentation", 0, 0.0),
+                decoder=DecoderSpec(6, (1, 2)))
+    assert POSITIONS.get("multi").skip_scales(arch) == [1, 2]
+    with pytest.raises(ArchError, match="decoder.skips: scale 0 has no fused map"):
+        Arch(arch.branches, arch.fusion, arch.head, decoder=DecoderSpec(6, (0,))).validate()
+    model = build_model(arch, SENSORS, 2).eval()
+    assert model.fused_at == [-1, 0, 1, 2] and model.reduction == 8
+    assert tuple(model({s: torch.randn(1, c, 16, 16) for s, c in SENSORS.items()}).shape) == \
+        (1, 2, 16, 16)
+
+
+def test_an_entry_scale_needs_an_encoder_decoder_that_reads_the_sensors() -> None:
+    arch = _entering("multi", (0,))
+    with pytest.raises(ArchError, match=r"branches.s2.scale: a sensor enters at a coarser scale "
+                                        r"only in an encoder-decoder"):
+        Arch(arch.branches, arch.fusion, arch.head).validate()
+    early = Arch(arch.branches, FusionSpec("concat", "early", 6, BranchSpec("conv", 6, 2, 3)),
+                 arch.head, decoder=DecoderSpec(6, (0,)))
+    with pytest.raises(ArchError, match="branches.s2.scale"):
+        early.validate()
+    assert BranchSpec("conv").to_dict() == {"kind": "conv", "width": 32, "depth": 2, "kernel": 3}
