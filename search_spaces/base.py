@@ -32,6 +32,13 @@ class SearchSpace(ABC):
             raise ArchError("a search space needs at least one sensor")
         self.sensors: dict[str, str] = dict(sensors)
         self.dense = dense
+        self.native_scales: dict[str, int] = {}
+
+    def set_native_scales(self, scales: Mapping[str, int]) -> None:
+        """How much coarser each sensor's own pixels are than the grid (2^k; from the data,
+        `autors.data.native.native_scales`): a space may let such a sensor enter an
+        encoder-decoder at scale k. Call before sampling; unknown means 0 for every sensor."""
+        self.native_scales = {s: int(scales.get(s, 0)) for s in self.sensors}
 
     @abstractmethod
     def options(self) -> dict[str, list[Any]]:

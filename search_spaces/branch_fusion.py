@@ -18,7 +18,10 @@ resolution (the networks of patch tasks with a per-pixel head); w > 0 makes the 
 the trunk's blocks downsample and adds a decoder of width w. `decoder.skips` is a pattern over
 the scales the position fuses (`FusionModel.skip_scales`): "none", "finest" (the finest fused
 scale) or "all". Branch depths there come from `ENCODER_DEPTHS`: deep coarse stages are cheap.
-An encoder that never downsamples (every depth 0) gets no decoder.
+An encoder that never downsamples (every depth 0) gets no decoder. A sensor whose own pixels
+are 2^k times the grid's (`set_native_scales`) also gets `branch.<sensor>.scale` in (0, k):
+enter the encoder at the grid's scale or at its own (unused without a decoder, or with
+early fusion).
 """
 
 from __future__ import annotations
@@ -111,6 +114,8 @@ class BranchFusionSpace(SearchSpace):
             opts[f"branch.{s}.width"] = list(self.WIDTHS)
             opts[f"branch.{s}.depth"] = list(self.depths)
             opts[f"branch.{s}.kernel"] = list(self.KERNELS)
+            if self.decodes and self.native_scales.get(s, 0) > 0:
+                opts[f"branch.{s}.scale"] = [0, self.native_scales[s]]
         opts["fusion.position"] = self._positions()
         opts["fusion.op"] = self._ops()
         opts["fusion.width"] = list(self.FUSION_WIDTHS)
@@ -142,6 +147,10 @@ class BranchFusionSpace(SearchSpace):
                     depth=self._value(sample, f"branch.{s}.depth"),
                     kernel=self._value(sample, f"branch.{s}.kernel"),
                 )
+                label = f"branch.{s}.scale"
+                if label in self.options():
+                    scale = self._value(sample, label)
+                    branches[s] = dataclasses.replace(branches[s], scale=scale)
         position = self._value(sample, "fusion.position")
         width = self._value(sample, "fusion.width")
         layers = self._value(sample, "trunk.layers")
@@ -162,6 +171,10 @@ class BranchFusionSpace(SearchSpace):
         )
         if self.decodes:
             arch = self._with_decoder(arch, sample)
+        if arch.decoder is None or position == "early":  # a sensor's scale is unused there
+            arch = dataclasses.replace(arch, branches={
+                n: dataclasses.replace(b, scale=0) if b.on else b
+                for n, b in arch.branches.items()})
         arch.validate(sensors=list(self.sensors), dense=self.dense)
         return arch.canonical()
 
@@ -200,7 +213,9 @@ class BranchFusionSpace(SearchSpace):
                 sample[f"branch.{s}.kind"] = opts[f"branch.{s}.kind"][0]
             else:
                 sample[f"branch.{s}.kind"] = b.kind
-            for field in ("width", "depth", "kernel"):
+            for field in ("width", "depth", "kernel", "scale"):
+                if f"branch.{s}.{field}" not in opts:
+                    continue
                 used = b.on and not early
                 sample[f"branch.{s}.{field}"] = (
                     getattr(b, field) if used else opts[f"branch.{s}.{field}"][0]
@@ -258,7 +273,7 @@ class BranchFusionSpace(SearchSpace):
             else:
                 per = [
                     len(self.branch_kinds(s)) * len(self.WIDTHS) * len(self.depths)
-                    * len(self.KERNELS)
+                    * len(self.KERNELS) * len(opts.get(f"branch.{s}.scale", [0]))
                     for s in self.sensors
                 ]
                 off = 1 if self.allows_off else 0

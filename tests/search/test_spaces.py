@@ -153,3 +153,25 @@ def test_dense_spaces_choose_encoder_decoders() -> None:
     assert space.to_arch(flat).decoder is None
     assert space.to_arch(flat) == space.to_arch(flat | {"decoder.width": 0})
     assert space.size() > make_space("fusion", MIXES["optical_sar"], dense=False).size()
+
+
+def test_a_coarser_sensor_may_enter_at_its_own_scale() -> None:
+    space = make_space("fusion", MIXES["optical_sar"], dense=True)
+    assert "branch.s1.scale" not in space.options()  # unknown native scales: none offered
+    space.set_native_scales({"s2": 0, "s1": 1})  # s1's pixels are twice the grid's
+    opts = space.options()
+    assert opts["branch.s1.scale"] == [0, 1] and "branch.s2.scale" not in opts
+    base = {label: values[0] for label, values in opts.items()}
+    sample = base | {"branch.s2.kind": "conv", "branch.s2.depth": 2, "branch.s1.kind": "sar",
+                     "branch.s1.depth": 1, "branch.s1.scale": 1, "fusion.position": "multi",
+                     "decoder.width": 16, "decoder.skips": "all"}
+    arch = space.to_arch(sample)
+    assert arch.branches["s1"].scale == 1 and arch.decoder.skips == (0, 1)
+    assert space.to_arch(space.to_sample(arch)) == arch
+    # without a decoder the scale is unused: the same network as scale 0
+    flat = space.to_arch(sample | {"decoder.width": 0})
+    assert flat.branches["s1"].scale == 0
+    assert flat == space.to_arch(sample | {"decoder.width": 0, "branch.s1.scale": 0})
+    patch = make_space("fusion", MIXES["optical_sar"], dense=False)
+    patch.set_native_scales({"s1": 1})
+    assert "branch.s1.scale" not in patch.options()  # patch tasks have no encoder-decoders
