@@ -27,6 +27,7 @@ from autors.data.grid import Grid, crop_to_overlap
 from autors.data.labels import read_labels
 from autors.data.masks import mask_header, qa_band, rule_validity, sensor_bands
 from autors.data.normalize import NormStats
+from autors.data.profile import InputProfile, ProfileSampler, gsd_range, pixel_size
 from autors.data.raster import RasterInfo, inspect
 from autors.data.scene import Scene, check_disjoint, load_sensor
 from autors.data.scenes import SPLIT_NAMES, SceneFiles, list_scenes, scene_splits, scenes_digest
@@ -86,6 +87,8 @@ class DatasetIndex:
     scenes_digest: str
     skipped: list[str] = field(default_factory=list)  # scenes without a usable labelled pixel
     unused: list[str] = field(default_factory=list)  # scenes in no split (kind scenes)
+    # what the training inputs looked like (autors.data.profile), from the statistics pass
+    profile: InputProfile | None = None
 
     # ---- sizes -----------------------------------------------------------------------------
     def sizes(self, split: str) -> np.ndarray:
@@ -180,7 +183,7 @@ def block_windows(shape: tuple[int, int], block: int) -> list[Window]:
 
 def build_index(task: TaskSpec, keep_raw: bool | None = None):
     """Read every scene by blocks once: grid, labels, validity, splits; then the normalisation
-    statistics from training pixels. Returns (index, raw) where raw is, when the dataset is
+    statistics and the training inputs' profile (`index.profile`) from training pixels. Returns (index, raw) where raw is, when the dataset is
     held in memory (`keep_raw`, default: it fits in `data.in_memory_max_mb`), each scene's
     (physical sensor values float32 [C, H, W], validity bool [H, W]) by sensor, else None.
 
@@ -225,7 +228,7 @@ def build_index(task: TaskSpec, keep_raw: bool | None = None):
         seed=task.split.seed, buffer=task.split_buffer, footprint=task.sample_size,
         scenes_digest=scenes_digest(files), skipped=skipped, unused=unused,
     )
-    index.stats = _norm_stats(task, index, raws if keep_raw else None)
+    index.stats, index.profile = _training_stats(task, index, raws if keep_raw else None)
     return index, (raws if keep_raw else None)
 
 
@@ -431,10 +434,13 @@ def _tiles(entry: SceneEntry, k: int, tile: int) -> dict[str, np.ndarray]:
 
 
 # ---- normalisation ----------------------------------------------------------------------------
-def _norm_stats(task: TaskSpec, index: DatasetIndex, raws: list | None) -> NormStats:
+def _training_stats(task: TaskSpec, index: DatasetIndex, raws: list | None
+                    ) -> tuple[NormStats, InputProfile]:
     """Mean and std per band over training pixels where the sensor is valid: all of them, or
     the pixels of a seeded sample of whole training blocks holding about
-    `data.norm_max_pixels` (IO stays block-wise)."""
+    `data.norm_max_pixels` (IO stays block-wise); and, from the same blocks in the same
+    pass, the training inputs' profile (`autors.data.profile`: percentiles of a bounded seeded
+    sample of those valid training pixels, invalid shares, pixel sizes)."""
     k, block = index.num_classes, task.data.block_size
     units = []  # (scene, window, training pixels in it)
     for i, e in enumerate(index.scenes):
@@ -454,6 +460,7 @@ def _norm_stats(task: TaskSpec, index: DatasetIndex, raws: list | None) -> NormS
                 break
         units = sorted(picked, key=lambda u: (u[0], u[1].row_off, u[1].col_off))
     acc = {name: _Moments(len(b)) for name, b in index.band_names.items()}
+    sampler = ProfileSampler(index.in_channels, sum(n for *_, n in units), task.split.seed)
     current, train = -1, None
     for i, w, _ in units:
         e = index.scenes[i]
@@ -469,13 +476,26 @@ def _norm_stats(task: TaskSpec, index: DatasetIndex, raws: list | None) -> NormS
         use_train = train[rows, cols]
         for name, stack in values.items():
             acc[name].add(stack[:, use_train & ok[name]])
+            sampler.add(name, stack, use_train, ok[name])
     mean, std = {}, {}
     for name, m in acc.items():
         if m.n == 0:
             raise DataError(f"sensor '{name}' has no valid pixel among the training pixels, "
                             "so it cannot be normalised; check its nodata value and coverage")
         mean[name], std[name] = m.result()
-    return NormStats(mean=mean, std=std)
+    return NormStats(mean=mean, std=std), _profile(index, sampler)
+
+
+def _profile(index: DatasetIndex, sampler: ProfileSampler) -> InputProfile:
+    """The sampled values with the pixel sizes of the scenes holding training pixels (their
+    reference grids, and each sensor's own raster; headers only)."""
+    scenes = [e for e in index.scenes if e.n("train")] or index.scenes
+    grid = gsd_range([pixel_size(e.grid) for e in scenes])
+    assert grid is not None  # build_index refuses a dataset without training pixels
+    sensors = {name: gsd_range([pixel_size(Grid.of(e.rasters[name])) for e in scenes
+                                if name in e.rasters])
+               for name in index.band_names}
+    return sampler.result(grid, sensors)
 
 
 class _Moments:

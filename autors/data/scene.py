@@ -53,12 +53,18 @@ def load_sensor(
     )
     if spec.kind == "sar" and spec.sar_units == "linear":
         # Resampled in linear power (physically meaningful averages), then converted.
-        np.maximum(stack, SAR_EPS, out=stack)  # NaN stays NaN
-        np.log10(stack, out=stack)
-        stack *= 10.0
+        linear_to_db(stack)
     valid = np.isfinite(stack).all(axis=0)  # [H, W]
     np.copyto(stack, 0.0, where=~valid[None])
     return stack, valid
+
+
+def linear_to_db(stack: np.ndarray) -> np.ndarray:
+    """Linear SAR power -> dB in place (floored at SAR_EPS; NaN stays NaN); returns `stack`."""
+    np.maximum(stack, SAR_EPS, out=stack)
+    np.log10(stack, out=stack)
+    stack *= 10.0
+    return stack
 
 
 def _to_physical(

@@ -43,7 +43,11 @@ UTF-8, indented):
                                               "in_channels"}, ...] (model input order),
                                  "class_names", "class_values" (raster value per class
                                  index), "num_classes", "patch_size", "tile_size",
-                                 "dense" (segmentation output)},
+                                 "dense" (segmentation output),
+                                 "profile": what the training inputs looked like
+                                 (`autors.data.profile.InputProfile`: value percentiles
+                                 and invalid share per sensor and band, pixel sizes in
+                                 metres; absent in folders written before it)},
                       "device", "torch_threads", "host", "started" (ISO 8601 UTC),
                       "wall_s", "versions": `autors.files.versions()`,
                       "argv"}
@@ -64,11 +68,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 from torch import nn
 
 import fusion
 from autors.config import TaskSpec, task_yaml
 from autors.data import NormStats, PreparedData
+from autors.data.profile import InputProfile
 from autors.errors import ModelFolderError, TaskFileError
 from autors.files import atomic_folder, file_sha256, versions
 from autors.training.trial import TrainedModel, train_evaluate
@@ -156,6 +162,8 @@ def write_train_folder(
                 "patch_size": task.patch_size,
                 "tile_size": task.tile_size,
                 "dense": outcome.arch.dense,
+                "profile": None if data.index.profile is None
+                else data.index.profile.model_dump(mode="json"),
             },
             "device": outcome.device,
             "torch_threads": torch.get_num_threads(),
@@ -210,6 +218,20 @@ class TrainFolder:
     @property
     def num_classes(self) -> int:
         return int(self.run["inputs"]["num_classes"])
+
+    @property
+    def profile(self) -> InputProfile | None:
+        """What the training inputs looked like; None for a folder written before
+        profiles."""
+        data = self.run["inputs"].get("profile")
+        if data is None:
+            return None
+        try:
+            return InputProfile.model_validate(data)
+        except ValidationError as err:
+            raise ModelFolderError(f"{self.path / 'run.json'}: inputs.profile is invalid "
+                                   f"({err.errors()[0]['msg']}); the file was edited or is "
+                                   "damaged") from None
 
     def load_model(self) -> nn.Module:
         """Rebuild the model from arch.json and load weights.pt (weights_only); eval mode."""
