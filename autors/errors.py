@@ -42,3 +42,9 @@ class SynthConfigError(AutorsError):
 class PluginError(AutorsError):
     """A plugin module (a task's `plugins`, a model card's, an `autors.plugins` entry point)
     cannot be imported or fails while registering its parts."""
+
+
+class InputMismatchError(DataError):
+    """The given rasters do not look like what the model was trained on, or like what the task
+    declares (pixel size, units, scale): `autors.export.input_check` names the sensor, band,
+    file, both values and the fix."""

@@ -2,8 +2,12 @@
 
 The summary comes from the dataset index (`autors.data.index.build_index` without keeping any
 pixel): every path is listed and every raster header read before a pixel is, so a missing or
-unreadable file is reported naming its scene and file. `--cluster ADDRESS` then checks that
-every node of a running Ray cluster can read the same files.
+unreadable file is reported naming its scene and file. Then a few windows of every scene's
+rasters are checked against what the task declares and the rest of the dataset holds, with
+predict's checks (`autors.export.input_check`: SAR units, a scene whose values are 10^k off
+the dataset's, a declared scale that does not give reflectance, drift, band order): an error
+exits 2 with the fix. `--cluster ADDRESS` then checks that every node of a running Ray cluster
+can read the same files.
 """
 
 from __future__ import annotations
@@ -22,10 +26,13 @@ from autors.data.grid import Grid, crs_name, lattice_offset
 from autors.data.index import DatasetIndex, SceneEntry, build_index
 from autors.data.raster import RasterInfo
 from autors.data.scenes import SPLIT_NAMES, SceneFiles, list_scenes
+from autors.errors import InputMismatchError
+from autors.export.input_check import InputReport, check_task
 from autors.plugins import task_plugins
 from autors.search.node_files import dataset_files
 
 FAILURES_SHOWN = 3  # unreadable files listed per node (the count says how many in all)
+CHECKS_SHOWN = 10  # input-check findings listed (the count says how many in all)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -53,14 +60,49 @@ def run(args: argparse.Namespace) -> int:
     files = list_scenes(task)  # every listed scene, skipped and unused ones too
     console = Console(highlight=False)
     _print_summary(console, task, index, files)
+    reports = check_task(task, index)
+    _print_checks(console, reports)
     if plugins:
         console.print("[bold]Plugins[/]: " + ", ".join(
             escape(f"{p.module}{f' {p.version}' if p.version else ''} ({p.source})")
             for p in plugins))
     if args.cluster:
         _check_cluster(console, args.cluster, task, files, _streamed(task, index))
+    _raise_for_checks(reports)
     console.print("[green]OK[/]: the task is usable")
     return 0
+
+
+# ---- input checks -----------------------------------------------------------------------------
+def _print_checks(console: Console, reports: list[tuple[str, InputReport]]) -> None:
+    """One line for the checks of every scene, then each finding (the first CHECKS_SHOWN)."""
+    found = [(scene, f) for scene, r in reports for f in r.findings]
+    errors = sum(f.level == "error" for _, f in found)
+    warnings = len(found) - errors
+    console.print(f"[bold]Input checks[/] ({len(reports)} scene(s), a few windows each, against "
+                  "the task's units and scale and the dataset's training pixels): "
+                  + (f"{errors} error(s), {warnings} warning(s)" if found else "passed"))
+    one = len(reports) == 1
+    for scene, f in found[:CHECKS_SHOWN]:
+        where = "" if one else f"scene '{escape(scene)}': "
+        level = "[red]error[/]" if f.level == "error" else "[yellow]warning[/]"
+        console.print(f"  {level}: {where}{escape(f.text())}")
+    if len(found) > CHECKS_SHOWN:
+        console.print(f"  ... and {len(found) - CHECKS_SHOWN} more")
+
+
+def _raise_for_checks(reports: list[tuple[str, InputReport]]) -> None:
+    """The first failing scene's InputMismatchError, naming how many scenes failed."""
+    failed = [(scene, r) for scene, r in reports if r.errors]
+    if not failed:
+        return
+    scene, report = failed[0]
+    try:
+        report.raise_for_errors()
+    except InputMismatchError as err:
+        where = "" if len(reports) == 1 else \
+            f"{len(failed)} of {len(reports)} scene(s) fail the input checks; scene '{scene}': "
+        raise InputMismatchError(where + str(err)) from None
 
 
 # ---- the summary ------------------------------------------------------------------------------

@@ -16,8 +16,10 @@ grid are zero and invalid, as the training datasets zero-pad at the scene border
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from rasterio.windows import Window
@@ -108,6 +110,56 @@ class SceneInputs:
     def valid_count(self, valid: dict[str, np.ndarray]) -> np.ndarray:
         """Int [h, w]: how many of the given sensors are valid at each pixel."""
         return np.sum([valid[n] for n in self.sources], axis=0, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class ReadOverride:
+    """How one scene's raster of `sensor` stores its values when it differs from training
+    (`--scale NAME=FACTOR`, `--sar-units NAME=db|linear`): replaces the card's read scale or
+    SAR units for it, so the model still gets the training's units."""
+
+    sensor: str
+    scale: float | None = None
+    sar_units: Literal["db", "linear"] | None = None
+
+    def describe(self) -> str:
+        parts = ([f"scale={self.scale:g}"] if self.scale is not None else []) + \
+            ([f"sar_units={self.sar_units}"] if self.sar_units is not None else [])
+        return f"{self.sensor} {' '.join(parts)}"
+
+
+def apply_reads(card: ModelCard, reads: tuple[ReadOverride, ...] | list[ReadOverride]
+                ) -> ModelCard:
+    """The card with `reads` applied to its sensors' read specs (the file on disk is
+    unchanged). Raises DataError for an unknown or unused sensor, SAR units on another kind,
+    or a scale that is zero or not finite."""
+    if not reads:
+        return card
+    by_name = {s.name: s for s in card.sensors}
+    updates: dict[str, dict] = {}
+    for r in reads:
+        flag = "--scale" if r.scale is not None else "--sar-units"
+        sensor = by_name.get(r.sensor)
+        if sensor is None or not sensor.used:
+            raise DataError(f"{flag} {r.sensor}: the model has no input '{r.sensor}'; its "
+                            f"inputs are {_describe(card.used_sensors)}")
+        if r.sar_units is not None and sensor.kind != "sar":
+            raise DataError(f"--sar-units {r.sensor}: '{r.sensor}' is a {sensor.kind} sensor; "
+                            "SAR units apply to kind sar only")
+        if r.scale is not None and not (math.isfinite(r.scale) and r.scale != 0):
+            raise DataError(f"--scale {r.sensor}={r.scale:g}: give a finite, non-zero factor "
+                            "(physical value = raster value x FACTOR)")
+        update = updates.setdefault(r.sensor, {})
+        for key in ("scale", "sar_units"):
+            value = getattr(r, key)
+            if value is None:
+                continue
+            if key in update:
+                raise DataError(f"{flag} {r.sensor} is given twice")
+            update[key] = value
+    sensors = [s.model_copy(update={"read": s.read.model_copy(update=updates[s.name])})
+               if s.name in updates else s for s in card.sensors]
+    return card.model_copy(update={"sensors": sensors})
 
 
 def check_given(card: ModelCard, sensors: list[str], masks: list[str],

@@ -7,8 +7,9 @@ a CSV, the scenes whose file the first template globs. The templates give any no
 subset of the model's inputs (the others are absent in every scene), and a `{scene}` template
 per mask raster (`--mask s2=data/{scene}_clouds.tif`) for the sensors whose card has a mask
 rule. Each scene is predicted exactly as `predict_scene` predicts one (`DIR/<scene>.tif`,
-`DIR/<scene>_confidence.tif`); a scene whose files are missing or unreadable is reported and
-passed over, the others go on.
+`DIR/<scene>_confidence.tif`), its input checks included (`autors.export.input_check`): a
+scene whose files are missing or unreadable, or that fails its input checks, is reported with
+the reason and passed over, the others go on (`strict`: the first failing scene stops the run).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from autors.config import SCENE_PLACEHOLDER
 from autors.data.scenes import glob_scene_ids, read_scenes_csv
-from autors.errors import DataError, RasterError
+from autors.errors import DataError, InputMismatchError, RasterError
 from autors.export.card import ModelCard
 from autors.export.inputs import check_given
 from autors.export.loader import ExportedModel
@@ -44,6 +45,7 @@ class SceneOutcome:
     result: PredictResult | None
     error: str | None
     seconds: float
+    check_failed: bool = False  # the error is the scene's input checks (InputMismatchError)
 
     @property
     def ok(self) -> bool:
@@ -105,10 +107,13 @@ def predict_scenes(
     out_dir: Path,
     options: PredictOptions | None = None,
     on_scene: Callable[[int, SceneOutcome], None] | None = None,
+    strict: bool = False,
 ) -> list[SceneOutcome]:
     """Predict every scene into `out_dir/<id>.tif` (+ `_confidence.tif`), in order; call
     `on_scene(i, outcome)` after each. A scene's data errors (missing or unreadable raster,
-    rasters that do not overlap, wrong bands) fail that scene only; model errors fail all."""
+    rasters that do not overlap, wrong bands, failed input checks) fail that scene only, or,
+    with `strict`, stop the run (a DataError naming the scene, after `on_scene`); model errors
+    fail all."""
     options = options if options is not None else PredictOptions()
     if out_dir.exists() and not out_dir.is_dir():
         raise DataError(f"--out-dir {out_dir}: is a file; give a folder for the maps")
@@ -117,7 +122,7 @@ def predict_scenes(
     outcomes = []
     for i, job in enumerate(jobs):
         t0 = time.perf_counter()
-        result, error = None, None
+        result, error, check_failed = None, None, False
         # Missing files are told apart before any read (a listing mistake, not a GDAL error);
         # a missing file fails its scene: the sensor is not taken as absent behind the
         # user's back (a subset is given by leaving its template out).
@@ -130,10 +135,16 @@ def predict_scenes(
             try:
                 result = predict_scene(exported, job.sensors, out_dir / f"{job.id}.tif",
                                        options, progress=False, masks=job.masks)
+            except InputMismatchError as err:
+                error, check_failed = str(err), True
             except (DataError, RasterError) as err:
                 error = str(err)
-        outcome = SceneOutcome(job, result, error, time.perf_counter() - t0)
+        outcome = SceneOutcome(job, result, error, time.perf_counter() - t0, check_failed)
         outcomes.append(outcome)
         if on_scene is not None:
             on_scene(i, outcome)
+        if strict and error is not None:
+            left = len(jobs) - i - 1
+            raise DataError(f"scene '{job.id}' failed and --strict stops the run ({i} scene(s) "
+                            f"predicted, {left} not tried): {error}")
     return outcomes
