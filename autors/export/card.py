@@ -26,7 +26,8 @@ achieved, parsed into typed objects.
                     "clouds": [{"condition": "cloud_30", "cover": 0.3, "clouded": [...],
                                 "test": {...}, "num_samples", "no_input"}, ...]} | null,
      "export": {"formats", "onnx_opset", "output": "logits", "parity": {format: max |diff|},
-                "inputs": [{"name", "sensor", "kind": "values" | "mask", "shape", "dtype"}]},
+                "inputs": [{"name", "sensor", "kind": "values" | "mask", "shape", "dtype"}],
+                "reduction", "receptive_radius"},   # dense models: how far a pixel looks
      "plugins": [{"module", "version", "file", "source"}, ...],  # imported before the arch
      "files": {"arch.json": sha256, "weights.pt": sha256, "model.ts": ..., "model.onnx": ...}}
 
@@ -245,6 +246,14 @@ class ExportInfo(_Card):
     output: str = "logits"
     parity: dict[str, float] = Field(description="max |logit difference| to PyTorch per format")
     inputs: list[TensorCard] = Field(description="the compiled model's input tensors")
+    # Dense models (None for patch classifiers and cards written before them): what
+    # overlap-tile prediction needs (`autors.export.windows`).
+    reduction: int | None = Field(default=None, ge=1, description=(
+        "output stride: windows aligned to it (and read with the receptive radius around "
+        "them) give the whole-scene map"))
+    receptive_radius: int | None = Field(default=None, ge=0, description=(
+        "pixels (Chebyshev) around an output pixel whose inputs can change it, measured, a "
+        "multiple of reduction; None with a reduction: beyond what export measures"))
 
     @property
     def takes_masks(self) -> bool:

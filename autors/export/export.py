@@ -8,13 +8,18 @@
                      sensor__mask: [B, S, S]} -> logits (a mask left out: valid everywhere)
     DIR/model.onnx   ONNX: one input per used sensor (named after it), then one validity mask
                      per used sensor (`<sensor>__mask`, float32, 1 valid), dynamic batch
-                     axis, output "logits"
+                     axis (dense models: dynamic height and width too), output "logits"
     DIR/model.json   the model card (`autors.export.card`; `export.inputs` lists the tensors)
 
 Both compiled formats are checked against the PyTorch model on random inputs and random masks
 (holes, a sensor missing from a whole sample, a pixel without any sensor) before the folder is
-published (max |logit difference| <= PARITY_ATOL, recorded in the card). The folder is written
-under a temporary name and renamed when complete.
+published (max |logit difference| <= PARITY_ATOL, recorded in the card); dense models also on
+a second, non-square input (S + R) x (S + 2R), R the output stride, as prediction tiles differ
+from the training size. For dense models the card records the output stride
+(`model.reduction`) and the receptive radius measured on the model in eval mode
+(`fusion.receptive_radius`, through the validity masks too): the halo of overlap-tile
+prediction (`autors.export.windows`). The folder is written under a temporary name and renamed
+when complete.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from autors.export.card import (
     SensorCard,
     SubsetCard,
     TaskCard,
+    TensorCard,
     input_tensors,
 )
 from autors.export.source import Candidate, select
@@ -56,11 +62,15 @@ from autors.files import atomic_folder, file_sha256, versions
 from autors.plugins import task_plugins
 from autors.training.cost import random_inputs
 from autors.training.train_folder import TrainFolder
-from fusion import CLOUDED_KINDS, MASK_SUFFIX
+from fusion import CLOUDED_KINDS, MASK_SUFFIX, receptive_radius
 
 PARITY_ATOL = 1e-4
 PARITY_BATCH = 3
 PARITY_HOLES = 0.3  # share of invalid pixels in the parity check's random masks
+# The receptive radius: inputs of up to RADIUS_MAX_SIZE px (a larger radius is recorded as
+# None: prediction caps its halo well below), RADIUS_SAMPLES random inputs at once (memory of
+# the backward pass: ~2.4 GB for a width-64 U-Net at 513 px).
+RADIUS_MAX_SIZE, RADIUS_SAMPLES = 512, 2
 CARD_METRICS = ("oa", "aa", "kappa", "miou", "ece")
 TS_FILE, ONNX_FILE = "model.ts", "model.onnx"
 
@@ -87,8 +97,9 @@ def export_model(run: str | Path, out: str | Path, rank: int = 1) -> Path:
         shutil.copyfile(chosen.path / "arch.json", tmp / "arch.json")
         shutil.copyfile(chosen.path / "weights.pt", tmp / "weights.pt")
         parity = _write_compiled(model, chosen, task, tmp)
+        context = dense_context(model, chosen) if chosen.arch.dense else (None, None)
         try:
-            card = build_card(candidate, chosen, task, parity, tmp)
+            card = build_card(candidate, chosen, task, parity, tmp, context)
         except (KeyError, TypeError, ValidationError) as err:
             raise ModelFolderError(
                 f"run folder {chosen.path}: its metrics.json / run.json lack what the model "
@@ -114,10 +125,19 @@ def _write_compiled(model: nn.Module, run: TrainFolder, task: TaskSpec, folder: 
     size = task.sample_size
     # Arch order: the ONNX graph takes the used sensors, then their masks, in this order.
     in_channels = {s: run.in_channels[s] for s in run.arch.branches}
-    x = random_inputs(in_channels, size, PARITY_BATCH, seed=1)  # {s: [B, C, S, S]}
-    x |= parity_masks(run.arch.sensors, size, PARITY_BATCH, seed=1)  # {s__mask: [B, S, S]}
-    with torch.no_grad():
-        want = model(x).numpy()
+    shapes = [(PARITY_BATCH, size, size)]
+    if run.arch.dense:  # prediction tiles: other sizes, a multiple of the stride from it
+        r = int(getattr(model, "reduction", 1))
+        shapes.append((2, size + r, size + 2 * r))
+    checks = []  # (inputs, PyTorch's logits) per shape
+    for batch, h, w in shapes:
+        x = {n: t[..., :h, :w] for n, t in random_inputs(in_channels, max(h, w), batch,
+                                                           seed=1).items()}  # [B, C, H, W]
+        x |= {n: m[..., :h, :w] for n, m in parity_masks(run.arch.sensors, max(h, w), batch,
+                                                          seed=1).items()}  # [B, H, W]
+        x = {n: t.contiguous() for n, t in x.items()}
+        with torch.no_grad():
+            checks.append((x, model(x).numpy()))
     parity: dict[str, float] = {}
     with warnings.catch_warnings():
         for pattern in _EXPECTED_WARNINGS:
@@ -126,11 +146,49 @@ def _write_compiled(model: nn.Module, run: TrainFolder, task: TaskSpec, folder: 
             torch.jit.save(torch.jit.script(model), folder / TS_FILE)
             loaded = torch.jit.load(folder / TS_FILE)
             with torch.no_grad():
-                parity["torchscript"] = _check(loaded(x).numpy(), want, TS_FILE)
+                parity["torchscript"] = max(_check(loaded(x).numpy(), want, TS_FILE)
+                                            for x, want in checks)
         if "onnx" in task.export.formats:
-            parity["onnx"] = _write_onnx(model, x, want, task.export.onnx_opset, folder,
-                                         run.arch.sensors)
+            parity["onnx"] = _write_onnx(model, checks, task.export.onnx_opset, folder,
+                                         run.arch.sensors, run.arch.dense)
     return parity
+
+
+def dense_context(model: nn.Module, run: TrainFolder) -> tuple[int, int | None]:
+    """(output stride, receptive radius) of the dense model of `run`, in eval mode; the
+    radius is None beyond RADIUS_MAX_SIZE. Measured through the validity masks too (as
+    values in (0.5, 1.5), so no value is zeroed and every use of a mask has a gradient)."""
+    used = run.arch.sensors
+    probe = _WithMasks(model, used)
+    channels = {s: run.in_channels[s] for s in used} | {s + MASK_SUFFIX: 1 for s in used}
+    try:
+        radius: int | None = receptive_radius(
+            probe, channels, samples=RADIUS_SAMPLES, max_size=RADIUS_MAX_SIZE)
+    except ValueError:
+        radius = None
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.eval()
+    return probe.reduction, radius
+
+
+class _WithMasks(nn.Module):
+    """`model` taking its masks as one-channel inputs `[B, 1, H, W]` of any value (mapped
+    into (0.5, 1.5)), so `fusion.receptive_radius` measures through them."""
+
+    def __init__(self, model: nn.Module, used: list[str]) -> None:
+        super().__init__()
+        self.model, self.used = model, used
+        self.reduction = int(getattr(model, "reduction", 1))
+
+    def forward(self, x: dict[str, torch.Tensor]) -> torch.Tensor:
+        masks = [x[s + MASK_SUFFIX] for s in self.used]
+        inputs = {s: x[s] for s in self.used}
+        inputs |= {s + MASK_SUFFIX: 0.5 + torch.sigmoid(m[:, 0])
+                   for s, m in zip(self.used, masks)}
+        # + 0 x every mask: a mask the model never uses arithmetically gets a zero gradient
+        # (no reach) rather than none
+        return self.model(inputs) + 0.0 * sum(m.sum() for m in masks)
 
 
 def parity_masks(used: list[str], size: int, batch: int, seed: int
@@ -149,19 +207,25 @@ def parity_masks(used: list[str], size: int, batch: int, seed: int
     return masks
 
 
-def _write_onnx(model: nn.Module, x: dict[str, torch.Tensor], want: np.ndarray, opset: int,
-                folder: Path, used: list[str]) -> float:
+def _write_onnx(model: nn.Module, checks: list[tuple[dict[str, torch.Tensor], np.ndarray]],
+                opset: int, folder: Path, used: list[str], dense: bool) -> float:
+    """Export with the first check's inputs; max |diff| over every check."""
     import onnx  # the export's only users of onnx / onnxruntime
     import onnxruntime as ort
 
+    x = checks[0][0]
     names = list(x)
+    # Dense models run on tiles of any size: height and width are dynamic axes too.
+    axes = {n: ({0: "batch", 1: "height", 2: "width"} if n.endswith(MASK_SUFFIX)
+                else {0: "batch", 2: "height", 3: "width"}) if dense else {0: "batch"}
+            for n in names}
+    axes["logits"] = {0: "batch", 2: "height", 3: "width"} if dense else {0: "batch"}
     # The dict is passed as (inputs, {}): a trailing dict in `args` would be read as kwargs.
     # Sensors whose branch is "off" are dropped from the graph's inputs by the exporter; the
     # masks follow the sensors.
     torch.onnx.export(
         model, (x, {}), str(folder / ONNX_FILE), dynamo=False, opset_version=opset,
-        input_names=names, output_names=["logits"],
-        dynamic_axes={**{s: {0: "batch"} for s in names}, "logits": {0: "batch"}},
+        input_names=names, output_names=["logits"], dynamic_axes=axes,
     )
     onnx.checker.check_model(str(folder / ONNX_FILE))
     session = ort.InferenceSession(str(folder / ONNX_FILE), providers=["CPUExecutionProvider"])
@@ -170,9 +234,11 @@ def _write_onnx(model: nn.Module, x: dict[str, torch.Tensor], want: np.ndarray, 
         raise RuntimeError(f"{ONNX_FILE}: inputs {[i.name for i in session.get_inputs()]} are "
                            f"not the used sensors and their masks {expected} in order; please "
                            "report this arch")
-    feeds = {name: x[name].numpy() for name in expected}
-    (got,) = session.run(["logits"], feeds)
-    return _check(got, want, ONNX_FILE)
+    diffs = []
+    for inputs, want in checks:
+        (got,) = session.run(["logits"], {name: inputs[name].numpy() for name in expected})
+        diffs.append(_check(got, want, ONNX_FILE))
+    return max(diffs)
 
 
 def _check(got: np.ndarray, want: np.ndarray, name: str) -> float:
@@ -260,8 +326,10 @@ def read_spec(task: TaskSpec, name: str) -> ReadSpec:
 
 
 def build_card(candidate: Candidate, chosen: TrainFolder, task: TaskSpec,
-               parity: dict[str, float], folder: Path) -> ModelCard:
-    """The model card of `chosen` (one seed of `candidate`) for the files now in `folder`."""
+               parity: dict[str, float], folder: Path,
+               context: tuple[int | None, int | None] = (None, None)) -> ModelCard:
+    """The model card of `chosen` (one seed of `candidate`) for the files now in `folder`;
+    `context`: a dense model's (output stride, receptive radius), `dense_context`."""
     inputs = chosen.run["inputs"]
     arch = chosen.arch
     by_name = {s["name"]: s for s in inputs["sensors"]}
@@ -311,8 +379,16 @@ def build_card(candidate: Candidate, chosen: TrainFolder, task: TaskSpec,
         export=ExportInfo(formats=list(task.export.formats),
                           onnx_opset=task.export.onnx_opset if "onnx" in parity else None,
                           parity=parity,
-                          inputs=input_tensors([s for s in sensors if s.used],
-                                               task.sample_size)),
+                          inputs=_spatial(input_tensors([s for s in sensors if s.used],
+                                                        task.sample_size), arch.dense),
+                          reduction=context[0], receptive_radius=context[1]),
         files={f.name: file_sha256(f) for f in sorted(folder.iterdir()) if f.name != CARD_FILE},
         plugins=[PluginCard(**p.to_dict()) for p in task_plugins(task)],
     )
+
+
+def _spatial(tensors: list[TensorCard], dense: bool) -> list[TensorCard]:
+    """A dense model's compiled inputs take any height and width (the ONNX axes' names)."""
+    if not dense:
+        return tensors
+    return [t.model_copy(update={"shape": [*t.shape[:-2], "height", "width"]}) for t in tensors]

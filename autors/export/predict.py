@@ -3,11 +3,24 @@ and a confidence map (layouts in `autors.export.writer`).
 
 Per core window (see `autors.export.windows`): read the given sensors with their halo on the
 reference grid (`autors.export.inputs`, the training reader: values and validity masks, the
-sensors not given absent), normalise with the card's statistics, cut patches (patch
-classification: one per labelled pixel) or overlapping tiles (segmentation) as strided views
-of the values and the masks (`<sensor>__mask`, as in training), run batches through the
-PyTorch model rebuilt from arch.json + weights, write the window. Peak memory depends on
---window and --batch-size, not on the scene size.
+sensors not given absent; zeros outside the scene, as training pads), normalise with the
+card's statistics, cut patches (patch classification: one per labelled pixel) or tiles (dense
+models) as strided views of the values and the masks (`<sensor>__mask`, as in training), run
+batches through the PyTorch model rebuilt from arch.json + weights, write the window. Peak
+memory depends on --window, --batch-size and the tile memory budget, not on the scene size.
+
+Dense models run overlap-tile: each tile's core is a power-of-two multiple of the model's
+output stride (`export.reduction` in the card), on the scene's lattice of that multiple, read
+with a halo of the measured receptive radius (`export.receptive_radius`), and only the core is
+written. An output pixel then sees exactly what one pass over the whole scene would show it,
+so the tiles need no blending and the map is the same whatever the window or tile size,
+within float tolerance. The tile core is chosen for a compute overhead (core + 2 halo)^2 /
+core^2 of at most 2 and at least 128 px, then bounded by the window, the scene and the
+activation memory of one tile (`tile_memory_mb`, measured on the model); tiles per forward
+pass fill the same budget (at most 16, one input shape for the whole scene). A radius beyond
+`max_halo` (256 px by default) is capped and the tiles' borders are blended instead (see
+`autors.export.windows`); a card without the radius (exported before it) gets the former
+scheme: training-size tiles overlapping by half, with a note.
 
 A pixel is labelled where a given sensor is valid and, among the given sensors, every one the
 card's `require_sensors` requires is (`SceneInputs.labelled`; with the default `any`: nodata
@@ -38,16 +51,25 @@ from torch import Tensor, nn
 
 from autors.data import Grid
 from autors.errors import ModelFolderError
-from autors.export.card import ModelCard, SubsetCard
+from autors.export.card import CARD_FILE, ModelCard, SubsetCard
 from autors.export.fullconv import window_logits, window_model
 from autors.export.inputs import SceneInputs, open_inputs
 from autors.export.loader import ExportedModel
-from autors.export.windows import Core, Tiling, gather_batches, plan, strided
+from autors.export.windows import (
+    MAX_HALO,
+    Core,
+    Tiling,
+    dense_tiling,
+    gather_batches,
+    plan,
+    strided,
+)
 from autors.export.writer import BLOCK, check_out, map_tags, map_writer, score_bands
 from fusion import MASK_SUFFIX
 
 GDAL_CACHE_MB = 64  # bounds GDAL's block cache for the output files (default: 5% of RAM)
 # Samples per forward pass when not given: a batch of tiles holds ~T*T/P*P times the pixels.
+# Overlap tiles: as many as `tile_memory_mb` holds, at most TILE_BATCH.
 PATCH_BATCH, TILE_BATCH = 512, 16
 PARITY_PIXELS, PARITY_TOL = 64, 1e-4  # the fully convolutional path's check on its first window
 
@@ -63,11 +85,18 @@ class PredictOptions:
     # patch classifiers: run fully convolutionally when the model allows it (see fullconv.py);
     # False: one forward pass per patch
     fully_convolutional: bool = True
+    # dense models: activation memory of one forward pass of tiles (bounds the tile core and
+    # the tiles per batch), and the largest halo before tiles are blended instead
+    tile_memory_mb: int = 1024
+    max_halo: int = MAX_HALO
 
     def __post_init__(self) -> None:
         if self.window < 1 or (self.batch_size is not None and self.batch_size < 1):
             raise ValueError(f"window and batch_size must be >= 1, got {self.window} and "
                              f"{self.batch_size}")
+        if self.tile_memory_mb < 1 or self.max_halo < 1:
+            raise ValueError(f"tile_memory_mb and max_halo must be >= 1, got "
+                             f"{self.tile_memory_mb} and {self.max_halo}")
         if self.mc_dropout < 0 or self.mc_dropout == 1:
             raise ValueError(f"mc_dropout must be 0 (off) or >= 2 passes, got {self.mc_dropout}")
 
@@ -83,7 +112,7 @@ class PredictResult:
     seconds: float
     ignored_sensors: list[str]
     notes: list[str]  # e.g. band names that differ from training (see inputs.SensorSource)
-    method: str  # "per tile", "per patch" or "fully convolutional"
+    method: str  # "overlap-tile ...", "per tile", "per patch" or "fully convolutional"
     sensors: list[str]  # the model inputs given, input order
     absent: list[str]  # the model inputs not given (absent: values and masks 0)
     measured: SubsetCard | None  # the card's measured accuracy of `sensors` (None: not)
@@ -110,8 +139,10 @@ def predict_scene(
     check_out(out)
     card, model = exported.card, exported.model.eval()
     inputs = open_inputs(card, sensors, options.grid, masks)
-    tiling = Tiling(card.task.input_size, card.task.dense)
+    tiling, batch, method, tile_notes = choose_tiling(exported, inputs, options)
     cores = plan(inputs.grid.height, inputs.grid.width, options.window, tiling, BLOCK)
+    if card.task.dense and options.batch_size is None:  # no batch padded past a window
+        batch = min(batch, max(tiling.tiles(c.height) * tiling.tiles(c.width) for c in cores))
     bands = score_bands(card, options.mc_dropout > 0, options.probabilities)
     values = np.asarray(card.class_values)
     n_valid = 0
@@ -127,7 +158,8 @@ def predict_scene(
             task = bar.add_task("predicting", total=inputs.grid.height * inputs.grid.width)
             for core in cores:
                 # [K, h, w], NaN where not labelled; given sensors valid per pixel [h, w]
-                probs, count = _window_probs(model, inputs, core, tiling, card, options, fast)
+                probs, count = _window_probs(model, inputs, core, tiling, card, options, fast,
+                                             batch)
                 valid = ~np.isnan(probs[0])
                 n_valid += int(valid.sum())
                 classes = np.full(valid.shape, card.ignore_value, dtype=np.int64)
@@ -141,11 +173,71 @@ def predict_scene(
         class_map=writer.paths[0], scores=writer.paths[1], bands=bands, grid=inputs.grid,
         grid_sensor=inputs.grid_sensor, valid_pixels=n_valid,
         seconds=time.perf_counter() - t0, ignored_sensors=inputs.ignored,
-        notes=inputs.notes + fast.notes,
-        method="per tile" if card.task.dense else fast.method,
+        notes=inputs.notes + tile_notes + fast.notes,
+        method=method if card.task.dense else fast.method,
         sensors=inputs.given, absent=inputs.absent,
         measured=subset_accuracy(card, inputs.given),
     )
+
+
+def choose_tiling(exported: ExportedModel, inputs: SceneInputs, options: PredictOptions
+                  ) -> tuple[Tiling, int, str, list[str]]:
+    """(tiling, samples per forward pass, method, notes) for predicting `inputs` with
+    `exported` (see the module docstring); the caller may lower the batch to the tiles of
+    its largest window."""
+    card = exported.card
+    if not card.task.dense:
+        return Tiling.patches(card.task.input_size), options.batch_size or PATCH_BATCH, "", []
+    reduction, radius = card.export.reduction, card.export.receptive_radius
+    if reduction is None:
+        t = card.task.input_size
+        note = (f"{exported.path / CARD_FILE} records no receptive radius (exported before "
+                f"overlap-tile prediction): tiles of {t} px overlapping by half, as then, so "
+                "the map may change with --window; re-export the model for seam-free maps")
+        return Tiling.legacy(t), options.batch_size or TILE_BATCH, "per tile", [note]
+    per_pixel = activation_bytes(exported.model, card, reduction)
+    budget = options.tile_memory_mb * 2**20
+    tiling = dense_tiling(reduction, radius, options.window,
+                          (inputs.grid.height, inputs.grid.width),
+                          lambda side: per_pixel * side * side, budget, options.max_halo)
+    fit = int(budget // (per_pixel * tiling.size**2))
+    batch = options.batch_size or min(TILE_BATCH, max(1, fit))
+    method = f"overlap-tile: {tiling.stride} px cores, {tiling.halo} px halo"
+    if not tiling.blend:
+        return tiling, batch, method, []
+    reach = "beyond what export measured" if radius is None else f"{radius} px"
+    note = (f"the model's receptive radius ({reach}) exceeds the {options.max_halo} px halo "
+            f"cap: tiles read {tiling.halo} px of context and their borders are blended over "
+            f"{2 * tiling.blend} px; the map does not depend on --window and has no seams, "
+            "but pixels do not see all the context the model could use")
+    return tiling, batch, method + f", borders blended over {2 * tiling.blend} px", [note]
+
+
+def activation_bytes(model: nn.Module, card: ModelCard, reduction: int) -> float:
+    """Bytes of activations per input pixel of a forward pass of `model` (batch one): the
+    outputs of all its leaf modules on a probe of side max(64, 4 x reduction), an upper
+    bound of what is alive at once (measured peak RSS of a U-Net tile: ~0.8 of it)."""
+    side = max(64, 4 * reduction)
+    x = {s.name: torch.zeros(1, s.in_channels, side, side) for s in card.used_sensors}
+    if card.export.takes_masks:
+        x |= {s.name + MASK_SUFFIX: torch.ones(1, side, side) for s in card.used_sensors}
+    total = 0
+
+    def count(module: nn.Module, args: object, out: object) -> None:
+        nonlocal total
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, Tensor):
+                total += t.numel() * t.element_size()
+
+    hooks = [m.register_forward_hook(count) for m in model.modules()
+             if not any(True for _ in m.children())]
+    try:
+        with torch.inference_mode():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return max(total, 1) / side**2
 
 
 class _FastPath:
@@ -205,73 +297,101 @@ def model_inputs(card: ModelCard, arrays: dict[str, np.ndarray],
 
 
 def _window_probs(model: nn.Module, inputs: SceneInputs, core: Core, tiling: Tiling,
-                  card: ModelCard, options: PredictOptions, fast: _FastPath
+                  card: ModelCard, options: PredictOptions, fast: _FastPath, batch: int
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Class probabilities of the core window, float32 [K, h, w] (NaN where the map has no
     class), and how many given sensors are valid at each pixel, int [h, w]."""
-    halo = tiling.halo
+    m = tiling.read_margin
     read_h, read_w = tiling.read_shape(core)
-    arrays, sensor_valid = inputs.read(core.row - halo, core.col - halo, read_h, read_w)
+    arrays, sensor_valid = inputs.read(core.row - m, core.col - m, read_h, read_w)
     tensors = model_inputs(card, arrays, sensor_valid)  # [C or 1, read_h, read_w]
-    inner = (slice(halo, halo + core.height), slice(halo, halo + core.width))
+    inner = (slice(m, m + core.height), slice(m, m + core.width))
     core_valid = inputs.labelled(sensor_valid)[inner]  # [h, w]
     count = inputs.valid_count(sensor_valid)[inner]  # [h, w]
-    probs = _core_probs(model, tensors, core_valid, core, tiling, card.num_classes, options,
-                        fast)
+    if tiling.dense:
+        probs = _tile_probs(model, tensors, core_valid, core, tiling, card.num_classes,
+                            options, batch)
+    else:
+        probs = _core_probs(model, tensors, core_valid, core, tiling, card.num_classes,
+                            options, fast, batch)
     return probs, count
 
 
 def _core_probs(model: nn.Module, tensors: dict[str, Tensor], core_valid: np.ndarray,
-                core: Core, tiling: Tiling, k: int, options: PredictOptions, fast: _FastPath
+                core: Core, tiling: Tiling, k: int, options: PredictOptions, fast: _FastPath,
+                batch: int) -> np.ndarray:
+    """Patch classification: probabilities [K, h, w] of the core's labelled pixels
+    (`core_valid`), NaN elsewhere."""
+    halo, size = tiling.halo, tiling.size
+    rows, cols = np.nonzero(core_valid)  # [N] each
+    if fast.model is not None and rows.size:
+        logits = window_logits(fast.model, tensors, halo, core.height, core.width)
+        probs = torch.softmax(logits.float(), dim=0).numpy()
+        probs[:, ~core_valid] = np.nan
+        if fast.verified:
+            return probs
+        pick = np.random.default_rng(0).permutation(rows.size)[:PARITY_PIXELS]
+        sample = _patch_probs(model, tensors, rows[pick], cols[pick], k, core, size, options,
+                              batch)
+        where = f"the window at row {core.row}, column {core.col}"
+        if fast.verify(probs[:, rows[pick], cols[pick]], sample[:, rows[pick], cols[pick]],
+                       where):
+            return probs
+    return _patch_probs(model, tensors, rows, cols, k, core, size, options, batch)
+
+
+def _tile_probs(model: nn.Module, tensors: dict[str, Tensor], core_valid: np.ndarray,
+                core: Core, tiling: Tiling, k: int, options: PredictOptions, batch: int
                 ) -> np.ndarray:
-    """Probabilities [K, h, w] of the core's labelled pixels (`core_valid`), NaN elsewhere."""
-    halo, size, stride = tiling.halo, tiling.size, tiling.stride
-    read_h, read_w = next(iter(tensors.values())).shape[1:]
-    if not tiling.dense:
-        rows, cols = np.nonzero(core_valid)  # [N] each
-        if fast.model is not None and rows.size:
-            logits = window_logits(fast.model, tensors, halo, core.height, core.width)
-            probs = torch.softmax(logits.float(), dim=0).numpy()
-            probs[:, ~core_valid] = np.nan
-            if fast.verified:
-                return probs
-            pick = np.random.default_rng(0).permutation(rows.size)[:PARITY_PIXELS]
-            sample = _patch_probs(model, tensors, rows[pick], cols[pick], k, core, size,
-                                  options)
-            where = f"the window at row {core.row}, column {core.col}"
-            if fast.verify(probs[:, rows[pick], cols[pick]], sample[:, rows[pick], cols[pick]],
-                           where):
-                return probs
-        return _patch_probs(model, tensors, rows, cols, k, core, size, options)
-    # Segmentation: tile (i, j) covers read rows i*s .. i*s+T; its centre s x s block is core
-    # rows i*s .. i*s+s. Tiles whose centre holds no valid pixel are skipped.
-    n_r, n_c = (read_h - 2 * halo) // stride, (read_w - 2 * halo) // stride
-    padded = np.zeros((n_r * stride, n_c * stride), bool)
-    padded[:core.height, :core.width] = core_valid
-    needed = padded.reshape(n_r, stride, n_c, stride).any(axis=(1, 3))  # [n_r, n_c]
-    probs = np.full((k, n_r * stride, n_c * stride), np.nan, np.float32)
+    """Dense models: probabilities [K, h, w] of the core's labelled pixels (`core_valid`),
+    NaN elsewhere, from the tiles of `tiling` (see `autors.export.windows`).
+
+    In "output" coordinates (the read array without its halo) tile (i, j) has its core at
+    rows i*s .. i*s + s and reads rows i*s .. i*s + size of the window array; the window
+    starts at output row `offset`. Each tile adds its output pixels (the core, plus `blend`
+    around it) times their weights to `acc`, which starts `blend` before output row 0; the
+    weights sum to one where tiles overlap, so without blending every pixel is its one
+    tile's output, unchanged. Tiles whose output holds no labelled pixel are skipped.
+    """
+    s, b, off = tiling.stride, tiling.blend, tiling.offset
+    n_r, n_c = tiling.tiles(core.height), tiling.tiles(core.width)
+    span = s + 2 * b  # output pixels of one tile
+    labelled = np.zeros((n_r * s + 2 * b, n_c * s + 2 * b), bool)
+    labelled[b + off:b + off + core.height, b + off:b + off + core.width] = core_valid
+    total = np.pad(labelled.cumsum(0).cumsum(1), ((1, 0), (1, 0)))  # integral image
+    r0, c0 = np.arange(n_r) * s, np.arange(n_c) * s
+    r1, c1 = r0 + span, c0 + span
+    needed = (total[np.ix_(r1, c1)] - total[np.ix_(r0, c1)] - total[np.ix_(r1, c0)]
+              + total[np.ix_(r0, c0)]) > 0  # [n_r, n_c]
+    weight = np.outer(tiling.weights(), tiling.weights())  # [span, span]
+    acc = np.zeros((k, *labelled.shape), np.float32)
+    weights = np.zeros(labelled.shape, np.float32)
     rows, cols = (torch.from_numpy(i) for i in np.nonzero(needed))
-    views = strided(tensors, size, stride)  # [C, n_r, n_c, T, T]
-    for sl, batch in gather_batches(views, rows, cols, options.batch_size or TILE_BATCH):
-        p = _probs(model, batch, options.mc_dropout)[:, :, halo:halo + stride,
-                                                     halo:halo + stride]  # [B, K, s, s]
-        for b, (i, j) in enumerate(zip(rows[sl].tolist(), cols[sl].tolist())):
-            probs[:, i * stride:(i + 1) * stride, j * stride:(j + 1) * stride] = p[b].numpy()
-    probs = probs[:, :core.height, :core.width]
+    views = strided(tensors, tiling.size, s)  # [C, n_r, n_c, size, size]
+    lo = tiling.halo - b
+    for sl, tiles in gather_batches(views, rows, cols, batch):
+        p = _probs(model, tiles, options.mc_dropout)[:, :, lo:lo + span, lo:lo + span]
+        for t, (i, j) in enumerate(zip(rows[sl].tolist(), cols[sl].tolist())):
+            out = (slice(i * s, i * s + span), slice(j * s, j * s + span))
+            acc[(slice(None), *out)] += p[t].numpy() * weight
+            weights[out] += weight
+    inner = (slice(b + off, b + off + core.height), slice(b + off, b + off + core.width))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        probs = acc[(slice(None), *inner)] / weights[inner]
     probs[:, ~core_valid] = np.nan
     return probs
 
 
 def _patch_probs(model: nn.Module, tensors: dict[str, Tensor], rows: np.ndarray,
-                 cols: np.ndarray, k: int, core: Core, size: int, options: PredictOptions
-                 ) -> np.ndarray:
+                 cols: np.ndarray, k: int, core: Core, size: int, options: PredictOptions,
+                 batch: int) -> np.ndarray:
     """[K, h, w] probabilities of core pixels (rows, cols), one patch each; NaN elsewhere."""
     probs = np.full((k, core.height, core.width), np.nan, np.float32)
     views = strided(tensors, size, 1)  # [C, h, w, P, P]: patch of core pixel (r, c)
-    for sl, batch in gather_batches(views, torch.from_numpy(rows), torch.from_numpy(cols),
-                                    options.batch_size or PATCH_BATCH):
+    for sl, patches in gather_batches(views, torch.from_numpy(rows), torch.from_numpy(cols),
+                                      batch):
         r, c = rows[sl], cols[sl]  # numpy indexes: a 1-element tensor would act as a scalar
-        probs[:, r, c] = _probs(model, batch, options.mc_dropout)[: len(r)].T.numpy()
+        probs[:, r, c] = _probs(model, patches, options.mc_dropout)[: len(r)].T.numpy()
     return probs
 
 
