@@ -22,6 +22,7 @@ from rich.console import Console
 
 from autors.config import SearchSpec, TaskSpec
 from autors.data import prepare
+from autors.data.native import native_scales
 from autors.errors import SearchError
 from autors.plugins import shipped_modules, task_plugins
 from autors.search import summary as summary_mod
@@ -112,6 +113,7 @@ def run_search(
     _stop_leftovers(run.path.parent if options.resume is not None else options.out_dir, console)
     t0 = time.monotonic()
     data = prepare(task)
+    space.set_native_scales(native_scales(data.index))  # coarser sensors may enter later
     data_s = time.monotonic() - t0
     log_line(console, f"data ready in {data_s:.1f} s: sensors {data.in_channels}; "
              f"{data.describe()}")

@@ -165,3 +165,15 @@ def test_the_shipped_release_task_runs_on_the_real_chip_in_release_layout(shared
     assert entry.counts["train"][1] > 0.25 * sum(entry.counts["train"])  # ~27 % water
     assert len(data.index.scenes) == len(CHIPS) + 1
     assert not data.in_memory or data.index.nbytes() <= 2048 * 2**20
+
+
+def test_native_scales_of_landsat_ms_on_the_pan_grid(tmp_path, shared_data):
+    """On the 15 m panchromatic grid the 30 m multispectral bands are one scale coarser: an
+    encoder-decoder may let them enter at scale 1."""
+    from autors.data.index import build_index
+    from autors.data.native import native_scales
+
+    task, *_ = _landsat_task(tmp_path, shared_data, grid="pan")
+    assert native_scales(build_index(task)[0]) == {"ms": 1, "pan": 0}
+    task, *_ = _landsat_task(tmp_path, shared_data, grid="labels")  # the 30 m grid
+    assert native_scales(build_index(task)[0]) == {"ms": 0, "pan": 0}
