@@ -239,3 +239,24 @@ def test_a_card_without_the_radius_keeps_the_former_tiles(full: Path, chip: Path
     # the same model: half-overlapping 64 px tiles see 16 px of context, the radius is less
     assert (m.classes == new.classes).mean() > 0.99
 
+
+
+def test_mc_dropout_and_a_sensor_subset_with_overlap_tiles(unet: Path, chip: Path,
+                                                          tmp_path: Path) -> None:
+    """S1 only (S2 absent: values and masks 0) with MC dropout: every pixel labelled from
+    its one valid sensor, an entropy band, the same map again for the same seed."""
+    loaded = load_exported(unet)
+    sensors = {"s1": _sensors(chip)["s1"]}
+    runs = [predict_scene(loaded, sensors, tmp_path / f"mc{i}.tif",
+                          PredictOptions(window=256, mc_dropout=2), progress=False)
+            for i in range(2)]
+    assert runs[0].bands == ["confidence", "entropy", "valid_sensors"]
+    assert runs[0].absent == ["s2"] and runs[0].method.startswith("overlap-tile")
+    scores = []
+    for r in runs:
+        with rasterio.open(r.scores) as sc:
+            scores.append(sc.read())
+    conf, entropy, count = scores[0]
+    assert (count == 1).all() and not np.isnan(conf).any() and (entropy >= 0).all()
+    np.testing.assert_array_equal(scores[0], scores[1])
+    assert not any(m.training for m in loaded.model.modules())
