@@ -7,7 +7,13 @@ one map pair per scene.
 
 Any non-empty subset of the model's inputs may be given (the others are absent); when it is
 not all of them, the measured test accuracy of that subset is printed from the model card, or
-that it was not measured."""
+that it was not measured.
+
+Before predicting, a few windows of each raster are compared with what the model was trained
+on (`autors.export.input_check`: pixel size, units and scale, value ranges, band order): an
+error stops (a scene of many is skipped, `--strict` stops the run) with the fix
+(`--scale`, `--sar-units`, `--allow-resolution-change`, `--ignore-check`); warnings and the
+figures are printed and written as tags of the maps."""
 
 from __future__ import annotations
 
@@ -21,6 +27,14 @@ from rich.table import Table
 
 from autors.errors import DataError
 from autors.export.card import MetricSummary, ModelCard, SubsetCard
+from autors.export.input_check import (
+    CARD_PREDATES,
+    RESOLUTION_FACTOR,
+    RULE_NAMES,
+    CheckOptions,
+    InputReport,
+)
+from autors.export.inputs import ReadOverride
 from autors.export.loader import load_exported
 from autors.export.predict import PredictOptions, PredictResult, predict_scene, subset_accuracy
 from autors.export.scenes import SceneOutcome, check_templates, list_jobs, predict_scenes
@@ -42,7 +56,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "NAME=PATH ... --out MAP.tif. Many scenes: --template NAME=PATH_WITH_{scene} ... "
         "[--scenes CSV] --out-dir DIR writes DIR/<scene>.tif and DIR/<scene>_confidence.tif "
         "per scene; a scene that fails is reported and passed over (exit status 1 if any "
-        "failed).",
+        "failed; --strict stops at it). Before predicting, a few windows of each raster are "
+        "compared with the model card's record of the training inputs: a pixel size outside "
+        "training / 1.5 to training x 1.5, or values in other units or scale (SAR linear "
+        "against dB, reflectance 0-1 against x 10000, any factor of about 10^1.5 or more) "
+        "stop with the fix; medians outside the training 1-99 %% range, many invalid pixels "
+        "or swapped bands are warnings. Warnings, figures, the card's hash and the input "
+        "paths are tags of the maps.",
     )
     p.add_argument("model", type=Path, help="an exported model folder (`autors export`)")
     p.add_argument("--sensor", action="append", type=_sensor_arg, default=[],
@@ -83,6 +103,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--per-patch", action="store_true",
                    help="patch classifiers: one forward pass per pixel's patch, even where the "
                    "model allows the (identical, much faster) fully convolutional pass")
+    p.add_argument("--scale", action="append", type=_scale_arg, default=[],
+                   metavar="NAME=FACTOR", help="this scene's raster of NAME stores values that "
+                   "become the training's units when multiplied by FACTOR, replacing the "
+                   "model's scale (e.g. s2=1 for reflectance 0-1 where the model read "
+                   "reflectance x 10000 with scale 0.0001)")
+    p.add_argument("--sar-units", action="append", type=_units_arg, default=[],
+                   metavar="NAME=db|linear", help="this scene's SAR raster of NAME holds dB or "
+                   "linear power (converted to dB on read), replacing the model's sar_units")
+    p.add_argument("--allow-resolution-change", action="store_true",
+                   help="predict even when a raster's pixel size (in metres) is outside the "
+                   "training's / F to x F (recorded as a warning in the maps' tags)")
+    p.add_argument("--resolution-tolerance", type=float, default=RESOLUTION_FACTOR,
+                   metavar="F", help="the pixel-size factor F allowed before an error "
+                   f"(default {RESOLUTION_FACTOR:g}: training / {RESOLUTION_FACTOR:g} to "
+                   f"training x {RESOLUTION_FACTOR:g})")
+    p.add_argument("--ignore-check", action="append", default=[], metavar="NAME",
+                   choices=list(RULE_NAMES), help="predict even when this input check finds "
+                   f"an error (recorded as a warning); one of {', '.join(RULE_NAMES)}")
+    p.add_argument("--strict", action="store_true",
+                   help="many scenes: stop at the first scene that fails (default: report it, "
+                   "pass it over and go on)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -92,6 +133,34 @@ def _sensor_arg(text: str) -> tuple[str, Path]:
     if not sep or not name or not path:
         raise argparse.ArgumentTypeError(f"expected NAME=PATH (e.g. hsi=hsi.tif), got {text!r}")
     return name, Path(path)
+
+
+def _scale_arg(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    try:
+        if not sep or not name:
+            raise ValueError
+        return name, float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected NAME=FACTOR (e.g. s2=1), got {text!r}"
+                                         ) from None
+
+
+def _units_arg(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name or value not in ("db", "linear"):
+        raise argparse.ArgumentTypeError(f"expected NAME=db or NAME=linear (e.g. "
+                                         f"s1=linear), got {text!r}")
+    return name, value
+
+
+def _checks(args: argparse.Namespace) -> tuple[CheckOptions, tuple[ReadOverride, ...]]:
+    """The input checks' options and the read overrides of the flags."""
+    allow = set(args.ignore_check) | ({"resolution"} if args.allow_resolution_change else set())
+    options = CheckOptions(allow=frozenset(allow), resolution_factor=args.resolution_tolerance)
+    reads = tuple(ReadOverride(n, scale=v) for n, v in args.scale) + \
+        tuple(ReadOverride(n, sar_units=u) for n, u in args.sar_units)
+    return options, reads
 
 
 def _count(text: str) -> int:
@@ -107,9 +176,11 @@ def run(args: argparse.Namespace) -> int:
     if args.mc_dropout == 1:
         raise DataError("--mc-dropout 1 is a single stochastic pass: use N >= 2, or leave it "
                         "out for a deterministic map")
+    checks, reads = _checks(args)
     options = PredictOptions(window=args.window, batch_size=args.batch_size,
                              probabilities=args.probabilities, mc_dropout=args.mc_dropout,
-                             grid=args.grid, fully_convolutional=not args.per_patch)
+                             grid=args.grid, fully_convolutional=not args.per_patch,
+                             checks=checks, reads=reads)
     if many:
         return _run_scenes(args, console, options)
     sensors = _pairs(args.sensor, "--sensor")
@@ -119,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
                            options, progress=not args.quiet,
                            masks={n: Path(p) for n, p in masks.items()})
     _print_notes(console, result)
+    _print_checks(console, result.checks)
     _print_subset(console, exported.card, result.sensors, result.measured)
     g = result.grid
     console.print(f"{result.class_map}: {g.height} x {g.width} px on the grid of "
@@ -140,6 +212,9 @@ def _check_mode(args: argparse.Namespace) -> bool:
                         f"--template NAME={SCENES_HELP} ... [--scenes CSV] --out-dir DIR for "
                         "many")
     if not many:
+        if args.strict:
+            raise DataError("--strict is for many scenes (--template ... --out-dir DIR): one "
+                            "scene already stops at its first error")
         if not args.sensor:
             raise DataError("give the rasters: --sensor NAME=PATH ... --out MAP.tif for one "
                             f"scene, or --template NAME={SCENES_HELP} ... --out-dir DIR for "
@@ -203,6 +278,21 @@ def _print_subset(console: Console, card: ModelCard, given: list[str],
         console.print(f"note: {escape(line)}")
 
 
+def _print_checks(console: Console, report: InputReport | None, figures: bool = True) -> None:
+    """The input checks' outcome, each sensor's figures (with `figures`) and the warnings."""
+    if report is None:
+        return
+    if report.status == "skipped":
+        console.print(f"note: input checks {escape(report.summary())}")
+        return
+    console.print(f"input checks: {report.summary()} (against {escape(report.reference)})")
+    if figures:
+        for f in report.figures:
+            console.print(f"  {escape(f.line())}")
+    for w in report.warnings:
+        console.print(f"[yellow]warning[/]: {escape(w.text())}")
+
+
 def _print_notes(console: Console, result: PredictResult) -> None:
     for note in result.notes:
         console.print(f"note: {note}")
@@ -228,17 +318,24 @@ def _run_scenes(args: argparse.Namespace, console: Console, options: PredictOpti
     def report(i: int, outcome: SceneOutcome) -> None:
         if outcome.result is not None:  # notes once, not once per scene
             _print_new_notes(console, outcome.result, noted)
-        if args.quiet:
-            return
-        elapsed = time.perf_counter() - start
-        eta = elapsed / (i + 1) * (len(jobs) - i - 1)
-        what = (f"{outcome.result.valid_pixels:,} valid px, {outcome.seconds:.1f} s"
-                if outcome.result is not None else
-                f"[red]FAILED[/] ({escape(outcome.error or '')})")
-        console.print(f"scene {i + 1}/{len(jobs)} {escape(outcome.job.id)}: {what}; "
-                      f"elapsed {_clock(elapsed)}, ETA {_clock(eta)}")
+        checks = outcome.result.checks if outcome.result is not None else None
+        if not args.quiet:
+            elapsed = time.perf_counter() - start
+            eta = elapsed / (i + 1) * (len(jobs) - i - 1)
+            what = (f"{outcome.result.valid_pixels:,} valid px, {outcome.seconds:.1f} s, "
+                    f"input checks {escape(_checks_word(checks))}"
+                    if outcome.result is not None else
+                    f"[red]FAILED[/] ({escape(outcome.error or '')})")
+            console.print(f"scene {i + 1}/{len(jobs)} {escape(outcome.job.id)}: {what}; "
+                          f"elapsed {_clock(elapsed)}, ETA {_clock(eta)}")
+        if checks is not None and checks.status != "skipped":  # skipped: said once, above
+            for w in checks.warnings:
+                console.print(f"  [yellow]warning[/] ({escape(outcome.job.id)}): "
+                              f"{escape(w.text())}")
 
-    outcomes = predict_scenes(exported, jobs, args.out_dir, options, report)
+    if card.input_profile is None:
+        console.print(f"note: input checks skipped: {CARD_PREDATES}")
+    outcomes = predict_scenes(exported, jobs, args.out_dir, options, report, args.strict)
     console.print(_summary_table(outcomes))
     failed = [o for o in outcomes if not o.ok]
     for o in failed:
@@ -262,15 +359,24 @@ def _print_new_notes(console: Console, result: PredictResult, noted: set[str]) -
 
 def _summary_table(outcomes: list[SceneOutcome]) -> Table:
     table = Table(title="Scenes", title_justify="left")
-    for col in ("scene", "pixels", "valid pixels", "seconds", "status"):
-        table.add_column(col, justify="left" if col in ("scene", "status") else "right")
+    for col in ("scene", "pixels", "valid pixels", "seconds", "input checks", "status"):
+        table.add_column(col, justify="left" if col in ("scene", "input checks", "status")
+                         else "right")
     for o in outcomes:
         r = o.result
+        checks = _checks_word(r.checks) if r else ("failed" if o.check_failed else "-")
         table.add_row(escape(o.job.id),
                       f"{r.grid.height * r.grid.width:,}" if r else "-",
                       f"{r.valid_pixels:,}" if r else "-", f"{o.seconds:.1f}",
-                      "ok" if r else "[red]failed[/]")
+                      escape(checks), "ok" if r else "[red]failed[/]")
     return table
+
+
+def _checks_word(report: InputReport | None) -> str:
+    """The input checks in a word or two: passed, N warning(s), skipped."""
+    if report is None:
+        return "-"
+    return "skipped" if report.status == "skipped" else report.summary()
 
 
 def _clock(seconds: float) -> str:

@@ -80,7 +80,8 @@ def _print_checks(console: Console, reports: list[tuple[str, InputReport]]) -> N
     errors = sum(f.level == "error" for _, f in found)
     warnings = len(found) - errors
     console.print(f"[bold]Input checks[/] ({len(reports)} scene(s), a few windows each, against "
-                  "the task's units and scale and the dataset's training pixels): "
+                  "the task's units and scale and the dataset's typical scene, the median over "
+                  "its scenes): "
                   + (f"{errors} error(s), {warnings} warning(s)" if found else "passed"))
     one = len(reports) == 1
     for scene, f in found[:CHECKS_SHOWN]:

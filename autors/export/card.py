@@ -1,7 +1,7 @@
 """The model card (`model.json`) of an exported model folder: what the model needs and what it
 achieved, parsed into typed objects.
 
-    {"format": 3,
+    {"format": 4,
      "task": {"name", "kind", "patch_size", "tile_size", "input_size", "dense", "grid"},
      "inputs": ["optical", "lidar"],          # model inputs, in the model's fusion order
      "sensors": [{"name", "kind", "used", "in_channels", "bands": [names],
@@ -29,6 +29,11 @@ achieved, parsed into typed objects.
                 "inputs": [{"name", "sensor", "kind": "values" | "mask", "shape", "dtype"}],
                 "reduction", "receptive_radius"},   # dense models: how far a pixel looks
      "plugins": [{"module", "version", "file", "source"}, ...],  # imported before the arch
+     "input_profile": {"sensors": {name: {"bands": [{"p1", "p50", "p99"}, ...],
+                                          "invalid_fraction", "sampled_pixels",
+                                          "gsd": {"min_m", "max_m", "x_m", "y_m", "scenes"}}},
+                       "grid": {"min_m", "max_m", "x_m", "y_m", "scenes"},
+                       "max_pixels"} | null,
      "files": {"arch.json": sha256, "weights.pt": sha256, "model.ts": ..., "model.onnx": ...}}
 
 A model's inputs are, per used sensor, `(raw - mean) / std` per band, 0 where the pixel is
@@ -39,10 +44,18 @@ band matches `read.qa`, and everywhere when the sensor is not given (values 0, m
 output is logits `[B, K]` (patch classification) or `[B, K, S, S]` (dense). Class index i is
 raster value `classes[i].value`. `export.inputs` lists the compiled files' input tensors.
 
-Format 3 added the validity rules, masks as model inputs, `require_sensors` and `robustness`.
-Format-2 cards (written before) still load (`upgrade_card`): they had no mask or QA rule,
-their compiled files take no masks, and predict labelled a pixel only where every given input
-was valid (`require_sensors: all`).
+`input_profile` is what the training inputs looked like (`autors.data.profile`): per sensor
+and band the 1st, 50th and 99th percentiles of the physical values (after nodata, scale/offset
+and dB conversion, before normalisation) of a bounded seeded sample of valid training pixels,
+the share of training pixels where the sensor was invalid, and the ground pixel size in metres
+of the training grids and of each sensor's rasters. `autors predict` compares the given
+rasters with it before predicting (`autors.export.input_check`).
+
+Format 4 added `input_profile`. Format-3 cards still load, without it (predict then says its
+input checks were skipped). Format 3 added the validity rules, masks as model inputs,
+`require_sensors` and `robustness`. Format-2 cards (written before) still load
+(`upgrade_card`): they had no mask or QA rule, their compiled files take no masks, and predict
+labelled a pixel only where every given input was valid (`require_sensors: all`).
 """
 
 from __future__ import annotations
@@ -54,11 +67,12 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from autors.config import MaskSpec, QASpec, SensorKind, SensorSpec, TaskKind
+from autors.data.profile import InputProfile
 from autors.errors import ModelFolderError
 from fusion import MASK_SUFFIX
 
-CARD_FORMAT = 3
-OLD_FORMATS = (2,)  # read through `upgrade_card`
+CARD_FORMAT = 4
+OLD_FORMATS = (2, 3)  # read through `upgrade_card`
 CARD_FILE = "model.json"
 
 
@@ -325,6 +339,9 @@ class ModelCard(_Card):
     export: ExportInfo
     files: dict[str, str] = Field(description="file name -> sha256 of its bytes")
     plugins: list[PluginCard] = Field(default=[], description="plugin modules, import order")
+    input_profile: InputProfile | None = Field(
+        default=None, description="what the training inputs looked like; None for a card "
+        "written before it (format 3 and older): predict cannot check its inputs")
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelCard:
@@ -348,6 +365,12 @@ class ModelCard(_Card):
                 not set(self.require_sensors) <= set(names):
             raise ValueError(f"require_sensors {self.require_sensors} names sensors that are "
                              f"not among {names}")
+        if self.input_profile is not None:
+            for s in self.sensors:
+                p = self.input_profile.sensors.get(s.name)
+                if p is None or len(p.bands) != s.in_channels:
+                    raise ValueError(f"input_profile has {'no' if p is None else len(p.bands)} "
+                                     f"band(s) for sensor '{s.name}' ({s.in_channels} inputs)")
         return self
 
     # ---- views ---------------------------------------------------------------------------
@@ -390,10 +413,13 @@ class ModelCard(_Card):
 
 
 def upgrade_card(data: dict) -> dict:
-    """A format-2 card (before validity masks) as format 3: no mask or QA rule (format-2 export
+    """An older card as the current format. Format 3 (before input profiles): no
+    `input_profile`. Format 2 (before validity masks), also: no mask or QA rule (format-2 export
     refused them), compiled inputs without masks (the files take none), no robustness table,
     and `require_sensors: all`, the rule predict applied to these models (a pixel labelled
     only where every input is valid), so their maps do not change."""
+    if data.get("format") == 3:
+        return dict(data, format=CARD_FORMAT)
     out = dict(data, format=CARD_FORMAT, require_sensors="all", robustness=None)
     try:
         size = int(data["task"]["input_size"])

@@ -384,6 +384,7 @@ def build_card(candidate: Candidate, chosen: TrainFolder, task: TaskSpec,
                           reduction=context[0], receptive_radius=context[1]),
         files={f.name: file_sha256(f) for f in sorted(folder.iterdir()) if f.name != CARD_FILE},
         plugins=[PluginCard(**p.to_dict()) for p in task_plugins(task)],
+        input_profile=chosen.profile,
     )
 
 

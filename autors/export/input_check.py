@@ -12,9 +12,10 @@ the values, before and after the SAR dB conversion, the share of invalid pixels,
 raster's ground pixel size in metres (`autors.data.profile.pixel_size`: geometric mean of x and
 y). The reference is the model card's `input_profile` (what the training inputs looked like:
 the same figures over a seeded sample of the training pixels) and read spec (scale, offset,
-`sar_units`), or, for `autors validate`, the task's sensor entries and the dataset's own
-training profile. A card written before input profiles has no reference: the checks are
-skipped with one line saying so.
+`sar_units`), or, for `autors validate`, the task's sensor entries and the dataset's typical
+scene (per band, the median over its scenes' sampled percentiles: a scene 10^k off the others
+stands out). A card written before input profiles has no reference: the checks are skipped
+with one line saying so.
 
 The rules (`RULES`, in order) each state their name, level and what they check; an error
 stops the prediction (a scene of `predict --template` is skipped with it) and names the
@@ -144,6 +145,7 @@ class Reference:
     sensors: dict[str, SensorReference]
     grid: GsdRange | None  # the training grids' pixel size (None: not checked)
     scenes: int = 1  # scenes of the task (validate: fixes differ for one scene of many)
+    basis: str = "the training data"  # what the profiles describe, for messages
 
     # -- fixes, as the context offers them --------------------------------------------------
     def fix_scale(self, sensor: str, value: float) -> str:
@@ -152,7 +154,7 @@ class Reference:
                     "the training's units), or convert the raster")
         if self.scenes > 1:
             return (f"convert this scene's raster to the other scenes' units (sensors.{sensor}"
-                    ".scale applies to every scene), or fix sensors.{sensor}.scale in the task "
+                    f".scale applies to every scene), or fix sensors.{sensor}.scale in the task "
                     "file if it is wrong for all of them")
         return f"set sensors.{sensor}.scale: {value:g} in the task file"
 
@@ -195,17 +197,29 @@ def card_reference(card: ModelCard, where: str = "model.json") -> Reference | No
     return Reference(context="model", where=where, sensors=sensors, grid=profile.grid)
 
 
-def task_reference(task: TaskSpec, index: DatasetIndex) -> Reference:
-    """The reference of a task: its sensor entries and the dataset's training profile (pixel
-    sizes are not checked: a dataset may mix them, `validate` lists them)."""
-    profile = index.profile
-    sensors = {name: SensorReference(
-        name=name, kind=spec.kind, bands=list(index.band_names[name]), scale=spec.scale,
-        offset=spec.offset, sar_units=spec.sar_units,
-        profile=None if profile is None else profile.sensors.get(name))
-        for name, spec in task.sensors.items()}
+def task_reference(task: TaskSpec, band_names: dict[str, list[str]],
+                   samples: list[dict[str, Sample]]) -> Reference:
+    """The reference of a task: its sensor entries (declared units and scale) and the
+    dataset's typical scene, the median over the scenes' `samples` of each band's percentiles
+    and of the invalid share (a few odd scenes, fewer than half, do not move it). Pixel sizes
+    are not checked: a dataset may mix them, `validate` lists them."""
+    sensors = {}
+    for name, spec in task.sensors.items():
+        found = [s[name] for s in samples if name in s and s[name].bands is not None]
+        profile = None
+        if found:
+            bands = [BandStats(**{q: float(np.median([getattr(s.bands[i], q) for s in found]))
+                                  for q in ("p1", "p50", "p99")})
+                     for i in range(len(found[0].bands))]
+            profile = SensorProfile(
+                bands=bands, gsd=None, sampled_pixels=sum(s.valid for s in found),
+                invalid_fraction=float(np.median([s.invalid_fraction for s in found])))
+        sensors[name] = SensorReference(name=name, kind=spec.kind, bands=list(band_names[name]),
+                                        scale=spec.scale, offset=spec.offset,
+                                        sar_units=spec.sar_units, profile=profile)
     return Reference(context="task", where=f"task file {task.source}", sensors=sensors,
-                     grid=None, scenes=len(index.scenes))
+                     grid=None, scenes=len(samples),
+                     basis="the dataset's typical scene")
 
 
 @dataclass(frozen=True)
@@ -417,24 +431,26 @@ def _scale(ev: Evidence) -> Found:
         power = round(k)
         i = min(ratios, key=lambda r: abs(r[1] - k))[0]  # the band closest to the median
         yield ref.name, (
-            f"{s.where()}: values are about 10^{power} times the training's (median over "
-            f"{len(ratios)} band(s) of log10(sample / training magnitude) = {k:+.2f}; "
-            f"{_band(ref, i)}: 1-99 % {_range(s.bands[i])} against {_range(train.bands[i])} "
-            f"in training, read with scale {ref.scale:g}{_offset(ref)})"
-            + _scale_hint(ref, power) + "; " + _scale_fix(ev.reference, ref, power))
+            f"{s.where()}: values are about 10^{power} times those of {ev.reference.basis} "
+            f"(median over {len(ratios)} band(s) of log10 of the 1-99 % magnitude ratio = "
+            f"{k:+.2f}; {_band(ref, i)}: 1-99 % {_range(s.bands[i])} against "
+            f"{_range(train.bands[i])}, read with scale {ref.scale:g}{_offset(ref)})"
+            + _scale_hint(ev.reference, ref, power) + "; "
+            + _scale_fix(ev.reference, ref, power))
 
 
 def _offset(ref: SensorReference) -> str:
     return f" and offset {ref.offset:g}" if ref.offset else ""
 
 
-def _scale_hint(ref: SensorReference, power: int) -> str:
+def _scale_hint(reference: Reference, ref: SensorReference, power: int) -> str:
     if ref.kind not in ("optical", "hyperspectral") or abs(power) not in _REFLECTANCE_CODES:
         return ": a unit or scale mix-up"
     code = _REFLECTANCE_CODES[abs(power)]
-    return (f": the raster looks like reflectance 0-1 where the model expects {code}"
-            if power < 0 else f": the raster looks like {code} where the model expects "
-            "reflectance 0-1")
+    expects = "the model expects" if reference.context == "model" else \
+        "the dataset's other scenes hold"
+    return (f": the raster looks like reflectance 0-1 where {expects} {code}"
+            if power < 0 else f": the raster looks like {code} where {expects} reflectance 0-1")
 
 
 def _scale_fix(reference: Reference, ref: SensorReference, power: int) -> str:
@@ -474,9 +490,9 @@ def _invalid(ev: Evidence) -> Found:
         if s.invalid_fraction - train.invalid_fraction >= INVALID_EXCESS:
             yield name, (
                 f"{s.where()}: {s.invalid_fraction:.0%} of the sampled pixels are invalid "
-                f"(nodata, NaN, mask or QA) against {train.invalid_fraction:.0%} of the "
-                "training pixels: that part of the map rests on the other sensors or is "
-                "nodata; check the raster's nodata value and mask")
+                f"(nodata, NaN, mask or QA) against {train.invalid_fraction:.0%} in "
+                f"{ev.reference.basis}: that part rests on the other sensors or is nodata; "
+                "check the raster's nodata value and mask")
 
 
 def _drift(ev: Evidence) -> Found:
@@ -484,13 +500,13 @@ def _drift(ev: Evidence) -> Found:
         out = [(i, b, t) for i, (b, t) in enumerate(zip(s.bands, train.bands))
                if not t.p1 <= b.p50 <= t.p99]
         if out:
-            listed = "; ".join(f"{_band(ref, i)} {b.p50:.3g} (training 1-99 %: {_range(t)})"
+            listed = "; ".join(f"{_band(ref, i)} {b.p50:.3g} (1-99 %: {_range(t)})"
                                for i, b, t in out[:6])
             more = f"; and {len(out) - 6} more" if len(out) > 6 else ""
             yield ref.name, (
-                f"{s.where()}: {len(out)} of {len(s.bands)} band median(s) outside the "
-                f"training 1-99 % range: {listed}{more}; the scene differs from the training "
-                "data (place, season, processing): expect lower accuracy")
+                f"{s.where()}: {len(out)} of {len(s.bands)} band median(s) outside the 1-99 % "
+                f"range of {ev.reference.basis}: {listed}{more}; the scene differs from it "
+                "(place, season, processing): expect lower accuracy")
 
 
 def _distance(b: BandStats, t: BandStats) -> float:
@@ -515,11 +531,11 @@ def _band_order(ev: Evidence) -> Found:
         for _, i, j, given, swapped in sorted(swaps)[:3]:
             yield ref.name, (
                 f"{s.where()}: bands {i + 1} and {j + 1} look swapped: swapped, they are "
-                f"{swapped:.2f} from the training percentiles of {_band(ref, i)} and "
-                f"{_band(ref, j)}, against {given:.2f} as given (summed distance in training "
-                f"1-99 % ranges; medians {s.bands[i].p50:.3g}, {s.bands[j].p50:.3g}, training "
-                f"{train.bands[i].p50:.3g}, {train.bands[j].p50:.3g}); check the raster's band "
-                "order")
+                f"{swapped:.2f} from the percentiles of {_band(ref, i)} and {_band(ref, j)} "
+                f"in {ev.reference.basis}, against {given:.2f} as given (summed distance in "
+                f"their 1-99 % ranges; medians {s.bands[i].p50:.3g}, {s.bands[j].p50:.3g} "
+                f"against {train.bands[i].p50:.3g}, {train.bands[j].p50:.3g}); check the "
+                "raster's band order")
 
 
 RULES: tuple[Rule, ...] = (
@@ -529,9 +545,9 @@ RULES: tuple[Rule, ...] = (
     Rule("sar_units", "error", ("model", "task"),
          "SAR values in the expected units: dB mostly negative, linear power positive",
          _sar_units),
-    Rule("scale", "error", ("model",),
-         "values within a factor 10^1.5 of the training's (median over the sensor's bands): "
-         "a unit or scale mix-up otherwise", _scale),
+    Rule("scale", "error", ("model", "task"),
+         "values within a factor 10^1.5 of the training's, or the dataset's typical scene's "
+         "(median over the sensor's bands): a unit or scale mix-up otherwise", _scale),
     Rule("declared_scale", "warning", ("task",),
          "optical values after a declared scale look like reflectance (0-1)", _declared_scale),
     Rule("invalid", "warning", ("model", "task"),
@@ -554,7 +570,7 @@ class Finding:
     allowed: bool = False  # an error turned into a warning (CheckOptions.allow)
 
     def text(self) -> str:
-        allowed = f" (allowed: an error without {_allow_flag(self.check)})" if self.allowed \
+        allowed = f" [an error, predicted anyway: {_allow_flag(self.check)}]" if self.allowed \
             else ""
         return f"[{self.check}] {self.message}{allowed}"
 
@@ -726,16 +742,18 @@ def check_scene(card: ModelCard, inputs: SceneInputs, options: CheckOptions = Ch
 
 def check_task(task: TaskSpec, index: DatasetIndex, options: CheckOptions = CheckOptions()
                ) -> list[tuple[str, InputReport]]:
-    """Validate: every scene of the index against the task's declarations and the dataset's
-    training profile; (scene id, report) in scene order."""
-    reference = task_reference(task, index)
-    out = []
+    """Validate: every scene of the index against the task's declarations and, in a dataset
+    of several scenes, against the dataset's typical scene (`task_reference`); (scene id,
+    report) in scene order. Reads a few windows per scene and sensor, keeps only their
+    percentiles."""
+    samples = []
     for entry in index.scenes:
-        samples = {name: sample_raster(name, task.sensors[name], info, entry.bands[name],
-                                       entry.masks.get(name), entry.qa.get(name), options)
-                   for name, info in entry.rasters.items()}
-        out.append((entry.id, evaluate(Evidence(reference, samples, None, None, options))))
-    return out
+        samples.append({name: sample_raster(name, task.sensors[name], info, entry.bands[name],
+                                            entry.masks.get(name), entry.qa.get(name), options)
+                        for name, info in entry.rasters.items()})
+    reference = task_reference(task, index.band_names, samples)
+    return [(entry.id, evaluate(Evidence(reference, scene, None, None, options)))
+            for entry, scene in zip(index.scenes, samples)]
 
 
 # ---- tags of the output files -------------------------------------------------------------

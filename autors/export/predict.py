@@ -53,7 +53,8 @@ from autors.data import Grid
 from autors.errors import ModelFolderError
 from autors.export.card import CARD_FILE, ModelCard, SubsetCard
 from autors.export.fullconv import window_logits, window_model
-from autors.export.inputs import SceneInputs, open_inputs
+from autors.export.input_check import CheckOptions, InputReport, check_prediction
+from autors.export.inputs import ReadOverride, SceneInputs, apply_reads, open_inputs
 from autors.export.loader import ExportedModel
 from autors.export.windows import (
     MAX_HALO,
@@ -89,6 +90,10 @@ class PredictOptions:
     # the tiles per batch), and the largest halo before tiles are blended instead
     tile_memory_mb: int = 1024
     max_halo: int = MAX_HALO
+    # input checks against the model card (autors.export.input_check), and how this scene's
+    # rasters store their values where they differ from training (--scale, --sar-units)
+    checks: CheckOptions | None = None  # None: the defaults
+    reads: tuple[ReadOverride, ...] = ()
 
     def __post_init__(self) -> None:
         if self.window < 1 or (self.batch_size is not None and self.batch_size < 1):
@@ -116,6 +121,7 @@ class PredictResult:
     sensors: list[str]  # the model inputs given, input order
     absent: list[str]  # the model inputs not given (absent: values and masks 0)
     measured: SubsetCard | None  # the card's measured accuracy of `sensors` (None: not)
+    checks: InputReport | None = None  # the input checks (passed, warnings, skipped)
 
 
 def subset_accuracy(card: ModelCard, given: list[str]) -> SubsetCard | None:
@@ -137,8 +143,11 @@ def predict_scene(
     rule) into `out` (+ `_confidence`)."""
     t0 = time.perf_counter()
     check_out(out)
-    card, model = exported.card, exported.model.eval()
+    card, model = apply_reads(exported.card, options.reads), exported.model.eval()
     inputs = open_inputs(card, sensors, options.grid, masks)
+    # before any window: InputMismatchError when the scene does not look like training's
+    checks, check_tags = check_prediction(exported.path, card, inputs, sensors, masks,
+                                          options.reads, options.checks)
     tiling, batch, method, tile_notes = choose_tiling(exported, inputs, options)
     cores = plan(inputs.grid.height, inputs.grid.width, options.window, tiling, BLOCK)
     if card.task.dense and options.batch_size is None:  # no batch padded past a window
@@ -153,7 +162,8 @@ def predict_scene(
         with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), torch.random.fork_rng(), \
                 _progress(progress, inputs.grid) as bar, \
                 map_writer(out, inputs.grid, card, bands,
-                           map_tags(card, inputs.given, inputs.required)) as writer:
+                           map_tags(card, inputs.given, inputs.required) | check_tags
+                           ) as writer:
             torch.manual_seed(options.seed)
             task = bar.add_task("predicting", total=inputs.grid.height * inputs.grid.width)
             for core in cores:
@@ -176,7 +186,7 @@ def predict_scene(
         notes=inputs.notes + tile_notes + fast.notes,
         method=method if card.task.dense else fast.method,
         sensors=inputs.given, absent=inputs.absent,
-        measured=subset_accuracy(card, inputs.given),
+        measured=subset_accuracy(card, inputs.given), checks=checks,
     )
 
 

@@ -53,7 +53,11 @@ def test_folder_and_model_card(exported: Path, train_run: Path) -> None:
     card = load_exported(exported).card
     run = read_train_folder(train_run)
     metrics = json.loads((train_run / "metrics.json").read_text())
-    assert card.format == 3
+    assert card.format == 4
+    # what the training inputs looked like, from run.json (autors.data.profile)
+    assert card.input_profile is not None and card.input_profile == run.profile
+    assert {n: len(p.bands) for n, p in card.input_profile.sensors.items()} == \
+        card.in_channels
     assert card.inputs == ["optical", "sar", "lidar", "hsi"]
     assert [s.name for s in card.sensors] == card.inputs
     # the compiled inputs: values, then masks, with shapes and dtypes

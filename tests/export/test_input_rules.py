@@ -228,7 +228,7 @@ def test_pixel_size_tolerance_is_an_option_and_can_be_allowed():
                      allow=frozenset({"resolution"}))
     assert allowed.status == "warnings" and not allowed.errors
     (w,) = allowed.warnings
-    assert w.allowed and "allowed: an error without --allow-resolution-change" in w.text()
+    assert w.allowed and "predicted anyway: --allow-resolution-change" in w.text()
 
 
 def test_a_dataset_of_several_pixel_sizes_allows_its_range():

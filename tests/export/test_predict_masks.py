@@ -236,8 +236,14 @@ def test_require_sensors_from_the_card(cloudy_model: Trained, cloudy: Scene, tmp
 
 def test_one_sensor_only(cloudy_model: Trained, cloudy: Scene, tmp_path: Path, capsys) -> None:
     out = tmp_path / "sar.tif"
-    assert _predict(cloudy_model.model, _args(cloudy, ("sar",)), out) == 0
+    # SAR alone gives the map its own 5 m grid, 2.5x the 2 m pixels the model was trained on:
+    # an input-check error unless allowed (autors.export.input_check)
+    assert _predict(cloudy_model.model, _args(cloudy, ("sar",)), out) == 2
+    assert "pixel size 5 m is 2.5x the training's 2 m" in capsys.readouterr().err
+    assert _predict(cloudy_model.model, _args(cloudy, ("sar",)), out,
+                    "--allow-resolution-change") == 0
     err = " ".join(capsys.readouterr().err.split())
+    assert "warning: [resolution] the map grid (the pixels of sensor 'sar')" in err
     assert "predicted without optical, lidar, hsi (with sar): accuracy not measured" in err
     assert "removes one sensor at a time; this leaves out 3" in err
     assert "on the grid of 'sar'" in err
