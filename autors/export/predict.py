@@ -1,6 +1,11 @@
 """`predict_scene`: apply an exported model to GeoTIFFs, window by window, into a class map
 and a confidence map (layouts in `autors.export.writer`).
 
+Before the first window, a few windows of each given raster are compared with what the model
+was trained on (`autors.export.input_check`: pixel size, units and scale, value ranges, band
+order): an error raises InputMismatchError and nothing is written; warnings and figures go to
+the result and the maps' tags.
+
 Per core window (see `autors.export.windows`): read the given sensors with their halo on the
 reference grid (`autors.export.inputs`, the training reader: values and validity masks, the
 sensors not given absent; zeros outside the scene, as training pads), normalise with the

@@ -18,7 +18,9 @@ and band descriptions set; class names are stored as tags (`class_<value>=<name>
 sensors behind the map as tags of both files (`sensors`: the model inputs given, those
 valid_sensors counts; `absent_sensors`: the inputs not given; `require_sensors`: the card's
 rule; `required_sensors`: the given ones it requires valid; a tag with no sensor is left
-out). They are
+out), and what the map rests on (`autors.export.input_check.check_tags`: `model_card_sha256`,
+`input_<sensor>` / `mask_<sensor>` paths, `read_overrides`, `input_checks` (passed, N
+warning(s), skipped: why), `input_warning_<i>`, `input_check_figures` as JSON). They are
 written under temporary names next to MAP.tif and renamed at the end; on any error the
 temporary files are removed, so no partial map is ever left behind.
 """
