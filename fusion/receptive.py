@@ -38,8 +38,8 @@ def receptive_radius(model: nn.Module, in_channels: dict[str, int], *, samples: 
             out[:, :, c, c].abs().sum().backward()
             reach = torch.zeros(side, side, dtype=torch.bool)
             for t in x.values():
-                assert t.grad is not None
-                reach |= (t.grad.abs().sum(dim=(0, 1)) > 0)
+                if t.grad is not None:  # None: a sensor the model does not use
+                    reach |= (t.grad.abs().sum(dim=(0, 1)) > 0)
             rows, cols = torch.nonzero(reach, as_tuple=True)
             radius = int(max((rows - c).abs().max(), (cols - c).abs().max())) if rows.numel() else 0
             if radius < c - reduction:  # the gradient stayed inside: the input was big enough

@@ -192,3 +192,10 @@ def test_an_entry_scale_needs_an_encoder_decoder_that_reads_the_sensors() -> Non
     with pytest.raises(ArchError, match="branches.s2.scale"):
         early.validate()
     assert BranchSpec("conv").to_dict() == {"kind": "conv", "width": 32, "depth": 2, "kernel": 3}
+
+
+def test_receptive_radius_ignores_sensors_the_model_does_not_use():
+    arch = Arch({"a": BranchSpec("conv", 4, 1, 3), "b": BranchSpec("off")},
+                FusionSpec("concat", "middle", 4), HeadSpec("segmentation", 0, 0.0))
+    model = build_model(arch, {"a": 1, "b": 2}, 2)
+    assert receptive_radius(model, {"a": 1, "b": 2}) == receptive_radius(model, {"a": 1}) == 3
