@@ -13,7 +13,8 @@ normalisation, exactly what `read_block` gives. They come from the pixels that f
 (the training split, where the sensor is valid) of the blocks the normalisation statistics read
 (all training blocks, or their seeded sample of about `data.norm_max_pixels`): one pass, block
 by block, never a whole dataset in memory. The percentiles are those of a bounded seeded
-sample of at most about `PROFILE_MAX_PIXELS` valid training pixels per sensor, drawn uniformly
+sample of at most about `PROFILE_MAX_PIXELS` valid training pixels per sensor (fewer for a
+sensor of many bands: at most about `PROFILE_MAX_VALUES` values held), drawn uniformly
 from those blocks (each valid training pixel kept with the same probability), so their
 sampling error is far below the differences the checks look for. The invalid share is counted
 over every training pixel of those blocks (not sampled).
@@ -40,6 +41,9 @@ from autors.data.grid import Grid
 # Valid training pixels kept per sensor for the percentiles: the 1st percentile of 100k
 # samples is within ~0.1 percentile point of the true one, far below what the checks flag.
 PROFILE_MAX_PIXELS = 100_000
+# ... and at most this many values per sensor (16 MB of float32): a 200-band hyperspectral
+# sensor keeps 20k pixels, still percentiles within a fraction of a percentile point.
+PROFILE_MAX_VALUES = 4_000_000
 PERCENTILES = (1.0, 50.0, 99.0)
 
 # WGS 84 (the ellipsoid of GPS and of most geographic CRSs of remote sensing products)
@@ -124,7 +128,8 @@ class InputProfile(_Frozen):
 
     sensors: dict[str, SensorProfile]
     grid: GsdRange = Field(description="the training reference grids' pixel size")
-    max_pixels: int = Field(description="the bound on sampled_pixels (PROFILE_MAX_PIXELS)")
+    max_pixels: int = Field(description="the bound on sampled_pixels (PROFILE_MAX_PIXELS; "
+                            "a sensor of many bands: PROFILE_MAX_VALUES / bands)")
 
 
 def pixel_size(grid: Grid) -> PixelSize:
@@ -171,7 +176,8 @@ class ProfileSampler:
     def __init__(self, channels: dict[str, int], pixels: int, seed: int,
                  max_pixels: int = PROFILE_MAX_PIXELS) -> None:
         self.channels = channels
-        self.keep = min(1.0, max_pixels / max(pixels, 1))
+        self.keep = {n: min(1.0, min(max_pixels, PROFILE_MAX_VALUES // max(c, 1))
+                            / max(pixels, 1)) for n, c in channels.items()}
         self.max_pixels = max_pixels
         self.rng = np.random.default_rng([seed, 5])
         self.parts: dict[str, list[np.ndarray]] = {n: [] for n in channels}
@@ -184,8 +190,8 @@ class ProfileSampler:
         self.train[name] += int(train.sum())
         self.valid[name] += int(use.sum())
         picked = values[:, use]
-        if self.keep < 1.0:
-            picked = picked[:, self.rng.random(picked.shape[1]) < self.keep]
+        if self.keep[name] < 1.0:
+            picked = picked[:, self.rng.random(picked.shape[1]) < self.keep[name]]
         if picked.shape[1]:
             self.parts[name].append(np.array(picked, np.float32))
 

@@ -132,3 +132,23 @@ def test_pixel_size_of_projected_and_geographic_grids():
     # the geometric mean: the side of a square pixel of the same ground area
     assert north.mean_m == pytest.approx(math.sqrt(north.x_m * north.y_m))
     assert "x" in north.describe()
+
+
+def test_a_sensor_of_many_bands_keeps_fewer_pixels(monkeypatch: pytest.MonkeyPatch):
+    """The sample holds at most about PROFILE_MAX_VALUES values per sensor, whatever its
+    band count; every valid training pixel is counted for the invalid share."""
+    from autors.data import profile
+
+    monkeypatch.setattr(profile, "PROFILE_MAX_VALUES", 40_000)
+    sampler = profile.ProfileSampler({"a": 2, "b": 400}, pixels=20_000, seed=0)
+    train = np.ones((100, 200), bool)
+    valid = train.copy()
+    valid[:10] = False  # 10 % invalid
+    rng = np.random.default_rng(1)
+    for name, c in (("a", 2), ("b", 400)):
+        sampler.add(name, rng.normal(size=(c, 100, 200)).astype(np.float32), train, valid)
+    grid = profile.GsdRange(min_m=10, max_m=10, x_m=10, y_m=10, scenes=1)
+    result = sampler.result(grid, {"a": None, "b": None}).sensors
+    assert result["a"].sampled_pixels == 18_000  # every valid one: under both bounds
+    assert 50 <= result["b"].sampled_pixels <= 160  # ~40_000 / 400 of 20_000, binomial
+    assert result["a"].invalid_fraction == result["b"].invalid_fraction == pytest.approx(0.1)
