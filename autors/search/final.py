@@ -30,12 +30,14 @@ POLL_S = 0.5
 def retrain_and_test(
     task_dict: dict, arch_dict: dict, seed: int, data: PreparedData, trial_id: int
 ) -> TrialResult:
-    """The final phase's TrialFn: `train_evaluate` with this seed and the one test evaluation
-    of the model; `extra["trained"]` carries the model back to the driver (`TrainedModel.pack`).
+    """The final phase's TrialFn: `train_evaluate` with this seed, calibrated on validation,
+    and the one test evaluation of the model; `extra["trained"]` carries the model back to the
+    driver (`TrainedModel.pack`).
 
     Runs in a Ray worker (the TrialPool catches any exception as a failed result).
     """
-    trained = train_evaluate(TaskSpec.from_dict(task_dict), arch_dict, data, seed, test=True)
+    trained = train_evaluate(TaskSpec.from_dict(task_dict), arch_dict, data, seed, test=True,
+                             calibrate=True)
     result = trained.trial_result(trial_id, seed)
     result.extra["trained"] = trained.pack()
     return result

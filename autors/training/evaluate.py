@@ -7,11 +7,12 @@ retraining), never as a side effect.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from autors.data import PreparedData
 from autors.data.conditions import Condition
@@ -21,6 +22,8 @@ from autors.training.metrics import confusion_matrix, expected_calibration_error
 from fusion import MASK_SUFFIX
 
 EVAL_SPLITS = ("val", "test")
+# receives the logits [n, K] (float32, CPU) and targets [n] of each batch's labelled pixels
+LogitsHook = Callable[[Tensor, Tensor], None]
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -31,6 +34,7 @@ def _device_of(model: nn.Module) -> torch.device:
 def predict_split(
     model: nn.Module, data: PreparedData, split: str, batch_size: int = 256,
     num_workers: int = 0, condition: Condition | None = None,
+    on_logits: LogitsHook | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(target, prediction, confidence, loss, scene number, has input) for every labelled
     sample of `split`, each [N], under `condition` when given. `has input`: some sensor the
@@ -38,7 +42,10 @@ def predict_split(
 
     Patch classification: one sample per labelled pixel. Segmentation: every labelled pixel of
     the split's non-overlapping tiles (each pixel once). Confidence = max softmax probability;
-    loss = cross-entropy of the sample (unweighted).
+    loss = cross-entropy of the sample (unweighted). `on_logits`, when given, receives each
+    batch's logits of the labelled pixels [n, K] and their targets [n] (CPU; a dense model's
+    pixels in the order of its scored pixels), e.g. to fit or check a calibration
+    (`autors.training.calibration`) in the same pass.
     """
     if split not in EVAL_SPLITS:
         raise ValueError(f"evaluate on 'val' or 'test', not '{split}'")
@@ -60,6 +67,9 @@ def predict_split(
                 loss = nn.functional.cross_entropy(logits, target, ignore_index=-1,
                                                    reduction="none")
                 keep = target >= 0
+                if on_logits is not None:  # [n, K]: a dense model's classes moved last
+                    per_pixel = logits if logits.dim() == 2 else logits.movedim(1, -1)
+                    on_logits(per_pixel[keep].cpu(), target[keep].cpu())
                 targets.append(target[keep].cpu())
                 preds.append(pred[keep].cpu())
                 confs.append(conf[keep].cpu())
@@ -88,14 +98,16 @@ def predict_split(
 def evaluate(
     model: nn.Module, data: PreparedData, split: str, batch_size: int = 256, *,
     num_workers: int = 0, breakdown: bool = False, condition: Condition | None = None,
+    on_logits: LogitsHook | None = None,
 ) -> dict[str, Any]:
     """Metrics of `model` on `split` ('val' or 'test'): `metrics.summarize` keys plus `ece` and
     `loss` (mean cross-entropy: the second tie-break when candidates are ranked). With
     `breakdown` and more than one scene, also `per_scene` and `per_group` ({id: pixels, oa,
     kappa, miou}; pooled metrics stay the headline). `no_input` counts scored pixels where
-    no sensor the model uses is valid (under `condition`, when given)."""
+    no sensor the model uses is valid (under `condition`, when given). `on_logits`: see
+    `predict_split`."""
     target, pred, conf, loss, scene, has_input = predict_split(
-        model, data, split, batch_size, num_workers, condition)
+        model, data, split, batch_size, num_workers, condition, on_logits)
     cm = confusion_matrix(target, pred, data.num_classes)
     out = summarize(cm, data.class_names)
     out["ece"] = expected_calibration_error(conf, pred == target)

@@ -23,10 +23,24 @@ UTF-8, indented):
                                throughput_batch, threads},
                       "epochs": n run, "best_epoch": n, "monitor": search.objective,
                       "history": [{epoch, train_loss, lr, val_oa, val_aa, val_kappa,
-                                   val_miou, seconds}, ...]}
+                                   val_miou, seconds}, ...],
+                      "calibration": fitted on the validation split after training
+                                     (`autors.training.calibration`): {"temperature": T,
+                                     "val": {nll_before, nll_after, ece_before, ece_after,
+                                     pixels, at_bound}, "conformal": {"score": "lac",
+                                     "alphas": [0.01 .. 0.3], "quantiles": [q per alpha],
+                                     "n"}} (absent in folders written before it)}
                      where <metrics> = oa, aa, kappa, miou, ece, per_class_accuracy,
                      per_class_iou, support ({class: ...}), confusion_matrix (rows =
-                     reference, columns = prediction), class_names, num_samples
+                     reference, columns = prediction), class_names, num_samples; the test
+                     metrics of a calibrated model add "calibration": {pixels, temperature,
+                     ece_before, ece_after, nll_before, nll_after, entropy_auroc,
+                     reliability: {bins, before | after: {count, confidence, accuracy}},
+                     conformal: [{alpha, quantile, coverage, mean_set_size, empty}]}
+                     (measured only: nothing is fitted on test). ECE and accuracy figures
+                     without "calibration" are of the raw softmax.
+    reliability.png  the test split's reliability diagram, raw and temperature-scaled (only
+                     when calibrated and evaluated on test)
     norm_stats.json  {"mean": {sensor: [per band]}, "std": {...}}, training pixels only;
                      model inputs are (raw - mean) / std, invalid pixels set to 0
     run.json         provenance and model inputs:
@@ -77,10 +91,12 @@ from autors.data import NormStats, PreparedData
 from autors.data.profile import InputProfile
 from autors.errors import ModelFolderError, TaskFileError
 from autors.files import atomic_folder, file_sha256, versions
+from autors.training.calibration import Calibration, write_reliability_png
 from autors.training.trial import TrainedModel, train_evaluate
 
 FORMAT = 2  # 2: "split" (hash, seed, buffer, leakage) replaced "split_sha256"
 FILES = ("task.yaml", "arch.json", "weights.pt", "metrics.json", "norm_stats.json", "run.json")
+RELIABILITY_PNG = "reliability.png"  # written when the test split checked a calibration
 
 
 def check_new_run_dir(out: Path) -> None:
@@ -132,6 +148,12 @@ def write_train_folder(
             monitor=outcome.monitor,
             history=outcome.history,
         )
+        if trained.calibration is not None:
+            metrics["calibration"] = trained.calibration.to_dict()
+            checked = (trained.test_metrics or {}).get("calibration")
+            if checked is not None:
+                write_reliability_png(checked, tmp / RELIABILITY_PNG,
+                                      f"{task.name}, seed {seed}")
         _dump(tmp / "metrics.json", metrics)
         _dump(tmp / "norm_stats.json", data.stats.to_dict())
         _dump(tmp / "run.json", {
@@ -189,13 +211,15 @@ def train_and_write(
 ) -> TrainedModel:
     """`autors train`: `train_evaluate` (test once only if `test`), then write the train folder
     `out` (refused up front if it exists and is not empty, or if the task file is gone).
+    The model is calibrated on validation (temperature, conformal quantiles; checked on test
+    with `test`).
 
     run.json `wall_s` covers training, evaluation and cost (data preparation is the caller's).
     """
     check_new_run_dir(Path(out))  # before minutes of training, not after
     check_task_copyable(task)
-    trained = train_evaluate(task, arch, data, seed, test=test, progress=progress,
-                             max_epochs=max_epochs)
+    trained = train_evaluate(task, arch, data, seed, test=test, calibrate=True,
+                             progress=progress, max_epochs=max_epochs)
     write_train_folder(Path(out), task, data, seed, trained)
     return trained
 
@@ -232,6 +256,19 @@ class TrainFolder:
             raise ModelFolderError(f"{self.path / 'run.json'}: inputs.profile is invalid "
                                    f"({err.errors()[0]['msg']}); the file was edited or is "
                                    "damaged") from None
+
+    @property
+    def calibration(self) -> Calibration | None:
+        """The temperature and conformal quantiles fitted on validation; None for a folder
+        written before calibration."""
+        data = self.metrics.get("calibration")
+        if data is None:
+            return None
+        try:
+            return Calibration.from_dict(data)
+        except (KeyError, TypeError, ValueError) as err:
+            raise ModelFolderError(f"{self.path / 'metrics.json'}: calibration is invalid "
+                                   f"({err}); the file was edited or is damaged") from None
 
     def load_model(self) -> nn.Module:
         """Rebuild the model from arch.json and load weights.pt (weights_only); eval mode."""

@@ -6,6 +6,9 @@ Every trained model of autors comes out of `train_evaluate`:
 - a search trial (`run_trial`, in a Ray worker): validation only, never the test split;
 - the search's final retraining (`autors.search.final.retrain_and_test`): test once;
 - `autors train` (`autors.training.train_folder.train_and_write`): test only with --test.
+The last two also `calibrate`: a temperature and conformal quantiles fitted on the validation
+split's logits after training (`autors.training.calibration`), measured on test with the test
+evaluation (same pass; nothing is fitted on test).
 
 `run_trial` is plain data in, a `TrialResult` out. Training or model errors never escape it:
 they become `status="failed"` with the error text, so the search records them and goes on.
@@ -24,6 +27,8 @@ from typing import Any
 import fusion
 from autors.config import TaskSpec
 from autors.data import PreparedData
+from autors.training.calibration import Calibration, CalibrationCheck
+from autors.training.calibration import calibrate as fit_on_validation
 from autors.training.cost import measure_cost
 from autors.training.evaluate import evaluate
 from autors.training.loop import SCALARS, TrainOutcome, train_model
@@ -41,6 +46,9 @@ class TrainedModel:
     started: str  # ISO 8601 UTC, when training began
     wall_s: float  # training, evaluation and cost measurement
     cost_s: float  # of which measuring the cost
+    # fitted on validation when asked (`train_evaluate(..., calibrate=True)`); the test split's
+    # check of it is `test_metrics["calibration"]`
+    calibration: Calibration | None = None
 
     def metrics(self) -> dict[str, Any]:
         """TrialResult.metrics: val_oa, val_aa, val_kappa, val_miou, val_ece, val_loss, per-class
@@ -65,6 +73,14 @@ class TrainedModel:
             for key in ("per_scene", "per_group", "robustness"):
                 if key in self.test_metrics:
                     out[f"test_{key}"] = self.test_metrics[key]
+        if self.calibration is not None:
+            out["temperature"] = self.calibration.temperature
+            out["val_ece_calibrated"] = float(self.calibration.val["ece_after"])
+            out["val_nll_calibrated"] = float(self.calibration.val["nll_after"])
+            checked = (self.test_metrics or {}).get("calibration")
+            if checked is not None:
+                out["test_ece_calibrated"] = float(checked["ece_after"])
+                out["test_conformal"] = checked["conformal"]
         return out
 
     def trial_result(self, trial_id: int, seed: int) -> TrialResult:
@@ -90,6 +106,7 @@ class TrainedModel:
             "epochs": o.epochs, "monitor": o.monitor, "device": o.device, "train_s": o.train_s,
             "cost": asdict(self.cost), "test_metrics": self.test_metrics,
             "started": self.started, "wall_s": self.wall_s, "cost_s": self.cost_s,
+            "calibration": None if self.calibration is None else self.calibration.to_dict(),
         }
 
     @classmethod
@@ -104,9 +121,11 @@ class TrainedModel:
             epochs=packed["epochs"], monitor=packed["monitor"], device=packed["device"],
             train_s=packed["train_s"],
         )
+        cal = packed.get("calibration")
         return cls(outcome=outcome, cost=Cost(**packed["cost"]),
                    test_metrics=packed["test_metrics"], started=packed["started"],
-                   wall_s=packed["wall_s"], cost_s=packed["cost_s"])
+                   wall_s=packed["wall_s"], cost_s=packed["cost_s"],
+                   calibration=None if cal is None else Calibration.from_dict(cal))
 
 
 def train_evaluate(
@@ -116,11 +135,15 @@ def train_evaluate(
     seed: int,
     *,
     test: bool = False,
+    calibrate: bool = False,
     progress: bool = False,
     max_epochs: int | None = None,
 ) -> TrainedModel:
     """Train `arch` with `task.train` (early stopping on validation), evaluate it once on the
-    test split only if `test`, and measure its cost at the task's input size.
+    test split only if `test`, and measure its cost at the task's input size. With
+    `calibrate`, fit a temperature and conformal quantiles on the validation split
+    (`autors.training.calibration.calibrate`) and, with `test`, measure them in the test
+    evaluation's pass (`test_metrics["calibration"]`).
 
     Raises `fusion.ArchError` for an arch that does not fit the task and
     `TrainingDivergedError` when the loss stops being finite.
@@ -133,17 +156,26 @@ def train_evaluate(
                            clean=outcome.val_metrics)
         outcome.val_metrics.update({f"{k}": v for k, v in robust_scores(table).items()},
                                    robustness=table)
+    spec = task.train
+    calibration = check = None
+    if calibrate:  # validation logits only; after every choice training made
+        calibration = fit_on_validation(outcome.model, data, spec.batch_size, spec.num_workers,
+                                seed=task.split.seed)
+        check = CalibrationCheck(calibration)
     test_metrics = None
     if test:
-        test_metrics = evaluate(outcome.model, data, "test", task.train.batch_size,
-                                num_workers=task.train.num_workers, breakdown=True)
+        test_metrics = evaluate(outcome.model, data, "test", spec.batch_size,
+                                num_workers=spec.num_workers, breakdown=True,
+                                on_logits=None if check is None else check.add)
+        if check is not None:
+            test_metrics["calibration"] = check.result()
         test_metrics["robustness"] = robustness(outcome.model, data, task, "test",
                                                 clean=test_metrics)
     t_cost = time.perf_counter()
     cost = measure_cost(outcome.model, data.in_channels, task.sample_size)
     now = time.perf_counter()
     return TrainedModel(outcome=outcome, cost=cost, test_metrics=test_metrics, started=started,
-                        wall_s=now - t0, cost_s=now - t_cost)
+                        wall_s=now - t0, cost_s=now - t_cost, calibration=calibration)
 
 
 def run_trial(
