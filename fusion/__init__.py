@@ -30,7 +30,7 @@ from fusion.build import build_model, count_params
 from fusion.errors import ArchError
 from fusion.heads import Head
 from fusion.ops import FusionOp
-from fusion.positions import FusionModel, mask_key
+from fusion.positions import FeatureExtractor, FusionModel, mask_key
 from fusion.receptive import receptive_radius
 from fusion.registry import BRANCHES, FUSION_OPS, HEADS, POSITIONS, Registry
 
@@ -50,6 +50,7 @@ __all__ = [
     "Branch",
     "BranchSpec",
     "DecoderSpec",
+    "FeatureExtractor",
     "FusionModel",
     "FusionOp",
     "FusionSpec",

@@ -18,6 +18,9 @@
   averages the fused maps; "late" gives every branch its own head and fuses their logits.
 - fusion.op fuses the sensors' maps into `width` channels (late: into the logits).
 - fusion.trunk: a branch spec shared after fusion; kind "off" means none. Late has none.
+- a branch's (or the trunk's) optional `dropout`: channel dropout (`nn.Dropout2d`) on every
+  stage's output, so MC dropout samples the features too, not only the head; absent = 0 (archs
+  without it keep their dict and hash).
 - head: "patch" (average pool + MLP), "centre" (centre pixel + MLP) or "segmentation" (per
   pixel); `hidden` = 0 means a linear classifier; `dropout` before the classifier.
 - decoder (optional, dense heads only): an encoder-decoder. Every block of the branches and of
@@ -59,6 +62,7 @@ class BranchSpec:
     depth: int = 2
     kernel: int = 3
     scale: int = 0
+    dropout: float = 0.0
 
     @property
     def on(self) -> bool:
@@ -67,17 +71,22 @@ class BranchSpec:
     def to_dict(self) -> dict[str, Any]:
         if not self.on:
             return {"kind": OFF}
-        out = {"kind": self.kind, "width": self.width, "depth": self.depth, "kernel": self.kernel}
+        out: dict[str, Any] = {"kind": self.kind, "width": self.width, "depth": self.depth,
+                               "kernel": self.kernel}
         if self.scale:  # optional: branches entering at the grid's scale keep their dict
             out["scale"] = self.scale
+        if self.dropout:  # optional too: branches without dropout keep their dict and hash
+            out["dropout"] = self.dropout
         return out
 
     def describe(self) -> str:
-        """Short text such as `conv(w32,d2,k3)` (`conv(w32,d2,k3,@1)` entering at scale 1)."""
+        """Short text such as `conv(w32,d2,k3)` (`conv(w32,d2,k3,@1)` entering at scale 1,
+        `conv(w32,d2,k3,p0.1)` with channel dropout 0.1)."""
         if not self.on:
             return OFF
         at = f",@{self.scale}" if self.scale else ""
-        return f"{self.kind}(w{self.width},d{self.depth},k{self.kernel}{at})"
+        drop = f",p{self.dropout:g}" if self.dropout else ""
+        return f"{self.kind}(w{self.width},d{self.depth},k{self.kernel}{at}{drop})"
 
 
 @dataclass(frozen=True)
@@ -227,7 +236,7 @@ class Arch:
         """The same network with the fields it does not use reset to defaults.
 
         Two archs that build the same network have equal canonical forms (a dedup key for the
-        search): early fusion ignores the used branches' kind/width/depth/kernel, late fusion
+        search): early fusion ignores the used branches' fields (kind, width, ..., dropout), late fusion
         ignores `fusion.width`.
         """
         branches = dict(self.branches)
@@ -416,7 +425,8 @@ def _fields(data: object, where: str, required: tuple[str, ...], optional: tuple
 
 
 def _branch(data: object, where: str) -> BranchSpec:
-    d = _fields(data, where, required=("kind",), optional=("width", "depth", "kernel", "scale"))
+    d = _fields(data, where, required=("kind",),
+                optional=("width", "depth", "kernel", "scale", "dropout"))
     kind = _str(d["kind"], f"{where}.kind")
     if kind == OFF:  # an unused branch has no parameters: drop them so equal archs compare equal
         return BranchSpec(OFF)
@@ -426,6 +436,7 @@ def _branch(data: object, where: str) -> BranchSpec:
         depth=_int(d.get("depth", BranchSpec.depth), f"{where}.depth"),
         kernel=_int(d.get("kernel", BranchSpec.kernel), f"{where}.kernel"),
         scale=_int(d.get("scale", BranchSpec.scale), f"{where}.scale"),
+        dropout=_float(d.get("dropout", BranchSpec.dropout), f"{where}.dropout"),
     )
 
 
@@ -445,6 +456,9 @@ def _check_branch(b: BranchSpec, where: str) -> None:
         )
     if not isinstance(b.scale, int) or isinstance(b.scale, bool) or b.scale < 0:
         raise ArchError(f"{where}.scale: must be an integer >= 0, got {b.scale!r}")
+    if isinstance(b.dropout, bool) or not isinstance(b.dropout, (int, float)) \
+            or not 0.0 <= b.dropout < 1.0:
+        raise ArchError(f"{where}.dropout: must be a number in [0, 1), got {b.dropout!r}")
 
 
 def _check_name(name: str, registry: Registry, where: str, extra: tuple[str, ...] = ()) -> Any:

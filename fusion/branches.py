@@ -6,6 +6,12 @@ wide, 7x7 or 11x11): `reductions` is all ones. In an encoder-decoder (an arch wi
 `decoder`) the model calls `downsample()`: a 2x2 max pooling (ceil mode, so any size works)
 then runs before every block, and stage s is at 1/2^s of the input (`reductions[s] = 2**s`).
 Pooling lives in the base class so that every branch kind, plugins included, can downsample.
+
+Dropout (`BranchSpec.dropout` > 0, `with_dropout()`) is channel dropout (`nn.Dropout2d`) on
+every stage's output, stem included, also in the base class: it zeroes whole feature maps of a
+sample, so in MC dropout one pass over a window draws one mask for all of its pixels, and each
+pixel's output is a sample of the same distribution as one pass over its own patch (see
+`autors.export.fullconv`). A plugin branch that overrides `forward` applies it itself.
 """
 
 # No `from __future__ import annotations`: TorchScript reads the class-level attribute
@@ -43,6 +49,12 @@ class Branch(nn.Module):
         self.pooled = False
         self.entry = 1  # the input's average pooling (a sensor entering at a coarser scale)
         self.pool = nn.MaxPool2d(2, 2, ceil_mode=True)  # no weights: harmless when unused
+        self.drop: nn.Module = nn.Identity()  # channel dropout on every stage (with_dropout)
+
+    def with_dropout(self, p: float) -> "Branch":
+        """Channel dropout of rate `p` on every stage's output (none for 0). Returns self."""
+        self.drop = nn.Dropout2d(p) if p > 0 else nn.Identity()
+        return self
 
     def downsample(self, scale: int = 0) -> "Branch":
         """Halve the resolution before every block, the input taken at `scale` (average-pooled
@@ -60,21 +72,21 @@ class Branch(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """`[B, C_in, H, W]` -> last stage `[B, width, H / r, W / r]`, r = reductions[-1]."""
-        x = self.stem(self.enter(x))
+        x = self.drop(self.stem(self.enter(x)))
         for block in self.blocks:
             if self.pooled:
                 x = self.pool(x)
-            x = block(x)
+            x = self.drop(block(x))
         return x
 
     def forward_stages(self, x: Tensor) -> list[Tensor]:
         """Every stage's output, `depth + 1` maps; stage s is `[B, width, H / r_s, W / r_s]`."""
-        x = self.stem(self.enter(x))
+        x = self.drop(self.stem(self.enter(x)))
         feats = [x]
         for block in self.blocks:
             if self.pooled:
                 x = self.pool(x)
-            x = block(x)
+            x = self.drop(block(x))
             feats.append(x)
         return feats
 

@@ -55,6 +55,7 @@ def build_branch(spec: BranchSpec, in_channels: int, downsample: bool = False) -
     """The registered branch for `spec` (which must be on); `downsample`: its blocks halve the
     resolution (an encoder-decoder's encoder)."""
     branch = BRANCHES.get(spec.kind)(in_channels, spec.width, spec.depth, spec.kernel)
+    branch.with_dropout(spec.dropout)
     return branch.downsample(spec.scale) if downsample else branch
 
 
@@ -169,6 +170,43 @@ class FusionModel(nn.Module):
         concatenate (`decoder.skips` must be among them)."""
         return []
 
+    def feature_stages(self) -> list[str]:
+        """The named feature maps this model has (`forward_stage`), in network order:
+        "fused" (what the fusion op outputs, the map the trunk reads), "trunk" (after the
+        shared trunk, when it has one), "decoder" (the decoder's output, what a dense head
+        reads, in an encoder-decoder). Late fusion fuses logits: it has none."""
+        stages = ["fused"]
+        if self.arch.fusion.trunk.on:
+            stages.append("trunk")
+        if self.decoder is not None:
+            stages.append("decoder")
+        return stages
+
+    def forward_stage(self, inputs: dict[str, Tensor], stage: str) -> Tensor:
+        """The feature map `stage` (one of `feature_stages()`) for `inputs`:
+        `[B, C, H / r, W / r]`, r the stage's reduction (1 without a decoder)."""
+        raise ValueError(self._unknown_stage(stage))
+
+    def _unknown_stage(self, stage: str) -> str:
+        stages = self.feature_stages()
+        if not stages:
+            return (f"{self.arch.fusion.position} fusion fuses the sensors' logits: it has no "
+                    "fused feature map (no feature stage)")
+        return f"unknown feature stage {stage!r}: this model has {stages}"
+
+    def _after_fusion(self, fused: Tensor, refs: list[Tensor], stage: str) -> Tensor:
+        """Stages "fused", "trunk" and "decoder" from the fused map (`refs`: the decoder's
+        maps of the scales above the trunk, as `forward` builds them)."""
+        if stage == "fused" and "fused" in self.feature_stages():
+            return fused
+        if stage == "trunk" and "trunk" in self.feature_stages():
+            if self.decoder is not None:
+                return self.trunk.forward_stages(fused)[-1]
+            return self.trunk(fused)
+        if stage == "decoder" and self.decoder is not None:
+            return self.decoder(refs + self.trunk.forward_stages(fused))
+        raise ValueError(self._unknown_stage(stage))
+
     def _trunk_and_head(self, width: int, num_classes: int, shallow: list[int]) -> None:
         """Shared trunk after fusion (`NoTrunk` when off), the decoder when the arch has one
         (`shallow`: channels of the fused maps of the scales below the fusion, 0 where there
@@ -221,6 +259,10 @@ class EarlyFusion(FusionModel):
             return self.head(self.decoder(self.trunk.forward_stages(x)))
         return self.head(self.trunk(x))
 
+    def forward_stage(self, inputs: dict[str, Tensor], stage: str) -> Tensor:
+        xs, masks = self._inputs(inputs)
+        return self._after_fusion(self.fuse(xs, masks), [], stage)
+
 
 def _branches(arch: Arch, in_channels: dict[str, int]) -> nn.ModuleList:
     decoded = arch.decoder is not None
@@ -271,6 +313,16 @@ class MiddleFusion(FusionModel):
             return self.head(self.decoder(refs + self.trunk.forward_stages(fused)))
         return self.head(self.trunk(fused))
 
+    def forward_stage(self, inputs: dict[str, Tensor], stage: str) -> Tensor:
+        xs, masks = self._inputs(inputs)
+        feats: list[Tensor] = []
+        fmasks: list[Tensor] = []
+        for i, branch in enumerate(self.branches):
+            feats.append(pool_features(branch(xs[i]), self.pools[i]))
+            fmasks.append(pool_mask(masks[i], self.fused_reduction))
+        refs = _size_refs(masks[0], self.fused_scale) if self.decoder is not None else []
+        return self._after_fusion(self.fuse(feats, fmasks), refs, stage)
+
 
 @POSITIONS.register("multi")
 class MultiFusion(FusionModel):
@@ -318,6 +370,35 @@ class MultiFusion(FusionModel):
 
     def forward(self, inputs: dict[str, Tensor]) -> Tensor:
         xs, masks = self._inputs(inputs)
+        fused = self._fuse_stages(xs, masks)
+        if self.decoder is not None:
+            maps = self._decoder_maps(fused, masks)
+            deep = self.trunk.forward_stages(fused[len(fused) - 1])
+            return self.head(self.decoder(maps + deep))
+        return self.head(self.trunk(torch.stack(fused, dim=0).mean(dim=0)))
+
+    def forward_stage(self, inputs: dict[str, Tensor], stage: str) -> Tensor:
+        """Stage "fused" is the map the trunk reads: the mean of the stages' fused maps, or in
+        an encoder-decoder the deepest scale's fused map."""
+        xs, masks = self._inputs(inputs)
+        fused = self._fuse_stages(xs, masks)
+        if self.decoder is not None:
+            return self._after_fusion(fused[len(fused) - 1], self._decoder_maps(fused, masks),
+                                      stage)
+        return self._after_fusion(torch.stack(fused, dim=0).mean(dim=0), [], stage)
+
+    def _decoder_maps(self, fused: list[Tensor], masks: list[Tensor]) -> list[Tensor]:
+        """The decoder's maps of the scales above the deepest: fused maps, or size refs."""
+        n = len(self.fused_at)
+        refs = _size_refs(masks[0], n - 1)
+        maps: list[Tensor] = []
+        for s in range(n - 1):
+            k = self.fused_at[s]
+            maps.append(fused[k] if k >= 0 else refs[s])
+        return maps
+
+    def _fuse_stages(self, xs: list[Tensor], masks: list[Tensor]) -> list[Tensor]:
+        """The fused map of every stage (scale with a decoder), op order."""
         stages: list[list[Tensor]] = []
         for i, branch in enumerate(self.branches):
             stages.append(branch.forward_stages(xs[i]))
@@ -330,16 +411,7 @@ class MultiFusion(FusionModel):
                 feats.append(stages[members[m]][self.stages[k][m]])
                 fmasks.append(pool_mask(masks[members[m]], self.reductions[k][m]))
             fused.append(op(feats, fmasks))  # [B, width, H / 2^s, W / 2^s] with a decoder
-        if self.decoder is not None:
-            n = len(self.fused_at)
-            refs = _size_refs(masks[0], n - 1)
-            maps: list[Tensor] = []
-            for s in range(n - 1):
-                k = self.fused_at[s]
-                maps.append(fused[k] if k >= 0 else refs[s])
-            deep = self.trunk.forward_stages(fused[len(fused) - 1])
-            return self.head(self.decoder(maps + deep))
-        return self.head(self.trunk(torch.stack(fused, dim=0).mean(dim=0)))
+        return fused
 
 
 @POSITIONS.register("late")
@@ -382,6 +454,9 @@ class LateFusion(FusionModel):
     def encoder_depth(cls, arch: Arch) -> int:
         return _depth(arch)
 
+    def feature_stages(self) -> list[str]:
+        return []
+
     @classmethod
     def skip_scales(cls, arch: Arch) -> list[int]:
         # each branch uses those between its entry and its last stage
@@ -414,3 +489,20 @@ class _DecodedPath(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         refs = _size_refs(x[:, :1], self.entry)
         return self.head(self.decoder(refs + self.branch.forward_stages(x)))
+
+
+class FeatureExtractor(nn.Module):
+    """`model`'s feature map `stage` (`FusionModel.feature_stages()`) as a model of its own:
+    the same inputs, `[B, C, H / r, W / r]` out (what a feature-extractor ONNX graph holds).
+    It shares the model's weights; call it in eval mode for deterministic features."""
+
+    def __init__(self, model: FusionModel, stage: str) -> None:
+        super().__init__()
+        if stage not in model.feature_stages():
+            raise ValueError(model._unknown_stage(stage))
+        self.model = model
+        self.stage = stage
+        self.sensors = model.sensors
+
+    def forward(self, inputs: dict[str, Tensor]) -> Tensor:
+        return self.model.forward_stage(inputs, self.stage)

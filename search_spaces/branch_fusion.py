@@ -5,6 +5,7 @@ Labels (sensor names are the task's):
 
     branch.<sensor>.kind / .width / .depth / .kernel
     fusion.position, fusion.op, fusion.width, trunk.layers, head.kind, head.hidden
+    features.dropout   (spaces with FEATURE_DROPOUT: `fusion`, `robust`)
     train.modality_dropout, train.cloud_blobs   (the `robust` space only)
     decoder.width, decoder.skips, decoder.up, decoder.context   (segmentation tasks only)
 
@@ -12,6 +13,9 @@ Labels (sensor names are the task's):
 every sensor off is invalid). Branch kinds made for one sensor kind are only offered to it:
 "spectral" to hyperspectral sensors, "sar" to SAR sensors. `trunk.layers` = n > 0 is a conv
 trunk of n layers at the fusion width after the fusion point (unused by late fusion).
+`features.dropout` is one channel-dropout rate for every used branch and the trunk
+(`BranchSpec.dropout`: `nn.Dropout2d` after each stage), so MC dropout samples the features;
+it is unused (and not counted) by early fusion without a trunk.
 
 Segmentation tasks also choose an encoder-decoder: `decoder.width` 0 keeps every map at full
 resolution (the networks of patch tasks with a per-pixel head); w > 0 makes the branches' and
@@ -68,6 +72,8 @@ class BranchFusionSpace(SearchSpace):
     MODALITY_DROPOUT: ClassVar[tuple[float, ...]] = ()
     CLOUD_BLOBS: ClassVar[tuple[float, ...]] = ()
     DROPOUT: ClassVar[float] = 0.1
+    # Channel dropout of the branches and the trunk (empty: none, no label)
+    FEATURE_DROPOUT: ClassVar[tuple[float, ...]] = ()
     TRUNK_KERNEL: ClassVar[int] = 3
     # Encoder-decoders (segmentation tasks): width 0 = no decoder, full resolution
     DECODER_WIDTHS: ClassVar[tuple[int, ...]] = (0,)
@@ -122,6 +128,8 @@ class BranchFusionSpace(SearchSpace):
         opts["trunk.layers"] = list(self.TRUNK_LAYERS)
         opts["head.kind"] = ["segmentation"] if self.dense else list(self.PATCH_HEADS)
         opts["head.hidden"] = list(self.HEAD_HIDDEN)
+        if self.FEATURE_DROPOUT:
+            opts["features.dropout"] = list(self.FEATURE_DROPOUT)
         if self.decodes:
             opts["decoder.width"] = list(self.DECODER_WIDTHS)
             opts["decoder.skips"] = list(self.DECODER_SKIPS)
@@ -135,6 +143,8 @@ class BranchFusionSpace(SearchSpace):
 
     # -- sample <-> arch ------------------------------------------------------------------------
     def to_arch(self, sample: Sample) -> Arch:
+        drop = (self._value(sample, "features.dropout") if "features.dropout" in self.options()
+                else 0.0)
         branches = {}
         for s in self.sensors:
             kind = self._value(sample, f"branch.{s}.kind")
@@ -146,6 +156,7 @@ class BranchFusionSpace(SearchSpace):
                     width=self._value(sample, f"branch.{s}.width"),
                     depth=self._value(sample, f"branch.{s}.depth"),
                     kernel=self._value(sample, f"branch.{s}.kernel"),
+                    dropout=drop,
                 )
                 label = f"branch.{s}.scale"
                 if label in self.options():
@@ -156,7 +167,8 @@ class BranchFusionSpace(SearchSpace):
         layers = self._value(sample, "trunk.layers")
         trunk = BranchSpec(OFF)
         if layers > 0 and POSITIONS.get(position).uses_trunk:
-            trunk = BranchSpec("conv", width=width, depth=layers - 1, kernel=self.TRUNK_KERNEL)
+            trunk = BranchSpec("conv", width=width, depth=layers - 1, kernel=self.TRUNK_KERNEL,
+                               dropout=drop)
         arch = Arch(
             branches=branches,
             fusion=FusionSpec(self._value(sample, "fusion.op"), position, width, trunk),
@@ -226,6 +238,18 @@ class BranchFusionSpace(SearchSpace):
         sample["trunk.layers"] = f.trunk.depth + 1 if f.trunk.on else 0
         sample["head.kind"] = arch.head.kind
         sample["head.hidden"] = arch.head.hidden
+        drops = {b.dropout for b in arch.branches.values() if b.on and not early}
+        drops |= {f.trunk.dropout} if f.trunk.on else set()
+        if len(drops) > 1:
+            raise ArchError(f"features.dropout: the {self.name} space gives every branch and "
+                            f"the trunk one channel-dropout rate; the arch has "
+                            f"{sorted(drops)}")
+        if "features.dropout" in opts:
+            sample["features.dropout"] = drops.pop() if drops else opts["features.dropout"][0]
+        elif drops and drops.pop():
+            raise ArchError(f"features.dropout: the {self.name} space has no branch or trunk "
+                            "dropout; use a space that chooses it (e.g. fusion) or remove "
+                            "the branches' and the trunk's 'dropout'")
         for key, value in arch.training.to_dict().items():
             sample[f"train.{key}"] = value
         if self.decodes:
@@ -241,7 +265,8 @@ class BranchFusionSpace(SearchSpace):
         if self.to_arch(sample) != arch.canonical():
             raise ArchError(
                 f"the arch is not in the {self.name} space (trunk must be conv at the fusion "
-                f"width with kernel {self.TRUNK_KERNEL}, head dropout {self.DROPOUT})"
+                f"width with kernel {self.TRUNK_KERNEL}, head dropout {self.DROPOUT}, one "
+                "feature dropout rate)"
             )
         return sample
 
@@ -265,6 +290,7 @@ class BranchFusionSpace(SearchSpace):
         bound (some skip patterns coincide for some archs)."""
         opts = self.options()
         heads = len(opts["head.kind"]) * len(opts["head.hidden"])
+        drops = len(opts.get("features.dropout", [0.0]))
         total = 0
         for p in opts["fusion.position"]:
             pos = POSITIONS.get(p)
@@ -280,6 +306,10 @@ class BranchFusionSpace(SearchSpace):
                 branches = math.prod(n + off for n in per) - off  # minus "all off"
             widths = len(opts["fusion.width"]) if pos.uses_width else 1
             trunks = len(opts["trunk.layers"]) if pos.uses_trunk else 1
+            if p == "early":  # the rate applies to the trunk only: unused without one
+                trunks = sum(drops if n > 0 else 1 for n in opts["trunk.layers"])
+            else:  # every used branch has it
+                trunks *= drops
             total += branches * len(opts["fusion.op"]) * widths * trunks * heads
         if self.decodes:
             decoded = [w for w in self.DECODER_WIDTHS if w > 0]
@@ -294,7 +324,7 @@ class FusionSpace(BranchFusionSpace):
     name = "fusion"
     description = (
         "full space: per-sensor branch kind (incl. off), width, depth, kernel; every fusion "
-        "position and operator; fusion width; trunk depth; head"
+        "position and operator; fusion width; trunk depth; feature dropout; head"
     )
     WIDTHS = (8, 16, 32, 64)
     DEPTHS = (0, 1, 2, 3)
@@ -302,6 +332,7 @@ class FusionSpace(BranchFusionSpace):
     FUSION_WIDTHS = (16, 32, 64)
     TRUNK_LAYERS = (0, 1, 2)
     HEAD_HIDDEN = (0, 32, 64)
+    FEATURE_DROPOUT = (0.0, 0.1, 0.2)
     DECODER_WIDTHS = (0, 16, 32)
     ENCODER_DEPTHS = (0, 1, 2, 3, 4)
     DECODER_UPS = ("bilinear", "transposed")

@@ -175,3 +175,54 @@ def test_a_coarser_sensor_may_enter_at_its_own_scale() -> None:
     patch = make_space("fusion", MIXES["optical_sar"], dense=False)
     patch.set_native_scales({"s1": 1})
     assert "branch.s1.scale" not in patch.options()  # patch tasks have no encoder-decoders
+
+
+class _SmallDropoutSpace(SPACES.get("fusion")):
+    """The fusion space's mechanics with few options, so it can be enumerated."""
+
+    name = "small_dropout"
+    BRANCH_KINDS = ("conv",)
+    WIDTHS = (8,)
+    DEPTHS = (0, 1)
+    KERNELS = (3,)
+    OPS = ("sum", "concat")
+    FUSION_WIDTHS = (8, 16)
+    TRUNK_LAYERS = (0, 1)
+    HEAD_HIDDEN = (0,)
+    FEATURE_DROPOUT = (0.0, 0.1, 0.2)
+
+
+def test_feature_dropout_is_chosen_counted_and_round_trips() -> None:
+    fusion_space = make_space("fusion", MIXES["optical_sar"], dense=False)
+    assert fusion_space.options()["features.dropout"] == [0.0, 0.1, 0.2]
+    assert "features.dropout" not in make_space("compact", MIXES["optical_sar"],
+                                                dense=False).options()
+    space = _SmallDropoutSpace(MIXES["optical_sar"], dense=False)
+    choices = space.choices()
+    archs = set()
+    for values in itertools.product(*(c.values for c in choices.values())):
+        sample = dict(zip(choices, values))
+        if space.invalid_reason(sample) is None:
+            arch = space.to_arch(sample)
+            assert space.to_arch(space.to_sample(arch)) == arch
+            archs.add(repr(arch.to_dict()))
+            rate = sample["features.dropout"]
+            used = [b for b in arch.branches.values() if b.on and arch.fusion.position != "early"]
+            used += [arch.fusion.trunk] if arch.fusion.trunk.on else []
+            assert all(b.dropout == rate for b in used)
+    assert len(archs) == space.size()  # early fusion without a trunk: the rate is unused
+    # a rate the space does not offer, or two rates, are refused with the label
+    arch = space.to_arch({label: c.values[0] for label, c in choices.items()}
+                         | {"fusion.position": "middle"})
+    two = fusion.Arch.from_dict(arch.to_dict() | {"branches": {
+        "s2": arch.branches["s2"].to_dict() | {"dropout": 0.1},
+        "s1": arch.branches["s1"].to_dict() | {"dropout": 0.2}}})
+    with pytest.raises(fusion.ArchError, match="features.dropout: the small_dropout space gives"):
+        space.to_sample(two)
+    compact = make_space("compact", MIXES["optical_sar"], dense=False)
+    dropped = compact.to_arch(_random_sample(compact, np.random.default_rng(3)) | {
+        "branch.s2.kind": "conv", "fusion.position": "middle"})
+    dropped = fusion.Arch.from_dict(dropped.to_dict() | {"branches": {
+        n: b.to_dict() | ({"dropout": 0.1} if b.on else {}) for n, b in dropped.branches.items()}})
+    with pytest.raises(fusion.ArchError, match="features.dropout: the compact space has no"):
+        compact.to_sample(dropped)
