@@ -13,7 +13,12 @@ Before predicting, a few windows of each raster are compared with what the model
 on (`autors.export.input_check`: pixel size, units and scale, value ranges, band order): an
 error stops (a scene of many is skipped, `--strict` stops the run) with the fix
 (`--scale`, `--sar-units`, `--allow-resolution-change`, `--ignore-check`); warnings and the
-figures are printed and written as tags of the maps."""
+figures are printed and written as tags of the maps.
+
+The confidence (and --probabilities) are calibrated by default: softmax of the logits divided by
+the temperature the model card records (fitted on validation); `--uncalibrated` writes the raw
+softmax. `--conformal ALPHA` adds the split-conformal prediction set of each pixel at error rate
+ALPHA (an alpha the card records, 0.01..0.30): bands `set_size` and `set_mask`."""
 
 from __future__ import annotations
 
@@ -91,6 +96,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="add one probability band per class to MAP_confidence.tif")
     p.add_argument("--mc-dropout", type=_count, default=0, metavar="N",
                    help="N >= 2 stochastic passes with dropout on; adds an 'entropy' band")
+    p.add_argument("--uncalibrated", action="store_true",
+                   help="write the raw softmax confidence (and probabilities) instead of the "
+                   "calibrated one (default: logits divided by the temperature fitted on "
+                   "validation, recorded in MODEL/model.json 'calibration')")
+    p.add_argument("--conformal", type=_alpha, default=None, metavar="ALPHA",
+                   help="add each pixel's split-conformal prediction set at error rate ALPHA "
+                   "(e.g. 0.1: the true class is in the set for about 90%% of pixels like the "
+                   "validation ones) as bands 'set_size' and 'set_mask' (bit i: class index "
+                   "i); ALPHA is one the model card records (0.01 to 0.30 by 0.01)")
     p.add_argument("--window", type=_count, default=512,
                    help="core window side in pixels; memory scales with it, not with the "
                    "scene (default 512; rounded down to a multiple of 256 from 256 on)")
@@ -163,6 +177,16 @@ def _checks(args: argparse.Namespace) -> tuple[CheckOptions, tuple[ReadOverride,
     return options, reads
 
 
+def _alpha(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"an error rate in (0, 1), e.g. 0.1; got {text!r}")
+    return value
+
+
 def _count(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -180,7 +204,8 @@ def run(args: argparse.Namespace) -> int:
     options = PredictOptions(window=args.window, batch_size=args.batch_size,
                              probabilities=args.probabilities, mc_dropout=args.mc_dropout,
                              grid=args.grid, fully_convolutional=not args.per_patch,
-                             checks=checks, reads=reads)
+                             checks=checks, reads=reads, calibrated=not args.uncalibrated,
+                             conformal=args.conformal)
     if many:
         return _run_scenes(args, console, options)
     sensors = _pairs(args.sensor, "--sensor")
@@ -197,7 +222,28 @@ def run(args: argparse.Namespace) -> int:
                   f"'{result.grid_sensor}', {result.valid_pixels:,} valid pixels, "
                   f"{result.seconds:.1f} s ({result.method})")
     console.print(f"{result.scores}: bands {', '.join(result.bands)}")
+    _print_calibration(console, exported.card, result, args.conformal)
     return 0
+
+
+def conformal_line(card: ModelCard, alpha: float, quantile: float) -> str:
+    """What the set bands at `alpha` promise and what the card measured on test."""
+    head = (f"prediction sets at alpha {alpha:g}: class k is in a pixel's set where "
+            f"1 - p_k <= {quantile:.4g}; the true class is in it for >= {1 - alpha:.0%} of "
+            "pixels like the validation ones")
+    rows = (card.calibration.conformal.test or []) if card.calibration else []
+    row = next((r for r in rows if abs(r.alpha - alpha) <= 1e-9), None)
+    if row is None:
+        return head + " (test coverage at this alpha not measured)"
+    return (head + f" (measured on test: coverage {row.coverage:.1%}, mean set size "
+            f"{row.mean_set_size:.2f}, empty sets {row.empty:.1%})")
+
+
+def _print_calibration(console: Console, card: ModelCard, result: PredictResult,
+                       alpha: float | None) -> None:
+    console.print(f"confidence: {escape(result.calibration)}")
+    if alpha is not None and result.conformal_quantile is not None:
+        console.print(escape(conformal_line(card, alpha, result.conformal_quantile)))
 
 
 def _check_mode(args: argparse.Namespace) -> bool:
@@ -312,6 +358,10 @@ def _run_scenes(args: argparse.Namespace, console: Console, options: PredictOpti
     card = exported.card
     given = [n for n in card.inputs if n in templates]
     _print_subset(console, card, given, subset_accuracy(card, given))
+    quantile = None if args.conformal is None or card.calibration is None else \
+        card.calibration.conformal.quantile(args.conformal)
+    if quantile is not None and not args.uncalibrated:
+        console.print(escape(conformal_line(card, args.conformal, quantile)))
     start = time.perf_counter()
     noted: set[str] = set()
 

@@ -1,7 +1,7 @@
 """The model card (`model.json`) of an exported model folder: what the model needs and what it
 achieved, parsed into typed objects.
 
-    {"format": 4,
+    {"format": 5,
      "task": {"name", "kind", "patch_size", "tile_size", "input_size", "dense", "grid"},
      "inputs": ["optical", "lidar"],          # model inputs, in the model's fusion order
      "sensors": [{"name", "kind", "used", "in_channels", "bands": [names],
@@ -34,6 +34,13 @@ achieved, parsed into typed objects.
                                           "gsd": {"min_m", "max_m", "x_m", "y_m", "scenes"}}},
                        "grid": {"min_m", "max_m", "x_m", "y_m", "scenes"},
                        "max_pixels"} | null,
+     "calibration": {"method": "temperature", "temperature": T, "in_compiled": true,
+                     "val": {"nll_before", "nll_after", "ece_before", "ece_after", "pixels"},
+                     "test": {... the same, "entropy_auroc"} | null,
+                     "conformal": {"score": "lac", "alphas": [0.01 .. 0.3],
+                                   "quantiles": [q per alpha], "n",
+                                   "test": [{"alpha", "quantile", "coverage",
+                                             "mean_set_size", "empty"}] | null}} | null,
      "files": {"arch.json": sha256, "weights.pt": sha256, "model.ts": ..., "model.onnx": ...}}
 
 A model's inputs are, per used sensor, `(raw - mean) / std` per band, 0 where the pixel is
@@ -44,6 +51,15 @@ band matches `read.qa`, and everywhere when the sensor is not given (values 0, m
 output is logits `[B, K]` (patch classification) or `[B, K, S, S]` (dense). Class index i is
 raster value `classes[i].value`. `export.inputs` lists the compiled files' input tensors.
 
+`calibration` (format 5; None for a model trained before it): the temperature T fitted on the
+validation split (`autors.training.calibration`). model.ts and model.onnx output logits / T
+(`in_compiled`), so their softmax is the calibrated probabilities; arch.json + weights.pt rebuild
+the raw network (divide its logits by T). `conformal` holds the split-conformal quantiles of
+the LAC score 1 - p (calibrated p) on validation: the prediction set at error rate alpha is
+every class k with 1 - p_k <= q(alpha). Its `test` rows and `calibration.test` are the exported
+model's own test figures (measured, nothing fitted on test); `metrics` ECE is of the raw
+softmax, over the seeds.
+
 `input_profile` is what the training inputs looked like (`autors.data.profile`): per sensor
 and band the 1st, 50th and 99th percentiles of the physical values (after nodata, scale/offset
 and dB conversion, before normalisation) of a bounded seeded sample of valid training pixels,
@@ -51,8 +67,9 @@ the share of training pixels where the sensor was invalid, and the ground pixel 
 of the training grids and of each sensor's rasters. `autors predict` compares the given
 rasters with it before predicting (`autors.export.input_check`).
 
-Format 4 added `input_profile`. Format-3 cards still load, without it (predict then says its
-input checks were skipped). Format 3 added the validity rules, masks as model inputs,
+Format 5 added `calibration`; format-4 cards load without it (predict then writes the raw
+confidence, with a note). Format 4 added `input_profile`. Format-3 cards still load, without
+it (predict then says its input checks were skipped). Format 3 added the validity rules, masks as model inputs,
 `require_sensors` and `robustness`. Format-2 cards (written before) still load
 (`upgrade_card`): they had no mask or QA rule, their compiled files take no masks, and predict
 labelled a pixel only where every given input was valid (`require_sensors: all`).
@@ -71,8 +88,8 @@ from autors.data.profile import InputProfile
 from autors.errors import ModelFolderError
 from fusion import MASK_SUFFIX
 
-CARD_FORMAT = 4
-OLD_FORMATS = (2, 3)  # read through `upgrade_card`
+CARD_FORMAT = 5
+OLD_FORMATS = (2, 3, 4)  # read through `upgrade_card`
 CARD_FILE = "model.json"
 
 
@@ -321,6 +338,65 @@ class PluginCard(_Card):
     source: str = Field(description="'task' (the task's plugins) or 'entry point <name>'")
 
 
+class CalibrationFigures(_Card):
+    """Negative log-likelihood and ECE (15 bins) of the raw and the temperature-scaled
+    probabilities on one split's pixels."""
+
+    nll_before: float
+    nll_after: float
+    ece_before: float
+    ece_after: float
+    pixels: int
+    entropy_auroc: float | None = Field(default=None, description=(
+        "test: how well the predictive entropy ranks wrong pixels first (0.5: not at all)"))
+
+
+class CoverageCard(_Card):
+    """The test coverage of the conformal sets at one error rate."""
+
+    alpha: float
+    quantile: float
+    coverage: float = Field(description="share of test pixels whose class is in their set")
+    mean_set_size: float
+    empty: float = Field(description="share of test pixels with an empty set")
+
+
+class ConformalCard(_Card):
+    """Split-conformal quantiles of the LAC score 1 - p_k on validation (calibrated p)."""
+
+    score: Literal["lac"]
+    alphas: list[float]
+    quantiles: list[float]
+    n: int = Field(description="validation pixels the quantiles come from")
+    test: list[CoverageCard] | None = None
+
+    @model_validator(mode="after")
+    def _grid(self) -> ConformalCard:
+        if len(self.alphas) != len(self.quantiles) or not self.alphas:
+            raise ValueError(f"{len(self.alphas)} alphas but {len(self.quantiles)} quantiles")
+        return self
+
+    def quantile(self, alpha: float) -> float | None:
+        """q(alpha) when `alpha` is on the recorded grid (to 1e-9), else None."""
+        return next((q for a, q in zip(self.alphas, self.quantiles) if abs(a - alpha) <= 1e-9),
+                    None)
+
+
+class CalibrationCard(_Card):
+    """Temperature scaling fitted on validation (`autors.training.calibration`)."""
+
+    method: Literal["temperature"] = "temperature"
+    temperature: float = Field(gt=0)
+    fitted: bool = Field(default=True, description=(
+        "False: the validation NLL had no minimum inside the search bounds (e.g. not one "
+        "validation pixel wrong), so no temperature is supported: T = 1, the raw softmax"))
+    in_compiled: bool = Field(description="model.ts / model.onnx output logits / temperature")
+    val: CalibrationFigures
+    test: CalibrationFigures | None = Field(
+        description="the exported model's test figures; None without a test evaluation")
+    conformal: ConformalCard
+
+
 class ModelCard(_Card):
     format: int
     task: TaskCard
@@ -342,6 +418,9 @@ class ModelCard(_Card):
     input_profile: InputProfile | None = Field(
         default=None, description="what the training inputs looked like; None for a card "
         "written before it (format 3 and older): predict cannot check its inputs")
+    calibration: CalibrationCard | None = Field(
+        default=None, description="temperature and conformal quantiles fitted on validation; "
+        "None for a model trained before calibration (format 4 and older)")
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelCard:
@@ -413,12 +492,13 @@ class ModelCard(_Card):
 
 
 def upgrade_card(data: dict) -> dict:
-    """An older card as the current format. Format 3 (before input profiles): no
-    `input_profile`. Format 2 (before validity masks), also: no mask or QA rule (format-2 export
-    refused them), compiled inputs without masks (the files take none), no robustness table,
-    and `require_sensors: all`, the rule predict applied to these models (a pixel labelled
-    only where every input is valid), so their maps do not change."""
-    if data.get("format") == 3:
+    """An older card as the current format. Format 4 (before calibration): no `calibration`.
+    Format 3 (before input profiles): no `input_profile` either. Format 2 (before validity
+    masks), also: no mask or QA rule (format-2 export refused them), compiled inputs without
+    masks (the files take none), no robustness table, and `require_sensors: all`, the rule
+    predict applied to these models (a pixel labelled only where every input is valid), so
+    their maps do not change."""
+    if data.get("format") in (3, 4):
         return dict(data, format=CARD_FORMAT)
     out = dict(data, format=CARD_FORMAT, require_sensors="all", robustness=None)
     try:

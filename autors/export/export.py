@@ -5,19 +5,27 @@
     DIR/weights.pt   its state_dict (CPU tensors), byte copy of the run's weights; load with
                      `torch.load(path, weights_only=True)`
     DIR/model.ts     TorchScript (`torch.jit.load`): takes {sensor: [B, C, S, S],
-                     sensor__mask: [B, S, S]} -> logits (a mask left out: valid everywhere)
+                     sensor__mask: [B, S, S]} -> logits (a mask left out: valid everywhere),
+                     divided by the card's calibration temperature when the run has one
     DIR/model.onnx   ONNX: one input per used sensor (named after it), then one validity mask
                      per used sensor (`<sensor>__mask`, float32, 1 valid), dynamic batch
                      axis (dense models: dynamic height and width too), output "logits"
+                     (calibrated as model.ts's)
     DIR/model.json   the model card (`autors.export.card`; `export.inputs` lists the tensors)
 
-Both compiled formats are checked against the PyTorch model on random inputs and random masks
-(holes, a sensor missing from a whole sample, a pixel without any sensor) before the folder is
-published (max |logit difference| <= PARITY_ATOL, recorded in the card); dense models also on
-a second, non-square input (S + R) x (S + 2R), R the output stride, as prediction tiles differ
-from the training size. For dense models the card records the output stride
-(`model.reduction`) and the receptive radius measured on the model in eval mode
-(`fusion.receptive_radius`, through the validity masks too): the halo of overlap-tile
+A run calibrated on validation (`autors.training.calibration`: every `autors train` and final
+model since format 5) has its temperature T compiled into both formats (the network wrapped in
+`TemperatureScaled`: logits / T, so their softmax is calibrated) and recorded in the card's
+`calibration`, with the conformal quantiles and the run's test figures of both; weights.pt
+stays the raw network's.
+
+Both compiled formats are checked against the PyTorch model (calibrated as they are) on random
+inputs and random masks (holes, a sensor missing from a whole sample, a pixel without any
+sensor) before the folder is published (max |logit difference| <= PARITY_ATOL, recorded in the
+card); dense models also on a second, non-square input (S + R) x (S + 2R), R the output
+stride, as prediction tiles differ from the training size. For dense models the card records
+the output stride (`model.reduction`) and the receptive radius measured on the model in eval
+mode (`fusion.receptive_radius`, through the validity masks too): the halo of overlap-tile
 prediction (`autors.export.windows`). The folder is written under a temporary name and renamed
 when complete.
 """
@@ -39,9 +47,13 @@ from autors.errors import ModelFolderError
 from autors.export.card import (
     CARD_FILE,
     CARD_FORMAT,
+    CalibrationCard,
+    CalibrationFigures,
     ClassCard,
     CloudCard,
+    ConformalCard,
     CostCard,
+    CoverageCard,
     ExportInfo,
     MaskRule,
     Metrics,
@@ -60,6 +72,7 @@ from autors.export.card import (
 from autors.export.source import Candidate, select
 from autors.files import atomic_folder, file_sha256, versions
 from autors.plugins import task_plugins
+from autors.training.calibration import TemperatureScaled
 from autors.training.cost import random_inputs
 from autors.training.train_folder import TrainFolder
 from fusion import CLOUDED_KINDS, MASK_SUFFIX, receptive_radius
@@ -96,10 +109,14 @@ def export_model(run: str | Path, out: str | Path, rank: int = 1) -> Path:
     with atomic_folder(out) as tmp:
         shutil.copyfile(chosen.path / "arch.json", tmp / "arch.json")
         shutil.copyfile(chosen.path / "weights.pt", tmp / "weights.pt")
-        parity = _write_compiled(model, chosen, task, tmp)
+        calibration = chosen.calibration
+        compiled = model if calibration is None else \
+            TemperatureScaled(model, calibration.temperature).eval()
+        parity = _write_compiled(compiled, chosen, task, tmp)
         context = dense_context(model, chosen) if chosen.arch.dense else (None, None)
         try:
-            card = build_card(candidate, chosen, task, parity, tmp, context)
+            card = build_card(candidate, chosen, task, parity, tmp, context,
+                              calibration_card(chosen, in_compiled=bool(parity)))
         except (KeyError, TypeError, ValidationError) as err:
             raise ModelFolderError(
                 f"run folder {chosen.path}: its metrics.json / run.json lack what the model "
@@ -325,11 +342,34 @@ def read_spec(task: TaskSpec, name: str) -> ReadSpec:
     )
 
 
+def calibration_card(run: TrainFolder, in_compiled: bool) -> CalibrationCard | None:
+    """The card's `calibration` of `run` (its temperature, validation and test figures, the
+    conformal quantiles and test coverage); None for a run trained before calibration."""
+    cal = run.calibration
+    if cal is None:
+        return None
+    keys = ("nll_before", "nll_after", "ece_before", "ece_after", "pixels")
+    checked = run.metrics.get("test", {}).get("calibration")
+    test = None if checked is None else CalibrationFigures(
+        **{k: checked[k] for k in keys}, entropy_auroc=checked["entropy_auroc"])
+    coverage = None if checked is None else [CoverageCard(**row)
+                                             for row in checked["conformal"]]
+    c = cal.conformal
+    return CalibrationCard(
+        temperature=cal.temperature, fitted=not cal.val.get("at_bound", False),
+        in_compiled=in_compiled,
+        val=CalibrationFigures(**{k: cal.val[k] for k in keys}), test=test,
+        conformal=ConformalCard(score=c["score"], alphas=c["alphas"], quantiles=c["quantiles"],
+                                n=c["n"], test=coverage))
+
+
 def build_card(candidate: Candidate, chosen: TrainFolder, task: TaskSpec,
                parity: dict[str, float], folder: Path,
-               context: tuple[int | None, int | None] = (None, None)) -> ModelCard:
+               context: tuple[int | None, int | None] = (None, None),
+               calibration: CalibrationCard | None = None) -> ModelCard:
     """The model card of `chosen` (one seed of `candidate`) for the files now in `folder`;
-    `context`: a dense model's (output stride, receptive radius), `dense_context`."""
+    `context`: a dense model's (output stride, receptive radius), `dense_context`;
+    `calibration`: `calibration_card(chosen, ...)`."""
     inputs = chosen.run["inputs"]
     arch = chosen.arch
     by_name = {s["name"]: s for s in inputs["sensors"]}
@@ -385,6 +425,7 @@ def build_card(candidate: Candidate, chosen: TrainFolder, task: TaskSpec,
         files={f.name: file_sha256(f) for f in sorted(folder.iterdir()) if f.name != CARD_FILE},
         plugins=[PluginCard(**p.to_dict()) for p in task_plugins(task)],
         input_profile=chosen.profile,
+        calibration=calibration,
     )
 
 

@@ -40,6 +40,14 @@ checked against per-patch inference on the first window, with a fallback).
 
 With `mc_dropout=N` the model's dropout layers stay active (BatchNorm stays in eval mode), the
 N softmax outputs are averaged, and the predictive entropy of the mean is written.
+
+Calibration (model card `calibration`, format 5): by default every path runs the network
+wrapped in `TemperatureScaled` (logits / T, T fitted on validation), so the confidence and
+probability bands are calibrated, as model.ts / model.onnx are; `calibrated=False` (CLI
+`--uncalibrated`) writes the raw softmax. With `conformal=alpha` (an alpha of the card's
+grid, 0.01..0.30) the confidence file adds `set_size` (classes in the split-conformal LAC set
+{k: 1 - p_k <= q(alpha)}) and `set_mask` (bit i set where class index i is in the set), from
+the calibrated probabilities the quantiles were computed on.
 """
 
 from __future__ import annotations
@@ -55,7 +63,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from torch import Tensor, nn
 
 from autors.data import Grid
-from autors.errors import ModelFolderError
+from autors.errors import DataError, ModelFolderError
 from autors.export.card import CARD_FILE, ModelCard, SubsetCard
 from autors.export.fullconv import window_logits, window_model
 from autors.export.input_check import CheckOptions, InputReport, check_prediction
@@ -70,7 +78,15 @@ from autors.export.windows import (
     plan,
     strided,
 )
-from autors.export.writer import BLOCK, check_out, map_tags, map_writer, score_bands
+from autors.export.writer import (
+    BLOCK,
+    SET_MASK_MAX_CLASSES,
+    check_out,
+    map_tags,
+    map_writer,
+    score_bands,
+)
+from autors.training.calibration import TemperatureScaled
 from fusion import MASK_SUFFIX
 
 GDAL_CACHE_MB = 64  # bounds GDAL's block cache for the output files (default: 5% of RAM)
@@ -99,6 +115,10 @@ class PredictOptions:
     # rasters store their values where they differ from training (--scale, --sar-units)
     checks: CheckOptions | None = None  # None: the defaults
     reads: tuple[ReadOverride, ...] = ()
+    # the card's temperature applied (calibrated confidence; False: the raw softmax), and
+    # the error rate of split-conformal prediction sets (an alpha of the card's grid)
+    calibrated: bool = True
+    conformal: float | None = None
 
     def __post_init__(self) -> None:
         if self.window < 1 or (self.batch_size is not None and self.batch_size < 1):
@@ -109,6 +129,8 @@ class PredictOptions:
                              f"{self.tile_memory_mb} and {self.max_halo}")
         if self.mc_dropout < 0 or self.mc_dropout == 1:
             raise ValueError(f"mc_dropout must be 0 (off) or >= 2 passes, got {self.mc_dropout}")
+        if self.conformal is not None and not 0 < self.conformal < 1:
+            raise ValueError(f"conformal must be an error rate in (0, 1), got {self.conformal}")
 
 
 @dataclass(frozen=True)
@@ -127,6 +149,8 @@ class PredictResult:
     absent: list[str]  # the model inputs not given (absent: values and masks 0)
     measured: SubsetCard | None  # the card's measured accuracy of `sensors` (None: not)
     checks: InputReport | None = None  # the input checks (passed, warnings, skipped)
+    calibration: str = ""  # how the confidence was made (temperature, or raw and why)
+    conformal_quantile: float | None = None  # q(alpha) of the set bands, when asked
 
 
 def subset_accuracy(card: ModelCard, given: list[str]) -> SubsetCard | None:
@@ -153,14 +177,17 @@ def predict_scene(
     # before any window: InputMismatchError when the scene does not look like training's
     checks, check_tags = check_prediction(exported.path, card, inputs, sensors, masks,
                                           options.reads, options.checks)
+    calib = calibration_plan(card, options, exported.path, inputs.absent)
     tiling, batch, method, tile_notes = choose_tiling(exported, inputs, options)
     cores = plan(inputs.grid.height, inputs.grid.width, options.window, tiling, BLOCK)
     if card.task.dense and options.batch_size is None:  # no batch padded past a window
         batch = min(batch, max(tiling.tiles(c.height) * tiling.tiles(c.width) for c in cores))
-    bands = score_bands(card, options.mc_dropout > 0, options.probabilities)
+    bands = score_bands(card, options.mc_dropout > 0, options.probabilities,
+                        conformal=calib.quantile is not None)
     values = np.asarray(card.class_values)
     n_valid = 0
     fast = _FastPath(exported, options)
+    model, fast.model = calib.wrap(model), calib.wrap(fast.model)  # logits / T
     if options.mc_dropout:
         _enable_dropout(model, exported.path)
     try:
@@ -168,7 +195,7 @@ def predict_scene(
                 _progress(progress, inputs.grid) as bar, \
                 map_writer(out, inputs.grid, card, bands,
                            map_tags(card, inputs.given, inputs.required) | check_tags
-                           ) as writer:
+                           | calib.tags) as writer:
             torch.manual_seed(options.seed)
             task = bar.add_task("predicting", total=inputs.grid.height * inputs.grid.width)
             for core in cores:
@@ -179,8 +206,11 @@ def predict_scene(
                 n_valid += int(valid.sum())
                 classes = np.full(valid.shape, card.ignore_value, dtype=np.int64)
                 classes[valid] = values[np.argmax(probs[:, valid], axis=0)]
-                writer.write(core.row, core.col, classes,
-                             _scores(probs, valid, count, options))
+                scores = _scores(probs, valid, count, options)
+                if calib.quantile is not None:  # set_size, set_mask last
+                    scores = np.concatenate([scores, conformal_bands(probs, valid,
+                                                                     calib.quantile)])
+                writer.write(core.row, core.col, classes, scores)
                 bar.advance(task, core.height * core.width)
     finally:
         model.eval()  # MC dropout switched dropout layers to training mode
@@ -188,11 +218,96 @@ def predict_scene(
         class_map=writer.paths[0], scores=writer.paths[1], bands=bands, grid=inputs.grid,
         grid_sensor=inputs.grid_sensor, valid_pixels=n_valid,
         seconds=time.perf_counter() - t0, ignored_sensors=inputs.ignored,
-        notes=inputs.notes + tile_notes + fast.notes,
+        notes=inputs.notes + tile_notes + fast.notes + calib.notes,
         method=method if card.task.dense else fast.method,
         sensors=inputs.given, absent=inputs.absent,
         measured=subset_accuracy(card, inputs.given), checks=checks,
+        calibration=calib.text, conformal_quantile=calib.quantile,
     )
+
+
+# ---- calibration and conformal sets (issue 21) ------------------------------------------
+@dataclass(frozen=True)
+class CalibrationPlan:
+    """How predict turns logits into the confidence file: the temperature applied (None:
+    the raw softmax), the conformal quantile of the set bands (None: no set bands), the
+    maps' tags, notes and a line saying it."""
+
+    temperature: float | None
+    quantile: float | None
+    tags: dict[str, str]
+    notes: list[str]
+    text: str
+
+    def wrap(self, model: nn.Module | None) -> nn.Module | None:
+        """`model` with its logits divided by the temperature (unchanged without one)."""
+        if model is None or self.temperature is None:
+            return model
+        return TemperatureScaled(model, self.temperature).eval()
+
+
+def calibration_plan(card: ModelCard, options: PredictOptions, path: Path,
+                     absent: list[str] | None = None) -> CalibrationPlan:
+    """The calibration and conformal sets `options` ask of the model of `card` (at `path`);
+    DataError or ModelFolderError with the fix when they cannot be had."""
+    cal, alpha = card.calibration, options.conformal
+    if alpha is not None:
+        if cal is None:
+            raise ModelFolderError(
+                f"{path / CARD_FILE} records no conformal quantiles (the model was trained "
+                "before calibration): retrain it (`autors train` or a search) and re-export "
+                "it, or predict without --conformal")
+        if not options.calibrated:
+            raise DataError("--conformal sets come from the calibrated probabilities the "
+                            "quantiles were computed on: leave out --uncalibrated")
+        if options.mc_dropout:
+            raise DataError("--conformal quantiles were computed on single deterministic "
+                            "passes, so they do not hold for the mean of --mc-dropout passes: "
+                            "use one of the two")
+        if cal.conformal.quantile(alpha) is None:
+            grid = ", ".join(f"{a:g}" for a in cal.conformal.alphas)
+            raise DataError(f"--conformal {alpha:g} is not among the error rates the model "
+                            f"card records ({grid}): use one of them")
+    notes: list[str] = []
+    if cal is None:
+        text = "raw softmax: the model card records no calibration (trained before it)"
+        notes.append(f"{path / CARD_FILE} records no temperature (the model was trained "
+                     "before calibration): the confidence is the raw softmax; retrain and "
+                     "re-export for a calibrated one")
+        tags = {"calibration": "none (raw softmax; the card records no temperature)"}
+        return CalibrationPlan(None, None, tags, notes, text)
+    if not options.calibrated:
+        tags = {"calibration": f"none (raw softmax, --uncalibrated; the card's temperature "
+                f"is {cal.temperature:.4g})"}
+        return CalibrationPlan(None, None, tags, notes,
+                               f"raw softmax (--uncalibrated; card temperature "
+                               f"{cal.temperature:.4g})")
+    t = cal.temperature
+    tags = {"calibration": f"temperature {t:.6g} (fitted on validation): softmax(logits / T)"}
+    text = f"calibrated: softmax(logits / {t:.4g}), temperature fitted on validation"
+    q = None
+    if alpha is not None:
+        q = cal.conformal.quantile(alpha)
+        tags |= {"conformal_alpha": f"{alpha:g}", "conformal_quantile": f"{q:.9g}",
+                 "conformal_score": "lac: class k in the set where 1 - p_k <= quantile"}
+        if absent:
+            notes.append(f"the conformal quantiles were computed with every input; without "
+                         f"{', '.join(absent)} the {1 - alpha:.0%} coverage is not guaranteed")
+    return CalibrationPlan(t, q, tags, notes, text)
+
+
+def conformal_bands(probs: np.ndarray, valid: np.ndarray, quantile: float) -> np.ndarray:
+    """[bands, h, w] float32, NaN where the map has no class: `set_size` (classes with
+    1 - p_k <= quantile) and, up to SET_MASK_MAX_CLASSES classes, `set_mask` (sum of 2^k over
+    the class indexes k in the set)."""
+    k = probs.shape[0]
+    inside = (1.0 - probs[:, valid].astype(np.float64)) <= quantile  # [K, n]
+    rows = [inside.sum(axis=0)]
+    if k <= SET_MASK_MAX_CLASSES:
+        rows.append((inside * (2.0 ** np.arange(k))[:, None]).sum(axis=0))
+    out = np.full((len(rows), *valid.shape), np.nan, np.float32)
+    out[:, valid] = np.stack(rows)
+    return out
 
 
 def choose_tiling(exported: ExportedModel, inputs: SceneInputs, options: PredictOptions

@@ -11,7 +11,14 @@
                         --mc-dropout), then "valid_sensors" (how many of the given sensors
                         are valid at the pixel, 0..n; at every pixel, nodata pixels included:
                         it says why a pixel has no class), then "prob_<class name>" per class
-                        (only with --probabilities)
+                        (only with --probabilities), then (only with --conformal ALPHA)
+                        "set_size" (classes in the pixel's split-conformal prediction set at
+                        error rate ALPHA; 0 is an empty set: no class is plausible enough)
+                        and "set_mask" (bit i, value 2^i, set where class index i, the card's
+                        classes[i], is in the set; models of at most 24 classes)
+                        Probabilities and confidence are calibrated (softmax of logits / T,
+                        the card's temperature) unless --uncalibrated; the `calibration` tag
+                        says which, `conformal_alpha` / `conformal_quantile` the sets' rule
 
 Both are tiled (256 x 256), DEFLATE-compressed, with the reference grid's CRS and transform
 and band descriptions set; class names are stored as tags (`class_<value>=<name>`), and the
@@ -43,6 +50,7 @@ from autors.errors import DataError
 from autors.export.card import ModelCard
 
 BLOCK = 256
+SET_MASK_MAX_CLASSES = 24  # set_mask: a float32 band holds integers exactly up to 2^24
 
 
 def scores_path(out: Path) -> Path:
@@ -60,10 +68,15 @@ def check_out(out: Path) -> Path:
     return out
 
 
-def score_bands(card: ModelCard, entropy: bool, probabilities: bool) -> list[str]:
+def score_bands(card: ModelCard, entropy: bool, probabilities: bool,
+                conformal: bool = False) -> list[str]:
     """Band descriptions of MAP_confidence.tif, in band order."""
     bands = ["confidence"] + (["entropy"] if entropy else []) + ["valid_sensors"]
-    return bands + ([f"prob_{n}" for n in card.class_names] if probabilities else [])
+    bands += [f"prob_{n}" for n in card.class_names] if probabilities else []
+    if conformal:  # the set bands last (`predict.conformal_bands`)
+        bands += ["set_size"] + (["set_mask"] if card.num_classes <= SET_MASK_MAX_CLASSES
+                                 else [])
+    return bands
 
 
 def map_tags(card: ModelCard, given: list[str], required: list[str]) -> dict[str, str]:

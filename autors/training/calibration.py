@@ -8,8 +8,11 @@
 ranking (and every accuracy figure) is unchanged and only the confidence moves. T minimises the
 mean negative log-likelihood of the validation pixels' logits (cached once after training: no
 retraining). The NLL is convex in 1/T, hence unimodal in log T: a golden-section search on
-log T within TEMPERATURE_BOUNDS finds it to float precision. For dense tasks every labelled
-validation pixel counts (a seeded subset of MAX_PIXELS when there are more).
+log T within TEMPERATURE_BOUNDS finds it to float precision. When the minimum sits at a bound
+the validation pixels support no temperature (typically: not one of them is wrong, so the NLL
+keeps falling as T -> 0 and any T would make the model overconfident); T is then 1, the raw
+softmax, and `val.at_bound` says so. For dense tasks every labelled validation pixel counts (a
+seeded subset of MAX_PIXELS when there are more).
 
 **Split-conformal prediction sets** with the LAC score (least ambiguous set-valued classifier,
 Sadinle et al. 2019): the score of a pixel is s = 1 - p_true, p the calibrated probabilities;
@@ -67,6 +70,7 @@ class TemperatureScaled(nn.Module):
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.model = model
+        self.reduction = int(getattr(model, "reduction", 1))  # a dense model's output stride
         self.register_buffer("temperature", torch.tensor(float(temperature)))
 
     def forward(self, x: dict[str, Tensor]) -> Tensor:
@@ -78,7 +82,8 @@ class Calibration:
     """What `calibrate` fitted on the validation split (plain data: metrics.json
     `calibration`).
 
-    temperature: T; val: {nll_before, nll_after, ece_before, ece_after, pixels, at_bound};
+    temperature: T; val: {nll_before, nll_after, ece_before, ece_after, pixels, at_bound
+    (the NLL's minimum lay at a bound of TEMPERATURE_BOUNDS: T = 1 instead)};
     conformal: {score: "lac", alphas, quantiles (q per alpha), n (validation pixels)}."""
 
     temperature: float
@@ -238,6 +243,8 @@ class LogitCache:
 def fit(logits: np.ndarray, target: np.ndarray) -> Calibration:
     """Temperature and conformal quantiles of validation `logits` [N, K] / `target` [N]."""
     t, at_bound = fit_temperature(logits, target)
+    if at_bound:  # no interior minimum (e.g. not one validation error): no T is supported
+        t = 1.0
     raw, cal = softmax(logits), softmax(logits, t)
     correct = raw.argmax(axis=1) == target
     val = {"nll_before": nll(logits, target), "nll_after": nll(logits, target, t),

@@ -106,8 +106,9 @@ def _whole_scene(model: Path, root: Path) -> np.ndarray:
     arrays, valid = inputs.read(-r, -r, h + 2 * r, w + 2 * r)
     x = {n: t[None] if not n.endswith("__mask") else t
          for n, t in model_inputs(card, arrays, valid).items()}
+    t = card.calibration.temperature if card.calibration else 1.0  # predict's calibration
     with torch.inference_mode():
-        return torch.softmax(loaded.model(x), dim=1)[0, :, r:r + h, r:r + w].numpy()
+        return torch.softmax(loaded.model(x) / t, dim=1)[0, :, r:r + h, r:r + w].numpy()
 
 
 @pytest.mark.parametrize("name,windows,cores", [

@@ -53,7 +53,7 @@ def test_folder_and_model_card(exported: Path, train_run: Path) -> None:
     card = load_exported(exported).card
     run = read_train_folder(train_run)
     metrics = json.loads((train_run / "metrics.json").read_text())
-    assert card.format == 4
+    assert card.format == 5
     # what the training inputs looked like, from run.json (autors.data.profile)
     assert card.input_profile is not None and card.input_profile == run.profile
     assert {n: len(p.bands) for n, p in card.input_profile.sensors.items()} == \
@@ -112,6 +112,18 @@ def test_folder_and_model_card(exported: Path, train_run: Path) -> None:
     assert card.export.onnx_opset == 17
     assert set(card.files) == FILES - {"model.json"}
     assert all(v <= 1e-4 for v in card.export.parity.values())
+    # calibration: the run's temperature, quantiles and test figures (autors train --test)
+    fitted, checked = metrics["calibration"], metrics["test"]["calibration"]
+    cal = card.calibration
+    assert cal.temperature == fitted["temperature"] > 0 and cal.in_compiled and cal.fitted
+    assert cal.val.ece_after == fitted["val"]["ece_after"]
+    assert cal.conformal.quantiles == fitted["conformal"]["quantiles"]
+    assert cal.conformal.quantile(0.1) == fitted["conformal"]["quantiles"][9]
+    assert cal.conformal.n == fitted["val"]["pixels"] == metrics["val"]["num_samples"]
+    assert cal.test.ece_before == checked["ece_before"] == pytest.approx(metrics["test"]["ece"])
+    assert cal.test.entropy_auroc == checked["entropy_auroc"]
+    assert [(c.alpha, c.coverage) for c in cal.conformal.test] == [
+        (c["alpha"], c["coverage"]) for c in checked["conformal"]]
 
 
 def test_rebuild_from_arch_and_weights_is_exact(exported: Path, train_run: Path) -> None:
@@ -138,8 +150,8 @@ def test_torchscript_and_onnx_match_pytorch(exported: Path) -> None:
         x = _inputs(loaded.card.in_channels, batch, loaded.card.task.input_size, seed=batch,
                     masks=True)
         assert all((x[n] == 0).any() for n in names if n.endswith("__mask"))
-        with torch.no_grad():
-            want = loaded.model(x).numpy()
+        with torch.no_grad():  # the compiled formats output logits / T (calibrated)
+            want = loaded.model(x).numpy() / loaded.card.calibration.temperature
             got_ts = ts(x).numpy()
         (got_onnx,) = session.run(["logits"], {n: x[n].numpy() for n in names})
         assert want.shape == (batch, loaded.card.num_classes)
@@ -151,7 +163,8 @@ def test_torchscript_and_onnx_match_pytorch(exported: Path) -> None:
     values = {k: v for k, v in x.items() if not k.endswith("__mask")}
     with torch.no_grad():
         assert not torch.allclose(loaded.model(x), loaded.model(ones))
-        torch.testing.assert_close(ts(values), loaded.model(ones), rtol=0, atol=1e-5)
+        torch.testing.assert_close(ts(values) * loaded.card.calibration.temperature,
+                                   loaded.model(ones), rtol=0, atol=1e-5)
 
 
 def test_formats_load_without_autors(exported: Path, tmp_path: Path) -> None:
@@ -159,8 +172,9 @@ def test_formats_load_without_autors(exported: Path, tmp_path: Path) -> None:
     loaded = load_exported(exported)
     x = _inputs(loaded.card.in_channels, 3, loaded.card.task.input_size, seed=7, masks=True)
     np.savez(tmp_path / "x.npz", **{k: v.numpy() for k, v in x.items()})
-    with torch.no_grad():
-        np.save(tmp_path / "want.npy", loaded.model(x).numpy())
+    with torch.no_grad():  # calibrated: logits / T
+        np.save(tmp_path / "want.npy",
+                loaded.model(x).numpy() / loaded.card.calibration.temperature)
     script = textwrap.dedent(f"""
         import json, sys, warnings
         import numpy as np

@@ -71,6 +71,10 @@ def test_an_underconfident_model_gets_a_temperature_below_one_and_bounds_are_rep
     sep = np.array([[5.0, -5.0], [-5.0, 5.0]] * 50)
     t, at_bound = fit_temperature(sep, np.array([0, 1] * 50))
     assert at_bound and t == pytest.approx(0.05, rel=1e-5)
+    # ... and `fit` then keeps the raw softmax (T = 1) rather than an unbounded sharpening
+    cal = fit(sep, np.array([0, 1] * 50))
+    assert cal.temperature == 1.0 and cal.val["at_bound"]
+    assert cal.val["nll_after"] == cal.val["nll_before"]
     with pytest.raises(ValueError, match="no labelled pixel"):
         fit_temperature(np.zeros((0, 2)), np.zeros(0, np.int64))
 
