@@ -3,6 +3,10 @@
 RUN is an `autors train` run folder (one model, rank 1) or an `autors search` run folder
 (its final retrained models, rank 1 = best). The exported folder layout is documented in
 `autors.export.export` and the model card in `autors.export.card`.
+
+`--ensemble` packs every final seed of the rank into one model averaging their (calibrated)
+probabilities, `--ensemble-top K` every seed of ranks 1..K (`autors.export.ensemble`); both
+evaluate the ensemble on the members' validation and test pixels (the task's rasters are read).
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from autors.export.card import MetricSummary
+from autors.export.card import MetricSummary, ModelCard
+from autors.export.ensemble import export_ensemble
 from autors.export.export import export_model, summarize_metrics
 from autors.export.loader import load_exported
 from autors.export.source import list_candidates
@@ -34,6 +39,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     what.add_argument("--list", action="store_true", help="list what RUN can export and exit")
     p.add_argument("--rank", type=_rank, default=1,
                    help="which final model of a search run (1 = best; default 1)")
+    ens = p.add_mutually_exclusive_group()
+    ens.add_argument("--ensemble", action="store_true",
+                     help="pack every final seed of --rank into one model that averages their "
+                     "calibrated probabilities (evaluated on the same validation and test "
+                     "pixels; the card lists the members and the single model beside it)")
+    ens.add_argument("--ensemble-top", type=_rank, default=None, metavar="K",
+                     help="the same with every seed of ranks 1..K")
     p.set_defaults(func=run)
 
 
@@ -70,10 +82,17 @@ def run(args: argparse.Namespace) -> int:
             console.print(f"rank {c.rank}: {c.best.arch.summary()}\n  weights of seed "
                           f"{c.best.run['seed']} from {c.best.path}")
         return 0
-    out = export_model(args.run, args.out, args.rank)
-    card = load_exported(out).card  # re-read and verify what was written
-    console.print(f"exported rank {args.rank} of {args.run} (seed {card.provenance.seed}) "
-                  f"to {out}")
+    if args.ensemble or args.ensemble_top:
+        console.print(f"evaluating the ensemble of {args.run} on its validation and test "
+                      "pixels ...")
+        out = export_ensemble(args.run, args.out, args.rank, args.ensemble_top)
+        card = load_exported(out).card  # re-read and verify what was written
+        _print_ensemble(console, card, out)
+    else:
+        out = export_model(args.run, args.out, args.rank)
+        card = load_exported(out).card  # re-read and verify what was written
+        console.print(f"exported rank {args.rank} of {args.run} (seed {card.provenance.seed}) "
+                      f"to {out}")
     console.print(f"inputs  {', '.join(f'{s.name}[{s.in_channels}]' for s in card.used_sensors)}"
                   f" -> {card.num_classes} classes, input size {card.task.input_size}"
                   + (", with validity masks (<sensor>__mask)" if card.export.takes_masks
@@ -94,3 +113,29 @@ def run(args: argparse.Namespace) -> int:
             console.print(f"measured  {', '.join(row.sensors)}: test OA "
                           f"{_fmt(row.test['oa'])} ({row.condition})")
     return 0
+
+
+def _print_ensemble(console: Console, card: ModelCard, out: Path) -> None:
+    """The members and the ensemble beside the single model."""
+    ens = card.ensemble
+    assert ens is not None
+    console.print(f"exported an ensemble of {len(ens.members)} models to {out}")
+    table = Table(title="ensemble vs single model (same pixels)")
+    for col in ("model", "val OA", "test OA", "test ECE", "params", "MFLOPs", "latency ms"):
+        table.add_column(col, no_wrap=True)
+
+    def row(name: str, val: object, test: object, cost: object) -> None:
+        table.add_row(name, f"{val.oa:.4f}", "-" if test is None else f"{test.oa:.4f}",
+                      "-" if test is None else f"{test.ece:.4f}", f"{cost.params:,}",
+                      f"{cost.flops / 1e6:.2f}", f"{cost.latency_ms_b1:.2f}")
+
+    for i, m in enumerate(ens.members, start=1):
+        t = "" if m.temperature is None else f", T {m.temperature:.3g}"
+        row(f"member {i} (rank {m.rank}, seed {m.seed}{t})", m.val, m.test, m.cost)
+    row(f"single (rank {ens.single.rank}, seed {ens.single.seed})", ens.single.val,
+        ens.single.test, ens.single.cost)
+    row("ensemble (mean probability)", ens.val, ens.test, card.cost)
+    console.print(table)
+    if any(m.temperature is None for m in ens.members):
+        console.print("note: members without a calibration temperature contribute their raw "
+                      "softmax")

@@ -95,7 +95,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--probabilities", action="store_true",
                    help="add one probability band per class to MAP_confidence.tif")
     p.add_argument("--mc-dropout", type=_count, default=0, metavar="N",
-                   help="N >= 2 stochastic passes with dropout on; adds an 'entropy' band")
+                   help="N >= 2 stochastic passes with dropout on (the fully convolutional "
+                   "path keeps running: one dropout mask per pass over a window); adds the "
+                   "bands 'entropy' (of the mean probabilities) and 'mutual_information' "
+                   "(its epistemic part, where passes disagree), as an ensemble model does")
     p.add_argument("--uncalibrated", action="store_true",
                    help="write the raw softmax confidence (and probabilities) instead of the "
                    "calibrated one (default: logits divided by the temperature fitted on "

@@ -29,6 +29,10 @@ achieved, parsed into typed objects.
                 "inputs": [{"name", "sensor", "kind": "values" | "mask", "shape", "dtype"}],
                 "reduction", "receptive_radius"},   # dense models: how far a pixel looks
      "plugins": [{"module", "version", "file", "source"}, ...],  # imported before the arch
+     "ensemble": {"combine": "mean_probability", "members": [{"arch_file", "weights_file",
+                  "rank", "seed", "source", "arch", "temperature", "val", "test", "cost"}],
+                  "val", "test", "val_pixels", "test_pixels",
+                  "single": {"rank", "seed", "temperature", "val", "test", "cost"}} | null,
      "input_profile": {"sensors": {name: {"bands": [{"p1", "p50", "p99"}, ...],
                                           "invalid_fraction", "sampled_pixels",
                                           "gsd": {"min_m", "max_m", "x_m", "y_m", "scenes"}}},
@@ -50,6 +54,13 @@ is nodata or NaN, where its mask raster holds one of `read.mask.invalid_values`,
 band matches `read.qa`, and everywhere when the sensor is not given (values 0, mask 0). The
 output is logits `[B, K]` (patch classification) or `[B, K, S, S]` (dense). Class index i is
 raster value `classes[i].value`. `export.inputs` lists the compiled files' input tensors.
+
+`ensemble` (`autors export --ensemble`, `autors.export.ensemble`): the folder holds members
+(`member<i>_arch.json` + `member<i>_weights.pt`, no top-level arch.json / weights.pt) whose
+temperature-scaled probabilities are averaged; model.ts / model.onnx compute every member and
+output the log of the mean probability. `metrics` are then the ensemble's own (measured once on
+the members' validation and test pixels: n = 1), `cost` is the sum over members, and
+`ensemble.single` is the single model of the same run for comparison.
 
 `calibration` (format 5; None for a model trained before it): the temperature T fitted on the
 validation split (`autors.training.calibration`). model.ts and model.onnx output logits / T
@@ -397,6 +408,60 @@ class CalibrationCard(_Card):
     conformal: ConformalCard
 
 
+class _Scores(_Card):
+    """Scalar metrics of one split (oa, aa, kappa, miou, ece)."""
+
+    oa: float
+    aa: float
+    kappa: float
+    miou: float
+    ece: float
+
+
+class EnsembleMember(_Card):
+    """One member of an ensemble folder and what its own train folder measured."""
+
+    arch_file: str
+    weights_file: str
+    rank: int = Field(description="its architecture's rank in the source search")
+    seed: int
+    source: str = Field(description="the train folder it was copied from")
+    arch: str = Field(description="`Arch.summary()`")
+    temperature: float | None = Field(description="its calibration temperature; None: its "
+                                      "probabilities are used uncalibrated (T = 1)")
+    val: _Scores
+    test: _Scores | None
+    cost: CostCard
+
+
+class SingleModelCard(_Card):
+    """The single model the same run exports without --ensemble (best seed of the first
+    chosen rank), for comparison."""
+
+    rank: int
+    seed: int
+    temperature: float | None
+    val: _Scores
+    test: _Scores | None
+    cost: CostCard
+
+
+class EnsembleCard(_Card):
+    """An ensemble's members and its own metrics beside the single model's."""
+
+    combine: Literal["mean_probability"]
+    members: list[EnsembleMember]
+    val: _Scores = Field(description="the averaged probabilities on the validation pixels")
+    test: _Scores | None = Field(description="on the test pixels (evaluated, never chosen on)")
+    val_pixels: int
+    test_pixels: int | None
+    single: SingleModelCard
+
+    @property
+    def files(self) -> list[str]:
+        return [f for m in self.members for f in (m.arch_file, m.weights_file)]
+
+
 class ModelCard(_Card):
     format: int
     task: TaskCard
@@ -418,6 +483,8 @@ class ModelCard(_Card):
     input_profile: InputProfile | None = Field(
         default=None, description="what the training inputs looked like; None for a card "
         "written before it (format 3 and older): predict cannot check its inputs")
+    ensemble: EnsembleCard | None = Field(
+        default=None, description="the members of an ensemble folder; None for one model")
     calibration: CalibrationCard | None = Field(
         default=None, description="temperature and conformal quantiles fitted on validation; "
         "None for a model trained before calibration (format 4 and older)")

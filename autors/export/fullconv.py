@@ -10,11 +10,23 @@ logits, instead of one pass per pixel over its own patch (up to P x P times less
 The model's parts say whether this holds (registered parts included): the fusion position has
 one shared head (`FusionModel.shared_head`; late fusion has a head per sensor), that head has a
 pixelwise form (`Head.pixelwise()`; the `patch` head averages over the patch and has none), and
-every fusion operator is local (`FusionOp.local`; `gate` and `se` pool over the patch). MC
-dropout is not eligible either (per-patch dropout masks). Eligibility is checked twice beyond
-the parts: the receptive field is measured (gradient of the centre output), and `predict`
-compares the result with per-patch inference on sampled pixels of the first window, falling
+every fusion operator is local (`FusionOp.local`; `gate` and `se` pool over the patch). An
+ensemble (`autors.export.ensemble.EnsembleModel`) is eligible when every member is: its dense
+copy averages the members' pixelwise outputs. Eligibility is checked twice beyond the parts:
+the receptive field is measured (gradient of the centre output), and `predict` compares the
+result with per-patch inference on sampled pixels of the first window (dropout off), falling
 back (with a note) on any disagreement.
+
+MC dropout runs on this path too (`window_probs` with passes). One pass over a window draws
+one dropout mask for the window: every strip of the pass starts from the pass's own seed, so
+the channel masks of the branches' and trunk's `Dropout2d` (one value per channel) are the same
+for all of the window's pixels, and the head's element-wise dropout draws one value per
+position and unit (repeating from strip to strip). That is a valid MC sample for every pixel:
+a pixel's output depends on the masks of its own receptive field only, and there they are
+distributed exactly as in one pass over its own patch (channel masks: one Bernoulli draw per
+channel either way; element masks: independent Bernoulli draws per position either way). The
+pixels of one pass share their channel masks, so their samples are correlated across pixels,
+which per-pixel statistics (the mean, the entropy, the mutual information) do not see.
 
 Validity masks change nothing here: the models use them per position (values zeroed, fusion
 operators weighting or filling per pixel), so a window's masks give every pixel the masks its
@@ -25,11 +37,13 @@ on the real window's values and masks.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
 
 import fusion
+from autors.export.ensemble import sample_log_probs
 from fusion import MASK_SUFFIX
 
 STRIP_ROWS = 64  # core rows per forward pass: bounds activation memory on wide windows
@@ -80,12 +94,17 @@ def window_model(
     masks: bool = True,
 ) -> tuple[nn.Module | None, str]:
     """(a copy of `model` that outputs logits at every position, "") when eligible, else
-    (None, why not). `masks`: the model is given validity masks (measured through them)."""
-    why = ineligible_reason(model, arch)
-    if why is not None:
-        return None, why
+    (None, why not). `masks`: the model is given validity masks (measured through them). An
+    ensemble (`members`) is eligible when every member is (`arch` is then unused)."""
+    members = getattr(model, "members", None)
+    parts = [(m, m.arch) for m in members] if members is not None else [(model, arch)]
+    for i, (part, part_arch) in enumerate(parts, start=1):
+        why = ineligible_reason(part, part_arch)
+        if why is not None:
+            return None, (f"ensemble member {i}: {why}" if members is not None else why)
     dense = copy.deepcopy(model).eval()
-    dense.head = dense.head.pixelwise()
+    for part in (dense.members if members is not None else [dense]):
+        part.head = part.head.pixelwise()
     # a probe larger than the patch, so a field wider than the patch shows as such
     radius = receptive_radius(dense, in_channels, 3 * patch_size, masks)
     for p in dense.parameters():
@@ -96,6 +115,50 @@ def window_model(
     return dense, ""
 
 
+def window_probs(dense: nn.Module, tensors: dict[str, Tensor], halo: int, height: int,
+                 width: int, seeds: list[int] | None = None, uncertain: bool = False
+                 ) -> Tensor:
+    """Mean probabilities `[K, height, width]` of the core pixels over the samples of `dense`
+    (an ensemble's members, times the passes), in strips of STRIP_ROWS core rows. `seeds`:
+    MC dropout, one pass per seed (dropout layers already in training mode), every strip of
+    pass i started from torch seed `seeds[i]`, so one pass draws one mask for the window
+    (see the module docstring). With `uncertain`, a last channel holds the mean entropy of
+    the samples (nats): `[K + 1, height, width]`."""
+    out = []
+    for _, rows, strip in _strips(tensors, halo, height):
+        total, n = None, 0
+        for seed in (seeds or [None]):
+            if seed is not None:
+                torch.manual_seed(seed)
+            with torch.inference_mode():
+                logp = sample_log_probs(dense, strip)[:, 0]  # [S, K, STRIP + 2 halo, cols]
+                logp = logp[:, :, halo:halo + rows, halo:halo + width]
+                p = logp.exp()
+                part = p.sum(dim=0)
+                if uncertain:
+                    part = torch.cat([part, -(p * logp).sum(dim=1).sum(dim=0)[None]])
+                total = part if total is None else total + part
+                n += logp.shape[0]
+        out.append(total / n)
+    return torch.cat(out, dim=1)
+
+
+def _strips(tensors: dict[str, Tensor], halo: int, height: int
+            ) -> Iterator[tuple[int, int, dict[str, Tensor]]]:
+    """(first core row, core rows, model inputs) of each strip of STRIP_ROWS core rows; the
+    last strip padded to the same shape (oneDNN caches per shape)."""
+    for r0 in range(0, height, STRIP_ROWS):
+        rows = min(STRIP_ROWS, height - r0)
+        strip = {}
+        for name, a in tensors.items():
+            s = a[:, r0:r0 + rows + 2 * halo]
+            if rows < STRIP_ROWS:
+                s = nn.functional.pad(s, (0, 0, 0, STRIP_ROWS - rows))
+            # a batch of one: values [1, C, h, w], masks [1, h, w] (their band axis)
+            strip[name] = s if name.endswith(MASK_SUFFIX) else s.unsqueeze(0)
+        yield r0, rows, strip
+
+
 @torch.no_grad()
 def window_logits(dense: nn.Module, tensors: dict[str, Tensor], halo: int, height: int,
                   width: int) -> Tensor:
@@ -103,15 +166,7 @@ def window_logits(dense: nn.Module, tensors: dict[str, Tensor], halo: int, heigh
     sensor__mask: [1, rows, cols]} read with `halo` pixels around the core, in strips of
     STRIP_ROWS core rows."""
     out = []
-    for r0 in range(0, height, STRIP_ROWS):
-        rows = min(STRIP_ROWS, height - r0)
-        strip = {}
-        for name, a in tensors.items():
-            s = a[:, r0:r0 + rows + 2 * halo]
-            if rows < STRIP_ROWS:  # one input shape per window width (oneDNN caches per shape)
-                s = nn.functional.pad(s, (0, 0, 0, STRIP_ROWS - rows))
-            # a batch of one: values [1, C, h, w], masks [1, h, w] (their band axis)
-            strip[name] = s if name.endswith(MASK_SUFFIX) else s.unsqueeze(0)
+    for _, rows, strip in _strips(tensors, halo, height):
         logits = dense(strip)[0]  # [K, STRIP_ROWS + 2 halo, cols]
         out.append(logits[:, halo:halo + rows, halo:halo + width])
     return torch.cat(out, dim=1)

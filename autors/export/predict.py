@@ -38,8 +38,14 @@ receptive field inside the patch) run fully convolutionally instead: one pass pe
 window gives every pixel's logits, identical to the per-patch ones (`autors.export.fullconv`;
 checked against per-patch inference on the first window, with a fallback).
 
-With `mc_dropout=N` the model's dropout layers stay active (BatchNorm stays in eval mode), the
-N softmax outputs are averaged, and the predictive entropy of the mean is written.
+With `mc_dropout=N` the model's dropout layers stay active (BatchNorm stays in eval mode) and
+the N softmax outputs are averaged; an ensemble model (`autors.export.ensemble`) averages its
+members' (times the passes). Either way the confidence file adds the predictive entropy of the
+mean and the mutual information (entropy of the mean minus the mean entropy of the samples:
+the epistemic part, where passes or members disagree), streamed like the rest: each window
+carries the mean probabilities and the samples' mean entropy. The fully convolutional path
+runs both (one dropout mask per pass over a window, see `autors.export.fullconv`; its parity
+check on the first window runs with dropout off).
 
 Calibration (model card `calibration`, format 5): by default every path runs the network
 wrapped in `TemperatureScaled` (logits / T, T fitted on validation), so the confidence and
@@ -65,7 +71,8 @@ from torch import Tensor, nn
 from autors.data import Grid
 from autors.errors import DataError, ModelFolderError
 from autors.export.card import CARD_FILE, ModelCard, SubsetCard
-from autors.export.fullconv import window_logits, window_model
+from autors.export.ensemble import is_ensemble, sample_log_probs
+from autors.export.fullconv import window_logits, window_model, window_probs
 from autors.export.input_check import CheckOptions, InputReport, check_prediction
 from autors.export.inputs import ReadOverride, SceneInputs, apply_reads, open_inputs
 from autors.export.loader import ExportedModel
@@ -180,9 +187,10 @@ def predict_scene(
     calib = calibration_plan(card, options, exported.path, inputs.absent)
     tiling, batch, method, tile_notes = choose_tiling(exported, inputs, options)
     cores = plan(inputs.grid.height, inputs.grid.width, options.window, tiling, BLOCK)
+    uncertain = _uncertain(model, options)  # entropy and mutual information bands
     if card.task.dense and options.batch_size is None:  # no batch padded past a window
         batch = min(batch, max(tiling.tiles(c.height) * tiling.tiles(c.width) for c in cores))
-    bands = score_bands(card, options.mc_dropout > 0, options.probabilities,
+    bands = score_bands(card, uncertain, options.probabilities,
                         conformal=calib.quantile is not None)
     values = np.asarray(card.class_values)
     n_valid = 0
@@ -190,6 +198,8 @@ def predict_scene(
     model, fast.model = calib.wrap(model), calib.wrap(fast.model)  # logits / T
     if options.mc_dropout:
         _enable_dropout(model, exported.path)
+        if fast.model is not None:  # one mask per pass over a window (autors.export.fullconv)
+            _enable_dropout(fast.model, exported.path)
     try:
         with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), torch.random.fork_rng(), \
                 _progress(progress, inputs.grid) as bar, \
@@ -199,14 +209,15 @@ def predict_scene(
             torch.manual_seed(options.seed)
             task = bar.add_task("predicting", total=inputs.grid.height * inputs.grid.width)
             for core in cores:
-                # [K, h, w], NaN where not labelled; given sensors valid per pixel [h, w]
-                probs, count = _window_probs(model, inputs, core, tiling, card, options, fast,
-                                             batch)
+                # [K, h, w], NaN where not labelled; the samples' mean entropy [h, w] (MC
+                # dropout, ensembles; else None); given sensors valid per pixel [h, w]
+                probs, expected, count = _window_probs(model, inputs, core, tiling, card,
+                                                       options, fast, batch)
                 valid = ~np.isnan(probs[0])
                 n_valid += int(valid.sum())
                 classes = np.full(valid.shape, card.ignore_value, dtype=np.int64)
                 classes[valid] = values[np.argmax(probs[:, valid], axis=0)]
-                scores = _scores(probs, valid, count, options)
+                scores = _scores(probs, valid, count, options, expected)
                 if calib.quantile is not None:  # set_size, set_mask last
                     scores = np.concatenate([scores, conformal_bands(probs, valid,
                                                                      calib.quantile)])
@@ -250,6 +261,8 @@ def calibration_plan(card: ModelCard, options: PredictOptions, path: Path,
                      absent: list[str] | None = None) -> CalibrationPlan:
     """The calibration and conformal sets `options` ask of the model of `card` (at `path`);
     DataError or ModelFolderError with the fix when they cannot be had."""
+    if card.ensemble is not None:
+        return ensemble_calibration(card, options)
     cal, alpha = card.calibration, options.conformal
     if alpha is not None:
         if cal is None:
@@ -294,6 +307,30 @@ def calibration_plan(card: ModelCard, options: PredictOptions, path: Path,
             notes.append(f"the conformal quantiles were computed with every input; without "
                          f"{', '.join(absent)} the {1 - alpha:.0%} coverage is not guaranteed")
     return CalibrationPlan(t, q, tags, notes, text)
+
+
+def ensemble_calibration(card: ModelCard, options: PredictOptions) -> CalibrationPlan:
+    """An ensemble (`autors.export.ensemble`) averages its members' temperature-scaled
+    probabilities inside the model: nothing to apply here; it has no conformal quantiles of
+    its own."""
+    assert card.ensemble is not None
+    if options.conformal is not None:
+        raise DataError("--conformal: the conformal quantiles are computed per model, and an "
+                        "ensemble has none of its own; predict without --conformal, or with "
+                        "one of its members' exports")
+    if not options.calibrated:
+        raise DataError("--uncalibrated: an ensemble averages its members' calibrated "
+                        "probabilities (their temperatures are part of the model); predict "
+                        "without --uncalibrated")
+    temps = [m.temperature for m in card.ensemble.members]
+    raw = sum(t is None for t in temps)
+    text = (f"ensemble of {len(temps)}: the mean of the members' probabilities, "
+            + ("each calibrated (its own temperature)" if not raw else
+               f"{raw} of them uncalibrated (trained before calibration)"))
+    note = (f"{raw} of the ensemble's members have no calibration temperature: their raw "
+            "softmax enters the mean")
+    notes = [note] if raw else []
+    return CalibrationPlan(None, None, {"calibration": text}, notes, text)
 
 
 def conformal_bands(probs: np.ndarray, valid: np.ndarray, quantile: float) -> np.ndarray:
@@ -378,10 +415,19 @@ class _FastPath:
         self.verified = False
         self.notes: list[str] = []
         card = exported.card
-        if card.task.dense or not options.fully_convolutional or options.mc_dropout:
-            return  # tiles, the caller's choice, or per-patch dropout masks
+        self.seed = options.seed
+        if card.task.dense or not options.fully_convolutional:
+            return  # tiles, or the caller's choice
         self.model, _ = window_model(exported.model, exported.arch, card.in_channels,
                                      card.task.input_size, card.export.takes_masks)
+
+    def seeds(self, core: Core, passes: int) -> list[int] | None:
+        """MC dropout: a torch seed per pass over the window `core`, from the options' seed
+        and the window's place (None without passes)."""
+        if not passes:
+            return None
+        rng = np.random.default_rng([self.seed, core.row, core.col])
+        return [int(s) for s in rng.integers(0, 2**62, size=passes)]
 
     @property
     def method(self) -> str:
@@ -399,15 +445,18 @@ class _FastPath:
         return self.verified
 
 
-def _scores(probs: np.ndarray, valid: np.ndarray, count: np.ndarray, options: PredictOptions
-            ) -> np.ndarray:
-    """[bands, h, w] float32 (`writer.score_bands` order): confidence, entropy (MC dropout),
+def _scores(probs: np.ndarray, valid: np.ndarray, count: np.ndarray, options: PredictOptions,
+            expected: np.ndarray | None = None) -> np.ndarray:
+    """[bands, h, w] float32 (`writer.score_bands` order): confidence, entropy and mutual
+    information (when the samples' mean entropy `expected` is given: MC dropout, ensembles),
     valid_sensors (every pixel), the per-class probabilities (with `probabilities`); NaN where
     the map has no class, except valid_sensors."""
     p = probs[:, valid]  # [K, n]
     out = [p.max(axis=0)]
-    if options.mc_dropout:
-        out.append(-(p * np.log(np.clip(p, 1e-12, None))).sum(axis=0))  # entropy, nats
+    if expected is not None:
+        total = -(p * np.log(np.clip(p, 1e-12, None))).sum(axis=0)  # entropy of the mean, nats
+        out.append(total)
+        out.append(np.clip(total - expected[valid], 0.0, None))  # mutual information, nats
     stack = np.full((len(out), *valid.shape), np.nan, np.float32)
     stack[:, valid] = np.stack(out)
     parts = [stack, count[None].astype(np.float32)]
@@ -428,9 +477,10 @@ def model_inputs(card: ModelCard, arrays: dict[str, np.ndarray],
 
 def _window_probs(model: nn.Module, inputs: SceneInputs, core: Core, tiling: Tiling,
                   card: ModelCard, options: PredictOptions, fast: _FastPath, batch: int
-                  ) -> tuple[np.ndarray, np.ndarray]:
+                  ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """Class probabilities of the core window, float32 [K, h, w] (NaN where the map has no
-    class), and how many given sensors are valid at each pixel, int [h, w]."""
+    class), the samples' mean entropy [h, w] (MC dropout or an ensemble; else None), and how
+    many given sensors are valid at each pixel, int [h, w]."""
     m = tiling.read_margin
     read_h, read_w = tiling.read_shape(core)
     arrays, sensor_valid = inputs.read(core.row - m, core.col - m, read_h, read_w)
@@ -438,36 +488,44 @@ def _window_probs(model: nn.Module, inputs: SceneInputs, core: Core, tiling: Til
     inner = (slice(m, m + core.height), slice(m, m + core.width))
     core_valid = inputs.labelled(sensor_valid)[inner]  # [h, w]
     count = inputs.valid_count(sensor_valid)[inner]  # [h, w]
+    k = card.num_classes
+    uncertain = _uncertain(model, options)
+    channels = k + 1 if uncertain else k  # the samples' mean entropy rides as channel K
     if tiling.dense:
-        probs = _tile_probs(model, tensors, core_valid, core, tiling, card.num_classes,
-                            options, batch)
+        probs = _tile_probs(model, tensors, core_valid, core, tiling, channels, options,
+                            batch)
     else:
-        probs = _core_probs(model, tensors, core_valid, core, tiling, card.num_classes,
-                            options, fast, batch)
-    return probs, count
+        probs = _core_probs(model, tensors, core_valid, core, tiling, channels, options,
+                            fast, batch)
+    return probs[:k], (probs[k] if uncertain else None), count
 
 
 def _core_probs(model: nn.Module, tensors: dict[str, Tensor], core_valid: np.ndarray,
                 core: Core, tiling: Tiling, k: int, options: PredictOptions, fast: _FastPath,
                 batch: int) -> np.ndarray:
     """Patch classification: probabilities [K, h, w] of the core's labelled pixels
-    (`core_valid`), NaN elsewhere."""
+    (`core_valid`), NaN elsewhere (`k` channels: K, or K + 1 with the samples' mean
+    entropy)."""
     halo, size = tiling.halo, tiling.size
     rows, cols = np.nonzero(core_valid)  # [N] each
-    if fast.model is not None and rows.size:
-        logits = window_logits(fast.model, tensors, halo, core.height, core.width)
-        probs = torch.softmax(logits.float(), dim=0).numpy()
-        probs[:, ~core_valid] = np.nan
-        if fast.verified:
-            return probs
+    uncertain = _uncertain(model, options)
+    if fast.model is not None and rows.size and not fast.verified:
         pick = np.random.default_rng(0).permutation(rows.size)[:PARITY_PIXELS]
-        sample = _patch_probs(model, tensors, rows[pick], cols[pick], k, core, size, options,
-                              batch)
+        with dropout_off(fast.model, model):  # the check compares deterministic passes
+            logits = window_logits(fast.model, tensors, halo, core.height, core.width)
+            probs = torch.softmax(logits.float(), dim=0).numpy()
+            sample = _patch_probs(model, tensors, rows[pick], cols[pick], k, core, size, 0,
+                                  batch, uncertain)
         where = f"the window at row {core.row}, column {core.col}"
-        if fast.verify(probs[:, rows[pick], cols[pick]], sample[:, rows[pick], cols[pick]],
-                       where):
-            return probs
-    return _patch_probs(model, tensors, rows, cols, k, core, size, options, batch)
+        fast.verify(probs[:, rows[pick], cols[pick]], sample[:probs.shape[0], rows[pick],
+                                                             cols[pick]], where)
+    if fast.model is not None and rows.size:
+        probs = window_probs(fast.model, tensors, halo, core.height, core.width,
+                             fast.seeds(core, options.mc_dropout), uncertain).numpy()
+        probs[:, ~core_valid] = np.nan
+        return probs
+    return _patch_probs(model, tensors, rows, cols, k, core, size, options.mc_dropout, batch,
+                        uncertain)
 
 
 def _tile_probs(model: nn.Module, tensors: dict[str, Tensor], core_valid: np.ndarray,
@@ -499,8 +557,10 @@ def _tile_probs(model: nn.Module, tensors: dict[str, Tensor], core_valid: np.nda
     rows, cols = (torch.from_numpy(i) for i in np.nonzero(needed))
     views = strided(tensors, tiling.size, s)  # [C, n_r, n_c, size, size]
     lo = tiling.halo - b
+    uncertain = _uncertain(model, options)
     for sl, tiles in gather_batches(views, rows, cols, batch):
-        p = _probs(model, tiles, options.mc_dropout)[:, :, lo:lo + span, lo:lo + span]
+        p = _probs(model, tiles, options.mc_dropout, uncertain)[:, :, lo:lo + span,
+                                                                  lo:lo + span]
         for t, (i, j) in enumerate(zip(rows[sl].tolist(), cols[sl].tolist())):
             out = (slice(i * s, i * s + span), slice(j * s, j * s + span))
             acc[(slice(None), *out)] += p[t].numpy() * weight
@@ -513,34 +573,75 @@ def _tile_probs(model: nn.Module, tensors: dict[str, Tensor], core_valid: np.nda
 
 
 def _patch_probs(model: nn.Module, tensors: dict[str, Tensor], rows: np.ndarray,
-                 cols: np.ndarray, k: int, core: Core, size: int, options: PredictOptions,
-                 batch: int) -> np.ndarray:
-    """[K, h, w] probabilities of core pixels (rows, cols), one patch each; NaN elsewhere."""
+                 cols: np.ndarray, k: int, core: Core, size: int, passes: int, batch: int,
+                 uncertain: bool = False) -> np.ndarray:
+    """[k, h, w] probabilities of core pixels (rows, cols), one patch each (and, with
+    `uncertain`, the samples' mean entropy as the last of the k channels); NaN elsewhere."""
     probs = np.full((k, core.height, core.width), np.nan, np.float32)
     views = strided(tensors, size, 1)  # [C, h, w, P, P]: patch of core pixel (r, c)
     for sl, patches in gather_batches(views, torch.from_numpy(rows), torch.from_numpy(cols),
                                       batch):
         r, c = rows[sl], cols[sl]  # numpy indexes: a 1-element tensor would act as a scalar
-        probs[:, r, c] = _probs(model, patches, options.mc_dropout)[: len(r)].T.numpy()
+        probs[:, r, c] = _probs(model, patches, passes, uncertain)[: len(r)].T.numpy()
     return probs
 
 
-def _probs(model: nn.Module, batch: dict[str, Tensor], passes: int) -> Tensor:
-    """Softmax probabilities [B, K, ...]; the mean over `passes` dropout samples if > 0."""
+def _uncertain(model: nn.Module, options: PredictOptions) -> bool:
+    """Whether predictions have several samples (MC dropout passes, an ensemble's members),
+    so the samples' mean entropy rides along as channel K."""
+    return options.mc_dropout > 0 or is_ensemble(model)
+
+
+def _probs(model: nn.Module, batch: dict[str, Tensor], passes: int, uncertain: bool = False
+           ) -> Tensor:
+    """Mean softmax probabilities [B, K, ...] over the samples: `passes` dropout passes (one
+    if 0) times an ensemble's members; with `uncertain`, the samples' mean entropy (nats) as
+    channel K: [B, K + 1, ...]."""
     with torch.inference_mode():
-        total = torch.softmax(model(batch).float(), dim=1)
-        for _ in range(passes - 1):
-            total += torch.softmax(model(batch).float(), dim=1)
-        return total / max(passes, 1)
+        total, n = None, 0
+        for _ in range(max(passes, 1)):
+            logp = sample_log_probs(model, batch)  # [S, B, K, ...]
+            p = logp.exp()
+            part = p.sum(dim=0)
+            if uncertain:
+                part = torch.cat([part, -(p * logp).sum(dim=2).sum(dim=0).unsqueeze(1)], dim=1)
+            total = part if total is None else total + part
+            n += logp.shape[0]
+        return total / n
+
+
+def _dropout_layers(model: nn.Module) -> list[nn.Module]:
+    """The model's dropout layers with a rate > 0 (the head's `nn.Dropout`, the branches' and
+    trunk's `nn.Dropout2d`)."""
+    return [m for m in model.modules()
+            if isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0]
+
+
+class dropout_off:  # a context manager, named like torch.no_grad
+    """Within the block, the dropout layers of `models` are in eval mode; restored after."""
+
+    def __init__(self, *models: nn.Module | None) -> None:
+        self.layers = [m for model in models if model is not None
+                       for m in _dropout_layers(model)]
+
+    def __enter__(self) -> None:
+        self.modes = [m.training for m in self.layers]
+        for m in self.layers:
+            m.eval()
+
+    def __exit__(self, *exc: object) -> None:
+        for m, mode in zip(self.layers, self.modes):
+            m.train(mode)
 
 
 def _enable_dropout(model: nn.Module, path: Path) -> None:
     """Switch the dropout layers (only) to training mode for MC dropout."""
-    layers = [m for m in model.modules() if isinstance(m, nn.Dropout) and m.p > 0]
+    layers = _dropout_layers(model)
     if not layers:
         raise ModelFolderError(
-            f"{path}: the model has no active dropout layer (head.dropout is 0 in arch.json), "
-            "so --mc-dropout passes would all be identical; predict without --mc-dropout"
+            f"{path}: the model has no active dropout layer (head.dropout is 0 in arch.json "
+            "and no branch or trunk has a dropout), so --mc-dropout passes would all be "
+            "identical; predict without --mc-dropout"
         )
     for m in layers:
         m.train()

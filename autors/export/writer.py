@@ -5,10 +5,14 @@
                         nodata = the task's ignore value, where no given sensor is valid (or
                         a sensor the card's require_sensors needs is not)
     MAP_confidence.tif  float32, nodata NaN; band 1 "confidence" (max softmax probability;
-                        with MC dropout, of the mean over passes: the model sees the validity
-                        masks, so it is lower where sensors are missing), then "entropy"
-                        (predictive entropy of the mean probabilities, nats; only with
-                        --mc-dropout), then "valid_sensors" (how many of the given sensors
+                        with MC dropout or an ensemble, of the mean over samples: the model
+                        sees the validity masks, so it is lower where sensors are missing),
+                        then, only with --mc-dropout or an ensemble model, "entropy"
+                        (predictive entropy of the mean probabilities, nats: the total
+                        uncertainty) and "mutual_information" (entropy of the mean minus the
+                        mean entropy of the samples, nats: the epistemic part, where the
+                        samples, dropout passes or ensemble members, disagree), then
+                        "valid_sensors" (how many of the given sensors
                         are valid at the pixel, 0..n; at every pixel, nodata pixels included:
                         it says why a pixel has no class), then "prob_<class name>" per class
                         (only with --probabilities), then (only with --conformal ALPHA)
@@ -71,7 +75,8 @@ def check_out(out: Path) -> Path:
 def score_bands(card: ModelCard, entropy: bool, probabilities: bool,
                 conformal: bool = False) -> list[str]:
     """Band descriptions of MAP_confidence.tif, in band order."""
-    bands = ["confidence"] + (["entropy"] if entropy else []) + ["valid_sensors"]
+    bands = ["confidence"] + (["entropy", "mutual_information"] if entropy else [])
+    bands += ["valid_sensors"]
     bands += [f"prob_{n}" for n in card.class_names] if probabilities else []
     if conformal:  # the set bands last (`predict.conformal_bands`)
         bands += ["set_size"] + (["set_mask"] if card.num_classes <= SET_MASK_MAX_CLASSES

@@ -251,13 +251,14 @@ def test_mc_dropout_and_a_sensor_subset_with_overlap_tiles(unet: Path, chip: Pat
     runs = [predict_scene(loaded, sensors, tmp_path / f"mc{i}.tif",
                           PredictOptions(window=256, mc_dropout=2), progress=False)
             for i in range(2)]
-    assert runs[0].bands == ["confidence", "entropy", "valid_sensors"]
+    assert runs[0].bands == ["confidence", "entropy", "mutual_information", "valid_sensors"]
     assert runs[0].absent == ["s2"] and runs[0].method.startswith("overlap-tile")
     scores = []
     for r in runs:
         with rasterio.open(r.scores) as sc:
             scores.append(sc.read())
-    conf, entropy, count = scores[0]
+    conf, entropy, mi, count = scores[0]
     assert (count == 1).all() and not np.isnan(conf).any() and (entropy >= 0).all()
+    assert (mi >= 0).all() and (mi <= entropy + 1e-6).all()
     np.testing.assert_array_equal(scores[0], scores[1])
     assert not any(m.training for m in loaded.model.modules())

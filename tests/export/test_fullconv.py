@@ -89,7 +89,7 @@ def test_models_that_are_not_local_predict_per_patch(exported: Path, centre_expo
     result, _, _ = _predict(exported, scene, tmp_path / "patch_head.tif")  # mean over patch
     assert result.method == "per patch" and result.notes == []
     result, _, _ = _predict(centre_exported, scene, tmp_path / "mc.tif", mc_dropout=2)
-    assert result.method == "per patch"  # per-patch dropout masks
+    assert result.method == "fully convolutional"  # one dropout mask per pass over a window
 
 
 @pytest.mark.parametrize("change, reason", [

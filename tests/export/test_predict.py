@@ -129,15 +129,18 @@ def test_mc_dropout_adds_entropy(exported: Path, scene: Scene, tmp_path: Path) -
     plain = predict_scene(loaded, scene.sensors(), tmp_path / "plain.tif", progress=False)
     mc = predict_scene(loaded, scene.sensors(), tmp_path / "mc.tif",
                        PredictOptions(mc_dropout=4), progress=False)
-    assert mc.bands == ["confidence", "entropy", "valid_sensors"]
+    assert mc.bands == ["confidence", "entropy", "mutual_information", "valid_sensors"]
     assert plain.bands == ["confidence", "valid_sensors"]
     scores, _, desc = _read(mc.scores)
-    assert desc == ("confidence", "entropy", "valid_sensors")
-    conf, entropy, _ = scores
+    assert desc == ("confidence", "entropy", "mutual_information", "valid_sensors")
+    conf, entropy, mi, _ = scores
     valid = ~np.isnan(conf)
     assert valid.sum() == mc.valid_pixels == plain.valid_pixels
     k = loaded.card.num_classes
     assert (entropy[valid] >= 0).all() and (entropy[valid] <= math.log(k) + 1e-5).all()
+    # the epistemic part: 0 <= mutual information <= entropy, > 0 where passes disagree
+    assert (mi[valid] >= 0).all() and (mi[valid] <= entropy[valid] + 1e-6).all()
+    assert mi[valid].max() > 0
     plain_conf = _read(plain.scores)[0][0]
     assert not np.allclose(conf[valid], plain_conf[valid])  # dropout was really active
     assert not loaded.model.training and not any(m.training for m in loaded.model.modules())

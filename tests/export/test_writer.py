@@ -55,7 +55,7 @@ def test_map_tags_name_the_sensors_behind_the_map(exported: Path) -> None:
     assert map_tags(strict, ["optical", "hsi"], ["hsi"])["required_sensors"] == "hsi"
     assert map_tags(strict, card.inputs, ["sar", "hsi"])["require_sensors"] == "sar,hsi"
     assert score_bands(card, entropy=True, probabilities=False) == [
-        "confidence", "entropy", "valid_sensors"]
+        "confidence", "entropy", "mutual_information", "valid_sensors"]
 
 
 def test_error_inside_removes_both_files(exported: Path, tmp_path: Path) -> None:
