@@ -7,6 +7,8 @@ RUN is an `autors train` run folder (one model, rank 1) or an `autors search` ru
 `--ensemble` packs every final seed of the rank into one model averaging their (calibrated)
 probabilities, `--ensemble-top K` every seed of ranks 1..K (`autors.export.ensemble`); both
 evaluate the ensemble on the members' validation and test pixels (the task's rasters are read).
+`--features STAGE` (repeatable) adds a feature-extractor ONNX graph of the model's feature map
+STAGE (`autors.export.features`: fused, trunk, decoder, as the model has them).
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from autors.errors import ModelFolderError
 from autors.export.card import MetricSummary, ModelCard
 from autors.export.ensemble import export_ensemble
 from autors.export.export import export_model, summarize_metrics
+from autors.export.features import add_feature_onnx, stage_model
 from autors.export.loader import load_exported
-from autors.export.source import list_candidates
+from autors.export.source import list_candidates, select
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -46,6 +50,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                      "pixels; the card lists the members and the single model beside it)")
     ens.add_argument("--ensemble-top", type=_rank, default=None, metavar="K",
                      help="the same with every seed of ranks 1..K")
+    p.add_argument("--features", action="append", default=[], metavar="STAGE",
+                   help="also write features_STAGE.onnx, a feature extractor of the model's "
+                   "map STAGE (fused: after the fusion operator; trunk: after the shared "
+                   "trunk; decoder: before a dense head), checked against PyTorch; repeat "
+                   "for several")
     p.set_defaults(func=run)
 
 
@@ -82,6 +91,13 @@ def run(args: argparse.Namespace) -> int:
             console.print(f"rank {c.rank}: {c.best.arch.summary()}\n  weights of seed "
                           f"{c.best.run['seed']} from {c.best.path}")
         return 0
+    if args.features and (args.ensemble or args.ensemble_top):
+        raise ModelFolderError("--features: an ensemble has no feature map of its own (each "
+                               "member has its own); export a single model with --features")
+    if args.features:  # before minutes of export: the model must have these stages
+        best = select(args.run, args.rank).best
+        for stage in args.features:
+            stage_model(best.load_model(), stage, str(best.path / "arch.json"))
     if args.ensemble or args.ensemble_top:
         console.print(f"evaluating the ensemble of {args.run} on its validation and test "
                       "pixels ...")
@@ -104,6 +120,10 @@ def run(args: argparse.Namespace) -> int:
     if rules:
         console.print(f"validity rules  {'; '.join(rules)} (predict: --mask NAME=PATH for "
                       "mask rasters)")
+    if args.features:
+        for f in add_feature_onnx(out, args.features):
+            console.print(f"features  {f.file}: stage {f.stage}, {f.channels} channels at 1/"
+                          f"{f.reduction}, onnx max|diff| {f.parity:.1e}")
     parity = ", ".join(f"{k} max|diff| {v:.1e}" for k, v in card.export.parity.items())
     console.print(f"checked {parity}")
     if card.metrics.test is None:

@@ -32,6 +32,7 @@ from rich.table import Table
 
 from autors.errors import DataError
 from autors.export.card import MetricSummary, ModelCard, SubsetCard
+from autors.export.features import predict_features
 from autors.export.input_check import (
     CARD_PREDATES,
     RESOLUTION_FACTOR,
@@ -99,6 +100,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    "path keeps running: one dropout mask per pass over a window); adds the "
                    "bands 'entropy' (of the mean probabilities) and 'mutual_information' "
                    "(its epistemic part, where passes disagree), as an ensemble model does")
+    p.add_argument("--features", default=None, metavar="STAGE",
+                   help="one scene: also write MAP_STAGE_features.tif, the model's feature map "
+                   "STAGE (fused: after the fusion operator; trunk: after the shared trunk; "
+                   "decoder: before a dense head; as the model has them) at every pixel of "
+                   "the map, one float16 band per channel, streamed by windows")
     p.add_argument("--uncalibrated", action="store_true",
                    help="write the raw softmax confidence (and probabilities) instead of the "
                    "calibrated one (default: logits divided by the temperature fitted on "
@@ -210,6 +216,9 @@ def run(args: argparse.Namespace) -> int:
                              checks=checks, reads=reads, calibrated=not args.uncalibrated,
                              conformal=args.conformal)
     if many:
+        if args.features:
+            raise DataError("--features writes one scene's feature map: use it with --sensor "
+                            "NAME=PATH ... --out MAP.tif")
         return _run_scenes(args, console, options)
     sensors = _pairs(args.sensor, "--sensor")
     masks = _pairs(args.mask, "--mask")
@@ -225,6 +234,18 @@ def run(args: argparse.Namespace) -> int:
                   f"'{result.grid_sensor}', {result.valid_pixels:,} valid pixels, "
                   f"{result.seconds:.1f} s ({result.method})")
     console.print(f"{result.scores}: bands {', '.join(result.bands)}")
+    if args.features:
+        feats = predict_features(exported, {n: Path(p) for n, p in sensors.items()}, args.out,
+                                 args.features, options,
+                                 masks={n: Path(p) for n, p in masks.items()})
+        for note in feats.notes:
+            if note not in result.notes:
+                console.print(f"note: {note}")
+        console.print(f"{feats.path}: {feats.channels} float16 bands of the '{feats.stage}' "
+                      f"map" + (f" (1/{feats.reduction} resolution, repeated over "
+                               f"{feats.reduction} x {feats.reduction} px)"
+                               if feats.reduction > 1 else "")
+                      + f", {feats.seconds:.1f} s ({feats.method})")
     _print_calibration(console, exported.card, result, args.conformal)
     return 0
 

@@ -27,7 +27,8 @@ achieved, parsed into typed objects.
                                 "test": {...}, "num_samples", "no_input"}, ...]} | null,
      "export": {"formats", "onnx_opset", "output": "logits", "parity": {format: max |diff|},
                 "inputs": [{"name", "sensor", "kind": "values" | "mask", "shape", "dtype"}],
-                "reduction", "receptive_radius"},   # dense models: how far a pixel looks
+                "reduction", "receptive_radius",    # dense models: how far a pixel looks
+                "features": [{"stage", "file", "channels", "reduction", "parity"}]},
      "plugins": [{"module", "version", "file", "source"}, ...],  # imported before the arch
      "ensemble": {"combine": "mean_probability", "members": [{"arch_file", "weights_file",
                   "rank", "seed", "source", "arch", "temperature", "val", "test", "cost"}],
@@ -61,6 +62,10 @@ temperature-scaled probabilities are averaged; model.ts / model.onnx compute eve
 output the log of the mean probability. `metrics` are then the ensemble's own (measured once on
 the members' validation and test pixels: n = 1), `cost` is the sum over members, and
 `ensemble.single` is the single model of the same run for comparison.
+
+`export.features` lists feature-extractor graphs (`autors export --features STAGE`:
+`features_<stage>.onnx`, output "features" `[B, C, H / r, W / r]`, the model's inputs, dynamic
+batch, height and width; `autors.export.features`).
 
 `calibration` (format 5; None for a model trained before it): the temperature T fitted on the
 validation split (`autors.training.calibration`). model.ts and model.onnx output logits / T
@@ -282,6 +287,19 @@ def input_tensors(sensors: list[SensorCard], size: int, masks: bool = True
     return out
 
 
+class FeatureCard(_Card):
+    """A feature-extractor ONNX graph: the model's feature map `stage`
+    (`fusion.FusionModel.feature_stages`) for the model's inputs."""
+
+    stage: str
+    file: str
+    output: str = "features"
+    channels: int
+    reduction: int = Field(ge=1, description="the map is this many times coarser than the "
+                           "input (1: one feature vector per pixel)")
+    parity: float = Field(description="max |difference| to the PyTorch feature map")
+
+
 class ExportInfo(_Card):
     formats: list[Literal["torchscript", "onnx"]]
     onnx_opset: int | None
@@ -296,6 +314,8 @@ class ExportInfo(_Card):
     receptive_radius: int | None = Field(default=None, ge=0, description=(
         "pixels (Chebyshev) around an output pixel whose inputs can change it, measured, a "
         "multiple of reduction; None with a reduction: beyond what export measures"))
+    features: list[FeatureCard] = Field(default=[], description=(
+        "feature-extractor graphs written with --features (none by default)"))
 
     @property
     def takes_masks(self) -> bool:

@@ -59,6 +59,7 @@ the calibrated probabilities the quantiles were computed on.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -529,10 +530,12 @@ def _core_probs(model: nn.Module, tensors: dict[str, Tensor], core_valid: np.nda
 
 
 def _tile_probs(model: nn.Module, tensors: dict[str, Tensor], core_valid: np.ndarray,
-                core: Core, tiling: Tiling, k: int, options: PredictOptions, batch: int
-                ) -> np.ndarray:
+                core: Core, tiling: Tiling, k: int, options: PredictOptions, batch: int,
+                sample: Callable[[dict[str, Tensor]], Tensor] | None = None) -> np.ndarray:
     """Dense models: probabilities [K, h, w] of the core's labelled pixels (`core_valid`),
-    NaN elsewhere, from the tiles of `tiling` (see `autors.export.windows`).
+    NaN elsewhere, from the tiles of `tiling` (see `autors.export.windows`). `sample`: what a
+    batch of tiles gives instead of the probabilities, `[B, k, size, size]` (e.g. a feature
+    map, `autors.export.features`).
 
     In "output" coordinates (the read array without its halo) tile (i, j) has its core at
     rows i*s .. i*s + s and reads rows i*s .. i*s + size of the window array; the window
@@ -559,8 +562,8 @@ def _tile_probs(model: nn.Module, tensors: dict[str, Tensor], core_valid: np.nda
     lo = tiling.halo - b
     uncertain = _uncertain(model, options)
     for sl, tiles in gather_batches(views, rows, cols, batch):
-        p = _probs(model, tiles, options.mc_dropout, uncertain)[:, :, lo:lo + span,
-                                                                  lo:lo + span]
+        p = (_probs(model, tiles, options.mc_dropout, uncertain) if sample is None
+             else sample(tiles))[:, :, lo:lo + span, lo:lo + span]
         for t, (i, j) in enumerate(zip(rows[sl].tolist(), cols[sl].tolist())):
             out = (slice(i * s, i * s + span), slice(j * s, j * s + span))
             acc[(slice(None), *out)] += p[t].numpy() * weight
