@@ -1,6 +1,7 @@
 """`autors train TASK --arch NAME|arch.json`: train one architecture and write a run folder.
 
-Evaluates on validation; evaluates on test only with `--test` (once, after training).
+Evaluates on validation; evaluates on test only with `--test` (once, after training). The
+model is calibrated on validation (temperature, conformal quantiles; `calib` line).
 The run folder (a train folder) is documented in `autors.training.train_folder`.
 """
 
@@ -19,6 +20,7 @@ from autors.data import prepare
 from autors.plugins import task_plugins
 from autors.training.loop import SCALARS
 from autors.training.train_folder import check_new_run_dir, train_and_write
+from autors.training.trial import TrainedModel
 from fusion import ArchError
 
 
@@ -83,6 +85,22 @@ def _metrics_line(metrics: dict) -> str:
     return "  ".join(f"{k.upper()} {metrics[k]:.4f}" for k in SCALARS)
 
 
+def _calibration_line(trained: TrainedModel) -> str:
+    """Temperature and what it did on validation (and test), the conformal test coverage."""
+    cal = trained.calibration
+    v = cal.val
+    line = (f"T {cal.temperature:.3f}" + (" (validation has no interior optimum: raw softmax)"
+                                         if v["at_bound"] else " (fitted on validation)")
+            + f"  val ECE {v['ece_before']:.4f} -> {v['ece_after']:.4f}")
+    checked = (trained.test_metrics or {}).get("calibration")
+    if checked is not None:
+        cover = next(c for c in checked["conformal"] if c["alpha"] == 0.1)
+        line += (f"  test ECE {checked['ece_before']:.4f} -> {checked['ece_after']:.4f}  "
+                 f"conformal 90 % sets: test coverage {100 * cover['coverage']:.1f} %, mean "
+                 f"size {cover['mean_set_size']:.2f}")
+    return line
+
+
 def run(args: argparse.Namespace) -> int:
     console = Console(highlight=False)
     task = task_from_args(args)
@@ -108,6 +126,8 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"val    {_metrics_line(outcome.val_metrics)}")
     if trained.test_metrics is not None:
         console.print(f"test   {_metrics_line(trained.test_metrics)}")
+    if trained.calibration is not None:
+        console.print(f"calib  {_calibration_line(trained)}")
     console.print(f"cost   {cost.params:,} params  {cost.flops / 1e6:.2f} MFLOPs/sample  "
                   f"{cost.latency_ms_b1:.2f} ms @1  {cost.latency_ms_per_sample_b256:.3f} "
                   f"ms/sample @{cost.throughput_batch} ({cost.threads} threads)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -65,6 +66,9 @@ def test_train_writes_the_run_folder_without_test_metrics(
     printed = capsys.readouterr().out
     assert "val    OA" in printed and "test" not in printed.replace(str(out), "")
     assert str(out) in printed
+    # calibrated on validation (autors.training.calibration), said on one line
+    assert re.search(r"calib  T \d+\.\d+ \(", printed) and "val ECE" in printed
+    assert json.loads((out / "metrics.json").read_text())["calibration"]["temperature"] > 0
 
 
 def test_test_flag_adds_test_metrics_once(
@@ -75,6 +79,8 @@ def test_test_flag_adds_test_metrics_once(
     printed = capsys.readouterr().out
     assert "preparing data" in printed and "epoch 2/2" in printed  # progress bars
     assert "test   OA" in printed
+    assert "test ECE" in printed and "conformal 90 % sets: test coverage" in printed
+    assert (out / "reliability.png").is_file()
     metrics = json.loads((out / "metrics.json").read_text())
     test = metrics["test"]
     data = prepare(load_task(write_task(edit=_quick, name="again.yaml")))
