@@ -5,6 +5,7 @@ baselines and the full-resolution segmentation networks, in segmentation mode.
         [--s1f11-epochs 15] [--synth-epochs 10] [--synth-scenes 10] [--synth-size 256]
         [--trials 12] [--flops-fraction 0.2] [--workers 2] [--data-root DIR]
         [--workdir /tmp/autors_dense] [--out results/benchmarks] [--smoke]
+    python benchmarks/dense.py --render [--render-note TEXT] [--out results/benchmarks]
 
 Datasets (one split each: the task's own, `_common.SPLIT_SEED`):
 - `sen1floods11`: the shipped chip task `sen1floods11_chip` with `task: segmentation` (64 px
@@ -34,7 +35,8 @@ row is checked to be scored on the same test pixels (split hash and pixel count)
 
 Target (issue 20), stated met / not met: the searched network's mean test water IoU at least
 equals the best baseline's, at no more than 1/5 of its FLOPs per pixel.
-`--smoke`: a tiny synthetic dataset (5 scenes of 64 px), 1 epoch, 1 seed, 2 trials.
+`--render` writes the report and PNG again from the run's JSON (no training; the run's header
+kept, a note saying so). `--smoke`: a tiny synthetic dataset (5 scenes of 64 px), 1 epoch, 1 seed, 2 trials.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ WATER = "water"  # the class whose IoU the issue asks for (both datasets name it
 OBJECTIVE = "val_miou"
 TARGET_FRACTION = 0.2  # the issue's FLOPs bound: at most 1/5 of the best baseline's
 FULL_RES = ("early_cnn", "late_cnn", "two_branch")
+RENDER_NOTE = "\nRendered again from"
 
 
 def dense_baselines() -> tuple[str, ...]:
@@ -270,7 +273,53 @@ def run_one_search(args: argparse.Namespace, dataset: str, path: Path, raw: dict
                              "miou": m.get("test_miou"), "oa": m.get("test_oa"),
                              "n_test": m.get("test_num_samples"),
                              "split_sha256": m.get("split_sha256")} if final else None),
-            "run_dir": str(outcome.run_dir)}
+            "breakdown": search_breakdown(outcome.run_dir), "run_dir": str(outcome.run_dir)}
+
+
+def search_breakdown(run_dir: Path) -> dict | None:
+    """What the search tried (its trials.jsonl): trained trials with and without a decoder,
+    the best validation mIoU of each kind, proposals rejected over the FLOPs limit."""
+    path = Path(run_dir) / "trials.jsonl"
+    if not path.is_file():
+        return None
+    out = {"decoder": {"trained": 0, "best_val_miou": None, "best_flops": None},
+           "full_resolution": {"trained": 0, "best_val_miou": None, "best_flops": None},
+           "over_limit": 0, "failed": 0}
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        rec = json.loads(line)
+        res = rec.get("result") or {}
+        if res.get("status") != "ok":
+            out["over_limit" if res.get("status") == "over_limit" else "failed"] += 1
+            continue
+        kind = out["decoder" if (res.get("arch") or {}).get("decoder") else "full_resolution"]
+        kind["trained"] += 1
+        miou = res["metrics"].get("val_miou")
+        if miou is not None and (kind["best_val_miou"] is None or miou > kind["best_val_miou"]):
+            kind["best_val_miou"], kind["best_flops"] = miou, (res.get("cost") or {}).get("flops")
+    return out
+
+
+def breakdown_text(b: dict | None, tile: int) -> str:
+    if not b:
+        return ""
+
+    def kind(k: dict, what: str) -> str:
+        if not k["trained"]:
+            return f"none {what}"
+        return (f"{k['trained']} {what} (best val mIoU {100 * k['best_val_miou']:.1f} % at "
+                f"{k['best_flops'] / tile ** 2 / 1e3:.1f} kFLOPs / px)")
+
+    return (f" Trained trials: {kind(b['decoder'], 'with a decoder')}, "
+            f"{kind(b['full_resolution'], 'without (full resolution)')}; "
+            f"{b['over_limit']} proposals over the FLOPs limit, not trained"
+            + (f", {b['failed']} failed" if b["failed"] else "") + ".")
+
+
+def searched_kind(arch: dict) -> str:
+    return ("searched, encoder-decoder" if arch.get("decoder") else
+            "searched, no decoder (full resolution)")
 
 
 # -- costs, measured again in one process --------------------------------------------------------
@@ -341,7 +390,7 @@ def dataset_section(args: argparse.Namespace, ds: str, rows: list[dict], search:
     body = []
     for t in table:
         runs = t["runs"]
-        kind = ("searched encoder-decoder" if t["model"] == SEARCHED else
+        kind = (searched_kind(search["arch"]) if t["model"] == SEARCHED else
                 "full resolution" if t["model"] in FULL_RES else "U-Net")
         name = f"**{t['model']}**" if t["model"] in (SEARCHED, ref["model"]) else t["model"]
         body.append([name, kind, fmt_pm([r["water_iou"] for r in runs]),
@@ -369,15 +418,21 @@ def dataset_section(args: argparse.Namespace, ds: str, rows: list[dict], search:
             f"{search['final_s'] / 60:.1f} min final phase ({search['wall_s'] / 60:.1f} min in "
             f"all, {search['trial_cpu_s'] / 60:.1f} trial CPU-min). Best trial "
             f"{search['trial_id']} (val mIoU {100 * (search['val_miou'] or 0):.1f} %): "
-            f"`{search['arch_summary']}`. It is retrained on the seeds above by the same job as "
-            "every baseline." + fp_txt + "\n",
+            f"`{search['arch_summary']}` ({searched_kind(search['arch'])})."
+            + breakdown_text(search.get("breakdown"), info["tile"])
+            + " The best trial is retrained on the seeds above by the same job as every "
+            "baseline." + fp_txt + "\n",
             "\nTest split, mean ± std over seeds. Params, FLOPs and latency (batch 1, one torch "
             "thread, median, per tile) measured again here, one model after another. "
             "`FLOPs / best`: FLOPs relative to the best baseline.\n\n"
             + md_table(header, body, "ll" + "r" * (len(header) - 2)) + "\n",
             (f"\nTarget (issue 20): searched water IoU at least equal to the best baseline's at "
              f"no more than 1/5 of its FLOPs per pixel: {goal['text']}: "
-             f"**{'met' if goal['met'] else 'NOT met'}**.\n")]
+             f"**{'met' if goal['met'] else 'NOT met'}**. For reference, test mIoU: searched "
+             f"{100 * mean_std([r['miou'] for r in rows if r['model'] == SEARCHED])[0]:.1f} % "
+             f"vs {ref['model']} "
+             f"{100 * mean_std([r['miou'] for r in rows if r['model'] == ref['model']])[0]:.1f}"
+             " %.\n")]
     return "".join(text), {"best_baseline": {k: ref[k] for k in
                                              ("model", "val_miou", "water_iou", "flops",
                                               "flops_px")},
@@ -422,10 +477,91 @@ def plot(sections: dict[str, dict], path: Path) -> None:
         ax.set_ylabel("test water IoU (%), mean ± std over seeds")
         ax.set_title(f"{ds}: best baseline {ref['model']}")
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=4)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def info_of(args: argparse.Namespace, ds: str, tile: int, task_file: str) -> dict:
+    return {"tile": tile, "task_file": task_file, "data": (
+        "Sen1Floods11 chip Spain_7370579 (S1 SAR + S2 optical; 512 x 512 px; classes "
+        "not_water, water), shipped task `sen1floods11_chip` with `task: segmentation`, "
+        "spatial-block split (64 px blocks, 25 % test, 15 % validation)"
+        if ds == "sen1floods11" else
+        f"Synthetic multi-scene dataset (`autors synth --scenes {args.synth_scenes} --size "
+        f"{args.synth_size} --seed 0`: optical + SAR, 10 classes incl. water, Sen1Floods11 "
+        "v1.1 layout, split by scene with the held-out Bolivia scene in test) with "
+        "`task: segmentation`")}
+
+
+def write_outputs(args: argparse.Namespace, rows: list[dict], searches: dict, costs: dict,
+                  infos: dict, wall: float, head: str, note: str = "") -> Path:
+    """dense.md, dense.json and dense.png (dense_smoke.* with --smoke) under --out."""
+    name = "dense_smoke" if args.smoke else "dense"
+    sections, summaries, texts = {}, {}, []
+    for ds in args.datasets:
+        sel = [r for r in rows if r["dataset"] == ds]
+        text, summary = dataset_section(args, ds, sel, searches[ds], costs[ds], infos[ds])
+        texts.append(text)
+        summaries[ds] = summary
+        sections[ds] = dict(summary, table_runs=table_rows(sel, costs[ds]))
+    args.out.mkdir(parents=True, exist_ok=True)
+    png = args.out / f"{name}.png"
+    plot(sections, png)
+    verdicts = "\n".join(
+        f"- {ds}: {summaries[ds]['target']['text']}: "
+        f"**{'met' if summaries[ds]['target']['met'] else 'NOT met'}**." for ds in args.datasets)
+    intro = (f"\nOne split per dataset (split seed {SPLIT_SEED}); every row trained by "
+             "`train_evaluate(..., test=True)` with the same budget and seeds; the best baseline "
+             "is picked by mean validation mIoU, never by test. Task files: "
+             + "; ".join(f"{ds} `{infos[ds]['task_file']}`" for ds in args.datasets)
+             + ". Water IoU: the IoU of the class `water`.\n\n## Targets (issue 20)\n\n"
+             + verdicts + "\n")
+    path = write_report(args.out, name,
+                        head + note + intro + "".join(texts) + f"\n![dense]({png.name})\n")
+    (args.out / f"{name}.json").write_text(json.dumps({
+        "head": head,
+        "seeds": args.seed_list, "trials": args.trials, "flops_fraction": args.flops_fraction,
+        "split_seed": SPLIT_SEED, "budgets": {ds: budget_of(args, ds) for ds in args.datasets},
+        "synth_scenes": args.synth_scenes, "synth_size": args.synth_size,
+        "datasets": {ds: dict(summaries[ds], search=dict(searches[ds]), costs=costs[ds],
+                              task_file=infos[ds]["task_file"]) for ds in args.datasets},
+        "rows": rows, "wall_s": wall, "versions": versions()}, indent=1, default=str))
+    return path
+
+
+def render(args: argparse.Namespace) -> Path:
+    """Write the report again from its JSON (same figures), keeping the run's header (command,
+    machine, versions, wall time) from the JSON or the existing report."""
+    name = "dense_smoke" if args.smoke else "dense"
+    saved = json.loads((args.out / f"{name}.json").read_text())
+    head = saved.get("head")
+    if head is None:  # an older JSON: the head of the report the run wrote
+        lines = (args.out / f"{name}.md").read_text().splitlines()
+        stop = next(i for i, line in enumerate(lines) if line.startswith("Wall time: "))
+        head = "\n".join(lines[:stop + 1]) + "\n"
+    head = head.split(RENDER_NOTE)[0]  # the run's own head
+    note = (f"{RENDER_NOTE} `{name}.json` by `python benchmarks/dense.py --render` after the "
+            "run: the figures are the run's; the text is the script's current version."
+            + (f" {args.render_note}" if args.render_note else "") + "\n")
+    args.datasets = list(saved["datasets"])
+    args.seed_list, args.trials = saved["seeds"], saved["trials"]
+    args.flops_fraction = saved["flops_fraction"]
+    args.synth_scenes = saved.get("synth_scenes", args.synth_scenes)
+    args.synth_size = saved.get("synth_size", args.synth_size)
+    budgets = saved["budgets"]
+    args.s1f11_epochs = budgets.get("sen1floods11", {}).get("epochs", args.s1f11_epochs)
+    args.synth_epochs = budgets.get("synth_scenes", {}).get("epochs", args.synth_epochs)
+    searches = {ds: v["search"] for ds, v in saved["datasets"].items()}
+    for search in searches.values():  # a JSON written before the breakdown was recorded
+        if search.get("breakdown") is None:
+            search["breakdown"] = search_breakdown(Path(search["run_dir"]))
+    costs = {ds: v["costs"] for ds, v in saved["datasets"].items()}
+    infos = {ds: info_of(args, ds, costs[ds][SEARCHED]["tile"], v["task_file"])
+             for ds, v in saved["datasets"].items()}
+    return write_outputs(args, saved["rows"], searches, costs, infos, saved["wall_s"], head,
+                         note)
 
 
 # -- main --------------------------------------------------------------------------------------
@@ -444,6 +580,10 @@ def main() -> None:
     p.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
     p.add_argument("--workdir", type=Path, default=Path("/tmp/autors_dense"))
     p.add_argument("--out", type=Path, default=Path("results/benchmarks"))
+    p.add_argument("--render", action="store_true",
+                   help="write the report, JSON and PNG again from <out>/dense.json (no training)")
+    p.add_argument("--render-note", default="", help="with --render: a sentence added to the "
+                   "rendering note (what changed since the run, what to know about it)")
     p.add_argument("--smoke", action="store_true",
                    help="tiny synthetic dataset (5 scenes of 64 px), 1 epoch, 1 seed, 2 trials")
     args = p.parse_args()
@@ -452,6 +592,9 @@ def main() -> None:
         args.synth_scenes, args.synth_size = 5, 64
     args.datasets = args.datasets.split(",")
     args.seed_list = [int(s) for s in args.seeds.split(",")]
+    if args.render:
+        print(f"wrote {render(args)}", flush=True)
+        return
     t0 = time.perf_counter()
     one_thread()
     os.environ.setdefault("RAY_TMPDIR", tempfile.mkdtemp(prefix="ray_dense_", dir="/tmp"))
@@ -484,53 +627,15 @@ def main() -> None:
         with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
             rows += run_pool(pool, jobs([(SEARCHED, json.dumps(s["arch"]))]))
         costs[ds] = dict(base_costs, **model_costs(path, raw, {SEARCHED: s["arch"]}))
-        from autors.config import parse_task
-
-        task = parse_task(raw, path)
-        infos[ds] = {"tile": task.sample_size, "data": (
-            "Sen1Floods11 chip Spain_7370579 (S1 SAR + S2 optical; 512 x 512 px; classes "
-            "not_water, water), shipped task `sen1floods11_chip` with `task: segmentation`, "
-            "spatial-block split (64 px blocks, 25 % test, 15 % validation)"
-            if ds == "sen1floods11" else
-            f"Synthetic multi-scene dataset (`autors synth --scenes {args.synth_scenes} --size "
-            f"{args.synth_size} --seed 0`: optical + SAR, 10 classes incl. water, Sen1Floods11 "
-            "v1.1 layout, split by scene with the held-out Bolivia scene in test) with "
-            "`task: segmentation`"), "task_file": str(path)}
+        infos[ds] = info_of(args, ds, costs[ds][SEARCHED]["tile"], str(path))
         # a partial record after each dataset (insurance against a run cut short)
         args.out.mkdir(parents=True, exist_ok=True)
         (args.workdir / "dense_partial.json").write_text(json.dumps(
             {"rows": rows, "searches": searches, "costs": costs}, indent=1, default=str))
     wall = time.perf_counter() - t0
-    name = "dense_smoke" if args.smoke else "dense"
-    sections, summaries, texts = {}, {}, []
-    for ds in args.datasets:
-        sel = [r for r in rows if r["dataset"] == ds]
-        text, summary = dataset_section(args, ds, sel, searches[ds], costs[ds], infos[ds])
-        texts.append(text)
-        summaries[ds] = summary
-        sections[ds] = dict(summary, table_runs=table_rows(sel, costs[ds]))
-    png = args.out / f"{name}.png"
-    plot(sections, png)
     head = header_block("Dense maps with context: searched encoder-decoder vs U-Nets and "
                         "full-resolution networks (issue 20)", "benchmarks/dense.py", wall)
-    verdicts = "\n".join(
-        f"- {ds}: {summaries[ds]['target']['text']}: "
-        f"**{'met' if summaries[ds]['target']['met'] else 'NOT met'}**." for ds in args.datasets)
-    intro = (f"\nOne split per dataset (split seed {SPLIT_SEED}); every row trained by "
-             "`train_evaluate(..., test=True)` with the same budget and seeds; the best baseline "
-             "is picked by mean validation mIoU, never by test. Task files: "
-             + "; ".join(f"{ds} `{infos[ds]['task_file']}`" for ds in args.datasets)
-             + ". Water IoU: the IoU of the class `water`.\n\n## Targets (issue 20)\n\n"
-             + verdicts + "\n")
-    report = head + intro + "".join(texts) + f"\n![dense]({png.name})\n"
-    path = write_report(args.out, name, report)
-    (args.out / f"{name}.json").write_text(json.dumps({
-        "seeds": args.seed_list, "trials": args.trials, "flops_fraction": args.flops_fraction,
-        "split_seed": SPLIT_SEED, "budgets": {ds: budget_of(args, ds) for ds in args.datasets},
-        "datasets": {ds: dict(summaries[ds], search={k: v for k, v in searches[ds].items()},
-                              costs=costs[ds], task_file=infos[ds]["task_file"])
-                     for ds in args.datasets},
-        "rows": rows, "wall_s": wall, "versions": versions()}, indent=1, default=str))
+    path = write_outputs(args, rows, searches, costs, infos, wall, head)
     print(f"wrote {path} ({wall / 60:.1f} min)", flush=True)
 
 

@@ -55,3 +55,12 @@ def test_dense_smoke(tmp_path: Path) -> None:
     assert ds["search"]["trials"] == 2 and ds["search"]["max_flops"] > 0
     assert ds["target"]["met"] in (True, False)
     assert (out / "dense_smoke.png").stat().st_size > 1000
+    # --render writes the report again from its JSON: the same table, the run's header kept
+    again = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "dense.py"), "--smoke", "--render", "--out",
+         str(out)], check=False, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    rendered = (out / "dense_smoke.md").read_text()
+    assert "Rendered again from `dense_smoke.json`" in rendered
+    assert rendered.split("\nRendered again from")[0] == text.split("\nOne split per")[0]
+    assert "| model | kind | water IoU" in rendered and "**" in rendered
