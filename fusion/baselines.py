@@ -24,9 +24,12 @@ UNET_DEPTH = 4  # four poolings: output stride 16, as the original U-Net
 
 
 def baselines_for(dense: bool) -> tuple[str, ...]:
-    """The baselines that fit a task: every one for per-pixel maps, the patch designs for
-    patch classification."""
-    return BASELINES if dense else tuple(b for b in BASELINES if b not in DENSE_BASELINES)
+    """The distinct baselines that fit a task: for per-pixel maps the designs and the
+    encoder-decoders (a `_centre` variant builds the same dense network as its design), for
+    patch classification the designs with both heads."""
+    if dense:
+        return tuple(b for b in BASELINES if not b.endswith(CENTRE_SUFFIX))
+    return tuple(b for b in BASELINES if b not in DENSE_BASELINES)
 
 
 def _head(dense: bool, centre: bool) -> HeadSpec:
