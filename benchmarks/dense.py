@@ -77,14 +77,10 @@ RENDER_NOTE = "\nRendered again from"
 
 
 def dense_baselines() -> tuple[str, ...]:
-    """The dense baselines, U-Nets first: `fusion.baselines_for(dense=True)` without the
-    `_centre` variants (with a segmentation head they build the same networks as their plain
-    names)."""
+    """The dense baselines (`fusion.baselines_for(dense=True)`), U-Nets first."""
     from fusion import baselines_for
-    from fusion.baselines import CENTRE_SUFFIX
 
-    names = [b for b in baselines_for(dense=True) if not b.endswith(CENTRE_SUFFIX)]
-    return tuple(sorted(names, key=lambda b: b in FULL_RES))
+    return tuple(sorted(baselines_for(dense=True), key=lambda b: b in FULL_RES))
 
 
 # -- data --------------------------------------------------------------------------------------
