@@ -62,6 +62,10 @@ def test_search_command_writes_every_run_file(make_task, local_ray, tmp_path, ca
     for r in rows_final:  # every retrained model is kept as a train-run folder, tested once
         kept = json.loads((run / r["run_dir"] / "metrics.json").read_text())
         assert kept["test"]["oa"] == r["metrics"]["test_oa"]
+        # calibrated on validation, checked on test (autors.training.calibration)
+        assert kept["calibration"]["temperature"] == r["metrics"]["temperature"] > 0
+        assert kept["test"]["calibration"]["ece_after"] == r["metrics"]["test_ece_calibrated"]
+        assert (run / r["run_dir"] / "reliability.png").is_file()
         assert json.loads((run / r["run_dir"] / "run.json").read_text())["split"] == split
         assert (run / r["run_dir"] / "weights.pt").is_file()
 
@@ -72,6 +76,8 @@ def test_search_command_writes_every_run_file(make_task, local_ray, tmp_path, ca
     assert card["provenance"]["source_kind"] == "search"
     assert card["metrics"]["test"]["oa"]["n"] == 2
     assert abs(card["metrics"]["test"]["oa"]["mean"] - best["test_mean"]["test_oa"]) < 1e-9
+    assert card["calibration"]["temperature"] > 0 and card["calibration"]["in_compiled"]
+    assert [c["alpha"] for c in card["calibration"]["conformal"]["test"]] == [0.05, 0.1, 0.2]
 
     with open(run / "leaderboard.csv") as f:
         board = list(csv.DictReader(f))
