@@ -32,10 +32,9 @@ Targets (issue 21), stated met / not met with the numbers: test ECE after temper
 0.05 (mean over seeds; the worst seed is shown too). The entropy AUROC is reported, with no
 target.
 
-Ensembles and MC dropout (issue 21, items 2-3): `extra_rows` below is the hook for their rows
-(each seed's trained model is saved under WORKDIR/models/ for it); the report's section
-"Ensembles and MC dropout" shows what it returns. `--smoke`: a tiny synthetic scene, 1 epoch,
-1 seed, `late_cnn_centre`.
+Ensembles and MC dropout (issue 21, items 2-3) are measured by benchmarks/uncertainty.py
+(results/benchmarks/uncertainty.md). `--smoke`: a tiny synthetic scene, 1 epoch, 1 seed,
+`late_cnn_centre`.
 """
 
 from __future__ import annotations
@@ -129,21 +128,6 @@ def run_job(job: Job) -> dict:
     }
 
 
-# -- the hook for the other uncertainty methods ------------------------------------------------
-def extra_rows(args: argparse.Namespace, dataset: str, task_path: Path, raw: dict,
-               rows: list[dict]) -> list[dict]:
-    """Rows of other uncertainty methods on `dataset`, e.g. ensembles of the seeds' models and
-    MC dropout (issue 21, items 2-3). `rows` are this dataset's single-model rows: each has
-    `model_file` (torch.save of {arch, in_channels, num_classes, temperature, state_dict}),
-    `seed`, `split_sha256` and `scored_sha256` (score the same test pixels: prepare the task
-    from `raw`/`task_path` and apply `robustness.scored_subset(data, test pixels)`).
-
-    Return one dict per row: {"method": str, "members": int, "oa", "ece", "nll",
-    "entropy_auroc", "coverage_0.1", "mean_set_size_0.1", "seconds", "n_test"} (values may
-    be None where not measured). None are measured by this script yet."""
-    return []
-
-
 # -- report ------------------------------------------------------------------------------------
 def coverage_of(row: dict, alpha: float) -> dict:
     return next(c for c in row["conformal"] if abs(c["alpha"] - alpha) < 1e-9)
@@ -195,7 +179,7 @@ def pooled_reliability(rows: list[dict], key: str) -> dict:
             "accuracy": [acc[i] / count[i] if count[i] else None for i in range(n)]}
 
 
-def report(args: argparse.Namespace, dataset: str, rows: list[dict], extra: list[dict],
+def report(args: argparse.Namespace, dataset: str, rows: list[dict],
            goals: list[dict], arch_note: str) -> str:
     b = budget_of(args, dataset)
     if dataset == "synth":
@@ -254,27 +238,12 @@ def report(args: argparse.Namespace, dataset: str, rows: list[dict], extra: list
                 "over seeds. An empty set is how LAC keeps coverage near nominal when the model "
                 "is more accurate than 1 - alpha.\n\n"
                 + md_table(header, body, "rrrrrrr") + "\n")
-    text.append("\n### Ensembles and MC dropout (issue 21, items 2-3)\n\n")
-    if extra:
-        keys = ["method", "members", "oa", "ece", "nll", "entropy_auroc", "coverage_0.1",
-                "mean_set_size_0.1", "n_test", "seconds"]
-        text.append(md_table(keys, [[_cell(e.get(k)) for k in keys] for e in extra],
-                             "l" + "r" * (len(keys) - 1)) + "\n")
-    else:
-        text.append("Not measured by this run: `extra_rows` (the hook for these rows, "
-                    "benchmarks/calibration.py) returned none.\n")
+    text.append("\nEnsembles and MC dropout (issue 21, items 2-3): "
+                "[uncertainty.md](uncertainty.md) (benchmarks/uncertainty.py).\n")
     text.append("\n### Targets (issue 21)\n\n" + "\n".join(
         f"- {g['target']}: {g['text']}: **{'met' if g['met'] else 'NOT met'}**." for g in goals)
         + "\n")
     return "".join(text)
-
-
-def _cell(v: object) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.4f}"
-    return str(v)
 
 
 def plot(by_ds: dict[str, list[dict]], path: Path) -> None:
@@ -390,7 +359,6 @@ def main() -> None:
                   f"AUROC {r['entropy_auroc']} ({r['seconds']:.0f} s)", flush=True)
     by_ds = {ds: sorted([r for r in rows if r["dataset"] == ds], key=lambda r: r["seed"])
              for ds in args.datasets}
-    extra = {ds: extra_rows(args, ds, *tasks[ds], by_ds[ds]) for ds in args.datasets}
     wall = time.perf_counter() - t0
     name = "calibration_smoke" if args.smoke else "calibration"
     args.out.mkdir(parents=True, exist_ok=True)
@@ -403,7 +371,7 @@ def main() -> None:
              "`autors train` and of a search's final models). Temperature T and the conformal "
              "quantiles are fitted on the validation split only; the test split is evaluated "
              "once, after, and fits nothing.\n")]
-    text += [report(args, ds, by_ds[ds], extra[ds], goals[ds], archs[ds][1])
+    text += [report(args, ds, by_ds[ds], goals[ds], archs[ds][1])
              for ds in args.datasets]
     text.append(f"\n![calibration]({png.name})\n")
     path = write_report(args.out, name, "".join(text))
@@ -411,7 +379,7 @@ def main() -> None:
         "datasets": args.datasets, "seeds": args.seed_list,
         "budget": {ds: budget_of(args, ds) for ds in args.datasets},
         "archs": {ds: {"model": a, "why": why} for ds, (a, why) in archs.items()},
-        "targets": goals, "rows": rows, "extra_rows": extra, "wall_s": wall,
+        "targets": goals, "rows": rows, "wall_s": wall,
         "versions": versions()}, indent=1))
     print(f"wrote {path}", flush=True)
 

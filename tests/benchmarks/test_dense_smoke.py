@@ -6,31 +6,18 @@ The figures themselves are not checked: a smoke budget is far too small to mean 
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-NUMBER = re.compile(r"^-?[\d,]+(\.\d+)?( ± \d+(\.\d+)?)?$")
+from smoke import NUMBER, ROOT, run_smoke, table  # tests/benchmarks (tests/conftest.py)
+
 ROWS = ["unet", "two_stream_unet", "early_cnn", "late_cnn", "two_branch", "searched"]
 
 
 def test_dense_smoke(tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    ray_tmp = tempfile.mkdtemp(prefix="rb", dir="/tmp")  # AF_UNIX paths: pytest's are too deep
-    env = dict(os.environ, OMP_NUM_THREADS="1", RAY_TMPDIR=ray_tmp)
-    try:
-        proc = subprocess.run(
-            [sys.executable, str(ROOT / "benchmarks" / "dense.py"), "--smoke", "--out", str(out),
-             "--workdir", str(tmp_path / "work")],
-            check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
-    finally:
-        shutil.rmtree(ray_tmp, ignore_errors=True)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = run_smoke("dense.py", tmp_path)
     text = (out / "dense_smoke.md").read_text()
     for key in ("Command: `python ", "Machine: ", "Versions: ", "Wall time: ", "split hash `"):
         assert key in text
@@ -38,13 +25,7 @@ def test_dense_smoke(tmp_path: Path) -> None:
     assert re.search(r"- synth_scenes: searched water IoU .*\*\*(met|NOT met)\*\*\.", text)
     assert "Every row is tested on the same " in text
     assert re.search(r"Target \(issue 20\): .*\*\*(met|NOT met)\*\*\.", text)
-    lines = text.splitlines()
-    i = next(i for i, line in enumerate(lines) if line.startswith("| model | kind | water IoU"))
-    rows = []
-    for line in lines[i + 2:]:
-        if not line.startswith("|"):
-            break
-        rows.append([c.strip() for c in line.strip("|").split("|")])
+    rows = table(text, "| model | kind | water IoU")
     assert [r[0].strip("*") for r in rows] == ROWS
     for r in rows:
         assert all(NUMBER.match(c) for c in r[2:]), r

@@ -6,48 +6,10 @@ far too small to mean anything."""
 from __future__ import annotations
 
 import json
-import os
-import re
-import shutil
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-BENCH = ROOT / "benchmarks"
-NUMBER = re.compile(r"^-?[\d,]+(\.\d+)?( ± \d+(\.\d+)?)?$")
-
-
-def _run(script: str, tmp_path: Path, *extra: str) -> Path:
-    out = tmp_path / "out"
-    # Ray's socket paths must fit AF_UNIX's ~107 characters: pytest's tmp_path is too deep.
-    ray_tmp = tempfile.mkdtemp(prefix="rb", dir="/tmp")
-    env = dict(os.environ, OMP_NUM_THREADS="1", RAY_TMPDIR=ray_tmp)
-    try:
-        proc = subprocess.run(
-            [sys.executable, str(BENCH / script), "--smoke", "--out", str(out),
-             "--workdir", str(tmp_path / "work"), *extra],
-            check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
-        )
-    finally:
-        shutil.rmtree(ray_tmp, ignore_errors=True)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return out
-
-
-def _table(text: str, header_start: str) -> list[list[str]]:
-    """Data rows of the first markdown table whose header begins with `header_start`."""
-    lines = text.splitlines()
-    i = next(i for i, line in enumerate(lines) if line.startswith(header_start))
-    rows = []
-    for line in lines[i + 2:]:
-        if not line.startswith("|"):
-            break
-        rows.append([c.strip() for c in line.strip("|").split("|")])
-    return rows
+from smoke import NUMBER, run_smoke, table  # tests/benchmarks (tests/conftest.py)
 
 
 def _numeric(cells: list[str]) -> None:
@@ -61,12 +23,12 @@ def _common_head(text: str) -> None:
 
 
 def test_synth_ablation_smoke(tmp_path: Path) -> None:
-    out = _run("synth_ablation.py", tmp_path, "--repeat-check")
+    out = run_smoke("synth_ablation.py", tmp_path, "--repeat-check")
     text = (out / "synth_ablation_smoke.md").read_text()
     _common_head(text)
     assert "Scene s0: Every row is tested on the same" in text
     _repeat_matched(text)
-    rows = _table(text, "| sensor subset | OA scene s0 | mean OA | AA | kappa |")
+    rows = table(text, "| sensor subset | OA scene s0 | mean OA | AA | kappa |")
     assert [r[0] for r in rows] == ["optical", "sar", "lidar", "hsi", "all four",
                                     "all − optical", "all − sar", "all − lidar", "all − hsi"]
     for r in rows:
@@ -81,9 +43,9 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """baselines -> search_compare (FLOPs limit from the baselines) -> searched_vs_baselines,
     in their smoke modes, into one folder: each reads what the one before wrote."""
     tmp = tmp_path_factory.mktemp("chain")
-    _run("baselines.py", tmp, "--repeat-check")
-    _run("search_compare.py", tmp, "--repeat-check")
-    return _run("searched_vs_baselines.py", tmp, "--results", str(tmp / "out"), "--repeat-check")
+    run_smoke("baselines.py", tmp, "--repeat-check")
+    run_smoke("search_compare.py", tmp, "--repeat-check")
+    return run_smoke("searched_vs_baselines.py", tmp, "--results", str(tmp / "out"), "--repeat-check")
 
 
 def _repeat_matched(text: str) -> None:
@@ -96,7 +58,7 @@ def test_baselines_smoke(chain: Path) -> None:
     out = chain
     text = (out / "baselines_smoke.md").read_text()
     _common_head(text)
-    rows = _table(text, "| model | val OA % | OA % | AA % | kappa | params | MFLOPs | latency ms |")
+    rows = table(text, "| model | val OA % | OA % | AA % | kappa | params | MFLOPs | latency ms |")
     assert [r[0] for r in rows][:6] == ["early_cnn", "late_cnn", "two_branch", "early_cnn_centre",
                                         "late_cnn_centre", "two_branch_centre"]
     assert "lidar only" in [r[0] for r in rows]
@@ -112,14 +74,14 @@ def test_baselines_smoke(chain: Path) -> None:
 
 
 def test_engine_scaling_smoke(tmp_path: Path) -> None:
-    out = _run("engine_scaling.py", tmp_path, "--repeat-check")
+    out = run_smoke("engine_scaling.py", tmp_path, "--repeat-check")
     text = (out / "engine_scaling_smoke.md").read_text()
     _common_head(text)
     _repeat_matched(text)
-    rows = _table(text, "| concurrency | Ray start s |")
+    rows = table(text, "| concurrency | Ray start s |")
     assert [r[0] for r in rows] == ["2"]
     _numeric(rows[0])
-    trials = _table(text, "| concurrency | trial | span s |")
+    trials = table(text, "| concurrency | trial | span s |")
     assert len(trials) == 2
     for r in trials:
         _numeric(r)
@@ -130,7 +92,7 @@ def test_engine_scaling_smoke(tmp_path: Path) -> None:
 def test_search_compare_smoke(chain: Path) -> None:
     text = (chain / "search_compare_smoke.md").read_text()
     _common_head(text)
-    rows = _table(text, "| strategy | best val OA % |")
+    rows = table(text, "| strategy | best val OA % |")
     assert rows[0][0] == "random"
     _numeric([rows[0][1], rows[0][3], rows[0][4], rows[0][7]])
     assert "MFLOPs per sample (0.2 x the " in text  # the limit came from baselines_smoke.json
@@ -144,7 +106,7 @@ def test_search_compare_smoke(chain: Path) -> None:
 def test_searched_vs_baselines_smoke(chain: Path) -> None:
     text = (chain / "searched_vs_baselines_smoke.md").read_text()
     _common_head(text)
-    rows = _table(text, "| model | val OA % | OA % | AA % | kappa | params | MFLOPs |")
+    rows = table(text, "| model | val OA % | OA % | AA % | kappa | params | MFLOPs |")
     names = [r[0] for r in rows]
     assert names[:3] == ["early_cnn", "late_cnn", "two_branch"] and names[-1] == "**searched**"
     for r in rows:
@@ -152,7 +114,7 @@ def test_searched_vs_baselines_smoke(chain: Path) -> None:
     assert "## Verdict (issue 8.1 target)" in text and "- overall: target " in text
     assert "Every row is tested on the same" in text
     _repeat_matched(text)
-    speed = _table(text, "| model | method | test OA % (this run) |")
+    speed = table(text, "| model | method | test OA % (this run) |")
     models = list(dict.fromkeys(r[0] for r in speed))
     # the searched network, the best centre-head and the best patch-head baseline
     assert models[0] == "searched" and len(models) == 3
@@ -168,19 +130,19 @@ def test_searched_vs_baselines_smoke(chain: Path) -> None:
 
 
 def test_data_scale_smoke(tmp_path: Path) -> None:
-    out = _run("data_scale.py", tmp_path, "--repeat-check")
+    out = run_smoke("data_scale.py", tmp_path, "--repeat-check")
     text = (out / "data_scale_smoke.md").read_text()
     _common_head(text)
     _repeat_matched(text)
-    datasets = _table(text, "| dataset | scenes | px | channels |")
+    datasets = table(text, "| dataset | scenes | px | channels |")
     assert len(datasets) == 2
     for r in datasets:
         _numeric(r[1:7])
-    big = _table(text, "| loader workers | status | peak RSS sum MiB |")
+    big = table(text, "| loader workers | status | peak RSS sum MiB |")
     assert [r[0] for r in big] == ["1"] and big[0][1] == "ok"
     _numeric(big[0][2:])
     assert int(big[0][6]) >= 2  # the trainer and its loader worker were both measured
-    compare = _table(text, "| loader workers | in memory samples/s | streamed samples/s |")
+    compare = table(text, "| loader workers | in memory samples/s | streamed samples/s |")
     assert [r[0] for r in compare] == ["1"]
     _numeric(compare[0][1:11])
     assert compare[0][11:] == ["yes", "yes"]  # streamed == in memory: metrics and weights
@@ -190,11 +152,11 @@ def test_data_scale_smoke(tmp_path: Path) -> None:
 
 
 def test_robustness_smoke(tmp_path: Path) -> None:
-    out = _run("robustness.py", tmp_path, "--repeat-check")
+    out = run_smoke("robustness.py", tmp_path, "--repeat-check")
     text = (out / "robustness_smoke.md").read_text()
     _common_head(text)
     _repeat_matched(text)
-    rows = _table(text, "| model | seeds | val OA % | OA clean % |")
+    rows = table(text, "| model | seeds | val OA % | OA clean % |")
     names = [r[0] for r in rows]
     assert names[:2] == ["early_cnn", "late_cnn_centre"]
     assert names[2:6] == ["optical only", "sar only", "lidar only", "hsi only"]

@@ -7,46 +7,25 @@ figures themselves are not checked: a smoke budget is far too small to mean anyt
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-NUMBER = re.compile(r"^-?[\d,]+(\.\d+)?( ± \d+(\.\d+)?)?$")
-
-
-def _table(text: str, head: str) -> list[list[str]]:
-    lines = text.splitlines()
-    i = next(i for i, line in enumerate(lines) if line.startswith(head))
-    rows = []
-    for line in lines[i + 2:]:
-        if not line.startswith("|"):
-            break
-        rows.append([c.strip() for c in line.strip("|").split("|")])
-    return rows
+from smoke import NUMBER, run_smoke, table  # tests/benchmarks (tests/conftest.py)
 
 
 def test_uncertainty_smoke(tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "uncertainty.py"), "--smoke", "--out",
-         str(out), "--workdir", str(tmp_path / "work")],
-        check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = run_smoke("uncertainty.py", tmp_path)
     text = (out / "uncertainty_smoke.md").read_text()
     for key in ("Command: `python ", "Machine: ", "Versions: ", "Wall time: ", "split hash `",
                 "Every row is scored on the same ", "## Targets (issue 21)"):
         assert key in text
-    models = _table(text, "| model | test OA %")
+    models = table(text, "| model | test OA %")
     assert models[0][0] == "single model, per seed (mean ± std)"
     assert re.fullmatch(r"single model \(seed [01], best validation\)", models[1][0])
     assert models[2][0] == "**ensemble of 2** (mean calibrated probability)"
     for r in models:
         assert all(NUMBER.match(c) or c == "-" for c in r[1:]), r
-    maps = _table(text, "| map | path |")
+    maps = table(text, "| map | path |")
     assert [r[0] for r in maps] == ["single pass", "MC dropout x2", "ensemble of 2"]
     assert all(r[1] == "fully convolutional" for r in maps), maps  # the benchmark's network
     for r in maps:
