@@ -119,7 +119,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    "scene (default 512; rounded down to a multiple of 256 from 256 on)")
     p.add_argument("--batch-size", type=_count, default=None,
                    help="patches (patch classification) or tiles (segmentation) per forward "
-                   "pass (default: 512 patches or 16 tiles)")
+                   "pass (default: 512 patches; tiles: as many as --tile-memory-mb holds, at "
+                   "most 16)")
+    p.add_argument("--tile-memory-mb", type=_count, default=1024,
+                   help="segmentation: activation memory one tile may take, which sets the "
+                   "overlap tiles' core size (larger: bigger cores, less halo overhead, faster; "
+                   "default 1024)")
     p.add_argument("--grid", default=None, metavar="SENSOR",
                    help="sensor whose pixel grid the map uses (default: the task's grid "
                    "sensor if the model uses it, else the finest sensor)")
@@ -214,7 +219,7 @@ def run(args: argparse.Namespace) -> int:
                              probabilities=args.probabilities, mc_dropout=args.mc_dropout,
                              grid=args.grid, fully_convolutional=not args.per_patch,
                              checks=checks, reads=reads, calibrated=not args.uncalibrated,
-                             conformal=args.conformal)
+                             conformal=args.conformal, tile_memory_mb=args.tile_memory_mb)
     if many:
         if args.features:
             raise DataError("--features writes one scene's feature map: use it with --sensor "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -262,3 +263,22 @@ def test_mc_dropout_and_a_sensor_subset_with_overlap_tiles(unet: Path, chip: Pat
     assert (mi >= 0).all() and (mi <= entropy + 1e-6).all()
     np.testing.assert_array_equal(scores[0], scores[1])
     assert not any(m.training for m in loaded.model.modules())
+
+
+def test_the_tile_memory_budget_sets_the_core_size_not_the_map(unet: Path, chip: Path,
+                                                               tmp_path: Path, capfd) -> None:
+    """`autors predict --tile-memory-mb`: a small budget gives smaller tile cores (more halo
+    overhead), never another map."""
+    sensors = [a for n, p in _sensors(chip).items() for a in ("--sensor", f"{n}={p}")]
+    maps = {}
+    for budget in ("1", "4096"):
+        out = tmp_path / f"m{budget}.tif"
+        assert main(["predict", str(unet), *sensors, "--tile-memory-mb", budget,
+                     "--out", str(out)]) == 0
+        with rasterio.open(out) as ds:
+            maps[budget] = ds.read(1)
+        maps[budget + "_log"] = capfd.readouterr().err
+    cores = [int(re.search(r"overlap-tile:\s+(\d+)\s+px\s+cores", maps[b + "_log"]).group(1))
+             for b in ("1", "4096")]
+    assert cores[0] < cores[1]
+    np.testing.assert_array_equal(maps["1"], maps["4096"])
