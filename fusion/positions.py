@@ -182,10 +182,25 @@ class FusionModel(nn.Module):
             stages.append("decoder")
         return stages
 
+    def _fused(self, inputs: dict[str, Tensor]) -> tuple[Tensor, list[Tensor]]:
+        """What a position with one shared head computes up to the trunk: the fused map the
+        trunk reads, and in an encoder-decoder the decoder's maps of the scales above it
+        (fused maps, or tensors of their size where nothing is fused); see `forward`."""
+        raise NotImplementedError
+
+    def forward(self, inputs: dict[str, Tensor]) -> Tensor:
+        fused, refs = self._fused(inputs)
+        if self.decoder is not None:
+            return self.head(self.decoder(refs + self.trunk.forward_stages(fused)))
+        return self.head(self.trunk(fused))
+
     def forward_stage(self, inputs: dict[str, Tensor], stage: str) -> Tensor:
         """The feature map `stage` (one of `feature_stages()`) for `inputs`:
         `[B, C, H / r, W / r]`, r the stage's reduction (1 without a decoder)."""
-        raise ValueError(self._unknown_stage(stage))
+        if stage not in self.feature_stages():
+            raise ValueError(self._unknown_stage(stage))
+        fused, refs = self._fused(inputs)
+        return self._after_fusion(fused, refs, stage)
 
     def _unknown_stage(self, stage: str) -> str:
         stages = self.feature_stages()
@@ -252,16 +267,9 @@ class EarlyFusion(FusionModel):
     def skip_scales(cls, arch: Arch) -> list[int]:
         return list(range(_trunk_depth(arch)))
 
-    def forward(self, inputs: dict[str, Tensor]) -> Tensor:
+    def _fused(self, inputs: dict[str, Tensor]) -> tuple[Tensor, list[Tensor]]:
         xs, masks = self._inputs(inputs)
-        x = self.fuse(xs, masks)
-        if self.decoder is not None:
-            return self.head(self.decoder(self.trunk.forward_stages(x)))
-        return self.head(self.trunk(x))
-
-    def forward_stage(self, inputs: dict[str, Tensor], stage: str) -> Tensor:
-        xs, masks = self._inputs(inputs)
-        return self._after_fusion(self.fuse(xs, masks), [], stage)
+        return self.fuse(xs, masks), []
 
 
 def _branches(arch: Arch, in_channels: dict[str, int]) -> nn.ModuleList:
@@ -299,29 +307,16 @@ class MiddleFusion(FusionModel):
     def skip_scales(cls, arch: Arch) -> list[int]:
         return list(range(_depth(arch), cls.encoder_depth(arch)))
 
-    def forward(self, inputs: dict[str, Tensor]) -> Tensor:
+    def _fused(self, inputs: dict[str, Tensor]) -> tuple[Tensor, list[Tensor]]:
         xs, masks = self._inputs(inputs)
         feats: list[Tensor] = []
         fmasks: list[Tensor] = []
         for i, branch in enumerate(self.branches):
             feats.append(pool_features(branch(xs[i]), self.pools[i]))
             fmasks.append(pool_mask(masks[i], self.fused_reduction))
-        fused = self.fuse(feats, fmasks)
-        if self.decoder is not None:
-            # scales above the fusion have no fused map: the decoder reads their size only
-            refs = _size_refs(masks[0], self.fused_scale)
-            return self.head(self.decoder(refs + self.trunk.forward_stages(fused)))
-        return self.head(self.trunk(fused))
-
-    def forward_stage(self, inputs: dict[str, Tensor], stage: str) -> Tensor:
-        xs, masks = self._inputs(inputs)
-        feats: list[Tensor] = []
-        fmasks: list[Tensor] = []
-        for i, branch in enumerate(self.branches):
-            feats.append(pool_features(branch(xs[i]), self.pools[i]))
-            fmasks.append(pool_mask(masks[i], self.fused_reduction))
+        # scales above the fusion have no fused map: the decoder reads their size only
         refs = _size_refs(masks[0], self.fused_scale) if self.decoder is not None else []
-        return self._after_fusion(self.fuse(feats, fmasks), refs, stage)
+        return self.fuse(feats, fmasks), refs
 
 
 @POSITIONS.register("multi")
@@ -368,24 +363,14 @@ class MultiFusion(FusionModel):
         return sorted(s for s in _covered(arch) | set(range(_depth(arch), deepest))
                       if s < deepest)
 
-    def forward(self, inputs: dict[str, Tensor]) -> Tensor:
-        xs, masks = self._inputs(inputs)
-        fused = self._fuse_stages(xs, masks)
-        if self.decoder is not None:
-            maps = self._decoder_maps(fused, masks)
-            deep = self.trunk.forward_stages(fused[len(fused) - 1])
-            return self.head(self.decoder(maps + deep))
-        return self.head(self.trunk(torch.stack(fused, dim=0).mean(dim=0)))
-
-    def forward_stage(self, inputs: dict[str, Tensor], stage: str) -> Tensor:
-        """Stage "fused" is the map the trunk reads: the mean of the stages' fused maps, or in
+    def _fused(self, inputs: dict[str, Tensor]) -> tuple[Tensor, list[Tensor]]:
+        """The map the trunk reads (stage "fused"): the mean of the stages' fused maps, or in
         an encoder-decoder the deepest scale's fused map."""
         xs, masks = self._inputs(inputs)
         fused = self._fuse_stages(xs, masks)
         if self.decoder is not None:
-            return self._after_fusion(fused[len(fused) - 1], self._decoder_maps(fused, masks),
-                                      stage)
-        return self._after_fusion(torch.stack(fused, dim=0).mean(dim=0), [], stage)
+            return fused[len(fused) - 1], self._decoder_maps(fused, masks)
+        return torch.stack(fused, dim=0).mean(dim=0), []
 
     def _decoder_maps(self, fused: list[Tensor], masks: list[Tensor]) -> list[Tensor]:
         """The decoder's maps of the scales above the deepest: fused maps, or size refs."""
