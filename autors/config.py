@@ -20,9 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from autors.errors import TaskFileError
 
 SensorKind = Literal["optical", "sar", "lidar", "hyperspectral", "other"]
-SarUnits = Literal["db", "linear", "complex"]
 TaskKind = Literal["patch_classification", "segmentation"]
-ObjectiveName = Literal["val_oa", "val_aa", "val_kappa", "val_miou", "val_oa_robust"]
+ObjectiveName = Literal["val_oa", "val_aa", "val_kappa", "val_miou", "val_oa_robust", "val_score"]
+TargetKind = Literal["classes", "continuous"]
+TargetLoss = Literal["cross_entropy", "l1", "huber", "gaussian_nll"]
+CONTINUOUS_LOSSES = ("l1", "huber", "gaussian_nll")
 
 
 class _Strict(BaseModel):
@@ -78,19 +80,9 @@ class SensorSpec(_Strict):
     )
     scale: float = 1.0
     offset: float = 0.0
-    sar_units: SarUnits | None = Field(
+    sar_units: Literal["db", "linear"] | None = Field(
         default=None,
-        description="SAR only: 'linear' power is converted to dB on load; 'db' is used as is; "
-        "'complex': complex values (SLC rasters of complex64 / complex int16, or real "
-        "rasters declaring `complex_pairs`) become real/imaginary channel pairs, never "
-        "converted",
-    )
-    complex_pairs: list[list[int | str]] | None = Field(
-        default=None,
-        description="sar_units complex on a real raster (polarimetric covariance/coherency "
-        "elements): the (real, imaginary) band pairs, each a band name or 1-based index, e.g. "
-        "C2 as [[C11], [C12_real, C12_imag], [C22]]; a pair of one band is a real element "
-        "(imaginary part 0). Replaces `bands`",
+        description="SAR only: 'linear' power is converted to dB on load; 'db' is used as is",
     )
     mask: MaskSpec | None = Field(default=None, description="a cloud / gap mask raster")
     qa: QASpec | None = Field(default=None, description="a quality band of this raster")
@@ -106,29 +98,10 @@ class SensorSpec(_Strict):
                     raise ValueError(f"band index {b} is invalid: indices are 1-based")
         return v
 
-    @property
-    def input_kind(self) -> str:
-        """'complex' (real/imaginary channel pairs) or 'real': which branch kinds fit."""
-        return "complex" if self.sar_units == "complex" else "real"
-
     @model_validator(mode="after")
     def _sar_units_only_for_sar(self) -> SensorSpec:
         if self.sar_units is not None and self.kind != "sar":
             raise ValueError(f"'sar_units' is only meaningful for kind 'sar', not '{self.kind}'")
-        if self.complex_pairs is not None:
-            if self.sar_units != "complex":
-                raise ValueError("'complex_pairs' declares real/imaginary band pairs: set "
-                                 "sar_units: complex, or remove complex_pairs")
-            if self.bands is not None:
-                raise ValueError("give either 'bands' or 'complex_pairs' (the pairs name the "
-                                 "bands read)")
-            for pair in self.complex_pairs:
-                if len(pair) not in (1, 2):
-                    raise ValueError(f"complex_pairs: {pair} is not a (real, imaginary) pair: "
-                                     "give [re, im], or [re] for a real element")
-        if self.sar_units == "complex" and self.offset != 0.0:
-            raise ValueError("'offset' with sar_units complex would move the complex origin and "
-                             "change every phase: remove it (a 'scale' is allowed)")
         if self.qa is not None and self.bands is not None and self.qa.band in self.bands:
             raise ValueError(f"the QA band {self.qa.band!r} is also listed in 'bands': a QA "
                              "band is a rule, not a model input; remove it from 'bands'")
@@ -175,6 +148,96 @@ class LabelSpec(_Strict):
     @property
     def class_names(self) -> list[str]:
         return [self.classes[v] for v in self.class_values]
+
+
+class TargetSpec(_Strict):
+    """One target of a task (`targets: {name: ...}`): a class map or a continuous quantity.
+
+    `kind` may be left out when it is plain: `classes` given -> classes; otherwise a
+    continuous target, which the data layer refuses for an integer raster (class-like values:
+    it asks which kind is meant). A pixel is a sample where at least one target is valid."""
+
+    kind: TargetKind | None = Field(
+        default=None, description="classes | continuous; omitted: classes when 'classes' is "
+        "given, else continuous (an integer raster then asks which)"
+    )
+    path: Path | None = Field(default=None, description="the target raster (one-scene task)")
+    classes: dict[int, str] | None = Field(
+        default=None, description="classes: value -> name; a plain list means values 1..K"
+    )
+    ignore: int = Field(default=0, description="classes: the unlabelled value")
+    nodata: float | None = Field(
+        default=None, description="continuous: the no-value value (default: the raster's "
+        "nodata; NaN is always no value)"
+    )
+    units: str = Field(default="", description="continuous: physical units, e.g. m")
+    range: tuple[float, float] | None = Field(
+        default=None, description="continuous: [low, high]; values outside are not samples"
+    )
+    loss: TargetLoss | None = Field(
+        default=None, description="cross_entropy (classes); l1, huber or gaussian_nll "
+        "(continuous; default gaussian_nll: a value and its predictive std)"
+    )
+    weight: float | Literal["learned"] = Field(
+        default=1.0, description="loss weight, or 'learned': uncertainty weighting (Kendall "
+        "et al. 2018), a learned log-variance per target"
+    )
+    score_weight: float = Field(
+        default=1.0, ge=0, description="weight of this target in the objective val_score"
+    )
+
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _list_to_mapping(cls, v: object) -> object:
+        if isinstance(v, list):
+            return {i + 1: name for i, name in enumerate(v)}
+        return v
+
+    @field_validator("weight")
+    @classmethod
+    def _positive(cls, v: float | str) -> float | str:
+        if not isinstance(v, str) and v <= 0:
+            raise ValueError(f"must be > 0 or 'learned', got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _fits_kind(self) -> TargetSpec:
+        kind = self.resolved_kind
+        if kind == "classes":
+            if self.classes is None:
+                raise ValueError("kind 'classes' needs 'classes' (value -> name)")
+            LabelSpec(classes=self.classes, ignore=self.ignore)  # the same class checks
+            wrong = [k for k in ("nodata", "range") if getattr(self, k) is not None]
+            if wrong or self.units:
+                raise ValueError(f"{', '.join(wrong or ['units'])}: only for a continuous target")
+            if self.loss not in (None, "cross_entropy"):
+                raise ValueError(f"loss '{self.loss}' does not fit a class target: use "
+                                 "cross_entropy (or kind: continuous)")
+        else:
+            if self.classes is not None:
+                raise ValueError("'classes' given for a continuous target: use kind: classes")
+            if self.loss == "cross_entropy":
+                raise ValueError("loss 'cross_entropy' does not fit a continuous target: use "
+                                 f"one of {', '.join(CONTINUOUS_LOSSES)}")
+            if self.range is not None and not self.range[0] < self.range[1]:
+                raise ValueError(f"range {list(self.range)}: low must be below high")
+        return self
+
+    @property
+    def resolved_kind(self) -> str:
+        if self.kind is not None:
+            return self.kind
+        return "classes" if self.classes is not None else "continuous"
+
+    @property
+    def resolved_loss(self) -> str:
+        if self.loss is not None:
+            return self.loss
+        return "cross_entropy" if self.resolved_kind == "classes" else "gaussian_nll"
+
+    def as_labels(self) -> LabelSpec:
+        """A class target as the `labels` section it is equivalent to."""
+        return LabelSpec(path=self.path, classes=self.classes, ignore=self.ignore)
 
 
 class _SplitCommon(_Strict):
@@ -278,6 +341,9 @@ class SceneFilesSpec(_Strict):
         description="sensor -> GeoTIFF; a task sensor missing here is absent from this scene"
     )
     labels: Path | None = Field(default=None, description="the scene's full label raster")
+    targets: dict[str, Path] = Field(
+        default={}, description="target -> this scene's raster (a task with 'targets')"
+    )
     masks: dict[str, Path] = Field(
         default={}, description="sensor -> this scene's mask raster (see sensors.<name>.mask)"
     )
@@ -293,11 +359,16 @@ class SceneTemplateSpec(_Strict):
     masks: dict[str, str] = Field(
         default={}, description="sensor -> mask raster template (see sensors.<name>.mask)"
     )
+    targets: dict[str, str] = Field(
+        default={}, description="target -> raster template (a task with 'targets'); the "
+        "first one's glob lists the scenes when no csv"
+    )
 
     @model_validator(mode="after")
     def _placeholder(self) -> SceneTemplateSpec:
         paths = {f"sensors.{k}": v for k, v in self.sensors.items()}
         paths.update({f"masks.{k}": v for k, v in self.masks.items()})
+        paths.update({f"targets.{k}": v for k, v in self.targets.items()})
         if self.labels is not None:
             paths["labels"] = self.labels
         for key, path in paths.items():
@@ -471,7 +542,13 @@ class TaskSpec(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     task: TaskKind
     sensors: dict[str, SensorSpec]
-    labels: LabelSpec
+    labels: LabelSpec | None = Field(
+        default=None, description="the class labels (one class target); or give 'targets'"
+    )
+    targets: dict[str, TargetSpec] | None = Field(
+        default=None, description="several targets, or a continuous one: name -> target "
+        "(kind, path, units, loss, weight); one class target alone is 'labels'"
+    )
     scenes: ScenesSpec | None = Field(
         default=None, description="a dataset of many scenes; omitted: one scene, given by the "
         "sensors' and labels' paths"
@@ -536,6 +613,71 @@ class TaskSpec(_Strict):
                 )
         return v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_class_target_is_labels(cls, data: object) -> object:
+        """One class target alone is the `labels` task (one way: same arch, data, card)."""
+        if isinstance(data, dict) and isinstance(data.get("targets"), dict) \
+                and len(data["targets"]) == 1 and data.get("labels") is None:
+            (spec,) = data["targets"].values()
+            if isinstance(spec, dict) and spec.get("classes") is not None \
+                    and spec.get("kind") in (None, "classes") \
+                    and spec.get("loss") in (None, "cross_entropy") \
+                    and spec.get("weight", 1.0) == 1.0 and spec.get("score_weight", 1.0) == 1.0:
+                data = dict(data, labels={k: spec[k] for k in ("path", "classes", "ignore")
+                                          if k in spec})
+                del data["targets"]
+        return data
+
+    @model_validator(mode="after")
+    def _target_checks(self) -> TaskSpec:
+        if (self.labels is None) == (self.targets is None):
+            raise ValueError("give the task's targets either as 'labels' (one class target) "
+                             "or as 'targets' (name -> target), not both and not neither")
+        if self.targets is None:
+            return self
+        if not self.targets:
+            raise ValueError("targets: give at least one target")
+        for name in self.targets:
+            if not name.isidentifier() or name in self.sensors or "__" in name:
+                raise ValueError(f"targets: name '{name}' must be a Python identifier without "
+                                 "'__' that is not a sensor's name (it names a model output)")
+        classes = [n for n, t in self.targets.items() if t.resolved_kind == "classes"]
+        if len(classes) > 1:
+            raise ValueError(f"targets: {classes} are all class targets; a task has at most one "
+                             "(the split is stratified on it)")
+        if self.split.kind == "given":
+            raise ValueError("split.kind 'given' splits a 'labels' task; a task with 'targets' "
+                             "uses spatial_blocks or scenes")
+        class_objective = self.search.objective in ("val_oa", "val_aa", "val_kappa", "val_miou")
+        if class_objective and not classes:
+            raise ValueError(f"search.objective '{self.search.objective}' scores a class target "
+                             "and this task has none: use val_score (the targets' weighted "
+                             "score)")
+        if self.search.needs_robustness:
+            raise ValueError("search: the robustness objective and constraint score a 'labels' "
+                             "task; a task with 'targets' does not measure them yet")
+        if self.scenes is None:
+            missing = [f"targets.{n}.path" for n, t in self.targets.items() if t.path is None]
+            if missing:
+                raise ValueError(f"{', '.join(missing)}: give each target's raster, or list the "
+                                 "dataset's files under 'scenes'")
+            return self
+        with_path = [f"targets.{n}.path" for n, t in self.targets.items() if t.path is not None]
+        if with_path:
+            raise ValueError(f"{', '.join(with_path)}: with 'scenes', each scene gives its "
+                             "files; remove these paths")
+        given = [set(self.scenes.template.targets)] if self.scenes.template is not None \
+            else [set(s.targets) for s in self.scenes.items]
+        for names in given:
+            if names - set(self.targets):
+                raise ValueError(f"scenes give rasters for {sorted(names - set(self.targets))}, "
+                                 f"which 'targets' does not declare ({sorted(self.targets)})")
+        if self.scenes.template is not None and given[0] != set(self.targets):
+            raise ValueError(f"scenes.template.targets must give a template for every target "
+                             f"{sorted(self.targets)}")
+        return self
+
     @model_validator(mode="after")
     def _cross_checks(self) -> TaskSpec:
         if self.grid != "labels" and self.grid not in self.sensors:
@@ -555,7 +697,8 @@ class TaskSpec(_Strict):
             if missing:
                 raise ValueError(f"sensor(s) {missing} have no 'path': give each sensor's "
                                  "GeoTIFF, or list the dataset's files under 'scenes'")
-            if self.split.kind == "spatial_blocks" and self.labels.path is None:
+            if self.split.kind == "spatial_blocks" and self.labels is not None \
+                    and self.labels.path is None:
                 raise ValueError("a spatial_blocks split needs 'labels.path' (the full label "
                                  "raster)")
             if self.split.kind == "scenes":
@@ -566,9 +709,10 @@ class TaskSpec(_Strict):
 
     def _check_scenes(self, scenes: ScenesSpec) -> None:
         with_path = [name for name, spec in self.sensors.items() if spec.path is not None]
-        if with_path or self.labels.path is not None:
+        label_path = self.labels is not None and self.labels.path is not None
+        if with_path or label_path:
             where = [f"sensors.{n}.path" for n in with_path]
-            where += ["labels.path"] if self.labels.path is not None else []
+            where += ["labels.path"] if label_path else []
             raise ValueError(f"{', '.join(where)}: with 'scenes', each scene gives its files; "
                              "remove these paths")
         declared = set(self.sensors)
@@ -596,6 +740,8 @@ class TaskSpec(_Strict):
                                  "invalid_values)")
         has_labels = scenes.template.labels is not None if scenes.template is not None \
             else all(s.labels is not None for s in scenes.items)
+        if self.targets is not None:  # every scene gives some target raster
+            has_labels = scenes.template is not None or all(s.targets for s in scenes.items)
         if self.split.kind == "given":
             for key in ("train", "val", "test"):
                 path = getattr(self.split, key)
@@ -624,12 +770,42 @@ class TaskSpec(_Strict):
         return self.split.buffer if self.split.buffer is not None else self.sample_size // 2
 
     @property
+    def multi_target(self) -> bool:
+        """A task with `targets` (several, or a continuous one): its model outputs the
+        targets' channels concatenated (`target_specs` order)."""
+        return self.targets is not None
+
+    @property
+    def target_specs(self) -> dict[str, TargetSpec]:
+        """Every target by name; a `labels` task is its one class target, 'class'."""
+        if self.targets is not None:
+            return dict(self.targets)
+        return {"class": TargetSpec(kind="classes", path=self.labels.path,
+                                    classes=self.labels.classes, ignore=self.labels.ignore)}
+
+    @property
+    def class_target(self) -> str | None:
+        """The name of the class target (at most one), None when every target is continuous."""
+        return next((n for n, t in self.target_specs.items()
+                     if t.resolved_kind == "classes"), None)
+
+    @property
+    def class_labels(self) -> LabelSpec | None:
+        """The class target as a `labels` section (None without one)."""
+        if self.labels is not None:
+            return self.labels
+        name = self.class_target
+        return None if name is None else self.targets[name].as_labels()
+
+    @property
     def class_names(self) -> list[str]:
-        return self.labels.class_names
+        labels = self.class_labels
+        return [] if labels is None else labels.class_names
 
     @property
     def num_classes(self) -> int:
-        return len(self.labels.classes)
+        labels = self.class_labels
+        return 0 if labels is None else len(labels.classes)
 
     def to_dict(self) -> dict:
         """Plain JSON-able dict with absolute paths: what a Ray trial receives."""
@@ -693,6 +869,9 @@ def _path_fields(data: dict) -> Iterator[tuple[str, dict, str]]:
     labels = data.get("labels")
     if isinstance(labels, dict) and "path" in labels:
         yield "labels.path", labels, "path"
+    for name, spec in (data.get("targets") or {}).items():
+        if isinstance(spec, dict) and "path" in spec:
+            yield f"targets.{name}.path", spec, "path"
     split = data.get("split")
     if isinstance(split, dict):
         for key in ("train", "val", "test"):
@@ -713,6 +892,8 @@ def _path_fields(data: dict) -> Iterator[tuple[str, dict, str]]:
                 yield f"scenes.template.masks.{name}", template["masks"], name
             if "labels" in template:
                 yield "scenes.template.labels", template, "labels"
+            for name in template.get("targets") or {}:
+                yield f"scenes.template.targets.{name}", template["targets"], name
         for i, item in enumerate(scenes.get("items") or []):
             if isinstance(item, dict):
                 for name in item.get("sensors") or {}:
@@ -721,6 +902,8 @@ def _path_fields(data: dict) -> Iterator[tuple[str, dict, str]]:
                     yield f"scenes.items.{i}.masks.{name}", item["masks"], name
                 if "labels" in item:
                     yield f"scenes.items.{i}.labels", item, "labels"
+                for name in item.get("targets") or {}:
+                    yield f"scenes.items.{i}.targets.{name}", item["targets"], name
         csv = scenes.get("csv")
         if isinstance(csv, str):
             yield "scenes.csv", scenes, "csv"

@@ -9,7 +9,6 @@ Models take `{sensor: [B, C, H, W]}` and, optionally, each sensor's validity mas
 
 # Importing the part modules registers their classes in the registries.
 from fusion import branches as _branches  # noqa: F401
-from fusion import complex as _complex  # noqa: F401
 from fusion import heads as _heads  # noqa: F401
 from fusion import ops as _ops  # noqa: F401
 from fusion import positions as _positions  # noqa: F401
@@ -23,13 +22,14 @@ from fusion.arch import (
     DecoderSpec,
     FusionSpec,
     HeadSpec,
+    TargetHeadSpec,
     TrainingSpec,
 )
 from fusion.baselines import BASELINES, DENSE_BASELINES, baseline_arch, baselines_for
 from fusion.branches import Branch
 from fusion.build import build_model, count_params
 from fusion.errors import ArchError
-from fusion.heads import Head
+from fusion.heads import Head, MultiHead
 from fusion.ops import FusionOp
 from fusion.positions import FeatureExtractor, FusionModel, mask_key
 from fusion.receptive import receptive_radius
@@ -57,7 +57,9 @@ __all__ = [
     "FusionSpec",
     "Head",
     "HeadSpec",
+    "MultiHead",
     "Registry",
+    "TargetHeadSpec",
     "TrainingSpec",
     "baseline_arch",
     "baselines_for",

@@ -141,6 +141,23 @@ class HeadSpec:
         return {"kind": self.kind, "hidden": self.hidden, "dropout": self.dropout}
 
 
+HEAD_STAGES = ("last", "fused")  # what a target's head reads: the trunk's output, or the fused map
+
+
+@dataclass(frozen=True)
+class TargetHeadSpec:
+    """One target's head in a multi-target network (`heads: {target: ...}`): its hidden
+    units (0 = linear) and the stage it reads: "last" (what the one head of a single-target
+    network reads: the trunk's, or the decoder's, output) or "fused" (the fused map before the
+    trunk: a target that needs less depth than the others). Kind and dropout are `head`'s."""
+
+    hidden: int = 64
+    stage: str = "last"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"hidden": self.hidden, "stage": self.stage}
+
+
 # Sensor kinds that clouds hide the ground from (passive optical): simulated clouds in training
 # (`cloud_blobs`) and in robustness evaluation apply to sensors of these kinds.
 CLOUDED_KINDS: tuple[str, ...] = ("optical", "hyperspectral")
@@ -174,6 +191,8 @@ class Arch:
     version: int = VERSION
     training: TrainingSpec = field(default_factory=TrainingSpec)
     decoder: DecoderSpec | None = None
+    # several targets: one head each, in the model's output order (None: one head, `head`)
+    heads: dict[str, TargetHeadSpec] | None = None
 
     # ---- views ---------------------------------------------------------------------------
     @property
@@ -198,6 +217,8 @@ class Arch:
             out["decoder"] = self.decoder.to_dict()
         if not self.training.empty:  # optional: archs without it keep their dict and hash
             out["training"] = self.training.to_dict()
+        if self.heads is not None:  # optional: single-target archs keep their dict and hash
+            out["heads"] = {name: h.to_dict() for name, h in self.heads.items()}
         return out
 
     @property
@@ -227,7 +248,12 @@ class Arch:
             parts.append(f.trunk.describe())
         if self.decoder is not None:
             parts.append(self.decoder.describe())
-        parts.append(f"{h.kind}(h{h.hidden}" + (f",p{h.dropout:g})" if h.dropout else ")"))
+        if self.heads is not None:
+            each = ",".join(f"{n}:h{t.hidden}" + ("@fused" if t.stage == "fused" else "")
+                            for n, t in self.heads.items())
+            parts.append(f"{h.kind}[{each}]" + (f"(p{h.dropout:g})" if h.dropout else ""))
+        else:
+            parts.append(f"{h.kind}(h{h.hidden}" + (f",p{h.dropout:g})" if h.dropout else ")"))
         t = self.training
         train = [f"{k}={v:g}" for k, v in t.to_dict().items()]
         return " -> ".join(parts) + (f" [train {' '.join(train)}]" if train else "")
@@ -252,7 +278,7 @@ class Arch:
     def from_dict(cls, data: Mapping[str, Any]) -> Arch:
         """Parse and validate a dict (e.g. a loaded arch.json)."""
         d = _fields(data, "arch", required=("version", "branches", "fusion", "head"),
-                    optional=("training", "decoder"))
+                    optional=("training", "decoder", "heads"))
         version = _int(d["version"], "version")
         if version != VERSION:
             raise ArchError(f"version: unsupported arch version {version}; this fusion reads {VERSION}")
@@ -290,8 +316,18 @@ class Arch:
                 up=_str(dd.get("up", DecoderSpec.up), "decoder.up"),
                 context=_str(dd.get("context", DecoderSpec.context), "decoder.context"),
             )
+        heads = None
+        if d.get("heads") is not None:
+            if not isinstance(d["heads"], Mapping) or not d["heads"]:
+                raise ArchError("heads: must be a non-empty mapping of target name -> head")
+            heads = {}
+            for name, value in d["heads"].items():
+                hh = _fields(value, f"heads.{name}", required=(), optional=("hidden", "stage"))
+                heads[str(name)] = TargetHeadSpec(
+                    hidden=_int(hh.get("hidden", TargetHeadSpec.hidden), f"heads.{name}.hidden"),
+                    stage=_str(hh.get("stage", TargetHeadSpec.stage), f"heads.{name}.stage"))
         arch = cls(branches=branches, fusion=fusion, head=head, version=version,
-                   training=training, decoder=decoder)
+                   training=training, decoder=decoder, heads=heads)
         arch.validate()
         return arch
 
@@ -338,6 +374,17 @@ class Arch:
             raise ArchError(f"head.hidden: must be an integer >= 0, got {self.head.hidden!r}")
         if not 0.0 <= self.head.dropout < 1.0:
             raise ArchError(f"head.dropout: must be in [0, 1), got {self.head.dropout!r}")
+        for name, t in (self.heads or {}).items():
+            if not isinstance(t.hidden, int) or t.hidden < 0:
+                raise ArchError(f"heads.{name}.hidden: must be an integer >= 0, got {t.hidden!r}")
+            if t.stage not in HEAD_STAGES:
+                raise ArchError(f"heads.{name}.stage: unknown stage {t.stage!r}; valid values "
+                                f"are {list(HEAD_STAGES)}")
+            if t.stage == "fused" and not (f.trunk.on and self.decoder is None
+                                           and position.shared_head):
+                raise ArchError(f"heads.{name}.stage: 'fused' reads the fused map before the "
+                                "trunk; this network has no trunk after one fusion (or a "
+                                "decoder): use 'last'")
         for key, value in self.training.to_dict().items():
             if not 0.0 <= value < 1.0:
                 raise ArchError(f"training.{key}: must be in [0, 1), got {value!r}")

@@ -15,7 +15,7 @@ from fusion.registry import POSITIONS
 def build_model(
     arch: Arch | dict | str,
     in_channels: Mapping[str, int],
-    num_classes: int,
+    num_classes: int | Mapping[str, int],
     dense: bool | None = None,
 ) -> nn.Module:
     """Build the network described by `arch` for sensors `{name: band count}`.
@@ -24,7 +24,10 @@ def build_model(
     `dense` is what the task needs: True for `[B, K, H, W]` maps, False for `[B, K]` patch
     logits, None to take the arch's head as it is; a baseline gets the head that fits.
     The arch must have exactly one branch per sensor of `in_channels` (kind "off" allowed).
-    Seed torch before calling for reproducible weights.
+    Seed torch before calling for reproducible weights. `num_classes` may instead map each
+    target to its output channels (several targets, one head each; `arch.heads` when given
+    must name them in order): the model's one output is their channels concatenated, and
+    `model.output_slices()` says which are whose.
 
     The model is called `model({sensor: [B, C, H, W], ...})`; each sensor's validity mask may
     ride along as `{mask_key(sensor): [B, H, W]}` (1 = valid, see `fusion.positions`).
@@ -40,8 +43,20 @@ def build_model(
     for name, c in in_channels.items():
         if isinstance(c, bool) or not isinstance(c, int) or c < 1:
             raise ValueError(f"in_channels['{name}'] must be a band count >= 1, got {c!r}")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+    if isinstance(num_classes, Mapping):  # several targets: {target: output channels}
+        num_classes = dict(num_classes)
+        bad = {n: c for n, c in num_classes.items()
+               if isinstance(c, bool) or not isinstance(c, int) or c < 1}
+        if not num_classes or bad:
+            raise ValueError(f"outputs must map target -> channels >= 1, got {num_classes!r}")
+        if arch.heads is not None and list(arch.heads) != list(num_classes):
+            raise ArchError(f"heads: the arch has heads for {list(arch.heads)} but the task's "
+                            f"targets are {list(num_classes)} (in this order)")
+    elif isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+    elif arch.heads is not None:
+        raise ArchError(f"heads: the arch has a head per target ({list(arch.heads)}) but the "
+                        "task has one class target: remove 'heads'")
     arch.validate(sensors=list(in_channels), dense=dense)
     return POSITIONS.get(arch.fusion.position)(arch, dict(in_channels), num_classes)
 

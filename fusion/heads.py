@@ -6,6 +6,7 @@ switch those modules to train mode at inference.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from fusion.registry import HEADS
@@ -123,3 +124,38 @@ class SegmentationHead(Head):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.mlp(x)
+
+
+class MultiHead(nn.Module):
+    """One head per target on the shared trunk; their outputs concatenated along channels in
+    target order (`[B, sum C_t]` or `[B, sum C_t, H, W]`), so every reader of one logits
+    tensor (fully convolutional prediction, overlap tiles, export) keeps working and the
+    model's `outputs` say which channels are whose. A head may read the fused map instead of
+    the trunk's output (`reads_fused`: the model then calls `forward_two`)."""
+
+    def __init__(self, heads: list[nn.Module], reads_fused: list[bool]) -> None:
+        super().__init__()
+        self.heads = nn.ModuleList(heads)
+        self.reads_fused = list(reads_fused)
+        first = heads[0]
+        self.dense = bool(getattr(first, "dense", False))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cat([h(x) for h in self.heads], dim=1)
+
+    def forward_two(self, fused: Tensor, last: Tensor) -> Tensor:
+        """Heads that read the fused map get `fused`, the others the trunk's output."""
+        outs: list[Tensor] = []
+        for i, h in enumerate(self.heads):
+            outs.append(h(fused) if self.reads_fused[i] else h(last))
+        return torch.cat(outs, dim=1)
+
+    def pixelwise(self) -> nn.Module | None:
+        """Every head's pixelwise form, concatenated (None when one has none)."""
+        parts = [h.pixelwise() for h in self.heads]
+        if any(p is None for p in parts):
+            return None
+        return MultiHead(parts, self.reads_fused)
+
+    def presence(self) -> nn.Module:
+        return self.heads[0].presence()

@@ -21,11 +21,14 @@ their size.
 # No `from __future__ import annotations`: TorchScript reads the class-level attribute
 # annotations below and cannot resolve them from strings.
 
+from typing import Final
+
 import torch
 from torch import Tensor, nn
 
 from fusion.arch import MASK_SUFFIX, Arch, BranchSpec
 from fusion.decoder import Decoder
+from fusion.heads import MultiHead
 from fusion.ops import MaskFilled
 from fusion.registry import BRANCHES, FUSION_OPS, HEADS, POSITIONS
 
@@ -110,11 +113,17 @@ class FusionModel(nn.Module):
     mask_keys: list[str]  # their masks' input keys
     bands: list[int]  # their band counts
 
-    def __init__(self, arch: Arch, in_channels: dict[str, int], num_classes: int) -> None:
+    head_reads_fused: Final[bool]
+
+    def __init__(self, arch: Arch, in_channels: dict[str, int],
+                 num_classes: int | dict[str, int]) -> None:
         super().__init__()
         self.arch = arch
         self.in_channels = dict(in_channels)
-        self.num_classes = num_classes
+        # several targets: {target: channels}, the one output is their channels concatenated
+        self.outputs = dict(num_classes) if isinstance(num_classes, dict) else None
+        self.num_classes = sum(self.outputs.values()) if self.outputs else num_classes
+        self.head_reads_fused = any(h.stage == "fused" for h in (arch.heads or {}).values())
         self.dense = arch.dense
         self.reduction = 2**arch.depth
         self.decoder: Decoder | None = None
@@ -192,7 +201,37 @@ class FusionModel(nn.Module):
         fused, refs = self._fused(inputs)
         if self.decoder is not None:
             return self.head(self.decoder(refs + self.trunk.forward_stages(fused)))
+        if self.head_reads_fused:  # a constant: TorchScript compiles one branch
+            return self.head.forward_two(fused, self.trunk(fused))
         return self.head(self.trunk(fused))
+
+    def output_slices(self) -> dict[str, tuple[int, int]]:
+        """Each target's channels [start, stop) of the output (one target: all of them)."""
+        if self.outputs is None:
+            return {"class": (0, self.num_classes)}
+        out, start = {}, 0
+        for name, c in self.outputs.items():
+            out[name] = (start, start + c)
+            start += c
+        return out
+
+    def _make_head(self, features: int, fused: int) -> nn.Module:
+        """The arch's head for `features` input channels; with several targets a
+        `MultiHead` (each target's hidden units and stage from `arch.heads`, else `head`'s;
+        a head on the fused map gets `fused` input channels)."""
+        head = self.arch.head
+        kind = HEADS.get(head.kind)
+        if self.outputs is None:
+            return kind(features, self.num_classes, head.hidden, head.dropout)
+        specs = self.arch.heads or {}
+        heads, reads_fused = [], []
+        for name, channels in self.outputs.items():
+            spec = specs.get(name)
+            hidden = spec.hidden if spec is not None else head.hidden
+            on_fused = spec is not None and spec.stage == "fused"
+            heads.append(kind(fused if on_fused else features, channels, hidden, head.dropout))
+            reads_fused.append(on_fused)
+        return MultiHead(heads, reads_fused)
 
     def forward_stage(self, inputs: dict[str, Tensor], stage: str) -> Tensor:
         """The feature map `stage` (one of `feature_stages()`) for `inputs`:
@@ -239,8 +278,7 @@ class FusionModel(nn.Module):
             self.decoder = Decoder(shallow + channels, list(decoder.skips), decoder.width,
                                    decoder.up, decoder.context)
             features = decoder.width
-        head = self.arch.head
-        self.head = HEADS.get(head.kind)(features, num_classes, head.hidden, head.dropout)
+        self.head = self._make_head(features, width)
 
     def _op(self, in_channels: list[int], out_channels: int) -> nn.Module:
         """The arch's fusion op, called `op(xs, masks)`; one that does not handle masks itself
@@ -412,14 +450,11 @@ class LateFusion(FusionModel):
 
     def __init__(self, arch: Arch, in_channels: dict[str, int], num_classes: int) -> None:
         super().__init__(arch, in_channels, num_classes)
-        head = arch.head
         paths = []
         decoder = arch.decoder
         for branch in _branches(arch, in_channels):
             if decoder is None:
-                own_head = HEADS.get(head.kind)(
-                    branch.out_channels[-1], num_classes, head.hidden, head.dropout
-                )
+                own_head = self._make_head(branch.out_channels[-1], branch.out_channels[-1])
                 paths.append(nn.Sequential(branch, own_head))  # a single-sensor classifier
             else:  # a single-sensor encoder-decoder, skips from its own stages
                 entry = branch.reductions[0].bit_length() - 1
@@ -427,13 +462,12 @@ class LateFusion(FusionModel):
                 own = Decoder([0] * entry + branch.out_channels,
                               [s for s in decoder.skips if entry <= s < last],
                               decoder.width, decoder.up, decoder.context)
-                own_head = HEADS.get(head.kind)(own.out_channels, num_classes, head.hidden,
-                                                head.dropout)
+                own_head = self._make_head(own.out_channels, own.out_channels)
                 paths.append(_DecodedPath(branch, own, own_head, entry))
         self.paths = nn.ModuleList(paths)
         # mask [B, 1, H, W] -> the weight of a sensor's logits (the heads are all one kind)
         self.presence = own_head.presence()
-        self.fuse = self._op([num_classes] * len(paths), num_classes)
+        self.fuse = self._op([self.num_classes] * len(paths), self.num_classes)
 
     @classmethod
     def encoder_depth(cls, arch: Arch) -> int:

@@ -43,6 +43,11 @@ class _IndexDataset(Dataset):
         self.starts = np.concatenate([[0], np.cumsum(index.sizes(split))])  # [S + 1]
         self._maps: OrderedDict[int, np.ndarray] = OrderedDict()
         self._positions: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._values: OrderedDict[int, np.ndarray] = OrderedDict()
+        targets = index.targets or []
+        # continuous targets are normalised with their training mean / std; classes kept
+        self._shift = np.array([t.mean for t in targets], np.float32)[:, None, None]
+        self._scale = np.array([t.std for t in targets], np.float32)[:, None, None]
 
     def __len__(self) -> int:
         return int(self.starts[-1])
@@ -50,6 +55,7 @@ class _IndexDataset(Dataset):
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["_maps"], state["_positions"] = OrderedDict(), OrderedDict()
+        state["_values"] = OrderedDict()
         return state
 
     def set_epoch(self, epoch: int) -> None:
@@ -76,6 +82,16 @@ class _IndexDataset(Dataset):
         """Class index per pixel of this split in `scene` (int16 [H, W], -1 elsewhere)."""
         return _cached(self._maps, scene, lambda: self.index.scenes[scene].labels(
             self.split, self.index.num_classes))
+
+    def target_values(self, scene: int) -> np.ndarray:
+        """A task with `targets`: every target per pixel of this split in `scene`, float32
+        [T, H, W] (class index, or normalised value), NaN where it has none or elsewhere."""
+        def make() -> np.ndarray:
+            raw = self.index.scenes[scene].target_values(len(self.index.targets))
+            out = (raw - self._shift) / self._scale
+            out[:, self._labels(scene) < 0] = np.nan
+            return out
+        return _cached(self._values, scene, make)
 
     def positions(self, scene: int) -> np.ndarray:
         """Flat (row-major) pixel positions of this split's labelled pixels in `scene`."""
@@ -120,7 +136,8 @@ def _augmented(arr: np.ndarray, k: int, flip: bool) -> np.ndarray:
 class PatchDataset(_IndexDataset):
     """patch_classification: one sample per labelled pixel, the P x P patch centred on it.
 
-    Item: {sensor: float32 [C, P, P], ..., "target": int64 scalar, "scene": int64 scalar}.
+    Item: {sensor: float32 [C, P, P], ..., "target": int64 scalar, "scene": int64 scalar};
+    in a task with `targets`, "targets": float32 [T] (NaN: no value) instead of "target".
     """
 
     def __init__(self, index: DatasetIndex, source: Source, split: str, patch_size: int,
@@ -145,7 +162,11 @@ class PatchDataset(_IndexDataset):
         half = self.patch_size // 2
         k, flip = self._transform(index)
         item = self._inputs(scene, row - half, col - half, self.patch_size, k, flip)
-        item["target"] = torch.tensor(int(self._labels(scene)[row, col]), dtype=torch.int64)
+        if self.index.targets is not None:  # float32 [T]: NaN where a target has no value
+            item["targets"] = torch.from_numpy(self.target_values(scene)[:, row, col].copy())
+        else:
+            item["target"] = torch.tensor(int(self._labels(scene)[row, col]),
+                                          dtype=torch.int64)
         item["scene"] = torch.tensor(scene, dtype=torch.int64)
         return item
 
@@ -161,7 +182,8 @@ class TileDataset(_IndexDataset):
     would otherwise learn the grid's borders); a shift whose tile holds no labelled pixel of
     the split is not taken.
 
-    Item: {sensor: float32 [C, T, T], ..., "target": int64 [T, T] (-1 ignored), "scene"}.
+    Item: {sensor: float32 [C, T, T], ..., "target": int64 [T, T] (-1 ignored), "scene"};
+    in a task with `targets`, "targets": float32 [n_targets, T, T] (NaN: no value).
     """
 
     def __init__(self, index: DatasetIndex, source: Source, split: str, tile_size: int,
@@ -195,7 +217,10 @@ class TileDataset(_IndexDataset):
         t = self.tile_size
         k, flip = self._transform(index)
         item = self._inputs(scene, r0, c0, t, k, flip)
-        target = target.astype(np.int64)
-        item["target"] = torch.from_numpy(_augmented(target, k, flip))
+        if self.index.targets is not None:  # float32 [T, t, t]: NaN where no value
+            values = crop(self.target_values(scene), r0, c0, t, np.nan)
+            item["targets"] = torch.from_numpy(_augmented(values, k, flip))
+        else:
+            item["target"] = torch.from_numpy(_augmented(target.astype(np.int64), k, flip))
         item["scene"] = torch.tensor(scene, dtype=torch.int64)
         return item

@@ -24,9 +24,9 @@ from rasterio.windows import Window
 
 from autors.config import SensorSpec, TaskSpec
 from autors.data.grid import Grid, crop_to_overlap
-from autors.data.labels import read_labels
+from autors.data.labels import TargetInfo, read_labels, read_target
 from autors.data.masks import mask_header, qa_band, rule_validity, sensor_bands
-from autors.data.normalize import NormStats, pair_scales
+from autors.data.normalize import NormStats
 from autors.data.profile import InputProfile, ProfileSampler, gsd_range, pixel_size
 from autors.data.raster import RasterInfo, inspect
 from autors.data.scene import Scene, check_disjoint, load_sensor
@@ -52,6 +52,9 @@ class SceneEntry:
     masks: dict[str, RasterInfo] = field(default_factory=dict)  # sensor -> mask raster header
     qa: dict[str, int] = field(default_factory=dict)  # sensor -> its QA band's index
     sensor_valid: dict[str, float] = field(default_factory=dict)  # fraction of valid pixels
+    # a task with `targets`: zlib of float32 [T, H, W], every target's value (class index or
+    # physical value) at the scene's used pixels, NaN where it has none
+    targets_z: bytes = b""
 
     @property
     def id(self) -> str:
@@ -70,12 +73,20 @@ class SceneEntry:
     def n(self, split: str) -> int:
         return int(sum(self.counts[split]))
 
+    def target_values(self, n_targets: int) -> np.ndarray:
+        """Every target's value per pixel (float32 [T, H, W], NaN: none); a task with
+        `targets` only."""
+        return np.frombuffer(zlib.decompress(self.targets_z), np.float32).reshape(
+            (n_targets, *self.grid.shape))
+
 
 @dataclass
 class DatasetIndex:
     """Every scene of a task, its splits and the normalisation statistics."""
 
     scenes: list[SceneEntry]
+    # K of the codes (split * K + k): the classes; in a task with `targets` the class target's
+    # classes plus one stratum "no class here, another target" (index K - 1)
     num_classes: int
     stats: NormStats
     band_names: dict[str, list[str]]
@@ -89,6 +100,9 @@ class DatasetIndex:
     unused: list[str] = field(default_factory=list)  # scenes in no split (kind scenes)
     # what the training inputs looked like (autors.data.profile), from the statistics pass
     profile: InputProfile | None = None
+    # a task with `targets`: each target, its output channels and normalisation (None: a
+    # `labels` task, whose one target is the class map of the codes)
+    targets: list[TargetInfo] | None = None
 
     # ---- sizes -----------------------------------------------------------------------------
     def sizes(self, split: str) -> np.ndarray:
@@ -104,7 +118,7 @@ class DatasetIndex:
 
     def nbytes(self) -> int:
         """Bytes of the normalised sensors of every scene held in memory (float32)."""
-        channels = sum(self.in_channels.values())
+        channels = sum(len(b) for b in self.scenes[0].bands.values()) if self.scenes else 0
         return sum(4 * channels * s.grid.height * s.grid.width for s in self.scenes)
 
     @property
@@ -202,7 +216,7 @@ def build_index(task: TaskSpec, keep_raw: bool | None = None):
     size_mb = sum(4 * channels * g.height * g.width for g in grids) / 2**20
     if keep_raw is None:
         keep_raw = size_mb <= task.data.in_memory_max_mb
-    k = task.num_classes
+    k = strata(task)
     entries, raws, skipped = [], [], []
     for f, (rasters, bands), grid in zip(files, headers, grids):
         entry, raw = _index_scene(task, f, rasters, bands, grid,
@@ -229,7 +243,45 @@ def build_index(task: TaskSpec, keep_raw: bool | None = None):
         scenes_digest=scenes_digest(files), skipped=skipped, unused=unused,
     )
     index.stats, index.profile = _training_stats(task, index, raws if keep_raw else None)
+    if task.multi_target:
+        index.targets = _target_infos(task, index)
     return index, (raws if keep_raw else None)
+
+
+def strata(task: TaskSpec) -> int:
+    """K of the index's codes: the classes of a `labels` task; with `targets`, the class
+    target's classes (none: 0) plus the stratum of pixels holding only other targets."""
+    return task.num_classes + 1 if task.multi_target else task.num_classes
+
+
+def _target_infos(task: TaskSpec, index: DatasetIndex) -> list[TargetInfo]:
+    """Each target of a task with `targets`, continuous ones with the mean and std of their
+    values at training pixels (float64); a target without a training value is a DataError."""
+    names = list(task.target_specs)
+    sums = np.zeros((len(names), 3))  # n, sum, sum of squares
+    for e in index.scenes:
+        train = e.labels("train", index.num_classes) >= 0
+        values = e.target_values(len(names))[:, train].astype(np.float64)  # [T, n]
+        ok = ~np.isnan(values)
+        v = np.where(ok, values, 0.0)
+        sums += np.stack([ok.sum(1), v.sum(1), (v * v).sum(1)], axis=1)
+    out = []
+    for (name, spec), (n, s1, s2) in zip(task.target_specs.items(), sums):
+        if n == 0:
+            raise DataError(f"targets.{name} has no value at any training pixel (where a "
+                            "sensor is valid, outside split.buffer); check its raster, nodata "
+                            "and range")
+        labels = spec.as_labels() if spec.resolved_kind == "classes" else None
+        mean = s1 / n
+        std = float(np.sqrt(max(s2 / n - mean * mean, 0.0)))
+        out.append(TargetInfo(
+            name=name, kind=spec.resolved_kind, loss=spec.resolved_loss, weight=spec.weight,
+            score_weight=spec.score_weight, units=spec.units,
+            classes=tuple(labels.class_names) if labels else (),
+            class_values=tuple(labels.class_values) if labels else (),
+            mean=0.0 if labels else float(mean),
+            std=1.0 if labels or not std > 0 else std))
+    return out
 
 
 def load_scene(task: TaskSpec, files: SceneFiles | None = None) -> Scene:
@@ -245,7 +297,7 @@ def load_scene(task: TaskSpec, files: SceneFiles | None = None) -> Scene:
     grid = _grid(task, files, (rasters, bands))
     label_infos = {key: _inspect(files, key, p) for key, p in files.labels.items()}
     entry = _entry(task, files, rasters, bands, grid)
-    channels = {n: len(b[1]) for n, b in bands.items()}  # names: 2 per complex band
+    channels = {n: len(b[0]) for n, b in bands.items()}
     sensors, sensor_valid = read_block(entry, task.sensors, Window(0, 0, grid.width, grid.height),
                                        channels)
     for name, ok in sensor_valid.items():
@@ -256,7 +308,8 @@ def load_scene(task: TaskSpec, files: SceneFiles | None = None) -> Scene:
                 f"sensor '{name}' ({files.sensors[name]}) has no valid pixel on the reference "
                 f"grid: every pixel is nodata ({nodata}), NaN or masked in at least one band; "
                 "check the file and the sensor's 'nodata' / mask in the task file")
-    labels = {key: read_labels(info, task.labels, grid) for key, info in label_infos.items()}
+    labels = {} if task.multi_target else \
+        {key: read_labels(info, task.labels, grid) for key, info in label_infos.items()}
     if task.split.kind == "given":
         check_disjoint(task, labels)
     infos = dict(rasters)
@@ -327,6 +380,8 @@ def _grid(task: TaskSpec, f: SceneFiles, headers: tuple) -> Grid:
         grid = crop_to_overlap(Grid.of(ref), {f"sensor '{n}'": i for n, i in rasters.items()})
         for key, info in label_infos.items():
             crop_to_overlap(grid, {f"label raster '{key}'": info})
+        for name, path in f.targets.items():  # each must meet the grid (not cropped to it)
+            crop_to_overlap(grid, {f"targets.{name} raster": _inspect(f, name, path)})
     except DataError as err:
         raise DataError(f"scene '{f.id}': {err}") from None
     return grid
@@ -342,9 +397,13 @@ def _inspect(f: SceneFiles, key: str, path) -> RasterInfo:
 def _index_scene(task, f: SceneFiles, rasters, bands, grid: Grid, split_of_scene: str | None,
                  keep_raw: bool, channels: dict[str, int]):
     """(SceneEntry, raw sensors or None); (None, None) when no pixel can be used."""
-    k = task.num_classes
-    labels = {key: read_labels(_inspect(f, key, p), task.labels, grid)
-              for key, p in f.labels.items()}
+    k = strata(task)
+    target_values = None
+    if task.multi_target:
+        target_values, labels = _read_targets(task, f, grid)
+    else:
+        labels = {key: read_labels(_inspect(f, key, p), task.labels, grid)
+                  for key, p in f.labels.items()}
     if task.split.kind == "given":
         check_disjoint(task, labels)
     entry = _entry(task, f, rasters, bands, grid)
@@ -365,9 +424,11 @@ def _index_scene(task, f: SceneFiles, rasters, bands, grid: Grid, split_of_scene
                 raw[0][name][:, rows, cols] = arr
                 raw[1][name][rows, cols] = ok[name]
     entry.sensor_valid = {n: c / (grid.height * grid.width) for n, c in n_valid.items()}
-    splits = split_scene(task, labels, valid, split_of_scene, f.id)
+    splits = split_scene(task, labels, valid, split_of_scene, f.id, strata=k)
     if splits is None:
         return None, None
+    if target_values is not None:
+        entry.targets_z = zlib.compress(target_values.tobytes(), 1)
     codes = np.full(grid.shape, -1, np.int16)
     for s, name in enumerate(SPLIT_NAMES):
         m = splits[name] >= 0
@@ -384,10 +445,35 @@ def _index_scene(task, f: SceneFiles, rasters, bands, grid: Grid, split_of_scene
     return entry, raw
 
 
+def _read_targets(task: TaskSpec, f: SceneFiles, grid: Grid
+                  ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """A task with `targets`: every target's values on the grid (float32 [T, H, W], NaN:
+    none; a target without a raster in this scene has none) and the map the split is drawn
+    on, {"full": int16 [H, W]}: the class index where the class target has one, else K (the
+    stratum "another target only") where some target has a value, else -1. So the split
+    stays stratified on the class target and a pixel is a sample where any target is."""
+    specs = task.target_specs
+    values = np.full((len(specs), *grid.shape), np.nan, np.float32)
+    for i, (name, spec) in enumerate(specs.items()):
+        if name in f.targets:
+            try:
+                values[i] = read_target(_inspect(f, name, f.targets[name]), name, spec, grid)
+            except (DataError, RasterError) as err:
+                raise type(err)(f"scene '{f.id}': {err}") from None
+    k = task.num_classes
+    strata = np.where(np.isnan(values).all(axis=0), np.int16(-1), np.int16(k))
+    if task.class_target is not None:
+        cls = values[list(specs).index(task.class_target)]
+        has = ~np.isnan(cls)
+        strata[has] = cls[has].astype(np.int16)
+    return values, {"full": strata}
+
+
 def _require_training(task: TaskSpec, entries: list[SceneEntry]) -> None:
     counts = np.sum([e.counts["train"] for e in entries], axis=0)
+    values = task.class_labels.class_values if task.class_labels is not None else []
     empty = [f"'{n}' (value {v})" for n, v, c in
-             zip(task.class_names, task.labels.class_values, counts) if c == 0]
+             zip(task.class_names, values, counts) if c == 0]
     if empty:
         raise DataError(f"class {', '.join(empty)} has no training pixel in the "
                         f"{len(entries)} scene(s) (pixels where a sensor is invalid, or within "
@@ -483,8 +569,6 @@ def _training_stats(task: TaskSpec, index: DatasetIndex, raws: list | None
             raise DataError(f"sensor '{name}' has no valid pixel among the training pixels, "
                             "so it cannot be normalised; check its nodata value and coverage")
         mean[name], std[name] = m.result()
-        if task.sensors[name].sar_units == "complex":  # one scale per pair, no offset: phases kept
-            mean[name], std[name] = [0.0] * len(mean[name]), m.pair_scales()
     return NormStats(mean=mean, std=std), _profile(index, sampler)
 
 
@@ -521,11 +605,6 @@ class _Moments:
         self.mean = self.mean + delta * nb / n
         self.m2 = self.m2 + m2b + delta**2 * self.n * nb / n
         self.n = n
-
-    def pair_scales(self) -> list[float]:
-        """Complex channel pairs: one scale per pair from the raw moments
-        (`autors.data.normalize.pair_scales`)."""
-        return pair_scales(self.mean.tolist(), np.sqrt(self.m2 / self.n).tolist())
 
     def result(self) -> tuple[list[float], list[float]]:
         std = np.sqrt(self.m2 / self.n)

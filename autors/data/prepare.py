@@ -68,6 +68,19 @@ class PreparedData:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def targets(self):
+        """A task with `targets`: each target (`autors.data.labels.TargetInfo`); else None."""
+        return self.index.targets
+
+    @property
+    def model_outputs(self) -> int | dict[str, int]:
+        """What `fusion.build_model` is asked for: the number of classes, or with `targets`
+        each target's output channels ({name: channels}, concatenated in this order)."""
+        if self.index.targets is None:
+            return self.num_classes
+        return {t.name: t.channels for t in self.index.targets}
+
     def shipped_bytes(self) -> int:
         """Bytes every trial receives (through Ray's object store): the index, plus the arrays
         when in memory."""

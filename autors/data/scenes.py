@@ -37,6 +37,9 @@ class SceneFiles:
     sensors: dict[str, Path]
     labels: dict[str, Path]
     masks: dict[str, Path] = field(default_factory=dict)
+    # a task with `targets`: target -> raster (a target missing here has no value in the
+    # scene); `labels['full']` is then the first of them, the scene's reference raster
+    targets: dict[str, Path] = field(default_factory=dict)
 
 
 def list_scenes(task: TaskSpec) -> list[SceneFiles]:
@@ -45,6 +48,13 @@ def list_scenes(task: TaskSpec) -> list[SceneFiles]:
     Raises DataError naming the template, CSV or scene for: no scene found, duplicate ids, a
     listed file that does not exist, an id the group pattern does not match."""
     spec = task.scenes
+    if spec is None and task.targets is not None:
+        targets = {name: t.path for name, t in task.targets.items()}
+        masks = {name: s.mask.path for name, s in task.sensors.items() if s.mask is not None}
+        scenes = [SceneFiles(task.name, None, {name: s.path for name, s in task.sensors.items()},
+                             {"full": next(iter(targets.values()))}, masks, targets)]
+        _check_files(scenes, task)
+        return scenes
     if spec is None:
         labels = {}
         if task.labels.path is not None:
@@ -58,10 +68,12 @@ def list_scenes(task: TaskSpec) -> list[SceneFiles]:
         scenes = []
         for item in spec.items:
             labels = {"full": item.labels} if item.labels is not None else {}
+            if item.targets:
+                labels = {"full": next(iter(item.targets.values()))}
             labels.update(_given_labels(task, lambda p, i=item.id: _fill(p, i)))
             group = item.group if item.group is not None else _group(task, item.id)
             scenes.append(SceneFiles(item.id, group, dict(item.sensors), labels,
-                                     dict(item.masks)))
+                                     dict(item.masks), dict(item.targets)))
     else:
         ids = _template_ids(task)
         scenes = [_from_template(task, scene_id) for scene_id in ids]
@@ -112,6 +124,8 @@ def scenes_digest(scenes: list[SceneFiles]) -> str:
     for s in scenes:
         h.update(repr((s.id, s.group, sorted((k, str(v)) for k, v in s.sensors.items()),
                        sorted((k, str(v)) for k, v in s.labels.items()))).encode())
+        if s.targets:  # only tasks with targets: older digests stay as they were
+            h.update(repr(sorted((k, str(v)) for k, v in s.targets.items())).encode())
     return h.hexdigest()[:16]
 
 
@@ -149,10 +163,15 @@ def _from_template(task: TaskSpec, scene_id: str) -> SceneFiles:
     sensors = {name: _fill(p, scene_id) for name, p in t.sensors.items()}
     masks = {name: _fill(p, scene_id) for name, p in t.masks.items()}
     # A scene may lack a sensor's file (e.g. a chip delivered with Sentinel-1 only): the
-    # sensor is then absent from that scene, and its mask with it.
+    # sensor is then absent from that scene, and its mask with it. Targets alike.
     present = {name: p for name, p in sensors.items() if p.is_file()}
+    targets = {name: _fill(p, scene_id) for name, p in t.targets.items()}
+    targets = {name: p for name, p in targets.items() if p.is_file()}
+    if t.targets:
+        labels = {"full": next(iter(targets.values()), _fill(next(iter(t.targets.values())),
+                                                              scene_id))}
     return SceneFiles(scene_id, _group(task, scene_id), present, labels,
-                      {name: p for name, p in masks.items() if name in present})
+                      {name: p for name, p in masks.items() if name in present}, targets)
 
 
 def _templates(task: TaskSpec) -> dict[str, str]:
@@ -161,6 +180,8 @@ def _templates(task: TaskSpec) -> dict[str, str]:
     out = {f"sensor '{k}'": v for k, v in t.sensors.items()}
     if t.labels is not None:
         out["labels"] = t.labels
+    if t.targets:  # the first target lists the scenes, as labels would
+        out["labels"] = next(iter(t.targets.values()))
     if task.split.kind == "given":
         out.update({f"split.{k}": str(getattr(task.split, k)) for k in SPLIT_NAMES
                     if getattr(task.split, k) is not None})

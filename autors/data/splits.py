@@ -90,6 +90,7 @@ def split_scene(
     valid: np.ndarray,
     split_of_scene: str | None,
     scene_id: str,
+    strata: int | None = None,
 ) -> dict | None:
     """One scene's train / val / test class-index maps (int16 [H, W], -1 elsewhere), plus
     'dropped_invalid' and 'dropped_buffer' counts; deterministic for `split.seed`.
@@ -104,8 +105,11 @@ def split_scene(
 
     In a one-scene task a class left with no training pixel is a DataError; in a dataset that
     is checked over all scenes, and a scene with no usable labelled pixel returns None.
+
+    `strata`: the number of values in `labels` when it is not the class map (a task with
+    `targets`: the class target's classes, then one value for "no class, another target").
     """
-    k = task.num_classes
+    k = task.num_classes if strata is None else strata
     seed = task.split.seed
     single = task.scenes is None
     invalid = ~valid
@@ -126,7 +130,8 @@ def split_scene(
         if not single and not (pool >= 0).any():
             return None
         if single:
-            _require_classes(task, pool, f"the label raster {task.labels.path}")
+            _require_classes(task, pool, f"the label raster {task.class_labels.path}"
+                             if task.class_labels is not None else "")
         block = task.split.block_size
         labelled = int((pool >= 0).sum())
         test_mask = _carve(pool, block, task.split.test_fraction * labelled, k, _rng(seed, 1),
@@ -186,10 +191,12 @@ def _rng(seed: int, stream: int) -> np.random.Generator:
 
 
 def _require_classes(task: TaskSpec, pool: np.ndarray, where: str, fix: str | None = None) -> None:
+    if task.class_labels is None:
+        return  # no class target: continuous targets are checked over the whole dataset
     counts = np.bincount(pool[pool >= 0], minlength=task.num_classes)
     empty = [
         f"'{name}' (value {value})"
-        for name, value, n in zip(task.class_names, task.labels.class_values, counts)
+        for name, value, n in zip(task.class_names, task.class_labels.class_values, counts)
         if n == 0
     ]
     if empty:

@@ -19,6 +19,7 @@ from autors.data.conditions import Condition
 from autors.errors import DataError
 from autors.training.batches import eval_loader, to_device
 from autors.training.metrics import confusion_matrix, expected_calibration_error, summarize
+from autors.training.targets import evaluate_targets
 from fusion import MASK_SUFFIX
 
 EVAL_SPLITS = ("val", "test")
@@ -105,7 +106,12 @@ def evaluate(
     `breakdown` and more than one scene, also `per_scene` and `per_group` ({id: pixels, oa,
     kappa, miou}; pooled metrics stay the headline). `no_input` counts scored pixels where
     no sensor the model uses is valid (under `condition`, when given). `on_logits`: see
-    `predict_split`."""
+    `predict_split`.
+
+    A task with `targets`: `autors.training.targets.evaluate_targets` (every target's
+    metrics, `scalars`, `score`); `on_logits` and the breakdowns are for a `labels` task."""
+    if data.targets is not None:
+        return evaluate_targets(model, data, split, batch_size, num_workers)
     target, pred, conf, loss, scene, has_input = predict_split(
         model, data, split, batch_size, num_workers, condition, on_logits)
     cm = confusion_matrix(target, pred, data.num_classes)

@@ -46,6 +46,7 @@ from autors.training.batches import (
     train_loader,
 )
 from autors.training.evaluate import evaluate
+from autors.training.targets import TargetLoss
 from fusion import CLOUDED_KINDS
 
 SCALARS = ("oa", "aa", "kappa", "miou")
@@ -137,7 +138,8 @@ def _train_epoch(
     loss_sum, n_batches = 0.0, 0
     for i, batch in enumerate(loader, start=1):
         batch = to_device(batch, device)
-        target = batch.pop("target")  # [B] or [B, H, W]
+        # [B] or [B, H, W]; several targets: [B, T] or [B, T, H, W], NaN where none
+        target = batch.pop("targets" if "targets" in batch else "target")
         del batch["scene"]
         loss = loss_fn(model(drop(batch)), target)
         if not torch.isfinite(loss):
@@ -178,16 +180,21 @@ def train_model(
     spec = spec.model_copy(update=arch.training.to_dict())
     device = resolve_device(spec.device)
     torch.manual_seed(_stream_seed(seed, 0))  # weights and dropout layers
-    model = fusion.build_model(arch, data.in_channels, data.num_classes, dense=arch.dense)
+    model = fusion.build_model(arch, data.in_channels, data.model_outputs, dense=arch.dense)
     model.to(device)
 
     train_ds = data.dataset("train", augment=spec.augment, seed=_stream_seed(seed, 1))
     loader = train_loader(train_ds, spec, _stream_seed(seed, 2), data.sampler_window)
     dropout_gen = torch.Generator().manual_seed(_stream_seed(seed, 3))
     clouded = [s for s in arch.sensors if task.sensors[s].kind in CLOUDED_KINDS]
-    weight = class_weights(data.index.counts()["train"]).to(device) if spec.class_weighting else None
-    loss_fn = nn.CrossEntropyLoss(weight=weight, ignore_index=-1)
-    optimizer = build_optimizer(model.parameters(), spec)
+    counts = data.index.counts()["train"][:data.num_classes]  # classes (not the no-class stratum)
+    weight = class_weights(counts).to(device) if spec.class_weighting and counts else None
+    if data.targets is not None:  # several targets: each its loss on its own pixels
+        loss_fn = TargetLoss(data.targets, model.output_slices(), weight).to(device)
+    else:
+        loss_fn = nn.CrossEntropyLoss(weight=weight, ignore_index=-1)
+    # learned target weights (uncertainty weighting) are trained with the network
+    optimizer = build_optimizer([*model.parameters(), *loss_fn.parameters()], spec)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
         optimizer, T_max=epochs, eta_min=spec.lr * MIN_LR_FACTOR
     )
@@ -218,7 +225,8 @@ def train_model(
 
             val = evaluate(model, data, "val", spec.batch_size, num_workers=spec.num_workers)
             record = {"epoch": epoch, "train_loss": train_loss, "lr": lr}
-            record.update({f"val_{k}": float(val[k]) for k in SCALARS})
+            record.update({f"val_{k}": float(v) for k, v in val.get(
+                "scalars", {k: val[k] for k in SCALARS}).items()})
             record["seconds"] = time.perf_counter() - t_epoch
             history.append(record)
             if record[monitor] > best_score:

@@ -88,6 +88,7 @@ from torch import nn
 import fusion
 from autors.config import TaskSpec, task_yaml
 from autors.data import NormStats, PreparedData
+from autors.data.labels import TargetInfo
 from autors.data.profile import InputProfile
 from autors.errors import ModelFolderError, TaskFileError
 from autors.files import atomic_folder, file_sha256, versions
@@ -179,11 +180,14 @@ def write_train_folder(
                     for name, c in data.in_channels.items()
                 ],
                 "class_names": list(data.class_names),
-                "class_values": task.labels.class_values,
+                "class_values": task.class_labels.class_values
+                if task.class_labels is not None else [],
                 "num_classes": data.num_classes,
                 "patch_size": task.patch_size,
                 "tile_size": task.tile_size,
                 "dense": outcome.arch.dense,
+                **({} if data.targets is None else
+                   {"targets": [t.to_dict() for t in data.targets]}),
                 "profile": None if data.index.profile is None
                 else data.index.profile.model_dump(mode="json"),
             },
@@ -244,6 +248,18 @@ class TrainFolder:
         return int(self.run["inputs"]["num_classes"])
 
     @property
+    def targets(self) -> list[TargetInfo] | None:
+        """A task with `targets`: each target (kind, channels, normalisation); else None."""
+        data = self.run["inputs"].get("targets")
+        return None if data is None else [TargetInfo.from_dict(t) for t in data]
+
+    @property
+    def model_outputs(self) -> int | dict[str, int]:
+        """What `fusion.build_model` is asked for (see `PreparedData.model_outputs`)."""
+        targets = self.targets
+        return self.num_classes if targets is None else {t.name: t.channels for t in targets}
+
+    @property
     def profile(self) -> InputProfile | None:
         """What the training inputs looked like; None for a folder written before
         profiles."""
@@ -272,7 +288,7 @@ class TrainFolder:
 
     def load_model(self) -> nn.Module:
         """Rebuild the model from arch.json and load weights.pt (weights_only); eval mode."""
-        model = fusion.build_model(self.arch, self.in_channels, self.num_classes)
+        model = fusion.build_model(self.arch, self.in_channels, self.model_outputs)
         weights = self.path / "weights.pt"
         try:
             state = torch.load(weights, map_location="cpu", weights_only=True)

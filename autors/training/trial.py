@@ -59,6 +59,8 @@ class TrainedModel:
         test_per_group ({id: pixels, oa, kappa, miou}). When the search needs it (objective
         val_oa_robust, constraint min_oa_when_missing): val_oa_robust, val_oa_worst_missing."""
         val = self.outcome.val_metrics
+        if "scalars" in val:  # a task with `targets`
+            return self._target_metrics()
         out: dict[str, Any] = {f"val_{k}": float(val[k]) for k in SCALARS}
         out["val_ece"] = float(val["ece"])
         out["val_loss"] = float(val["loss"])
@@ -81,6 +83,19 @@ class TrainedModel:
             if checked is not None:
                 out["test_ece_calibrated"] = float(checked["ece_after"])
                 out["test_conformal"] = checked["conformal"]
+        return out
+
+    def _target_metrics(self) -> dict[str, Any]:
+        """A task with `targets`: val_score, val_loss, every target's metrics as
+        val_<metric>__<target> (the class target's also as val_oa, val_kappa...), and
+        val_targets ({target: metrics}); with a test evaluation the same as test_*."""
+        out: dict[str, Any] = {}
+        for split, metrics in (("val", self.outcome.val_metrics), ("test", self.test_metrics)):
+            if metrics is None:
+                continue
+            out.update({f"{split}_{k}": float(v) for k, v in metrics["scalars"].items()})
+            out[f"{split}_loss"] = float(metrics["loss"])
+            out[f"{split}_targets"] = metrics["targets"]
         return out
 
     def trial_result(self, trial_id: int, seed: int) -> TrialResult:
@@ -113,7 +128,7 @@ class TrainedModel:
     def unpack(cls, packed: dict[str, Any], data: PreparedData) -> TrainedModel:
         """The TrainedModel of `pack()`, its network rebuilt for `data` (eval mode, CPU)."""
         arch = fusion.Arch.from_dict(packed["arch"])
-        model = fusion.build_model(arch, data.in_channels, data.num_classes)
+        model = fusion.build_model(arch, data.in_channels, data.model_outputs)
         model.load_state_dict(packed["state_dict"])
         outcome = TrainOutcome(
             model=model.eval(), arch=arch, history=packed["history"],
@@ -158,12 +173,17 @@ def train_evaluate(
                                    robustness=table)
     spec = task.train
     calibration = check = None
+    if task.multi_target:  # the continuous targets' std is the heads' own, checked on test
+        calibrate = False
     if calibrate:  # validation logits only; after every choice training made
         calibration = fit_on_validation(outcome.model, data, spec.batch_size, spec.num_workers,
                                 seed=task.split.seed)
         check = CalibrationCheck(calibration)
     test_metrics = None
-    if test:
+    if test and task.multi_target:  # every target's metrics, interval coverage included
+        test_metrics = evaluate(outcome.model, data, "test", spec.batch_size,
+                                num_workers=spec.num_workers)
+    elif test:
         test_metrics = evaluate(outcome.model, data, "test", spec.batch_size,
                                 num_workers=spec.num_workers, breakdown=True,
                                 on_logits=None if check is None else check.add)
