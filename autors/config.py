@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from autors.errors import TaskFileError
 
 SensorKind = Literal["optical", "sar", "lidar", "hyperspectral", "other"]
+SarUnits = Literal["db", "linear", "complex"]
 TaskKind = Literal["patch_classification", "segmentation"]
 ObjectiveName = Literal["val_oa", "val_aa", "val_kappa", "val_miou", "val_oa_robust", "val_score"]
 TargetKind = Literal["classes", "continuous"]
@@ -80,9 +81,19 @@ class SensorSpec(_Strict):
     )
     scale: float = 1.0
     offset: float = 0.0
-    sar_units: Literal["db", "linear"] | None = Field(
+    sar_units: SarUnits | None = Field(
         default=None,
-        description="SAR only: 'linear' power is converted to dB on load; 'db' is used as is",
+        description="SAR only: 'linear' power is converted to dB on load; 'db' is used as is; "
+        "'complex': complex values (SLC rasters of complex64 / complex int16, or real "
+        "rasters declaring `complex_pairs`) become real/imaginary channel pairs, never "
+        "converted",
+    )
+    complex_pairs: list[list[int | str]] | None = Field(
+        default=None,
+        description="sar_units complex on a real raster (polarimetric covariance/coherency "
+        "elements): the (real, imaginary) band pairs, each a band name or 1-based index, e.g. "
+        "C2 as [[C11], [C12_real, C12_imag], [C22]]; a pair of one band is a real element "
+        "(imaginary part 0). Replaces `bands`",
     )
     mask: MaskSpec | None = Field(default=None, description="a cloud / gap mask raster")
     qa: QASpec | None = Field(default=None, description="a quality band of this raster")
@@ -98,10 +109,29 @@ class SensorSpec(_Strict):
                     raise ValueError(f"band index {b} is invalid: indices are 1-based")
         return v
 
+    @property
+    def input_kind(self) -> str:
+        """'complex' (real/imaginary channel pairs) or 'real': which branch kinds fit."""
+        return "complex" if self.sar_units == "complex" else "real"
+
     @model_validator(mode="after")
     def _sar_units_only_for_sar(self) -> SensorSpec:
         if self.sar_units is not None and self.kind != "sar":
             raise ValueError(f"'sar_units' is only meaningful for kind 'sar', not '{self.kind}'")
+        if self.complex_pairs is not None:
+            if self.sar_units != "complex":
+                raise ValueError("'complex_pairs' declares real/imaginary band pairs: set "
+                                 "sar_units: complex, or remove complex_pairs")
+            if self.bands is not None:
+                raise ValueError("give either 'bands' or 'complex_pairs' (the pairs name the "
+                                 "bands read)")
+            for pair in self.complex_pairs:
+                if len(pair) not in (1, 2):
+                    raise ValueError(f"complex_pairs: {pair} is not a (real, imaginary) pair: "
+                                     "give [re, im], or [re] for a real element")
+        if self.sar_units == "complex" and self.offset != 0.0:
+            raise ValueError("'offset' with sar_units complex would move the complex origin and "
+                             "change every phase: remove it (a 'scale' is allowed)")
         if self.qa is not None and self.bands is not None and self.qa.band in self.bands:
             raise ValueError(f"the QA band {self.qa.band!r} is also listed in 'bands': a QA "
                              "band is a rule, not a model input; remove it from 'bands'")

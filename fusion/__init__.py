@@ -9,6 +9,7 @@ Models take `{sensor: [B, C, H, W]}` and, optionally, each sensor's validity mas
 
 # Importing the part modules registers their classes in the registries.
 from fusion import branches as _branches  # noqa: F401
+from fusion import complex as _complex  # noqa: F401
 from fusion import heads as _heads  # noqa: F401
 from fusion import ops as _ops  # noqa: F401
 from fusion import positions as _positions  # noqa: F401

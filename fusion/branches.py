@@ -38,6 +38,9 @@ class Branch(nn.Module):
 
     out_channels: list[int]
     reductions: list[int]
+    # What the branch reads: "real" (any band stack) or "complex" (real/imaginary channel
+    # pairs of a `sar_units: complex` sensor, `fusion.complex`); the search spaces ask it.
+    input_kind = "real"
 
     def __init__(self, in_channels: int, width: int, depth: int, kernel: int) -> None:
         super().__init__()

@@ -33,12 +33,19 @@ class SearchSpace(ABC):
         self.sensors: dict[str, str] = dict(sensors)
         self.dense = dense
         self.native_scales: dict[str, int] = {}
+        self.input_kinds: dict[str, str] = {}
 
     def set_native_scales(self, scales: Mapping[str, int]) -> None:
         """How much coarser each sensor's own pixels are than the grid (2^k; from the data,
         `autors.data.native.native_scales`): a space may let such a sensor enter an
         encoder-decoder at scale k. Call before sampling; unknown means 0 for every sensor."""
         self.native_scales = {s: int(scales.get(s, 0)) for s in self.sensors}
+
+    def set_input_kinds(self, kinds: Mapping[str, str]) -> None:
+        """What each sensor's input is: "real" (default) or "complex" (real/imaginary channel
+        pairs, `sar_units: complex`). A space offers a branch kind only to sensors whose input
+        kind is the branch's `input_kind`, or any real-input kind. Call before sampling."""
+        self.input_kinds = {s: str(kinds.get(s, "real")) for s in self.sensors}
 
     @abstractmethod
     def options(self) -> dict[str, list[Any]]:

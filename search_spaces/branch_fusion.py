@@ -11,7 +11,9 @@ Labels (sensor names are the task's):
 
 `branch.<sensor>.kind` includes "off" when the task has more than one sensor (a sample with
 every sensor off is invalid). Branch kinds made for one sensor kind are only offered to it:
-"spectral" to hyperspectral sensors, "sar" to SAR sensors. `trunk.layers` = n > 0 is a conv
+"spectral" to hyperspectral sensors, "sar" to SAR sensors. Branches that read complex channel
+pairs (`Branch.input_kind == "complex"`, `fusion.complex`) are offered to complex sensors
+only (`set_input_kinds`), before the real-input kinds, which complex sensors also get. `trunk.layers` = n > 0 is a conv
 trunk of n layers at the fusion width after the fusion point (unused by late fusion).
 `features.dropout` is one channel-dropout rate for every used branch and the trunk
 (`BranchSpec.dropout`: `nn.Dropout2d` after each stage), so MC dropout samples the features;
@@ -88,9 +90,15 @@ class BranchFusionSpace(SearchSpace):
         candidates = self.BRANCH_KINDS if self.BRANCH_KINDS is not None else BRANCHES.names()
         sensor_kind = self.sensors[sensor]
         kinds = [k for k in candidates if k in BRANCHES and k != OFF]
+        # Each branch states what it reads (`Branch.input_kind`): kinds for complex channel
+        # pairs go to complex sensors only (first), real-input kinds to every sensor.
+        reads = self.input_kinds.get(sensor, "real")
+        typed = [k for k in kinds if BRANCHES.get(k).input_kind != "real"]
+        complex_own = [k for k in typed if BRANCHES.get(k).input_kind == reads]
+        kinds = [k for k in kinds if k not in typed]
         own = [k for k in kinds if sensor_kind in SPECIALISED.get(k, ())]
         general = [k for k in kinds if k not in SPECIALISED]
-        return own + general
+        return complex_own + own + general
 
     def _positions(self) -> list[str]:
         names = self.POSITIONS if self.POSITIONS is not None else POSITIONS.names()
@@ -346,7 +354,8 @@ class CompactSpace(BranchFusionSpace):
         "small, low-latency space: narrow shallow branches, cheap fusion operators, "
         "small heads"
     )
-    BRANCH_KINDS = ("spectral", "sar", "separable", "conv")
+    BRANCH_KINDS = ("spectral", "sar", "separable", "conv", "complex_modrelu",
+                    "complex_features")
     WIDTHS = (8, 16)
     DEPTHS = (0, 1)
     KERNELS = (3,)

@@ -137,12 +137,14 @@ def read_onto(
     convert: Callable[[np.ndarray], np.ndarray],
     fill: float,
     resampling: Resampling,
+    pairs: bool = False,
 ) -> np.ndarray:
     """Read bands `indexes` of a raster once and bring them onto `grid`: [C, grid.h, grid.w].
 
     `convert` maps the raw float32 stack to the values to resample (e.g. nodata -> NaN,
     scale/offset, class values -> indexes); it runs before resampling. Grid pixels the raster
-    does not cover are `fill`.
+    does not cover are `fill`. `pairs`: a complex raster, read as real/imaginary channel pairs
+    ([2C, ...], `raster.read`), each part resampled on its own.
     """
     offset = lattice_offset(info, grid)
     if offset is not None:
@@ -152,16 +154,16 @@ def read_onto(
         r1, c1 = min(row + grid.height, info.height), min(col + grid.width, info.width)
         if r1 <= r0 or c1 <= c0:
             raise DataError(f"{info.path} does not overlap the reference grid")
-        part = convert(read(info, indexes, Window(c0, r0, c1 - c0, r1 - r0)))
+        part = convert(read(info, indexes, Window(c0, r0, c1 - c0, r1 - r0), pairs=pairs))
         if part.shape[1:] == grid.shape:
             return part
-        out = np.full((len(indexes), grid.height, grid.width), fill, dtype=part.dtype)
+        out = np.full((part.shape[0], grid.height, grid.width), fill, dtype=part.dtype)
         out[:, r0 - row : r1 - row, c0 - col : c1 - col] = part
         return out
     window = source_window(info, grid)
     if window.width == 0 or window.height == 0:
         raise DataError(f"{info.path} does not overlap the reference grid")
-    stack = convert(read(info, indexes, window))
+    stack = convert(read(info, indexes, window, pairs=pairs))
     src = Grid(info.crs, _shifted(info.transform, window), int(window.height), int(window.width))
     return warp(stack, src, grid, resampling, fill, str(info.path))
 

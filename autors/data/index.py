@@ -26,7 +26,7 @@ from autors.config import SensorSpec, TaskSpec
 from autors.data.grid import Grid, crop_to_overlap
 from autors.data.labels import TargetInfo, read_labels, read_target
 from autors.data.masks import mask_header, qa_band, rule_validity, sensor_bands
-from autors.data.normalize import NormStats
+from autors.data.normalize import NormStats, pair_scales
 from autors.data.profile import InputProfile, ProfileSampler, gsd_range, pixel_size
 from autors.data.raster import RasterInfo, inspect
 from autors.data.scene import Scene, check_disjoint, load_sensor
@@ -118,7 +118,7 @@ class DatasetIndex:
 
     def nbytes(self) -> int:
         """Bytes of the normalised sensors of every scene held in memory (float32)."""
-        channels = sum(len(b) for b in self.scenes[0].bands.values()) if self.scenes else 0
+        channels = sum(self.in_channels.values())
         return sum(4 * channels * s.grid.height * s.grid.width for s in self.scenes)
 
     @property
@@ -297,7 +297,7 @@ def load_scene(task: TaskSpec, files: SceneFiles | None = None) -> Scene:
     grid = _grid(task, files, (rasters, bands))
     label_infos = {key: _inspect(files, key, p) for key, p in files.labels.items()}
     entry = _entry(task, files, rasters, bands, grid)
-    channels = {n: len(b[0]) for n, b in bands.items()}
+    channels = {n: len(b[1]) for n, b in bands.items()}  # names: 2 per complex band
     sensors, sensor_valid = read_block(entry, task.sensors, Window(0, 0, grid.width, grid.height),
                                        channels)
     for name, ok in sensor_valid.items():
@@ -569,6 +569,8 @@ def _training_stats(task: TaskSpec, index: DatasetIndex, raws: list | None
             raise DataError(f"sensor '{name}' has no valid pixel among the training pixels, "
                             "so it cannot be normalised; check its nodata value and coverage")
         mean[name], std[name] = m.result()
+        if task.sensors[name].sar_units == "complex":  # one scale per pair, no offset: phases kept
+            mean[name], std[name] = [0.0] * len(mean[name]), m.pair_scales()
     return NormStats(mean=mean, std=std), _profile(index, sampler)
 
 
@@ -605,6 +607,11 @@ class _Moments:
         self.mean = self.mean + delta * nb / n
         self.m2 = self.m2 + m2b + delta**2 * self.n * nb / n
         self.n = n
+
+    def pair_scales(self) -> list[float]:
+        """Complex channel pairs: one scale per pair from the raw moments
+        (`autors.data.normalize.pair_scales`)."""
+        return pair_scales(self.mean.tolist(), np.sqrt(self.m2 / self.n).tolist())
 
     def result(self) -> tuple[list[float], list[float]]:
         std = np.sqrt(self.m2 / self.n)

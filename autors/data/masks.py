@@ -8,6 +8,7 @@ import numpy as np
 from rasterio.warp import Resampling
 
 from autors.config import SensorSpec
+from autors.data.complex_sar import check_units, complex_bands
 from autors.data.grid import Grid, crop_to_overlap, read_onto
 from autors.data.raster import RasterInfo, inspect, resolve_bands
 from autors.errors import DataError, RasterError
@@ -15,7 +16,11 @@ from autors.errors import DataError, RasterError
 
 def sensor_bands(name: str, spec: SensorSpec, info: RasterInfo) -> tuple[list[int], list[str]]:
     """The model-input bands of a sensor (indexes, names): `bands`, or every band except the
-    QA band when `bands` is omitted."""
+    QA band when `bands` is omitted. A complex sensor: its bands as real/imaginary channel
+    pairs (`autors.data.complex_sar`); a raster that does not fit `sar_units` raises."""
+    check_units(name, spec, info)
+    if spec.sar_units == "complex":
+        return complex_bands(spec, info)
     indexes, names = resolve_bands(info, spec.bands)
     if spec.qa is not None and spec.bands is None:
         qa = qa_band(name, spec, info)

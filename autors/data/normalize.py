@@ -2,10 +2,15 @@
 
 They are plain data (`to_dict`/`from_dict`) because they travel with exported models: a model
 applied to new GeoTIFFs must see its inputs normalised exactly as in training.
+
+A complex sensor (real/imaginary channel pairs) gets mean 0 and one scale per pair
+(`pair_scales`): subtracting per-channel means or scaling the two parts apart would change
+every phase.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,3 +85,17 @@ class NormStats:
             mean={k: [float(v) for v in vs] for k, vs in data["mean"].items()},
             std={k: [float(v) for v in vs] for k, vs in data["std"].items()},
         )
+
+
+def pair_scales(mean: Sequence[float], std: Sequence[float]) -> list[float]:
+    """One scale per complex pair from per-channel moments: the root mean square of the two
+    parts, sqrt((E[re^2] + E[im^2]) / 2) = sqrt(|z|^2 / 2) over training pixels (1 for a pair
+    that is always 0). With offset 0 and the same scale for both parts, normalisation
+    multiplies every complex value by one positive real number: phases (and phase differences
+    between pairs) are untouched, and a circular complex Gaussian gets unit-variance parts."""
+    out = []
+    for k in range(0, len(mean), 2):
+        ms = (mean[k] ** 2 + std[k] ** 2 + mean[k + 1] ** 2 + std[k + 1] ** 2) / 2
+        s = float(np.sqrt(ms))
+        out.extend([s, s] if np.isfinite(s) and s > 0 else [1.0, 1.0])
+    return out

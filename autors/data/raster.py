@@ -127,12 +127,33 @@ def resolve_bands(
     return indexes, names
 
 
+def is_complex(dtype: str) -> bool:
+    """Whether a raster's data type holds complex values (complex64, complex_int16, ...)."""
+    return "complex" in dtype.lower()
+
+
 def read(
-    info: RasterInfo, indexes: list[int], window: Window, dtype: str = "float32"
+    info: RasterInfo, indexes: list[int], window: Window, dtype: str = "float32",
+    pairs: bool = False,
 ) -> np.ndarray:
-    """Pixels of bands `indexes` inside `window`, as `dtype`: [C, window.height, window.width]."""
+    """Pixels of bands `indexes` inside `window`, as `dtype`: [C, window.height, window.width].
+
+    A complex raster is read only with `pairs`: each band becomes its real and imaginary parts
+    as two float32 channels, interleaved ([2C, h, w]: re0, im0, re1, ...). Without `pairs` it
+    is a RasterError: casting would keep the real part only, silently."""
+    if is_complex(info.dtype) != pairs:
+        raise RasterError(
+            f"{info.path} holds {'complex' if is_complex(info.dtype) else 'real'} values "
+            f"({info.dtype}) but is read as {'complex pairs' if pairs else 'real values'}: "
+            "declare the sensor's sar_units (complex for SLC rasters) to match the file"
+        )
     try:
         with rasterio.open(info.path) as ds, rasterio.Env(GDAL_CACHEMAX=_cache_mb(ds)):
+            if pairs:
+                z = ds.read(indexes, window=window, out_dtype="complex64")
+                out = np.empty((2 * z.shape[0],) + z.shape[1:], np.float32)
+                out[0::2], out[1::2] = z.real, z.imag
+                return out
             return ds.read(indexes, window=window, out_dtype=dtype)
     except _IO_ERRORS as err:
         raise RasterError(

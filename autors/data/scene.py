@@ -10,8 +10,9 @@ import numpy as np
 from rasterio.warp import Resampling
 
 from autors.config import SensorSpec, TaskSpec
+from autors.data.complex_sar import assemble_pairs, complex_bands, pair_nodata
 from autors.data.grid import Grid, read_onto
-from autors.data.raster import RasterInfo, inspect, resolve_bands
+from autors.data.raster import RasterInfo, inspect, is_complex, resolve_bands
 from autors.errors import DataError
 
 # Floor of linear SAR power before the dB conversion (10*log10(1e-10) = -100 dB).
@@ -42,15 +43,23 @@ def load_sensor(
     indexes: list[int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One sensor on `grid` (a scene, or a window of one when predicting): values float32
-    [C, H, W] after nodata, scale/offset and dB conversion, invalid pixels 0, and validity
-    bool [H, W]. `info`/`indexes` skip re-reading the header when already known."""
+    [C, H, W] after nodata, scale/offset and dB conversion (a complex sensor: real/imaginary
+    channel pairs, `autors.data.complex_sar`), invalid pixels 0, and validity bool [H, W]. `info`/`indexes` skip re-reading the header when already known."""
     if info is None:
         info = inspect(spec.path)
     if indexes is None:
-        indexes, _ = resolve_bands(info, spec.bands)
-    stack = read_onto(
-        info, indexes, grid, _to_physical(spec, info, indexes), np.nan, Resampling.bilinear
-    )
+        indexes, _ = (complex_bands(spec, info) if spec.sar_units == "complex"
+                      else resolve_bands(info, spec.bands))
+    if spec.sar_units == "complex" and is_complex(info.dtype):
+        # Real and imaginary parts as channel pairs, resampled part by part, never in dB.
+        stack = read_onto(info, indexes, grid, pair_nodata(spec, info, indexes), np.nan,
+                          Resampling.bilinear, pairs=True)
+    else:
+        stack = read_onto(
+            info, indexes, grid, _to_physical(spec, info, indexes), np.nan, Resampling.bilinear
+        )
+    if spec.complex_pairs:
+        stack = assemble_pairs(stack, spec)
     if spec.kind == "sar" and spec.sar_units == "linear":
         # Resampled in linear power (physically meaningful averages), then converted.
         linear_to_db(stack)

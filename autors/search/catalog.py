@@ -111,9 +111,11 @@ def make_task_space(name: str, sensors: Mapping[str, str], dense: bool) -> Searc
 def space_for_task(task: TaskSpec) -> SearchSpace:
     """The task's search space for its sensors; also checks the strategy name."""
     check_strategy(task.search.strategy)
-    return make_task_space(
+    space = make_task_space(
         task.search.space, sensor_kinds(task), dense=task.dense
     )
+    space.set_input_kinds({name: s.input_kind for name, s in task.sensors.items()})
+    return space
 
 
 def list_spaces(task: TaskSpec | None) -> list[str]:

@@ -8,7 +8,9 @@ from pathlib import Path
 from autors.errors import SynthConfigError
 from autors.synth.catalogue import active_classes
 
-SENSORS: tuple[str, ...] = ("optical", "sar", "lidar", "hsi")
+# "slc": a complex SAR sensor (autors.synth.slc), only when asked for: not a default sensor.
+SENSORS: tuple[str, ...] = ("optical", "sar", "lidar", "hsi", "slc")
+DEFAULT_SENSORS: tuple[str, ...] = ("optical", "sar", "lidar", "hsi")
 CLOUD_FLAGS = ("cloud_nodata", "cloud_qa")
 
 
@@ -21,7 +23,7 @@ class SynthConfig:
 
     size: int = 128  # label grid is size x size pixels
     classes: int = 10  # the first K classes of catalogue.CLASSES
-    sensors: tuple[str, ...] = SENSORS
+    sensors: tuple[str, ...] = DEFAULT_SENSORS
     seed: int = 0
     looks: float = 4.0  # SAR equivalent number of looks: speckle CV = 1/sqrt(looks)
     n_train_per_class: int = 30  # sparse training pixels per class in train.tif

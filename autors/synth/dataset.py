@@ -128,6 +128,9 @@ class DatasetConfig:
         if self.compress not in COMPRESS:
             raise SynthConfigError(f"synthetic dataset setting compress={self.compress!r}: use "
                                    f"{' or '.join(COMPRESS)}")
+        if "slc" in self.sensors:  # no Sen1Floods11 layer for it
+            raise SynthConfigError("synthetic dataset setting sensors: the complex SAR sensor "
+                                   "'slc' is written in single scenes only (omit --scenes)")
         # the scene settings are checked (and the sensors put in canonical order) by SynthConfig
         object.__setattr__(self, "sensors", self.base.sensors)
 

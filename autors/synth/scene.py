@@ -18,7 +18,7 @@ from rasterio.crs import CRS
 from rasterio.transform import Affine, from_origin
 
 import autors.config
-from autors.synth import hsi, lidar, optical, sar
+from autors.synth import hsi, lidar, optical, sar, slc
 from autors.synth.bands import OPTICAL, hyperspectral
 from autors.synth.catalogue import CLASS_IDS, ClassDef, active_classes
 from autors.synth.config import SynthConfig
@@ -32,7 +32,7 @@ from autors.synth.writer import write_geotiff, write_json, write_task
 CRS_EPSG = 32632  # UTM zone 32N
 ORIGIN = (690_000.0, 5_336_000.0)  # upper-left corner, metres (an urban fringe in Bavaria)
 # Independent random streams, so a sensor subset leaves the other sensors' pixels unchanged.
-_STREAMS = ("layout", "surface", "optical", "hsi", "sar", "lidar", "split")
+_STREAMS = ("layout", "surface", "optical", "hsi", "sar", "lidar", "split", "slc")
 SAR_UNITS = "linear"
 CLOUD_MASK_FILE = "optical_cloudmask.tif"
 QA_BAND = "SCL"
@@ -102,6 +102,7 @@ def _task_dict(cfg: SynthConfig, names: tuple[str, ...], files: dict[str, Path])
         "sar": {"kind": "sar", "nodata": sar.NODATA, "sar_units": SAR_UNITS},
         "lidar": {"kind": "lidar", "nodata": lidar.NODATA},
         "hsi": {"kind": "hyperspectral", "nodata": hsi.NODATA, "scale": 1.0 / hsi.SCALE},
+        "slc": {"kind": "sar", "nodata": slc.NODATA, "sar_units": "complex"},
     }
     sensors = {
         s: {"kind": sensor_specs[s]["kind"], "path": files[s].name}
@@ -234,6 +235,9 @@ def simulate_sensor(
         bands = hyperspectral(cfg.hsi_bands)
         return SensorImage(hsi.simulate(surface, bands, rngs["hsi"]), transform, bands.names,
                            hsi.NODATA)
+    if name == "slc":
+        img = slc.simulate(layout.labels, layout.objects, world.classes, rngs["slc"])
+        return SensorImage(img, transform, slc.BANDS, slc.NODATA)
     raise ValueError(f"unknown sensor {name!r}")
 
 
@@ -258,6 +262,8 @@ def generate_scene(out_dir: Path, config: SynthConfig) -> SceneInfo:
         "sar": {"units": "linear power (sigma0)", "looks": str(cfg.looks)},
         "lidar": {"units": "height: metres above ground (nDSM); intensity: relative"},
         "hsi": {"units": "reflectance x 10000"},
+        "slc": {"units": "single-look complex amplitude (HH, VV)",
+                "phase_only_classes": ",".join(slc.phase_only_classes(world.classes))},
     }
     files: dict[str, Path] = {}
     # the cloud fields first from the optical stream, as optical.simulate would draw them
@@ -313,6 +319,8 @@ def generate_scene(out_dir: Path, config: SynthConfig) -> SceneInfo:
         "crs": f"EPSG:{CRS_EPSG}",
         "sar_units": SAR_UNITS,
     }
+    if "slc" in cfg.sensors:
+        record["phase_only_classes"] = slc.phase_only_classes(world.classes)
     files["record"] = write_json(out_dir / "scene.json", record)
     return SceneInfo(
         out_dir=out_dir,
