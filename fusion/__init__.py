@@ -15,6 +15,7 @@ from fusion import ops as _ops  # noqa: F401
 from fusion import positions as _positions  # noqa: F401
 from fusion.arch import (
     CLOUDED_KINDS,
+    HEAD_STAGES,
     MASK_SUFFIX,
     OFF,
     VERSION,
@@ -43,6 +44,7 @@ __all__ = [
     "DENSE_BASELINES",
     "FUSION_OPS",
     "HEADS",
+    "HEAD_STAGES",
     "MASK_SUFFIX",
     "OFF",
     "POSITIONS",

@@ -49,9 +49,9 @@ def build_model(
                if isinstance(c, bool) or not isinstance(c, int) or c < 1}
         if not num_classes or bad:
             raise ValueError(f"outputs must map target -> channels >= 1, got {num_classes!r}")
-        if arch.heads is not None and list(arch.heads) != list(num_classes):
-            raise ArchError(f"heads: the arch has heads for {list(arch.heads)} but the task's "
-                            f"targets are {list(num_classes)} (in this order)")
+        if arch.heads is not None and set(arch.heads) != set(num_classes):
+            raise ArchError(f"heads: the arch has heads for {sorted(arch.heads)} but the "
+                            f"task's targets are {sorted(num_classes)}")
     elif isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
     elif arch.heads is not None:

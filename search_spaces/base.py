@@ -33,6 +33,7 @@ class SearchSpace(ABC):
         self.sensors: dict[str, str] = dict(sensors)
         self.dense = dense
         self.native_scales: dict[str, int] = {}
+        self.targets: list[str] = []
         self.input_kinds: dict[str, str] = {}
 
     def set_native_scales(self, scales: Mapping[str, int]) -> None:
@@ -46,6 +47,12 @@ class SearchSpace(ABC):
         pairs, `sar_units: complex`). A space offers a branch kind only to sensors whose input
         kind is the branch's `input_kind`, or any real-input kind. Call before sampling."""
         self.input_kinds = {s: str(kinds.get(s, "real")) for s in self.sensors}
+
+    def set_targets(self, names: list[str]) -> None:
+        """A task with several targets (`targets:`): their names, in the model's output
+        order; a space may then choose one head per target (`Arch.heads`). Call before
+        sampling; none (default) means one head."""
+        self.targets = list(names)
 
     @abstractmethod
     def options(self) -> dict[str, list[Any]]:

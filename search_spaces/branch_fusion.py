@@ -40,6 +40,7 @@ from fusion import (
     BRANCHES,
     CLOUDED_KINDS,
     FUSION_OPS,
+    HEAD_STAGES,
     OFF,
     POSITIONS,
     Arch,
@@ -48,6 +49,7 @@ from fusion import (
     DecoderSpec,
     FusionSpec,
     HeadSpec,
+    TargetHeadSpec,
     TrainingSpec,
 )
 from search_spaces.base import SPACES, Sample, SearchSpace
@@ -135,7 +137,12 @@ class BranchFusionSpace(SearchSpace):
         opts["fusion.width"] = list(self.FUSION_WIDTHS)
         opts["trunk.layers"] = list(self.TRUNK_LAYERS)
         opts["head.kind"] = ["segmentation"] if self.dense else list(self.PATCH_HEADS)
-        opts["head.hidden"] = list(self.HEAD_HIDDEN)
+        if self.targets:  # several targets: one head each, its width and the stage it reads
+            for t in self.targets:
+                opts[f"head.{t}.hidden"] = list(self.HEAD_HIDDEN)
+                opts[f"head.{t}.stage"] = ["last"] if self.dense else list(HEAD_STAGES)
+        else:
+            opts["head.hidden"] = list(self.HEAD_HIDDEN)
         if self.FEATURE_DROPOUT:
             opts["features.dropout"] = list(self.FEATURE_DROPOUT)
         if self.decodes:
@@ -182,7 +189,7 @@ class BranchFusionSpace(SearchSpace):
             fusion=FusionSpec(self._value(sample, "fusion.op"), position, width, trunk),
             head=HeadSpec(
                 self._value(sample, "head.kind"),
-                hidden=self._value(sample, "head.hidden"),
+                hidden=HeadSpec.hidden if self.targets else self._value(sample, "head.hidden"),
                 dropout=self.DROPOUT,
             ),
             training=TrainingSpec(**{
@@ -191,12 +198,26 @@ class BranchFusionSpace(SearchSpace):
         )
         if self.decodes:
             arch = self._with_decoder(arch, sample)
+        if self.targets:
+            arch = self._with_heads(arch, sample)
         if arch.decoder is None or position == "early":  # a sensor's scale is unused there
             arch = dataclasses.replace(arch, branches={
                 n: dataclasses.replace(b, scale=0) if b.on else b
                 for n, b in arch.branches.items()})
         arch.validate(sensors=list(self.sensors), dense=self.dense)
         return arch.canonical()
+
+    def _with_heads(self, arch: Arch, sample: Sample) -> Arch:
+        """One head per target; "fused" falls back to "last" where no trunk follows one
+        fusion (the two stages are then one map)."""
+        fused_ok = (arch.fusion.trunk.on and arch.decoder is None
+                    and POSITIONS.get(arch.fusion.position).shared_head)
+        heads = {}
+        for t in self.targets:
+            stage = self._value(sample, f"head.{t}.stage")
+            heads[t] = TargetHeadSpec(hidden=self._value(sample, f"head.{t}.hidden"),
+                                      stage=stage if fused_ok else "last")
+        return dataclasses.replace(arch, heads=heads)
 
     def _with_decoder(self, arch: Arch, sample: Sample) -> Arch:
         """`arch` with the sample's decoder: skips resolved against the scales its position
@@ -245,7 +266,15 @@ class BranchFusionSpace(SearchSpace):
         sample["fusion.width"] = f.width if position.uses_width else opts["fusion.width"][0]
         sample["trunk.layers"] = f.trunk.depth + 1 if f.trunk.on else 0
         sample["head.kind"] = arch.head.kind
-        sample["head.hidden"] = arch.head.hidden
+        if self.targets:
+            if arch.heads is None or set(arch.heads) != set(self.targets):
+                raise ArchError(f"heads: the space has a head per target {self.targets}; the "
+                                f"arch has {None if arch.heads is None else list(arch.heads)}")
+            for t in self.targets:
+                sample[f"head.{t}.hidden"] = arch.heads[t].hidden
+                sample[f"head.{t}.stage"] = arch.heads[t].stage
+        else:
+            sample["head.hidden"] = arch.head.hidden
         drops = {b.dropout for b in arch.branches.values() if b.on and not early}
         drops |= {f.trunk.dropout} if f.trunk.on else set()
         if len(drops) > 1:
@@ -297,7 +326,8 @@ class BranchFusionSpace(SearchSpace):
         """Distinct architectures; for segmentation tasks with encoder-decoders an upper
         bound (some skip patterns coincide for some archs)."""
         opts = self.options()
-        heads = len(opts["head.kind"]) * len(opts["head.hidden"])
+        heads = len(opts["head.kind"]) * math.prod(
+            len(v) for k, v in opts.items() if k.startswith("head.") and k != "head.kind")
         drops = len(opts.get("features.dropout", [0.0]))
         total = 0
         for p in opts["fusion.position"]:

@@ -225,8 +225,8 @@ def train_model(
 
             val = evaluate(model, data, "val", spec.batch_size, num_workers=spec.num_workers)
             record = {"epoch": epoch, "train_loss": train_loss, "lr": lr}
-            record.update({f"val_{k}": float(v) for k, v in val.get(
-                "scalars", {k: val[k] for k in SCALARS}).items()})
+            scalars = val["scalars"] if "scalars" in val else {k: val[k] for k in SCALARS}
+            record.update({f"val_{k}": float(v) for k, v in scalars.items()})
             record["seconds"] = time.perf_counter() - t_epoch
             history.append(record)
             if record[monitor] > best_score:
