@@ -21,6 +21,7 @@ VERBS: dict[str, str] = {
     "train": "train one architecture (baseline name or arch.json) and write a run folder",
     "search": "search fusion architectures for a task (NNI strategy on a Ray engine)",
     "status": "show the leaderboard and progress of a running or finished search",
+    "report": "write report.html: a self-contained page of a search or train run folder",
     "demo": "synthetic scene + short search + leaderboard, in a few minutes",
     "export": "export a trained model: arch.json, weights, TorchScript, ONNX, model card",
     "predict": "apply an exported model to GeoTIFFs: class map and confidence map",

@@ -80,3 +80,18 @@ def print_search_result(console: Console, run: SearchFolder, summary: dict) -> N
     console.print(f"  leaderboard {run.leaderboard_file}")
     console.print(f"  plots       {run.progress_png}, {run.pareto_png}")
     console.print(f"  summary     {run.summary_file}")
+
+
+def write_run_report(console: Console, run_dir: Path) -> None:
+    """Write the run folder's report.html at the end of a verb (`autors.report`). The run is
+    done and kept whatever happens here: a page that cannot be written is a warning naming
+    the error, and `autors report RUN` writes it again."""
+    from autors.report import write_report
+
+    try:
+        path = write_report(run_dir)
+    except Exception as err:  # noqa: BLE001 - a finished run must not fail over its page
+        console.print(f"warning: report.html not written ({type(err).__name__}: {err}); "
+                      f"retry with `autors report {run_dir}`", markup=False)
+        return
+    console.print(f"  report      {path}", markup=False)

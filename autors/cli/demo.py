@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from autors.cli.common import RUNS_DIR, print_search_result
+from autors.cli.common import RUNS_DIR, print_search_result, write_run_report
 from autors.config import TaskSpec, parse_task
 from autors.search.progress import log_line
 from autors.synth import SynthConfig, generate_scene
@@ -79,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     options = SearchOptions(out_dir=args.out, name=name, quiet=args.quiet)
     outcome = run_search(task, options, console)
     print_search_result(console, SearchFolder(outcome.run_dir), outcome.summary)
+    write_run_report(console, outcome.run_dir)
     console.print(f"demo finished in {time.monotonic() - t0:.0f} s; the scene's task file is "
                   f"{info.files['task']} (try: autors search {info.files['task']})")
     return 0

@@ -12,6 +12,7 @@ from autors.cli.common import (
     add_task_options,
     print_search_result,
     task_from_args,
+    write_run_report,
 )
 from autors.config import load_task
 from autors.errors import SearchError
@@ -87,4 +88,5 @@ def run(args: argparse.Namespace) -> int:
     )
     outcome = run_search(task, options, console)
     print_search_result(console, SearchFolder(outcome.run_dir), outcome.summary)
+    write_run_report(console, outcome.run_dir)
     return 0

@@ -15,7 +15,13 @@ from pathlib import Path
 from rich.console import Console
 
 import fusion
-from autors.cli.common import RUNS_DIR, TASK_HELP, add_task_options, task_from_args
+from autors.cli.common import (
+    RUNS_DIR,
+    TASK_HELP,
+    add_task_options,
+    task_from_args,
+    write_run_report,
+)
 from autors.data import prepare
 from autors.plugins import task_plugins
 from autors.training.loop import SCALARS
@@ -132,4 +138,5 @@ def run(args: argparse.Namespace) -> int:
                   f"{cost.latency_ms_b1:.2f} ms @1  {cost.latency_ms_per_sample_b256:.3f} "
                   f"ms/sample @{cost.throughput_batch} ({cost.threads} threads)")
     console.print(f"run folder {out}")
+    write_run_report(console, out)
     return 0

@@ -25,7 +25,7 @@ def test_search_command_writes_every_run_file(make_task, local_ray, tmp_path, ca
     assert code == 0
     run = tmp_path / "runs" / "e2e"
     for name in ("task.yaml", "run.json", "trials.jsonl", "final.jsonl", "leaderboard.csv",
-                 "progress.png", "pareto.png", "summary.json"):
+                 "progress.png", "pareto.png", "summary.json", "report.html"):
         assert (run / name).is_file(), name
     for png in ("progress.png", "pareto.png"):
         data = (run / png).read_bytes()
