@@ -44,6 +44,7 @@ from autors.export.inputs import ReadOverride
 from autors.export.loader import load_exported
 from autors.export.predict import PredictOptions, PredictResult, predict_scene, subset_accuracy
 from autors.export.scenes import SceneOutcome, check_templates, list_jobs, predict_scenes
+from autors.report.quicklook import write_preview
 
 SCENES_HELP = "PATH_WITH_{scene}"
 
@@ -153,6 +154,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="many scenes: stop at the first scene that fails (default: report it, "
                    "pass it over and go on)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--preview", action="store_true",
+                   help="also write MAP_preview.png next to each map: the class map in the "
+                   "report's class colours with a legend of class names, and the confidence "
+                   "map with a colour bar (read decimated: any scene size)")
     p.set_defaults(func=run)
 
 
@@ -239,6 +244,8 @@ def run(args: argparse.Namespace) -> int:
                   f"'{result.grid_sensor}', {result.valid_pixels:,} valid pixels, "
                   f"{result.seconds:.1f} s ({result.method})")
     console.print(f"{result.scores}: bands {', '.join(result.bands)}")
+    if args.preview:
+        console.print(f"{_preview(exported.card, result)}: quicklook")
     if args.features:
         feats = predict_features(exported, {n: Path(p) for n, p in sensors.items()}, args.out,
                                  args.features, options,
@@ -253,6 +260,12 @@ def run(args: argparse.Namespace) -> int:
                       + f", {feats.seconds:.1f} s ({feats.method})")
     _print_calibration(console, exported.card, result, args.conformal)
     return 0
+
+
+def _preview(card: ModelCard, result: PredictResult) -> Path:
+    """MAP_preview.png next to the map (`autors.report.quicklook`), classes in card order."""
+    return write_preview(result.class_map, result.scores, [c.value for c in card.classes],
+                         [c.name for c in card.classes])
 
 
 def conformal_line(card: ModelCard, alpha: float, quantile: float) -> str:
@@ -415,6 +428,11 @@ def _run_scenes(args: argparse.Namespace, console: Console, options: PredictOpti
     if card.input_profile is None:
         console.print(f"note: input checks skipped: {CARD_PREDATES}")
     outcomes = predict_scenes(exported, jobs, args.out_dir, options, report, args.strict)
+    if args.preview:
+        for o in outcomes:
+            if o.result is not None:
+                _preview(card, o.result)
+        console.print(f"quicklooks: {args.out_dir}/<scene>_preview.png")
     console.print(_summary_table(outcomes))
     failed = [o for o in outcomes if not o.ok]
     for o in failed:
