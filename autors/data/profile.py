@@ -9,7 +9,9 @@ The profile travels with a trained model (run.json `inputs.profile`, the model c
 data (`autors.export.input_check`).
 
 Values are physical: after nodata, scale/offset and the SAR dB conversion, before
-normalisation, exactly what `read_block` gives. They come from the pixels that feed training
+normalisation, exactly what `read_block` gives (complex SAR: the real and imaginary parts, one
+channel each, never in dB; their percentiles are signed with medians near 0, and their
+magnitude scales with the amplitude, which the scale check uses). They come from the pixels that feed training
 (the training split, where the sensor is valid) of the blocks the normalisation statistics read
 (all training blocks, or their seeded sample of about `data.norm_max_pixels`): one pass, block
 by block, never a whole dataset in memory. The percentiles are those of a bounded seeded

@@ -169,8 +169,13 @@ def _cache_mb(ds: rasterio.DatasetReader) -> int:
     144-band scene (benchmarks/data_load.py)."""
     rows, cols = ds.block_shapes[0]
     bands = ds.count if ds.profile.get("interleave") == "pixel" else 1
-    block = rows * cols * bands * np.dtype(ds.dtypes[0]).itemsize
+    block = rows * cols * bands * _itemsize(ds.dtypes[0])
     return max(64, -(-2 * block // 2**20))
+
+
+def _itemsize(dtype: str) -> int:
+    """Bytes per value of a GDAL data type (numpy has no complex int16: two int16, 4 bytes)."""
+    return 4 if dtype == "complex_int16" else np.dtype(dtype).itemsize
 
 
 def _first_line(err: BaseException) -> str:

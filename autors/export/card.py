@@ -6,6 +6,7 @@ achieved, parsed into typed objects.
      "inputs": ["optical", "lidar"],          # model inputs, in the model's fusion order
      "sensors": [{"name", "kind", "used", "in_channels", "bands": [names],
                   "read": {"bands", "nodata", "scale", "offset", "sar_units",
+                           "complex_pairs",      # complex SAR: bands "<b>.re", "<b>.im"
                            "mask": {"invalid_values"} | null,       # the raster: at predict
                            "qa": {"band", "invalid_values" | "invalid_bits"} | null},
                   "mean": [...], "std": [...]}, ...],   # every task sensor, arch order
@@ -99,7 +100,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from autors.config import MaskSpec, QASpec, SensorKind, SensorSpec, TaskKind
+from autors.config import MaskSpec, QASpec, SarUnits, SensorKind, SensorSpec, TaskKind
 from autors.data.profile import InputProfile
 from autors.errors import ModelFolderError
 from fusion import MASK_SUFFIX
@@ -139,7 +140,10 @@ class ReadSpec(_Card):
     nodata: float | None
     scale: float
     offset: float
-    sar_units: Literal["db", "linear"] | None
+    sar_units: SarUnits | None = Field(description="'complex': each complex band (or declared "
+                                       "real/imaginary band pair) is two input channels, "
+                                       "real then imaginary; mean 0, one std per pair")
+    complex_pairs: list[list[int | str]] | None = None
     mask: MaskRule | None = None
     qa: QASpec | None = None
 
@@ -276,7 +280,10 @@ def input_tensors(sensors: list[SensorCard], size: int, masks: bool = True
     validity mask, in input order."""
     out = [TensorCard(name=s.name, sensor=s.name, kind="values",
                       shape=["batch", s.in_channels, size, size],
-                      description="(raw - mean) / std per band, 0 where invalid")
+                      description="(raw - mean) / std per band, 0 where invalid"
+                      + ("; complex SAR: real/imaginary channel pairs (re, im per complex "
+                         "band), mean 0 and one std per pair" if s.read.sar_units == "complex"
+                         else ""))
            for s in sensors]
     if masks:
         out += [TensorCard(name=s.name + MASK_SUFFIX, sensor=s.name, kind="mask",

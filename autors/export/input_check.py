@@ -40,7 +40,7 @@ from typing import Literal
 import numpy as np
 from rasterio.windows import Window
 
-from autors.config import SensorKind, SensorSpec, TaskSpec
+from autors.config import SarUnits, SensorKind, SensorSpec, TaskSpec
 from autors.data.grid import Grid
 from autors.data.index import DatasetIndex
 from autors.data.masks import rule_validity
@@ -132,7 +132,7 @@ class SensorReference:
     bands: list[str]
     scale: float
     offset: float
-    sar_units: Literal["db", "linear"] | None
+    sar_units: SarUnits | None
     profile: SensorProfile | None  # None: no training figures (validate's declared rules)
 
 
@@ -365,7 +365,11 @@ def _same(a: GsdRange, b: GsdRange) -> bool:
 
 def _expected_sar(ref: SensorReference) -> Literal["db", "linear"] | None:
     """The units the sensor's files hold: declared, else what training's values say (mostly
-    negative: dB; never negative: linear); None when neither tells."""
+    negative: dB; never negative: linear); None when neither tells, or for complex SAR (real
+    and imaginary parts are signed by nature; a complex raster on a real input, or the
+    reverse, is refused when the raster is opened: `autors.data.complex_sar.check_units`)."""
+    if ref.sar_units == "complex":
+        return None
     if ref.sar_units is not None:
         return ref.sar_units
     if ref.profile is None:
@@ -420,8 +424,9 @@ def _log_ratios(sample: list[BandStats], train: list[BandStats]
 
 def _scale(ev: Evidence) -> Found:
     for s, ref, train in _pairs(ev):
-        if ref.kind == "sar":
+        if ref.kind == "sar" and ref.sar_units != "complex":
             continue  # dB is a logarithm: a factor is an offset there (the drift check's)
+        # complex SAR: a factor (e.g. a complex int16 SLC's calibration) scales |re| and |im|
         ratios = _log_ratios(s.bands, train.bands)
         if not ratios:
             continue

@@ -26,9 +26,10 @@ from rasterio.windows import Window
 
 from autors.config import SensorSpec
 from autors.data import Grid, NormStats
+from autors.data.complex_sar import check_units
 from autors.data.grid import crop_to_overlap, footprint_in
 from autors.data.masks import mask_header, rule_validity, sensor_bands
-from autors.data.raster import RasterInfo, inspect, resolve_bands
+from autors.data.raster import RasterInfo, inspect, is_complex, resolve_bands
 from autors.data.scene import load_sensor
 from autors.errors import DataError, RasterError
 from autors.export.card import ModelCard, SensorCard
@@ -143,6 +144,9 @@ def apply_reads(card: ModelCard, reads: tuple[ReadOverride, ...] | list[ReadOver
         if sensor is None or not sensor.used:
             raise DataError(f"{flag} {r.sensor}: the model has no input '{r.sensor}'; its "
                             f"inputs are {_describe(card.used_sensors)}")
+        if r.sar_units is not None and sensor.read.sar_units == "complex":
+            raise DataError(f"--sar-units {r.sensor}: '{r.sensor}' is a complex SAR input "
+                            "(real/imaginary pairs, never converted); give its complex raster")
         if r.sar_units is not None and sensor.kind != "sar":
             raise DataError(f"--sar-units {r.sensor}: '{r.sensor}' is a {sensor.kind} sensor; "
                             "SAR units apply to kind sar only")
@@ -257,12 +261,18 @@ def _source(card: SensorCard, path: Path, mask: Path | None) -> SensorSource:
     except RasterError as err:
         raise RasterError(f"{where}: {err}") from None
     spec = card.sensor_spec(path, mask)
+    try:  # a complex raster for a real input, or a real one for a complex input: never cast
+        check_units(card.name, spec, info)
+    except RasterError as err:
+        raise RasterError(f"{where}: the model's '{card.name}' input was trained with "
+                          f"sar_units {spec.sar_units or 'not set'}: {err}") from None
     qa = None if spec.qa is None else _qa_band(card, info, where)
-    expected = card.in_channels + (qa is not None)
-    if spec.bands is None and info.count != expected:
+    # a complex raster's band is two input channels (real, imaginary)
+    expected = (card.in_channels // (2 if is_complex(info.dtype) else 1)) + (qa is not None)
+    if spec.bands is None and spec.complex_pairs is None and info.count != expected:
         raise RasterError(
             f"{where}: the raster has {info.count} band(s) but the model's '{card.name}' input "
-            f"takes {card.in_channels} ({_bands(card)})"
+            f"takes {expected - (qa is not None)} ({_bands(card)})"
             + (f" plus its QA band {spec.qa.band!r}" if qa is not None else "")
             + "; give a raster with exactly these bands"
         )
