@@ -236,13 +236,13 @@ class TargetSpec(_Strict):
         if kind == "classes":
             if self.classes is None:
                 raise ValueError("kind 'classes' needs 'classes' (value -> name)")
+            if self.loss not in (None, "cross_entropy"):
+                raise ValueError(f"loss '{self.loss}' does not fit a class target: use "
+                                 "cross_entropy (or kind: continuous)")
             LabelSpec(classes=self.classes, ignore=self.ignore)  # the same class checks
             wrong = [k for k in ("nodata", "range") if getattr(self, k) is not None]
             if wrong or self.units:
                 raise ValueError(f"{', '.join(wrong or ['units'])}: only for a continuous target")
-            if self.loss not in (None, "cross_entropy"):
-                raise ValueError(f"loss '{self.loss}' does not fit a class target: use "
-                                 "cross_entropy (or kind: continuous)")
         else:
             if self.classes is not None:
                 raise ValueError("'classes' given for a continuous target: use kind: classes")

@@ -88,6 +88,9 @@ def load_arch_arg(value: str) -> tuple[dict | str, str]:
 
 
 def _metrics_line(metrics: dict) -> str:
+    if "scalars" in metrics:  # a task with targets: the score and every target's figures
+        return "  ".join(f"{k.upper() if '__' not in k else k} {v:.4f}"
+                         for k, v in metrics["scalars"].items() if "__" in k or k == "score")
     return "  ".join(f"{k.upper()} {metrics[k]:.4f}" for k in SCALARS)
 
 

@@ -84,6 +84,8 @@ the share of training pixels where the sensor was invalid, and the ground pixel 
 of the training grids and of each sensor's rasters. `autors predict` compares the given
 rasters with it before predicting (`autors.export.input_check`).
 
+Format 6 added `targets` (a task with several or continuous targets; None for a one-class-
+target task, whose card is as before); format-5 cards load unchanged.
 Format 5 added `calibration`; format-4 cards load without it (predict then writes the raw
 confidence, with a note). Format 4 added `input_profile`. Format-3 cards still load, without
 it (predict then says its input checks were skipped). Format 3 added the validity rules, masks as model inputs,
@@ -105,8 +107,8 @@ from autors.data.profile import InputProfile
 from autors.errors import ModelFolderError
 from fusion import MASK_SUFFIX
 
-CARD_FORMAT = 5
-OLD_FORMATS = (2, 3, 4)  # read through `upgrade_card`
+CARD_FORMAT = 6
+OLD_FORMATS = (2, 3, 4, 5)  # read through `upgrade_card`
 CARD_FILE = "model.json"
 
 
@@ -187,6 +189,24 @@ class ClassCard(_Card):
     index: int
     value: int = Field(description="the class's value in label rasters and output maps")
     name: str
+
+
+class TargetCard(_Card):
+    """One target of a model with several (or continuous) targets: which channels of the one
+    output tensor are its own, and how to read them. A class target: its K logits (the card's
+    `classes`). A continuous target: channel `start` is the value and, with `has_std`,
+    `start + 1` the log-variance, both normalised: value = out * std + mean (in `units`),
+    predictive std = exp(out / 2) * std."""
+
+    name: str
+    kind: Literal["classes", "continuous"]
+    start: int = Field(description="first output channel")
+    stop: int = Field(description="one past the last output channel")
+    units: str = ""
+    loss: str
+    has_std: bool = Field(description="a heteroscedastic head: channel start + 1 = log-variance")
+    mean: float = Field(description="training mean of the values (continuous; 0 for classes)")
+    std: float = Field(description="training std of the values (continuous; 1 for classes)")
 
 
 class MetricSummary(_Card):
@@ -515,6 +535,10 @@ class ModelCard(_Card):
     calibration: CalibrationCard | None = Field(
         default=None, description="temperature and conformal quantiles fitted on validation; "
         "None for a model trained before calibration (format 4 and older)")
+    targets: list[TargetCard] | None = Field(
+        default=None, description="several or continuous targets: each target's output "
+        "channels, units and normalisation (metrics: `<metric>__<target>`); None: one class "
+        "target, the card's classes (format 5 and older)")
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelCard:
@@ -565,6 +589,13 @@ class ModelCard(_Card):
         return len(self.classes)
 
     @property
+    def model_outputs(self) -> int | dict[str, int]:
+        """What `fusion.build_model` is asked for: the classes, or each target's channels."""
+        if self.targets is None:
+            return self.num_classes
+        return {t.name: t.stop - t.start for t in self.targets}
+
+    @property
     def class_values(self) -> list[int]:
         return [c.value for c in self.classes]
 
@@ -592,7 +623,7 @@ def upgrade_card(data: dict) -> dict:
     masks (the files take none), no robustness table, and `require_sensors: all`, the rule
     predict applied to these models (a pixel labelled only where every input is valid), so
     their maps do not change."""
-    if data.get("format") in (3, 4):
+    if data.get("format") in (3, 4, 5):
         return dict(data, format=CARD_FORMAT)
     out = dict(data, format=CARD_FORMAT, require_sensors="all", robustness=None)
     try:

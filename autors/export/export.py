@@ -43,6 +43,7 @@ from pydantic import ValidationError
 from torch import nn
 
 from autors.config import TaskSpec
+from autors.data.labels import layout
 from autors.errors import ModelFolderError
 from autors.export.card import (
     CARD_FILE,
@@ -65,6 +66,7 @@ from autors.export.card import (
     RobustnessCard,
     SensorCard,
     SubsetCard,
+    TargetCard,
     TaskCard,
     TensorCard,
     input_tensors,
@@ -277,10 +279,27 @@ def _summary(values: list[float]) -> MetricSummary:
 
 
 def summarize_metrics(runs: list[TrainFolder], split: str) -> dict[str, MetricSummary] | None:
-    """Scalar metrics of `split` over the runs (seeds); None unless every run has them."""
+    """Scalar metrics of `split` over the runs (seeds); None unless every run has them. A
+    task with targets: every target's (`<metric>__<target>`, interval coverage included) and
+    `score`."""
     if not all(split in r.metrics for r in runs):
         return None
+    if "scalars" in runs[0].metrics[split]:
+        return {k: _summary([float(r.metrics[split]["scalars"][k]) for r in runs])
+                for k in runs[0].metrics[split]["scalars"]}
     return {k: _summary([float(r.metrics[split][k]) for r in runs]) for k in CARD_METRICS}
+
+
+def target_cards(run: TrainFolder) -> list[TargetCard] | None:
+    """The card's `targets` of a task with targets (None otherwise)."""
+    targets = run.targets
+    if targets is None:
+        return None
+    out = []
+    for t, (a, b) in zip(targets, layout(targets).values()):
+        out.append(TargetCard(name=t.name, kind=t.kind, start=a, stop=b, units=t.units,
+                              loss=t.loss, has_std=t.has_std, mean=t.mean, std=t.std))
+    return out
 
 
 def summarize_parts(runs: list[TrainFolder], key: str
@@ -401,7 +420,7 @@ def build_card(candidate: Candidate, chosen: TrainFolder, task: TaskSpec,
         sensors=sensors,
         require_sensors=task.require_sensors,
         classes=classes,
-        ignore_value=task.labels.ignore,
+        ignore_value=task.class_labels.ignore if task.class_labels is not None else 0,
         metrics=Metrics(val=val, test=summarize_metrics(candidate.runs, "test"),
                         seeds=candidate.seeds,
                         test_per_group=summarize_parts(candidate.runs, "per_group"),
@@ -426,6 +445,7 @@ def build_card(candidate: Candidate, chosen: TrainFolder, task: TaskSpec,
         plugins=[PluginCard(**p.to_dict()) for p in task_plugins(task)],
         input_profile=chosen.profile,
         calibration=calibration,
+        targets=target_cards(chosen),
     )
 
 

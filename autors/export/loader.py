@@ -103,7 +103,7 @@ def _rebuild(path: Path, arch_file: str, weights_file: str, card: ModelCard,
     """The arch of `arch_file` and its model with `weights_file` loaded (eval mode)."""
     arch = _read_arch(path / arch_file, card, member)
     try:
-        model = fusion.build_model(arch, card.in_channels, card.num_classes,
+        model = fusion.build_model(arch, card.in_channels, card.model_outputs,
                                    dense=card.task.dense)
     except (fusion.ArchError, ValueError) as err:
         raise ModelFolderError(

@@ -77,6 +77,7 @@ from autors.export.fullconv import window_logits, window_model, window_probs
 from autors.export.input_check import CheckOptions, InputReport, check_prediction
 from autors.export.inputs import ReadOverride, SceneInputs, apply_reads, open_inputs
 from autors.export.loader import ExportedModel
+from autors.export.target_maps import predict_targets
 from autors.export.windows import (
     MAX_HALO,
     Core,
@@ -178,6 +179,8 @@ def predict_scene(
     """Predict the scene given by `sensors` ({name: raster}; any non-empty subset of the
     model's inputs) and `masks` ({name: mask raster} of the sensors whose card has a mask
     rule) into `out` (+ `_confidence`)."""
+    if exported.card.targets is not None:  # several or continuous targets: their own map
+        return predict_targets(exported, sensors, out, options, progress, masks)
     t0 = time.perf_counter()
     check_out(out)
     card, model = apply_reads(exported.card, options.reads), exported.model.eval()
@@ -489,7 +492,7 @@ def _window_probs(model: nn.Module, inputs: SceneInputs, core: Core, tiling: Til
     inner = (slice(m, m + core.height), slice(m, m + core.width))
     core_valid = inputs.labelled(sensor_valid)[inner]  # [h, w]
     count = inputs.valid_count(sensor_valid)[inner]  # [h, w]
-    k = card.num_classes
+    k = getattr(model, "channels", card.num_classes)  # targets: `TargetMoments` channels
     uncertain = _uncertain(model, options)
     channels = k + 1 if uncertain else k  # the samples' mean entropy rides as channel K
     if tiling.dense:
@@ -603,6 +606,13 @@ def _probs(model: nn.Module, batch: dict[str, Tensor], passes: int, uncertain: b
     with torch.inference_mode():
         total, n = None, 0
         for _ in range(max(passes, 1)):
+            if getattr(model, "moments", False):  # targets: per-sample moments, averaged
+                part = model(batch)
+                if uncertain:  # no entropy of several targets: a zero channel keeps the shape
+                    part = torch.cat([part, torch.zeros_like(part[:, :1])], dim=1)
+                total = part if total is None else total + part
+                n += 1
+                continue
             logp = sample_log_probs(model, batch)  # [S, B, K, ...]
             p = logp.exp()
             part = p.sum(dim=0)
