@@ -50,9 +50,12 @@ def _edge(a: tuple[float, float, float], b: tuple[float, float, float], label: s
             f'{y2:.1f}" fill="none" stroke="#546e7a" stroke-width="1.3"{dash} '
             'marker-end="url(#arrow)"/>')
     if label:
-        lx = x1 + 6 if (x2 - x1) > 60 else mid
-        path += (f'<text x="{lx:.1f}" y="{y1 - 4:.1f}" font-size="10" fill="#37474f">'
-                 f"{esc(label)}</text>")
+        if x2 - x1 >= 6 * len(label) + 12:  # room in the gap: on the edge
+            at = f'x="{x1 + 6:.1f}" y="{y1 - 4:.1f}"'
+        else:  # above the source box's right end
+            at = f'x="{x1 - 3:.1f}" y="{y1 - BOX_H / 2 - 2:.1f}" text-anchor="end"'
+        path += f'<text {at} font-size="10" fill="#37474f">{esc(label)}</text>'
+
     return path
 
 
@@ -87,8 +90,9 @@ def arch_svg(arch_dict: Mapping, sensors: Mapping[str, str] | None = None,
     used = arch.sensors
     position = f.position
     early, late = position == "early", not fusion.POSITIONS.get(position).shared_head
-    rows = {n: 10 + ROW * i + ROW / 2 for i, n in enumerate(names)}
-    height = 10 + ROW * len(names) + (40 if dec is not None or not arch.training.empty else 10)
+    n_rows = max(len(names), len(getattr(arch, "heads", None) or ()))
+    rows = {n: 10 + ROW * (i + (n_rows - len(names)) / 2) + ROW / 2 for i, n in enumerate(names)}
+    height = 10 + ROW * n_rows + (40 if dec is not None or not arch.training.empty else 10)
     centre = sum(rows[n] for n in used) / len(used)
     out: list[str] = []
 
@@ -192,11 +196,30 @@ def arch_svg(arch_dict: Mapping, sensors: Mapping[str, str] | None = None,
                                  (d[0], d[1], d[2] + BOX_H / 2 + 6),
                                  "skips " + ",".join(map(str, dec.skips)), dashed=True))
             prev, width = d, dec.width
-        h = add("head", centre, head_lines, head_tip)
-        out.append(_edge(prev, h, f"{width} ch"))
-        o = add("out", centre, [out_classes, "per pixel" if arch.dense else "per patch"],
-                "the model's output: " + out_classes, fill="#e8f5e9", stroke="#2e7d32")
-        out.append(_edge(h, o))
+        targets = getattr(arch, "heads", None)  # a multi-target network: a head per target
+        if targets:
+            for i, (name, t) in enumerate(targets.items()):
+                y = centre + (i - (len(targets) - 1) / 2) * ROW
+                h = add("head", y, [f"{name} head", f"hidden {t.hidden}"],
+                        f"head of target {name}: {head.kind}, " + (
+                            "linear" if not t.hidden else f"{t.hidden} hidden units")
+                        + f", reads the {'fused map' if t.stage == 'fused' else 'last stage'}")
+                if t.stage == "fused":  # under the trunk: from the op's bottom edge
+                    x, y0 = op[1] - 12, op[2] + BOX_H / 2
+                    out.append(f'<path d="M{x:.1f},{y0:.1f} v10" stroke="#546e7a" '
+                               'stroke-dasharray="5 3" fill="none"/>')
+                    out.append(_edge((x, x, y0 + 10), h, "fused map", dashed=True))
+                else:
+                    out.append(_edge(prev, h, f"{width} ch"))
+                o = add("out", y, [name, "per pixel" if arch.dense else "per patch"],
+                        f"output: target {name}", fill="#e8f5e9", stroke="#2e7d32")
+                out.append(_edge(h, o))
+        else:
+            h = add("head", centre, head_lines, head_tip)
+            out.append(_edge(prev, h, f"{width} ch"))
+            o = add("out", centre, [out_classes, "per pixel" if arch.dense else "per patch"],
+                    "the model's output: " + out_classes, fill="#e8f5e9", stroke="#2e7d32")
+            out.append(_edge(h, o))
     if not arch.training.empty:
         out.append(f'<text x="8" y="{height - 10}" font-size="11" fill="#555">trained with '
                    + esc(", ".join(f"{k} {v:g}" for k, v in arch.training.to_dict().items()))

@@ -121,3 +121,13 @@ def test_png_encoding_round_trips() -> None:
         image = rng.integers(0, 256, (7, 5, channels), dtype=np.uint8)
         back = imread(io.BytesIO(encode_png(image)), format="png")
         assert np.array_equal((back * 255).round().astype(np.uint8), image)
+
+
+def test_a_multi_target_network_has_a_head_per_target() -> None:
+    arch = _arch("middle", False)
+    arch["heads"] = {"cover": {"hidden": 8, "stage": "last"},
+                     "height": {"hidden": 0, "stage": "fused"}}
+    fusion.Arch.from_dict(arch)  # valid
+    texts = _texts(arch_svg(arch))
+    assert {"cover head", "height head", "cover", "height"} <= set(texts)
+    assert "fused map" in texts  # the head reading the fused map, not the trunk

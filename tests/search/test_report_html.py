@@ -85,12 +85,16 @@ def _rows(dom: str, table_id: str) -> list[str]:
     return re.findall(r"<tr[^>]*>(.*?)</tr>", body[body.index("<tbody>"):], re.DOTALL)
 
 
-def test_reports_of_searches_and_of_a_train_run_render_in_chromium(
-        make_task, trial_fns, helpers, scene_task_file, tmp_path) -> None:
-    _browser()  # skip (or fail in CI) before any training
-    log = Console(file=open(os.devnull, "w"))  # noqa: SIM115 - closed with the test process
+def _quiet() -> Console:
+    return Console(file=open(os.devnull, "w"))
 
-    # 1. a finished search whose trial 1 failed; the rest trained for real, one final model
+
+def test_report_of_a_finished_search_with_a_failed_trial(make_task, trial_fns, tmp_path
+                                                         ) -> None:
+    """Trial 1 fails; the others train for real, and the best is retrained and tested (its
+    train folder gives the final model's details)."""
+    _browser()  # skip (or fail in CI) before any training
+    log = _quiet()
     task = make_task(max_trials=3, concurrency=2, top_k=1, final_seeds=1)
     failed = run_search(task, SearchOptions(out_dir=tmp_path, name="failed", quiet=True,
                                             trial_fn=trial_fns.real_failing_once), log)
@@ -115,8 +119,13 @@ def test_reports_of_searches_and_of_a_train_run_render_in_chromium(
     assert text.count('class="arch"') == 1  # one diagram: the one finalist
     assert "data:image/png;base64," in text  # scene and split thumbnails
 
-    # 2. a cheap search with a params limit and a latency limit: never-trained and
-    # infeasible trials are marked; its final rows have no train folders
+
+def test_report_of_a_constrained_search_marks_untrained_and_infeasible_trials(
+        make_task, trial_fns, tmp_path) -> None:
+    """A params limit and a latency limit: never-trained and infeasible trials are marked; its
+    final rows (a cheap stand-in) have no train folders, and the page says so."""
+    _browser()
+    log = _quiet()
     task = make_task(max_trials=6, concurrency=2, top_k=2, final_seeds=1,
                      constraints={"max_params": 3000, "max_latency_ms": 0.2})
     cheap = run_search(task, SearchOptions(out_dir=tmp_path, name="cheap", quiet=True,
@@ -133,8 +142,12 @@ def test_reports_of_searches_and_of_a_train_run_render_in_chromium(
         assert (legend in text) == present, legend
     assert "no train folder recorded" in text
 
-    # 3. an `autors train` run (the verb writes the page), with a class name that is markup;
-    # then its rasters are gone and the page says so instead of failing
+
+def test_report_of_a_train_run_escapes_names_and_survives_missing_rasters(
+        helpers, scene_task_file, tmp_path) -> None:
+    """`autors train` writes the page; a class name that is markup stays text; once the
+    rasters are gone the page says so instead of failing."""
+    _browser()
     scene = Path(shutil.copytree(scene_task_file.parent, tmp_path / "scene"))
     data = yaml.safe_load((scene / "task.yaml").read_text())
     data["labels"]["classes"][2] = HOSTILE
