@@ -11,8 +11,8 @@ intensity (times a per-object offset drawn the same way for every class):
 so each channel's amplitude is Rayleigh with the same scale for every class of an amplitude
 group (`SIGNATURES`): the marginal amplitude statistics of the classes of a group are equal,
 and they differ only in the HH-VV coherence |gamma| (surface vs volume scattering) or the
-HH-VV phase phi (0 for odd bounce, 180 degrees for double bounce). The absolute phase is
-uniform at random (n1 is circular), as in a real SLC. Classes whose amplitude is shared with
+HH-VV phase phi = arg <VV HH*> (0 for odd bounce, 180 degrees for double bounce). The
+absolute phase is uniform at random (n1 is circular), as in a real SLC. Classes whose amplitude is shared with
 another class are the *phase-only* classes (`phase_only_classes`): only a model that reads
 the complex values (or the joint statistics of the channels) can tell them apart.
 
@@ -30,7 +30,7 @@ BANDS = ("HH", "VV")
 NODATA = 0.0
 SPREAD_DB = 1.0  # per-object intensity offset, uniform +-, the same for every class
 SWATH = (0.06, 0.1)  # no-data wedge at the east edge: width share at the top, + per row
-# class name -> (intensity dB, HH-VV coherence |gamma|, HH-VV phase in degrees). Groups of equal
+# class name -> (intensity dB, HH-VV coherence |gamma|, arg <VV HH*> in degrees). Groups of equal
 # intensity: -12 dB (road, roof, grass, concrete), -7.5 dB (oak, maple, shrub).
 SIGNATURES: dict[str, tuple[float, float, float]] = {
     "water": (-22.0, 0.9, 0.0),
