@@ -35,8 +35,8 @@ from autors.export.ensemble import is_ensemble
 from autors.export.input_check import check_prediction
 from autors.export.inputs import apply_reads, open_inputs
 from autors.export.loader import ExportedModel
-from autors.export.windows import BLOCK, plan
-from autors.export.writer import check_out, map_tags
+from autors.export.windows import plan
+from autors.export.writer import BLOCK, check_out, map_tags
 
 LOGVAR_RANGE = (-10.0, 10.0)  # as in training (autors.training.targets)
 
