@@ -20,8 +20,13 @@ import fusion
 from autors.config import TaskSpec, load_task
 from autors.data import prepare
 from autors.data.labels import TargetInfo
-from autors.errors import DataError, TaskFileError
+from autors.errors import DataError, ModelFolderError, TaskFileError
+from autors.export.card import ModelCard, upgrade_card
+from autors.export.export import export_model
+from autors.export.loader import load_exported
+from autors.export.predict import PredictOptions, predict_scene
 from autors.training.targets import TargetLoss, regression_metrics, target_loss
+from autors.training.train_folder import train_and_write
 from autors.training.trial import train_evaluate
 
 from .conftest import SIZE, TRANSFORM, _write, make_scene, task_dict
@@ -196,9 +201,13 @@ def test_regression_metrics_by_hand():
 
 
 # ---- training -----------------------------------------------------------------------------------
-def test_training_a_class_and_a_continuous_target(scene, tmp_path):
+def test_train_export_predict_a_class_and_a_continuous_target(scene, tmp_path):
+    """`autors train --test` of a class + continuous target on GeoTIFFs, export (TorchScript
+    and ONNX parity, card targets), predict (value and std bands), old cards still load."""
     files, height = scene
-    task = _load(tmp_path, multi_dict(files, height, weight="learned"))
+    d = multi_dict(files, height, weight="learned")
+    d["targets"]["height"]["nodata"] = -1.0  # (none in the file: NaN is always no value)
+    task = _load(tmp_path, d)
     data = prepare(task)
     assert data.model_outputs == {"landcover": 3, "height": 2}
     h = data.targets[1]
@@ -208,7 +217,8 @@ def test_training_a_class_and_a_continuous_target(scene, tmp_path):
     # a pixel is a sample where any target is: the NaN strip keeps its class labels
     item = data.dataset("train")[0]
     assert item["targets"].shape == (2,) and "target" not in item
-    trained = train_evaluate(task, TINY, data, 0, test=True)
+    trained = train_and_write(task, dict(TINY, head=dict(TINY["head"], dropout=0.2)), data, 0,
+                              tmp_path / "run", test=True)
     m = trained.metrics()
     assert m["val_oa__landcover"] == m["val_oa"] > 0.6
     assert m["test_r2__height"] > 0.5 and m["test_rmse__height"] < 1.5
@@ -219,6 +229,46 @@ def test_training_a_class_and_a_continuous_target(scene, tmp_path):
                                  "lidar": torch.zeros(2, 1, 5, 5)})
     assert out.shape == (2, 5) and trained.outcome.model.output_slices() == \
         {"landcover": (0, 3), "height": (3, 5)}
+
+    export_model(tmp_path / "run", tmp_path / "model")
+    exported = load_exported(tmp_path / "model")
+    card = exported.card
+    assert card.format == 6 and [(t.name, t.kind, t.start, t.stop, t.has_std, t.units)
+                                 for t in card.targets] == \
+        [("landcover", "classes", 0, 3, False, ""), ("height", "continuous", 3, 5, True, "m")]
+    assert card.metrics.test["rmse__height"].mean == pytest.approx(m["test_rmse__height"])
+    assert "coverage95__height" in card.metrics.test
+    assert max(card.export.parity.values()) < 1e-4 and set(card.export.parity) == \
+        {"torchscript", "onnx"}
+    sensors = {"optical": files["optical"], "lidar": files["lidar"]}
+    result = predict_scene(exported, sensors, tmp_path / "map.tif", progress=False)
+    with rasterio.open(result.class_map) as f:
+        names = list(f.descriptions)
+        bands = {n: f.read(i + 1) for i, n in enumerate(names)}
+    assert names == ["landcover", "landcover__confidence", "height", "height__std",
+                     "valid_sensors"]
+    with rasterio.open(files["labels"]) as f:
+        labels = f.read(1)
+    with rasterio.open(height) as f:
+        ref = f.read(1)
+    assert set(np.unique(bands["landcover"])) <= {1.0, 2.0, 3.0}
+    labelled = labels > 0
+    assert (bands["landcover"][labelled] == labels[labelled]).mean() > 0.6
+    has = ~np.isnan(ref)
+    assert np.sqrt(np.mean((bands["height"][has] - ref[has]) ** 2)) < 1.5
+    assert (bands["height__std"] > 0).all()
+    mc = predict_scene(exported, sensors, tmp_path / "mc.tif", PredictOptions(mc_dropout=4),
+                       progress=False)
+    with rasterio.open(mc.class_map) as f:  # the passes' spread adds to the head's std
+        assert np.nanmean(f.read(4)) >= np.nanmean(bands["height__std"])
+    with pytest.raises(ModelFolderError, match="one class target"):
+        predict_scene(exported, sensors, tmp_path / "p.tif",
+                      PredictOptions(probabilities=True), progress=False)
+    # a format-5 card (before targets) still loads
+    old = json.loads((tmp_path / "model" / "model.json").read_text())
+    old["format"] = 5
+    del old["targets"]
+    assert ModelCard.model_validate(upgrade_card(old)).targets is None
 
 
 def test_dense_targets_train(scene, tmp_path):
