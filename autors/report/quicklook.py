@@ -17,7 +17,7 @@ from matplotlib.figure import Figure  # Agg canvas, no pyplot: no display or glo
 from matplotlib.patches import Patch
 from rasterio.enums import Resampling
 
-from autors.errors import RasterError
+from autors.errors import DataError, RasterError
 from autors.report.palette import class_hex
 
 MAX_SIDE = 1000  # pixels a side of each panel's image
@@ -45,6 +45,9 @@ def write_preview(class_map: Path, scores: Path, class_values: Sequence[int],
     """Write the quicklook of `class_map` (class values) and `scores` (band 1: confidence)
     to `out` (default `MAP_preview.png`); classes are coloured by their index in
     `class_values` (the model card's order, as in the report)."""
+    if not class_values:
+        raise DataError(f"{class_map}: --preview draws a class map, and this model has no "
+                        "class target")
     out = preview_path(class_map) if out is None else out
     values, nodata, (h, w) = _decimated(class_map, 1)
     index = np.full(values.shape, -1, np.int64)

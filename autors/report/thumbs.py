@@ -12,6 +12,7 @@ a decimated read (`out_shape`; GDAL uses the file's overviews when it has them) 
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -56,11 +57,15 @@ def _stretch(band: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 
 def _rgb_bands(info, spec: SensorSpec) -> list[int]:
+    """The red, green and blue bands when band names say so (a word of the name: 'B4 red',
+    'red', 'B04'), else the first three bands read."""
     indexes, names = resolve_bands(info, spec.bands)
-    lowered = [n.strip().lower() for n in names]
+    words = [set(re.split(r"[\s_,;:()]+", n.strip().lower())) for n in names]
     for wanted in RGB_NAMES:
-        if all(w in lowered for w in wanted):
-            return [indexes[lowered.index(w)] for w in wanted]
+        found = [next((i for i, w in zip(indexes, words) if colour in w), None)
+                 for colour in wanted]
+        if None not in found:
+            return found
     return indexes[:3]
 
 

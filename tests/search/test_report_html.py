@@ -25,7 +25,7 @@ from matplotlib.image import imread
 from rich.console import Console
 
 from autors.cli import main
-from autors.report import REPORT_FILE
+from autors.report import REPORT_FILE, render_report
 from autors.report.page import READY
 from autors.search.runner import SearchOptions, run_search
 
@@ -118,6 +118,12 @@ def test_report_of_a_finished_search_with_a_failed_trial(make_task, trial_fns, t
     assert "confusion matrix" in text and "reliability" in text and "without_sar" in text
     assert text.count('class="arch"') == 1  # one diagram: the one finalist
     assert "data:image/png;base64," in text  # scene and split thumbnails
+    # as a running search's folder (no summary.json yet): the page still renders from the
+    # records, and says what it cannot show yet
+    (failed.run_dir / "summary.json").unlink()
+    text = render_report(failed.run_dir)
+    assert "summary.json is not written yet" in text and "front is marked once" in text
+    assert "deliberate failure in trial 1" in text
 
 
 def test_report_of_a_constrained_search_marks_untrained_and_infeasible_trials(
