@@ -363,6 +363,12 @@ class Arch:
         position = _check_name(f.position, POSITIONS, "fusion.position")
         _positive(f.width, "fusion.width")
         _check_branch(f.trunk, "fusion.trunk")
+        if f.trunk.on and BRANCHES.get(f.trunk.kind).input_kind != "real":
+            raise ArchError(
+                f"fusion.trunk.kind: '{f.trunk.kind}' reads {BRANCHES.get(f.trunk.kind).input_kind}"
+                " inputs (a sensor's channel pairs), but the trunk reads the fused features: "
+                "use a branch kind for real inputs, e.g. conv"
+            )
         if f.trunk.on and not position.uses_trunk:
             raise ArchError(
                 f"fusion.trunk: position '{f.position}' has no shared trunk (each sensor keeps "

@@ -137,3 +137,10 @@ def test_torchscript_and_onnx_parity(kind: str, position: str, dense: bool,
     xs = {k: v.clone().requires_grad_(k == "slc") for k, v in x.items()}
     model(xs).sum().backward()
     assert torch.isfinite(xs["slc"].grad).all()
+
+
+def test_the_trunk_refuses_complex_kinds() -> None:
+    arch = _arch("complex_features", "middle", False).to_dict()
+    arch["fusion"]["trunk"] = {"kind": "complex_modrelu", "width": 8, "depth": 0, "kernel": 3}
+    with pytest.raises(ArchError, match=r"fusion\.trunk\.kind: 'complex_modrelu' reads complex"):
+        Arch.from_dict(arch).validate()

@@ -15,7 +15,8 @@ SENSOR_SETS = {
     2: {"hsi": 48, "lidar": 1},
     4: {"hsi": 48, "lidar": 1, "sar": 2, "optical": 13},
 }
-KINDS = fusion.BRANCHES.names()
+# kinds for any band stack (complex-pair kinds: tests/fusion/test_complex.py)
+KINDS = [k for k in fusion.BRANCHES.names() if fusion.BRANCHES.get(k).input_kind == "real"]
 HEAD_KINDS = fusion.HEADS.names()
 NUM_CLASSES = 3
 

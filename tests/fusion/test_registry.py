@@ -50,7 +50,9 @@ def test_names_must_be_identifiers() -> None:
 
 
 def test_the_vocabulary_is_complete() -> None:
-    assert fusion.BRANCHES.names() == ["conv", "residual", "sar", "separable", "spectral"]
+    assert fusion.BRANCHES.names() == ["complex_ampphase", "complex_crelu", "complex_features",
+                                       "complex_modrelu", "conv", "residual", "sar",
+                                       "separable", "spectral"]
     assert fusion.FUSION_OPS.names() == ["concat", "cross_attention", "gate", "se", "sum"]
     assert fusion.POSITIONS.names() == ["early", "late", "middle", "multi"]
     assert fusion.HEADS.names() == ["centre", "patch", "segmentation"]
