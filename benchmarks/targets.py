@@ -35,12 +35,13 @@ Targets (issue 16), each stated met / NOT met: the multi-task model at least as 
 single-task models on every target (mean over seeds) at <= 0.7x their summed FLOPs; interval
 coverage within 5 points of nominal (68 % and 95 %, mean over seeds, every continuous model);
 the searched continuous model beats the regression baselines on RMSE (mean over seeds).
-`--smoke`: tiny synthetic scene, 1 epoch, 2 trials, 1 seed, synth only.
+`--smoke`: tiny synthetic scene, 1 epoch, 1 trial, 1 seed, synth only, in one process.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import time
@@ -323,8 +324,9 @@ def objective(task: str) -> str:
 
 
 def run_all(pool, jobs: list[Job]) -> list[dict]:
+    """Run `jobs` in `pool` (None: in this process, one after the other)."""
     rows = []
-    for r in pool.map(run_job, jobs):
+    for r in (pool.map(run_job, jobs) if pool is not None else map(run_job, jobs)):
         val = r["val"].get(objective(r["task"]))
         print(f"{r['dataset']} {r['task']} {r['model']} s{r['seed']}: {objective(r['task'])} "
               f"{val:.4f}, {r['flops']:,} FLOPs ({r['seconds']:.0f} s)", flush=True)
@@ -445,7 +447,8 @@ def main() -> None:
     p.add_argument("--smoke", action="store_true", help="tiny synthetic scene, 1 epoch (CI)")
     args = p.parse_args()
     if args.smoke:
-        args.datasets, args.seeds, args.trials, args.epochs = "synth", "0", 2, 1
+        args.datasets, args.seeds, args.trials, args.epochs = "synth", "0", 1, 1
+        args.workers = 1  # in this process: no start-up of worker processes
         args.max_train, args.max_val, args.stride = 400, 200, 1
     args.datasets = args.datasets.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -464,7 +467,8 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"--baselines: unknown {unknown}; choose from {fusion.BASELINES}")
     sections, all_rows, searches = {}, [], {}
-    with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
+    with (ProcessPoolExecutor(args.workers, mp_context=get_context("spawn"))
+          if args.workers > 1 else contextlib.nullcontext()) as pool:
         # 1. the search of every task (seed 0, validation only), all at once
         jobs = []
         for ds, by_task in tasks.items():
