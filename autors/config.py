@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -522,6 +522,29 @@ class ConstraintSpec(_Strict):
         return self.min_oa_when_missing is not None
 
 
+# What a search trial records that `search.objectives` may name: its validation metrics (the
+# robustness ones are measured when an objective or constraint asks for them) and its costs.
+TRIAL_METRICS = (*get_args(ObjectiveName), "val_oa_worst_missing", "val_loss", "val_ece")
+TRIAL_COSTS = ("params", "flops", "latency_ms")
+
+
+class ObjectiveSpec(_Strict):
+    """One objective of a multi-objective search: a value every trial records, and whether
+    the search wants it high (max) or low (min)."""
+
+    name: str = Field(description="a validation metric (" + ", ".join(TRIAL_METRICS) + ") or a "
+                      "cost (" + ", ".join(TRIAL_COSTS) + ")")
+    goal: Literal["max", "min"]
+
+    @field_validator("name")
+    @classmethod
+    def _recorded(cls, v: str) -> str:
+        if v not in (*TRIAL_METRICS, *TRIAL_COSTS):
+            raise ValueError(f"{v!r} is not a value a trial records; use a validation metric "
+                             f"({', '.join(TRIAL_METRICS)}) or a cost ({', '.join(TRIAL_COSTS)})")
+        return v
+
+
 class SearchSpec(_Strict):
     """The architecture search: which space, which strategy, what budget, what resources."""
 
@@ -545,19 +568,49 @@ class SearchSpec(_Strict):
         default="val_oa", description="val_oa_robust: the mean validation OA over clean data "
         "and each used sensor removed"
     )
+    objectives: list[ObjectiveSpec] = Field(
+        default=[], description="a multi-objective search: two or more values, each with its "
+        "goal, e.g. [{name: val_oa, goal: max}, {name: flops, goal: min}]. They define the "
+        "Pareto front, its hypervolume and the final phase's picks (knee and extremes); "
+        "multi-objective strategies (nsga2, motpe) optimise them directly, single-objective "
+        "ones keep optimising `objective`. Empty: the front is `objective` (max) against "
+        "params, flops and latency_ms (min)"
+    )
     constraints: ConstraintSpec = ConstraintSpec()
-    top_k: int = Field(default=3, ge=1, description="architectures retrained and tested")
+    top_k: int = Field(default=3, ge=1, description="architectures retrained and tested (a "
+                       "multi-objective search retrains a spread of the front, up to top_k)")
     final_seeds: int = Field(default=3, ge=1, description="seeds per retrained architecture")
 
     @property
     def needs_robustness(self) -> bool:
         """Trials must measure validation accuracy with sensors removed."""
-        return self.objective == "val_oa_robust" or self.constraints.needs_robustness
+        robust = {"val_oa_robust", "val_oa_worst_missing"}
+        return (self.objective in robust or self.constraints.needs_robustness
+                or any(o.name in robust for o in self.objectives))
+
+    @property
+    def front_objectives(self) -> list[ObjectiveSpec]:
+        """The objectives of the Pareto front: `objectives`, or `objective` against the costs."""
+        if self.objectives:
+            return list(self.objectives)
+        return [ObjectiveSpec(name=self.objective, goal="max"),
+                *(ObjectiveSpec(name=c, goal="min") for c in TRIAL_COSTS)]
 
     @model_validator(mode="after")
     def _some_budget(self) -> SearchSpec:
         if self.max_trials is None and self.max_minutes is None:
             raise ValueError("set 'max_trials' or 'max_minutes' (or both) to bound the search")
+        return self
+
+    @model_validator(mode="after")
+    def _objectives(self) -> SearchSpec:
+        names = [o.name for o in self.objectives]
+        if len(names) == 1:
+            raise ValueError(f"objectives: one objective ({names[0]}) is not a trade-off; give "
+                             "two or more, or set 'objective' alone for a single-objective search")
+        if len(set(names)) != len(names):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            raise ValueError(f"objectives: {', '.join(twice)} listed more than once")
         return self
 
 

@@ -54,6 +54,10 @@ def test_nni_is_only_touched_by_the_search_adapter_and_spaces():
     assert not offenders, f"nni imported outside autors/search and search_spaces: {offenders}"
 
 
+def test_optuna_is_only_touched_by_its_adapter():
+    assert _importers_of("optuna") == {"autors/search/optuna_adapter.py"}
+
+
 def test_lower_layers_never_import_upper_layers():
     assert not {p for p in _importers_of("autors") if p.startswith(("fusion/", "search_spaces/"))}
     assert not {p for p in _importers_of("search_spaces") if p.startswith("fusion/")}

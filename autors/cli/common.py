@@ -46,14 +46,14 @@ def task_from_args(args: argparse.Namespace) -> TaskSpec:
 def print_leaderboard(console: Console, run: SearchFolder, limit: int | None) -> None:
     """The leaderboard of a search run folder (trials, then final test results when present);
     `limit` rows at most, with a pointer to the CSV for the rest."""
-    from autors.search.report import final_stats, finalists, leaderboard_rows
+    from autors.search.report import final_stats, leaderboard_rows, retrained
     from autors.search.tables import leaderboard_table
 
     state = run.read_state()
     task = run.load_task()
     records, _ = run.read_trials(repair=False)
     rows_final, _ = run.read_final(repair=False)
-    finals = final_stats(rows_final, finalists(records, task.search.top_k)) if rows_final else []
+    finals = final_stats(rows_final, retrained(records, rows_final)) if rows_final else []
     rows = leaderboard_rows(records, finals)
     objective = state.get("objective", task.search.objective)
     if not rows:

@@ -1,4 +1,5 @@
-"""`autors export RUN [--rank N] --out DIR` and `autors export --list RUN`.
+"""`autors export RUN [--rank N | --pick knee|smallest|most-accurate] --out DIR` and
+`autors export --list RUN`.
 
 RUN is an `autors train` run folder (one model, rank 1) or an `autors search` run folder
 (its final retrained models, rank 1 = best). The exported folder layout is documented in
@@ -22,7 +23,7 @@ from rich.table import Table
 from autors.errors import ModelFolderError
 from autors.export.card import MetricSummary, ModelCard
 from autors.export.ensemble import export_ensemble
-from autors.export.export import export_model, summarize_metrics
+from autors.export.export import PICKS, export_model, pick_rank, summarize_metrics
 from autors.export.features import add_feature_onnx, stage_model
 from autors.export.loader import load_exported
 from autors.export.source import list_candidates, select
@@ -41,8 +42,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     what.add_argument("--out", type=Path, help="the model folder to create (must not exist "
                       "or be empty)")
     what.add_argument("--list", action="store_true", help="list what RUN can export and exit")
-    p.add_argument("--rank", type=_rank, default=1,
-                   help="which final model of a search run (1 = best; default 1)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--rank", type=_rank, default=None,
+                       help="which final model of a search run (1 = best by score; default 1)")
+    which.add_argument("--pick", choices=PICKS, default=None,
+                       help="the final model a multi-objective search (search.objectives) "
+                       "picked on its Pareto front: the knee, the most accurate, or the "
+                       "smallest (see `autors export --list RUN`)")
     ens = p.add_mutually_exclusive_group()
     ens.add_argument("--ensemble", action="store_true",
                      help="pack every final seed of --rank into one model that averages their "
@@ -73,6 +79,8 @@ def _fmt(s: MetricSummary | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     console = Console(highlight=False)
+    if not args.list:
+        args.rank = pick_rank(args.run, args.pick) if args.pick else (args.rank or 1)
     if args.list:
         candidates = list_candidates(args.run)
         table = Table(title=f"exportable models of {args.run}")
@@ -107,8 +115,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         out = export_model(args.run, args.out, args.rank)
         card = load_exported(out).card  # re-read and verify what was written
-        console.print(f"exported rank {args.rank} of {args.run} (seed {card.provenance.seed}) "
-                      f"to {out}")
+        picked = f" (--pick {args.pick})" if args.pick else ""
+        console.print(f"exported rank {args.rank}{picked} of {args.run} (seed "
+                      f"{card.provenance.seed}) to {out}")
     console.print(f"inputs  {', '.join(f'{s.name}[{s.in_channels}]' for s in card.used_sensors)}"
                   f" -> {card.num_classes} classes, input size {card.task.input_size}"
                   + (", with validity masks (<sensor>__mask)" if card.export.takes_masks

@@ -44,7 +44,7 @@ from torch import nn
 
 from autors.config import TaskSpec
 from autors.data.labels import layout
-from autors.errors import ModelFolderError
+from autors.errors import AutorsError, ModelFolderError
 from autors.export.card import (
     CARD_FILE,
     CARD_FORMAT,
@@ -74,6 +74,10 @@ from autors.export.card import (
 from autors.export.source import Candidate, select
 from autors.files import atomic_folder, file_sha256, versions
 from autors.plugins import task_plugins
+from autors.search.plots import plot_pareto
+from autors.search.records import TrialRecord
+from autors.search.report import pareto, picks_of, retrained
+from autors.search.search_folder import SearchFolder
 from autors.training.calibration import TemperatureScaled
 from autors.training.cost import random_inputs
 from autors.training.train_folder import TrainFolder
@@ -98,8 +102,59 @@ _EXPECTED_WARNINGS = (
 )
 
 
+# `autors export --pick`: the final phase's reasons (final.jsonl `picked`, see
+# autors.search.front.spread) a user can ask for by name.
+PICKS = ("knee", "smallest", "most-accurate")
+
+
+def _retrained_order(run: Path) -> tuple[list[TrialRecord], dict[int, list[str]]]:
+    """A search folder's retrained trials in rank order (rank r = item r-1, as
+    `source.list_candidates` ranks them) and why each was picked."""
+    folder = SearchFolder(run)
+    try:
+        rows, _ = folder.read_final()
+        records, _ = folder.read_trials()
+    except AutorsError as err:
+        raise ModelFolderError(f"search run {run}: {err}") from None
+    rows = [r for r in rows if r.get("status") == "ok" and "run_dir" in r]
+    return retrained(records, rows), picks_of(rows)
+
+
+def pick_rank(run: str | Path, pick: str) -> int:
+    """The rank of the final model the search picked as `pick` (knee, smallest,
+    most-accurate); ModelFolderError saying what was picked otherwise."""
+    run = Path(run)
+    if not (run / "trials.jsonl").is_file():
+        raise ModelFolderError(f"--pick {pick}: {run} is not an `autors search` run folder; a "
+                               "train folder holds one model (no --pick, or --rank 1)")
+    order, picks = _retrained_order(run)
+    for rank, rec in enumerate(order, start=1):
+        if pick in picks.get(rec.trial_id, []):
+            return rank
+    known = "; ".join(f"rank {i}: {', '.join(picks.get(r.trial_id) or ['-'])}"
+                      for i, r in enumerate(order, start=1))
+    raise ModelFolderError(
+        f"--pick {pick}: no final model of {run} was picked as {pick!r} (a search with "
+        "search.objectives picks knee, most-accurate and smallest; a single-objective search "
+        f"retrains its top-k by score). Its final models: {known or 'none'}; use --rank N")
+
+
+def _trade_off_png(run: Path, rank: int, path: Path) -> None:
+    """The search's pareto.png again, with the exported model starred (and the other picks)."""
+    order, picks = _retrained_order(run)
+    folder = SearchFolder(run)
+    spec = folder.load_task().search
+    records, _ = folder.read_trials()
+    marks = {t: "/".join(why) for t, why in picks.items() if why}
+    exported = order[rank - 1].trial_id
+    marks[exported] = "EXPORTED" + (f" ({marks[exported]})" if exported in marks else "")
+    plot_pareto(records, pareto(records, spec), spec.front_objectives, path, marks=marks,
+                explicit=bool(spec.objectives))
+
+
 def export_model(run: str | Path, out: str | Path, rank: int = 1) -> Path:
-    """Export the model of rank `rank` of run folder `run` into the new folder `out`."""
+    """Export the model of rank `rank` of run folder `run` into the new folder `out`; from a
+    search folder also `pareto.png`, the trade-off with the exported model starred."""
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ModelFolderError(f"--out {out} already exists and is not empty: choose another "
@@ -115,6 +170,8 @@ def export_model(run: str | Path, out: str | Path, rank: int = 1) -> Path:
         compiled = model if calibration is None else \
             TemperatureScaled(model, calibration.temperature).eval()
         parity = _write_compiled(compiled, chosen, task, tmp)
+        if candidate.kind == "search":
+            _trade_off_png(Path(run), rank, tmp / "pareto.png")
         context = dense_context(model, chosen) if chosen.arch.dense else (None, None)
         try:
             card = build_card(candidate, chosen, task, parity, tmp, context,

@@ -65,9 +65,7 @@ class SearchBroker:
         self.listeners: list[Callable[[TrialRecord], None]] = []
         self.started = time.monotonic()
         self.next_id = max((r.trial_id for r in history), default=-1) + 1
-        self._known: dict[str, tuple[float, bool]] = {
-            arch_key(r.result.arch): (r.score, r.scored) for r in history
-        }
+        self._known: dict[str, TrialRecord] = {arch_key(r.result.arch): r for r in history}
         self._samples: dict[int, dict] = {}  # running trial id -> sample
         self.duplicates = 0
         self._idle_streak = 0
@@ -118,11 +116,21 @@ class SearchBroker:
     # -- trials ---------------------------------------------------------------------------------
     def lookup(self, arch: dict) -> tuple[float, bool] | None:
         """(score, scored) of an architecture already evaluated in this run, else None."""
+        known = self.lookup_record(arch)
+        return None if known is None else (known.score, known.scored)
+
+    def lookup_record(self, arch: dict) -> TrialRecord | None:
+        """The record of an architecture already evaluated in this run (counted as a
+        duplicate proposal), else None."""
         known = self._known.get(arch_key(arch))
         if known is not None:
             self.duplicates += 1
             self._count_idle()
         return known
+
+    def count_invalid(self) -> None:
+        """The strategy proposed a sample that is no architecture (told a failure)."""
+        self._count_idle()
 
     def screen_out(self, sample: dict, arch: dict) -> TrialRecord | None:
         """Record `arch` as over_limit, untrained, when its params or FLOPs break a limit."""
@@ -185,7 +193,7 @@ class SearchBroker:
         )
         self.run.append_trial(record)
         self.records.append(record)
-        self._known[arch_key(arch)] = (record.score, record.scored)  # as proposed
+        self._known[arch_key(arch)] = record  # as proposed
         for listener in self.listeners:
             listener(record)
         return record

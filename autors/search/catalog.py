@@ -12,6 +12,13 @@ when the search builds it.
 
 A strategy that defines `replay(history: list[tuple[sample, score]]) -> str` is re-seeded from
 a resumed run's trials; others start afresh (duplicates are still answered from the record).
+
+Which module drives a strategy is a property of its registration (`drives_with`): the NNI
+adapter (push model, the default, so a plugin's factory that returns an NNI strategy works as
+before) or the Optuna adapter (ask/tell). Each adapter module has
+`start(space, spec, seed, broker, history) -> StrategyDriver`; `autors.search.driver` imports
+the one a strategy names, so the engine depends on neither library. A registration also says
+whether the strategy optimises `search.objectives` directly (`multi_objective`).
 """
 
 from __future__ import annotations
@@ -31,6 +38,30 @@ StrategyFactory = Callable[[int, int | None, int], Any]
 
 STRATEGIES: Registry[StrategyFactory] = Registry("strategy")
 DEFAULT_BUDGET = 60  # trials assumed for sizing a strategy when only max_minutes is given
+NNI_DRIVER = "autors.search.nni_adapter"
+OPTUNA_DRIVER = "autors.search.optuna_adapter"
+
+
+def drives_with(module: str, multi_objective: bool = False
+                ) -> Callable[[StrategyFactory], StrategyFactory]:
+    """Mark a factory: the adapter module that drives its strategies, and whether they
+    optimise `search.objectives` (several values) instead of the one score."""
+
+    def mark(factory: StrategyFactory) -> StrategyFactory:
+        factory.driver = module  # type: ignore[attr-defined]
+        factory.multi_objective = multi_objective  # type: ignore[attr-defined]
+        return factory
+
+    return mark
+
+
+def strategy_driver(name: str) -> str:
+    """The adapter module that drives strategy `name` (NNI's when the factory says nothing)."""
+    return getattr(strategy_factory(name), "driver", NNI_DRIVER)
+
+
+def is_multi_objective(name: str) -> bool:
+    return bool(getattr(strategy_factory(name), "multi_objective", False))
 
 
 @STRATEGIES.register("random")
@@ -73,6 +104,41 @@ def tpe_strategy(seed: int, max_trials: int | None, n_labels: int) -> Any:
                        n_startup_jobs=int(np.clip((max_trials or DEFAULT_BUDGET) // 3, 4, 20)))
 
 
+def _startup(max_trials: int | None) -> int:
+    """Random proposals before a model-based sampler starts learning: a third of the budget,
+    4 to 10."""
+    return int(np.clip((max_trials or DEFAULT_BUDGET) // 3, 4, 10))
+
+
+@STRATEGIES.register("nsga2")
+@drives_with(OPTUNA_DRIVER, multi_objective=True)
+def nsga2_strategy(seed: int, max_trials: int | None, n_labels: int) -> Any:
+    """Optuna NSGA-II on search.objectives (non-dominated sorting, crowding, constraints)"""
+    from autors.search.optuna_adapter import nsga2
+
+    # Optuna's default population (50) makes a 24-trial search pure random sampling.
+    return nsga2(seed, population=int(np.clip((max_trials or DEFAULT_BUDGET) // 4, 4, 50)),
+                 mutation_prob=float(np.clip(1.5 / max(n_labels, 1), 0.05, 0.5)))
+
+
+@STRATEGIES.register("motpe")
+@drives_with(OPTUNA_DRIVER, multi_objective=True)
+def motpe_strategy(seed: int, max_trials: int | None, n_labels: int) -> Any:
+    """Optuna multi-objective TPE on search.objectives (constraint-aware)"""
+    from autors.search.optuna_adapter import tpe
+
+    return tpe(seed, startup=_startup(max_trials))
+
+
+@STRATEGIES.register("optuna_tpe")
+@drives_with(OPTUNA_DRIVER)
+def optuna_tpe_strategy(seed: int, max_trials: int | None, n_labels: int) -> Any:
+    """Optuna TPE on the one score (objective with the constraint penalty)"""
+    from autors.search.optuna_adapter import tpe
+
+    return tpe(seed, startup=_startup(max_trials))
+
+
 def strategy_factory(name: str) -> StrategyFactory:
     """The factory registered as `name`; SearchError listing the valid names otherwise."""
     check_strategy(name)
@@ -108,16 +174,24 @@ def make_task_space(name: str, sensors: Mapping[str, str], dense: bool) -> Searc
         raise SearchError(f"search.space: {err}") from None
 
 
+def check_objectives(name: str, objectives: list) -> None:
+    """A multi-objective strategy needs `search.objectives`."""
+    if is_multi_objective(name) and not objectives:
+        raise SearchError(
+            f"search.strategy: '{name}' is a multi-objective strategy: set search.objectives "
+            "(two or more, e.g. [{name: val_oa, goal: max}, {name: flops, goal: min}]), or "
+            "choose a single-objective strategy"
+        )
+
+
 def space_for_task(task: TaskSpec) -> SearchSpace:
-    """The task's search space for its sensors; also checks the strategy name."""
+    """The task's search space for its sensors; also checks the strategy name (and that a
+    multi-objective strategy has objectives)."""
     check_strategy(task.search.strategy)
-    space = make_task_space(
+    check_objectives(task.search.strategy, task.search.objectives)
+    return make_task_space(
         task.search.space, sensor_kinds(task), dense=task.dense
     )
-    if task.multi_target:  # one head per target, each its width and stage
-        space.set_targets(list(task.target_specs))
-    space.set_input_kinds({name: s.input_kind for name, s in task.sensors.items()})
-    return space
 
 
 def list_spaces(task: TaskSpec | None) -> list[str]:

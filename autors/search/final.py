@@ -1,5 +1,7 @@
-"""The final phase: the top-k feasible architectures retrained with several seeds, each model
-evaluated once on the test split. Each retrained model is kept as a train folder (what
+"""The final phase: the chosen architectures (the top-k feasible ones, or with several objectives
+a spread of the Pareto front: `report.final_picks`) retrained with several seeds, each model
+evaluated once on the test split; each final.jsonl row says why its architecture was picked
+(`picked`: knee, most-accurate, smallest, best <objective>, spread, rank i by score). Each retrained model is kept as a train folder (what
 `autors train` writes, `autors.training.train_folder`) under `final/trial<id>_seed<seed>/`
 (written by the driver: cluster workers may not share its file system), which `autors export`
 reads. Rows go to final.jsonl as they finish, so a resumed run only redoes the missing
@@ -56,8 +58,10 @@ def run_final(
     resources: TrialResources,
     final_fn: TrialFn,
     on_row: Callable[[dict[str, Any]], None],
+    picked: dict[int, list[str]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Retrain + test every (finalist, seed) not yet in final.jsonl; return all rows."""
+    """Retrain + test every (finalist, seed) not yet in final.jsonl; return all rows.
+    `picked`: trial id -> why it was chosen (kept in each row)."""
     rows, _ = run.read_final(repair=True)
     done = {(r["trial_id"], r["seed"]) for r in rows if r["status"] == "ok"}
     jobs = [(rec, s) for rec in chosen for s in final_seeds(task) if (rec.trial_id, s) not in done]
@@ -76,6 +80,7 @@ def run_final(
             for done_job in pool.wait(POLL_S):
                 rec, seed = by_job[done_job.trial_id]
                 row = _row(done_job, rec, seed)
+                row["picked"] = list((picked or {}).get(rec.trial_id, []))
                 trained = done_job.result.extra.pop("trained", None)
                 if row["status"] == "ok" and trained is not None:
                     row["run_dir"] = _keep_model(run.path, task, data, rec, seed, trained)

@@ -32,8 +32,6 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-import numpy as np
-
 with warnings.catch_warnings():
     # nni.nas.nn.pytorch inspects torch.nn at import and flags torch 2.x helper classes.
     warnings.filterwarnings(
@@ -54,9 +52,11 @@ with warnings.catch_warnings():
 silence_stdout()
 logging.getLogger("nni").setLevel(logging.WARNING)
 
+from autors.config import SearchSpec
 from autors.errors import SearchError
 from autors.search.broker import SearchBroker
 from autors.search.catalog import strategy_factory
+from autors.search.driver import strategy_seed
 from autors.search.records import TrialRecord
 from autors.search.scoring import FAILED_SCORE
 from search_spaces import Sample, SearchSpace
@@ -188,17 +188,12 @@ class TPEStrategy(HPOTunerStrategy):
             self.engine.submit_models(model)
 
 
-def _seed(seed: int, n_history: int) -> int:
-    """Strategy RNG seed: the task seed for a new run, a distinct stream after each resume."""
-    return int(np.random.SeedSequence([seed, n_history]).generate_state(1)[0])
-
-
 def make_strategy(
     name: str, seed: int, max_trials: int | None, n_labels: int, n_history: int
 ) -> Strategy:
     """The strategy registered as `name` (catalog.STRATEGIES), seeded, sized to the budget."""
     factory = strategy_factory(name)
-    strategy = factory(_seed(seed, n_history), max_trials, n_labels)
+    strategy = factory(strategy_seed(seed, n_history), max_trials, n_labels)
     if not isinstance(strategy, Strategy):
         # A plugin's factory: say which one, instead of failing inside NNI later.
         raise SearchError(
@@ -324,3 +319,9 @@ class StrategyRun:
         self.strategy.run()
         self.engine.wait_models()
         _logger.debug("strategy finished after %.1f s", time.monotonic() - t0)
+
+
+def start(space: SearchSpace, spec: SearchSpec, seed: int, broker: SearchBroker,
+          history: list[TrialRecord]) -> StrategyRun:
+    """The adapter's entry point (`autors.search.driver`): an NNI strategy on the broker."""
+    return StrategyRun(space, spec.strategy, seed, broker, history)

@@ -8,7 +8,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
+from autors.config import TRIAL_COSTS, ObjectiveSpec
+from autors.search.front import raw_values
 from autors.search.records import TrialRecord
 
 
@@ -61,46 +64,90 @@ def plot_progress(records: list[TrialRecord], objective: str, path: Path) -> Non
     plt.close(fig)
 
 
+def _compact(value: float, _pos: object = None) -> str:
+    """A tick label: 3 significant digits with k / M / G (plain, no 'x10^n' labels that overlap
+    on log axes)."""
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g}{suffix}"
+    return f"{value:.3g}"
+
+
+def _pairs(objectives: list[ObjectiveSpec], explicit: bool) -> list[tuple[int, int]]:
+    """Panels: every pair of the search's own objectives; the default front (objective against
+    params, flops, latency) shows the objective against each cost."""
+    d = len(objectives)
+    if explicit:
+        return [(i, j) for i in range(d) for j in range(i + 1, d)]
+    return [(0, j) for j in range(1, d)]
+
+
+AXIS_LABELS = {"params": "parameters", "flops": "FLOPs per sample",
+               "latency_ms": "CPU latency, batch 1 (ms)"}
+
+
 def plot_pareto(
-    records: list[TrialRecord], front: list[TrialRecord], objective: str, path: Path
+    records: list[TrialRecord], front: list[TrialRecord], objectives: list[ObjectiveSpec],
+    path: Path, marks: dict[int, str] | None = None, explicit: bool = True,
 ) -> None:
-    """Objective against parameters and against latency; the Pareto front marked. When the
-    trials measured it (robust objective or constraint), a third panel: clean validation OA
-    against the worst OA with one sensor removed."""
-    ok = [r for r in records if r.ok and r.result.cost is not None]
+    """Every pair of objectives (costs on the x axis, log scale), feasible and infeasible
+    trials, the Pareto front over all objectives marked; `marks` (trial id -> label: the final
+    phase's picks, the exported model) are starred and labelled. Failed, timed-out and
+    over-limit trials have no values and are not drawn. When the trials measured it, an extra
+    panel: clean validation OA against the worst OA with one sensor removed."""
+    marks = marks or {}
+    ok = [r for r in records if r.ok and raw_values(r, objectives) is not None]
     front_ids = {r.trial_id for r in front}
     robust = [r for r in ok if "val_oa_worst_missing" in r.result.metrics]
-    fig, axes = plt.subplots(1, 3 if robust else 2, figsize=(15 if robust else 10, 3.8))
+    pairs = _pairs(objectives, explicit)
+    n = len(pairs) + bool(robust)
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.8 * rows), squeeze=False)
+    flat = list(axes.ravel())
+    for ax in flat[n:]:
+        ax.set_visible(False)
     if robust:
-        _plot_robust(axes[2], robust, front_ids)
-    for ax, attr, label in (
-        (axes[0], "params", "parameters"),
-        (axes[1], "latency_ms_b1", "CPU latency, batch 1 (ms)"),
-    ):
+        _plot_robust(flat[len(pairs)], robust, front_ids)
+    value = {r.trial_id: raw_values(r, objectives) for r in ok}
+    for ax, (a, b) in zip(flat, pairs):
+        # a cost goes on the x axis: "accuracy against cost"
+        x, y = (a, b) if objectives[a].name in TRIAL_COSTS and objectives[b].name not in \
+            TRIAL_COSTS else (b, a)
         for feasible, style in ((True, {"color": "tab:blue"}),
                                 (False, {"facecolors": "none", "edgecolors": "tab:orange"})):
-            pts = [
-                (getattr(r.result.cost, attr), float(r.result.metrics[objective]))
-                for r in ok
-                if r.feasible == feasible and r.trial_id not in front_ids
-            ]
+            pts = [(value[r.trial_id][x], value[r.trial_id][y]) for r in ok
+                   if r.feasible == feasible and r.trial_id not in front_ids]
             if pts:
                 ax.scatter(*zip(*pts), s=16, alpha=0.6,
                            label="feasible" if feasible else "infeasible", **style)
-        fpts = sorted(
-            (getattr(r.result.cost, attr), float(r.result.metrics[objective])) for r in front
-        )
+        fpts = sorted((value[r.trial_id][x], value[r.trial_id][y]) for r in front
+                      if r.trial_id in value)
         if fpts:
             ax.scatter(*zip(*fpts), s=40, color="tab:green", edgecolors="black",
-                       label="Pareto front (metric, params, latency)", zorder=3)
-        if ok and all(getattr(r.result.cost, attr) > 0 for r in ok):
-            ax.set_xscale("log")
-        ax.set_xlabel(label)
+                       label=f"Pareto front ({', '.join(o.name for o in objectives)})",
+                       zorder=3)
+        for tid, label in marks.items():
+            if tid in value:
+                px, py = value[tid][x], value[tid][y]
+                ax.scatter([px], [py], s=160, marker="*", color="gold", edgecolors="black",
+                           zorder=4)
+                ax.annotate(label, (px, py), textcoords="offset points", xytext=(6, 6),
+                            fontsize=7)
+        for k, axis in ((x, ax.xaxis), (y, ax.yaxis)):
+            name = objectives[k].name
+            if name in TRIAL_COSTS and ok and all(value[r.trial_id][k] > 0 for r in ok):
+                (ax.set_xscale if axis is ax.xaxis else ax.set_yscale)("log")
+                axis.set_major_formatter(FuncFormatter(_compact))
+                axis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel(f"{AXIS_LABELS.get(objectives[x].name, objectives[x].name)} "
+                      f"({objectives[x].goal})")
+        ax.set_ylabel(f"{AXIS_LABELS.get(objectives[y].name, objectives[y].name)} "
+                      f"({objectives[y].goal})")
         ax.grid(alpha=0.3)
-    axes[1].sharey(axes[0])
-    axes[0].set_ylabel(objective)
-    axes[0].legend(fontsize=7, loc="lower right")
-    fig.suptitle("accuracy against cost")
+    flat[0].legend(fontsize=7, loc="lower right")
+    fig.suptitle("the trade-off: every pair of objectives"
+                 + (" (stars: " + ", ".join(sorted(set(marks.values()))) + ")" if marks else ""))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

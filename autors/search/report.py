@@ -12,9 +12,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from autors.config import SearchSpec
 from autors.files import write_atomic
+from autors.search.front import pareto_records, spread
 from autors.search.records import TrialRecord, trained_count
-from autors.search.scoring import pareto_front
 from autors.search.search_folder import SearchFolder
 from fusion import Arch, ArchError
 
@@ -71,17 +72,35 @@ def arch_summary(arch: dict) -> str:
         return f"<invalid arch: {err}>"
 
 
-def pareto(records: list[TrialRecord], objective: str) -> list[TrialRecord]:
-    """Non-dominated ok trials over (objective max, params min, latency min), best first."""
-    ok = [r for r in records if r.ok and r.result.cost is not None]
-    points = [
-        (r.trial_id, float(r.result.metrics[objective]), float(r.result.cost.params),
-         float(r.result.cost.latency_ms_b1))
-        for r in ok
-    ]
-    ids = pareto_front(points)
-    by_id = {r.trial_id: r for r in ok}
-    return [by_id[i] for i in ids]
+def pareto(records: list[TrialRecord], spec: SearchSpec) -> list[TrialRecord]:
+    """The Pareto front over the search's front objectives (`SearchSpec.front_objectives`):
+    non-dominated feasible ok trials, best first on the first objective."""
+    return pareto_records(records, spec.front_objectives)
+
+
+def final_picks(records: list[TrialRecord], spec: SearchSpec
+                ) -> list[tuple[TrialRecord, list[str]]]:
+    """What the final phase retrains, each with why: with `search.objectives`, a spread of
+    the front (knee, extremes, then the farthest; `front.spread`), up to top_k; otherwise
+    the top_k feasible trials by score."""
+    if spec.objectives:
+        return spread(records, spec.objectives, spec.top_k)
+    return [(r, [f"rank {i} by score ({spec.objective})"])
+            for i, r in enumerate(finalists(records, spec.top_k), start=1)]
+
+
+def retrained(records: list[TrialRecord], rows: list[dict[str, Any]]) -> list[TrialRecord]:
+    """The trials final.jsonl rows retrained, in ranking order."""
+    ids = {int(r["trial_id"]) for r in rows}
+    return [r for r in ranked(records) if r.trial_id in ids]
+
+
+def picks_of(rows: list[dict[str, Any]]) -> dict[int, list[str]]:
+    """trial id -> why the final phase picked it (final.jsonl's `picked`; [] when absent)."""
+    out: dict[int, list[str]] = {}
+    for row in rows:
+        out.setdefault(int(row["trial_id"]), list(row.get("picked") or []))
+    return out
 
 
 @dataclass

@@ -5,7 +5,7 @@
 Order: check the task (or open the run for --resume) -> prepare the data once -> create the run
 folder -> connect to Ray -> put task and data in the object store once -> re-seed the strategy
 from trials.jsonl (on --resume) -> run the strategy until the budget ends -> retrain the top-k
-on several seeds and test them once -> leaderboard, plots, summary. Bad input fails before the
+(or, with several objectives, a spread of the Pareto front) on several seeds and test them once -> leaderboard, plots, summary. Bad input fails before the
 run folder exists; a crash or Ctrl-C later leaves a folder that `--resume` continues.
 """
 
@@ -16,7 +16,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Console
 
@@ -29,6 +29,7 @@ from autors.search import summary as summary_mod
 from autors.search.broker import Budget, SearchBroker
 from autors.search.catalog import space_for_task
 from autors.search.cluster import ClusterInfo, ray_cluster
+from autors.search.driver import StrategyDriver, start_strategy
 from autors.search.final import retrain_and_test, run_final
 from autors.search.node_files import check_nodes, dataset_files, raise_for_nodes
 from autors.search.plots import plot_pareto, plot_progress
@@ -39,10 +40,11 @@ from autors.search.ray_pids import recording, stop_leftovers
 from autors.search.records import TrialRecord, trained_count
 from autors.search.report import (
     FinalStats,
+    final_picks,
     final_stats,
-    finalists,
     leaderboard_rows,
     pareto,
+    picks_of,
     write_leaderboard,
 )
 from autors.search.resume import (
@@ -55,9 +57,6 @@ from autors.search.scoring import judge
 from autors.search.search_folder import SearchFolder
 from autors.training.train_folder import check_task_copyable
 from autors.training.trial import run_trial
-
-if TYPE_CHECKING:
-    from autors.search.nni_adapter import StrategyRun
 
 
 @dataclass(frozen=True)
@@ -157,7 +156,7 @@ def run_search(
                                    spec.memory_per_trial_mb)
         pool = TrialPool(options.trial_fn, inputs, resources, spec.concurrency)
         t0 = time.monotonic()
-        warming = pool.start_warm_up()  # runs while NNI is imported below
+        warming = pool.start_warm_up()  # runs while the strategy's library is imported
         broker = SearchBroker(
             pool=pool,
             run=run,
@@ -169,9 +168,8 @@ def run_search(
             elapsed_before=previous_elapsed(state, history),
             screen=make_screen(task, data),
         )
-        from autors.search.nni_adapter import StrategyRun  # heavy import (nni.nas, ~5 s)
-
-        strategy = StrategyRun(space, spec.strategy, task.seed, broker, history)
+        # the adapter its registration names (NNI: a heavy import, nni.nas ~5 s)
+        strategy = start_strategy(space, spec, task.seed, broker, history)
         pool.finish_warm_up(warming)
         ray_pids.refresh()  # Ray's agents and the workers exist by now
         log_line(console, f"{spec.concurrency} worker(s) warm after {time.monotonic() - t0:.1f} s")
@@ -192,9 +190,11 @@ def run_search(
         broker.listeners.append(on_record)
         try:
             search_s = _search_phase(strategy, broker, spec, options.quiet, console)
-            chosen = finalists(broker.records, spec.top_k)
+            picks = final_picks(broker.records, spec)
+            chosen = [r for r, _ in picks]
             t_final = time.monotonic()
-            rows = _final_phase(run, task, chosen, inputs, resources, options.final_fn, console)
+            rows = _final_phase(run, task, picks, inputs, resources, options.final_fn,
+                                console)
             final_s = time.monotonic() - t_final
         except BaseException as err:
             # Ctrl-C or a bug: stop the trials, keep everything recorded so far readable.
@@ -202,16 +202,16 @@ def run_search(
             stopped = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
             sess.update(status=stopped, ended=_now())
             _save_state(run, state, broker, stopped)
-            _write_outputs(run, task, broker.records, [])
+            _write_outputs(run, task, broker.records, [], {})
             raise
 
     finals = final_stats(rows, chosen)
-    _write_outputs(run, task, broker.records, finals)
+    _write_outputs(run, task, broker.records, finals, picks_of(rows))
     sess.update(status="finished", ended=_now())
     _save_state(run, state, broker, "finished")
     summary = summary_mod.build(
         run=run, task=task, space=space, state=state, records=broker.records, finals=finals,
-        broker=broker, cluster=cluster,
+        broker=broker, cluster=cluster, picked=picks_of(rows),
         wall={"data_s": data_s, "search_s": search_s, "final_s": final_s,
               "session_s": time.monotonic() - t_start},
     )
@@ -230,7 +230,7 @@ def _stop_leftovers(runs_dir: Path, console: Console) -> None:
 
 
 def _search_phase(
-    strategy: StrategyRun, broker: SearchBroker, spec: SearchSpec, quiet: bool, console: Console
+    strategy: StrategyDriver, broker: SearchBroker, spec: SearchSpec, quiet: bool, console: Console
 ) -> float:
     """Run the strategy until the budget ends; the search wall time of this session."""
     t0 = time.monotonic()
@@ -249,17 +249,21 @@ def _search_phase(
 
 
 def _final_phase(
-    run: SearchFolder, task: TaskSpec, chosen: list[TrialRecord], inputs: SharedInputs,
-    resources: TrialResources, final_fn: TrialFn, console: Console,
+    run: SearchFolder, task: TaskSpec, picks: list[tuple[TrialRecord, list[str]]],
+    inputs: SharedInputs, resources: TrialResources, final_fn: TrialFn, console: Console,
 ) -> list[dict[str, Any]]:
-    """Top-k retrained on several seeds, each model tested once; all final.jsonl rows."""
-    if not chosen:
+    """The picks retrained on several seeds, each model tested once; all final.jsonl rows."""
+    if not picks:
         log_line(console, "no feasible trial: nothing to retrain and test")
         return []
-    log_line(console, f"retraining the top {len(chosen)} on {task.search.final_seeds} seed(s) "
-             "and testing each model once")
-    return run_final(run, task, chosen, inputs, resources, final_fn,
-                     on_row=lambda row: log_line(console, _final_line(row)))
+    what = (f"a spread of the Pareto front ({len(picks)}: "
+            + "; ".join(f"trial {r.trial_id} {'/'.join(why)}" for r, why in picks) + ")"
+            if task.search.objectives else f"the top {len(picks)}")
+    log_line(console, f"retraining {what} on {task.search.final_seeds} seed(s) and testing "
+             "each model once")
+    return run_final(run, task, [r for r, _ in picks], inputs, resources, final_fn,
+                     on_row=lambda row: log_line(console, _final_line(row)),
+                     picked={r.trial_id: why for r, why in picks})
 
 
 def _new_state(run: SearchFolder, task: TaskSpec, split: dict[str, Any]) -> dict[str, Any]:
@@ -272,6 +276,7 @@ def _new_state(run: SearchFolder, task: TaskSpec, split: dict[str, Any]) -> dict
         "strategy": task.search.strategy,
         "seed": task.seed,
         "objective": task.search.objective,
+        "objectives": [o.model_dump() for o in task.search.objectives],
         "created": _now(),
         "sessions": [],
         "status": "created",
@@ -322,10 +327,13 @@ def _save_state(run: SearchFolder, state: dict, broker: SearchBroker, status: st
 
 
 def _write_outputs(
-    run: SearchFolder, task: TaskSpec, records: list[TrialRecord], finals: list[FinalStats]
+    run: SearchFolder, task: TaskSpec, records: list[TrialRecord], finals: list[FinalStats],
+    picked: dict[int, list[str]],
 ) -> None:
-    objective = task.search.objective
+    spec = task.search
     write_leaderboard(run, leaderboard_rows(records, finals))
     if records:
-        plot_progress(records, objective, run.progress_png)
-        plot_pareto(records, pareto(records, objective), objective, run.pareto_png)
+        plot_progress(records, spec.objective, run.progress_png)
+        plot_pareto(records, pareto(records, spec), spec.front_objectives, run.pareto_png,
+                    marks={t: "/".join(why) for t, why in picked.items() if why},
+                    explicit=bool(spec.objectives))

@@ -1,4 +1,5 @@
-"""One number to maximise per trial, feasibility against the task's constraints, the Pareto front.
+"""One number to maximise per trial and feasibility against the task's constraints (the Pareto
+front over several objectives is `front.py`).
 
 NNI strategies always maximise a single score. The raw metric and cost values stay untouched in
 the TrialResult; only the strategy sees the score defined here:
@@ -110,26 +111,3 @@ def _infeasible_score(value: float, violations: dict[str, float]) -> float:
 def _limits(constraints: ConstraintSpec) -> tuple[Any, ...]:
     return (constraints.max_params, constraints.max_flops, constraints.max_latency_ms,
             constraints.min_oa_when_missing)
-
-
-def pareto_front(points: list[tuple[int, float, float, float]]) -> list[int]:
-    """Ids of the non-dominated points among (id, metric, params, latency_ms).
-
-    Metric is maximised, params and latency minimised. A point dominates another when it is
-    no worse in all three and strictly better in at least one. Returned sorted by metric, best
-    first.
-    """
-    front = []
-    for pid, m, p, lat in points:
-        dominated = False
-        for qid, m2, p2, lat2 in points:
-            if qid == pid:
-                continue
-            no_worse = m2 >= m and p2 <= p and lat2 <= lat
-            better = m2 > m or p2 < p or lat2 < lat
-            if no_worse and better:
-                dominated = True
-                break
-        if not dominated:
-            front.append((m, pid))
-    return [pid for _, pid in sorted(front, key=lambda t: (-t[0], t[1]))]

@@ -1,5 +1,12 @@
-"""summary.json: what a search did, on what, with what result (read by people and by
-`autors status`)."""
+"""summary.json: what a search did, on what, with what result (read by people, by
+`autors status` and by reports).
+
+Its trade-off keys: `objectives` (the task's search.objectives, [{name, goal}], empty for a
+single-objective search), `front` (`front_block`: the front's objectives with goals, its trial
+ids, its hypervolume and the normalisation and reference point it was measured with),
+`pareto_front` (one entry per front trial with every objective's value, params, flops,
+latency_ms) and `final[*].picked` (why the final phase retrained each architecture).
+"""
 
 from __future__ import annotations
 
@@ -10,10 +17,17 @@ import time
 from collections import Counter
 from typing import Any
 
-from autors.config import TaskSpec
+from autors.config import SearchSpec, TaskSpec
 from autors.files import versions
 from autors.search.broker import SearchBroker
 from autors.search.cluster import ClusterInfo
+from autors.search.front import (
+    Normaliser,
+    candidates,
+    front_hypervolume,
+    pareto_records,
+    raw_value,
+)
 from autors.search.records import TrialRecord
 from autors.search.report import FinalStats, arch_summary, best, counts, pareto
 from autors.search.search_folder import SearchFolder
@@ -49,11 +63,39 @@ def engine_stats(records: list[TrialRecord], concurrency: int, search_s: float) 
     }
 
 
-def _record_view(r: TrialRecord, objective: str) -> dict[str, Any]:
+def front_block(records: list[TrialRecord], spec: SearchSpec) -> dict[str, Any]:
+    """summary.json's `front`: the objectives, the front's trial ids and its hypervolume.
+
+    The hypervolume is measured with every objective normalised between the best and the worst
+    value among the run's feasible ok trials (costs on a log10 scale), minimised, against the
+    reference point 1.1 per objective (`front.REFERENCE`); `normalisation.reference` is that
+    point in each objective's own units.
+    """
+    objectives = spec.front_objectives
+    pool = candidates(records, objectives)
+    front = pareto_records(records, objectives)
+    block: dict[str, Any] = {
+        "objectives": [o.model_dump() for o in objectives],
+        "explicit": bool(spec.objectives),  # False: the default (objective against the costs)
+        "trial_ids": [r.trial_id for r in front],
+        "hypervolume": None,
+        "normalisation": None,
+    }
+    if pool:
+        norm = Normaliser.of([p for _, p in pool], objectives)
+        block["hypervolume"] = front_hypervolume(records, objectives, norm)
+        block["normalisation"] = norm.to_dict()
+    return block
+
+
+def _record_view(r: TrialRecord, objective: str, spec: SearchSpec | None = None
+                 ) -> dict[str, Any]:
     cost = r.result.cost
+    extra = {o.name: raw_value(r, o.name) for o in (spec.front_objectives if spec else [])}
     return {
         "trial_id": r.trial_id,
         objective: float(r.result.metrics[objective]),
+        **extra,
         "params": cost.params if cost else None,
         "flops": cost.flops if cost else None,
         "latency_ms": cost.latency_ms_b1 if cost else None,
@@ -73,7 +115,9 @@ def build(
     broker: SearchBroker,
     cluster: ClusterInfo,
     wall: dict[str, float],
+    picked: dict[int, list[str]] | None = None,
 ) -> dict[str, Any]:
+    picked = picked or {}
     spec = task.search
     objective = spec.objective
     top = best(records)
@@ -116,7 +160,9 @@ def build(
             "metrics": {k: v for k, v in top.result.metrics.items() if not isinstance(v, dict)},
             "arch": top.result.arch,
         },
-        "pareto_front": [_record_view(r, objective) for r in pareto(records, objective)],
+        "objectives": [o.model_dump() for o in spec.objectives],
+        "front": front_block(records, spec),
+        "pareto_front": [_record_view(r, objective, spec) for r in pareto(records, spec)],
         "final": [
             {
                 "trial_id": f.trial_id,
@@ -127,6 +173,7 @@ def build(
                 "test_mean": f.mean,
                 "test_std": f.std,
                 "failed": f.failed,
+                "picked": picked.get(f.trial_id, []),
             }
             for f in finals
         ],

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from autors.config import ConstraintSpec
+from autors.config import ConstraintSpec, SearchSpec
 from autors.errors import SearchError
 from autors.search.records import TrialRecord
 from autors.search.report import best, leaderboard_rows, pareto, ranked
-from autors.search.scoring import FAILED_SCORE, judge, pareto_front
+from autors.search.scoring import FAILED_SCORE, judge
 from autors.search.search_folder import SearchFolder
 from autors.training.result import Cost, TrialResult
 
@@ -102,12 +102,14 @@ def test_best_is_never_infeasible_or_failed() -> None:
 
 
 def test_pareto_front() -> None:
-    # (id, metric, params, latency): 1 dominates 0; 2 and 3 trade accuracy for cost.
+    # (id, metric, params, latency): 1 dominates 0; 2 and 3 trade accuracy for cost; 4 = 1.
     pts = [(0, 0.7, 2000, 2.0), (1, 0.8, 1000, 1.0), (2, 0.9, 5000, 3.0), (3, 0.6, 100, 0.5),
            (4, 0.8, 1000, 1.0)]
-    assert pareto_front(pts) == [2, 1, 4, 3]  # equal points do not dominate each other
     recs = [record(result(i, m, p, lat)) for i, m, p, lat in pts]
-    assert [r.trial_id for r in pareto(recs, "val_oa")] == [2, 1, 4, 3]
+    # the default front: the objective (max) against params, flops and latency (min)
+    spec = SearchSpec()
+    assert [o.name for o in spec.front_objectives] == ["val_oa", "params", "flops", "latency_ms"]
+    assert [r.trial_id for r in pareto(recs, spec)] == [2, 1, 4, 3]  # equal points both stay
 
 
 def _task_stub(tmp_path: Path, make_task) -> SearchFolder:
@@ -202,9 +204,10 @@ def test_pareto_plot_adds_the_robustness_panel_when_measured(tmp_path: Path) -> 
     from autors.search.plots import plot_pareto
 
     recs = [record(result(i, 0.7 + 0.05 * i)) for i in range(3)]
-    plot_pareto(recs, recs[-1:], "val_oa", tmp_path / "plain.png")
+    objectives = SearchSpec().front_objectives
+    plot_pareto(recs, recs[-1:], objectives, tmp_path / "plain.png", explicit=False)
     for i, r in enumerate(recs):
         r.result.metrics["val_oa_worst_missing"] = 0.5 + 0.1 * i
-    plot_pareto(recs, recs[-1:], "val_oa", tmp_path / "robust.png")
+    plot_pareto(recs, recs[-1:], objectives, tmp_path / "robust.png", explicit=False)
     plain, robust = (Image.open(tmp_path / n).size for n in ("plain.png", "robust.png"))
-    assert robust[0] > 1.4 * plain[0] and robust[1] == plain[1]  # a third panel
+    assert robust[0] * robust[1] > 1.3 * plain[0] * plain[1]  # one more panel (a new row)
