@@ -189,9 +189,11 @@ def space_for_task(task: TaskSpec) -> SearchSpace:
     multi-objective strategy has objectives)."""
     check_strategy(task.search.strategy)
     check_objectives(task.search.strategy, task.search.objectives)
-    return make_task_space(
+    space = make_task_space(
         task.search.space, sensor_kinds(task), dense=task.dense
     )
+    space.set_input_kinds({name: s.input_kind for name, s in task.sensors.items()})
+    return space
 
 
 def list_spaces(task: TaskSpec | None) -> list[str]:

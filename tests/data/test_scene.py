@@ -191,9 +191,9 @@ def test_each_raster_is_read_once(write_task, monkeypatch):
     calls: list[str] = []
     real_read = grid_module.read
 
-    def counting_read(info, indexes, window, dtype="float32"):
+    def counting_read(info, indexes, window, dtype="float32", pairs=False):
         calls.append(info.path.name)
-        return real_read(info, indexes, window, dtype)
+        return real_read(info, indexes, window, dtype, pairs)
 
     monkeypatch.setattr(grid_module, "read", counting_read)
     load_scene(load_task(write_task()))
