@@ -70,7 +70,10 @@ def _scene_thumbnails(task: TaskSpec, files: list, labels: Any) -> str:
         for name, path in f.sensors.items():
             rgb, what = sensor_thumbnail(path, task.sensors[name])
             figs.append(_figure(rgb, f"{name}: {what}"))
-        full = f.labels.get("full")
+        # the class target's raster (a task with several targets names it), else the labels
+        target = getattr(task, "class_target", None)
+        full = f.targets.get(target) if target and getattr(f, "targets", None) else None
+        full = full or f.labels.get("full")
         if labels is not None and full is not None:
             figs.append(_figure(class_thumbnail(full, labels.class_values), "labels"))
         parts.append(f"<h3>scene {esc(f.id)}</h3><div class=\"row\">{''.join(figs)}</div>")

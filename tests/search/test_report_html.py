@@ -49,6 +49,7 @@ def render(page: Path, tmp: Path, fragment: str = "") -> tuple[np.ndarray, str]:
     shot = tmp / f"{page.parent.name}.png"
     proc = subprocess.run(
         [_browser(), "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--disable-dev-shm-usage",
          "--hide-scrollbars", f"--user-data-dir={tmp / 'chromium-profile'}",
          "--enable-logging=stderr", "--v=0", "--window-size=1280,2400",
          f"--screenshot={shot}", "--dump-dom", page.resolve().as_uri() + fragment],
