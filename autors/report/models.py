@@ -47,9 +47,13 @@ def metrics_detail(folders: list[TrainFolder], split: str) -> str:
     names = list(blocks[0].get("class_names") or [])
     seeds = len(blocks)
     over = f" (mean over {seeds} seeds)" if seeds > 1 else ""
+    # every scalar the blocks hold: the class metrics first, then any other (a continuous
+    # target's rmse__<target>, ...)
+    numeric = [k for k, v in blocks[0].items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    keys = [k for k in SCALARS if k in numeric] + [k for k in numeric if k not in SCALARS]
     out = [table([f"{split} metric", "value" + over],
-                 [[Cell(k, left=True), _mean([b.get(k) for b in blocks])]
-                  for k in SCALARS if any(k in b for b in blocks)])]
+                 [[Cell(k, left=True), _mean([b.get(k) for b in blocks])] for k in keys])]
     if names:
         rows = []
         for i, name in enumerate(names):
