@@ -78,9 +78,10 @@ def _branch_tip(name: str, spec: fusion.arch.BranchSpec, joins: str) -> str:
 
 
 def arch_svg(arch_dict: Mapping, sensors: Mapping[str, str] | None = None,
-             classes: int | None = None) -> str:
+             classes: int | None = None, output: str | None = None) -> str:
     """The diagram of one arch (`sensors`: name -> short description such as 'optical, 4
-    bands', shown in the input boxes). An arch that does not parse is shown as its error."""
+    bands', shown in the input boxes; `output`: what the model outputs, default '`classes`
+    classes'). An arch that does not parse is shown as its error."""
     try:
         arch = fusion.Arch.from_dict(arch_dict)
     except fusion.ArchError as err:
@@ -128,7 +129,7 @@ def arch_svg(arch_dict: Mapping, sensors: Mapping[str, str] | None = None,
         out.append(_edge(s, b, f"@1/{2 ** spec.scale}" if spec.scale else ""))
         branch_out[n] = b
 
-    out_classes = f"{classes} classes" if classes else "classes"
+    out_classes = output or (f"{classes} classes" if classes else "classes")
     head_lines = [f"{head.kind} head", f"hidden {head.hidden}" + (f", p{head.dropout:g}"
                                                                   if head.dropout else "")]
     head_tip = (f"head {head.kind}: " + ("linear classifier" if not head.hidden else

@@ -90,6 +90,13 @@ def _versions(v: dict | None) -> str:
 
 
 # ---- a train folder ------------------------------------------------------------------------
+def _outputs(targets: list[dict] | None) -> str | None:
+    """'landcover, height': the targets of a model of several targets (None: one)."""
+    if not targets or len(targets) < 2:
+        return None
+    return ", ".join(str(t.get("name")) for t in targets)
+
+
 def _load_train_task(folder: TrainFolder) -> TaskSpec | None:
     spec = folder.run.get("task", {})
     try:
@@ -111,7 +118,7 @@ def _train_page(folder: TrainFolder) -> str:
     cost = m.get("cost", {})
     model = [f"<p><code>{esc(folder.arch.summary())}</code></p>",
              arch_svg(folder.arch.to_dict(), _sensor_info(inputs.get("sensors"), task),
-                      inputs.get("num_classes")),
+                      inputs.get("num_classes"), _outputs(inputs.get("targets"))),
              _kv([("parameters", cost.get("params")), ("FLOPs per sample", cost.get("flops")),
                   ("latency batch 1 (ms)", cost.get("latency_ms_b1")),
                   ("latency per sample, batch 256 (ms)", cost.get("latency_ms_per_sample_b256")),

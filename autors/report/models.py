@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from autors.report.page import Cell, fmt, note, table
+from autors.report.page import Cell, esc, fmt, note, table
 from autors.report.palette import class_hex
 from autors.report.svg import confusion, reliability
 from autors.report.task import swatch
@@ -17,9 +17,12 @@ from autors.training.train_folder import TrainFolder
 SCALARS = ("oa", "aa", "kappa", "miou", "ece")
 
 
-def _mean(values: Sequence[float | None]) -> float | None:
-    vals = [float(v) for v in values if isinstance(v, (int, float))]
-    return sum(vals) / len(vals) if vals else None
+def _mean(values: Sequence[float | None]) -> float | int | None:
+    """Mean of the numbers among `values` (counts that agree stay integers)."""
+    nums = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if nums and all(isinstance(v, int) for v in nums) and len(set(nums)) == 1:
+        return nums[0]
+    return sum(map(float, nums)) / len(nums) if nums else None
 
 
 def _pooled_bins(curves: list[dict]) -> dict[str, list]:
@@ -40,10 +43,26 @@ def _pooled_bins(curves: list[dict]) -> dict[str, list]:
 
 def metrics_detail(folders: list[TrainFolder], split: str) -> str:
     """Per-class table, confusion matrix, reliability and robustness of `split` ('test' or
-    'val') over `folders` (one model's seeds)."""
+    'val') over `folders` (one model's seeds); a model of several targets: each target's
+    figures (its class details, or a continuous target's errors and interval coverage)."""
     blocks = [f.metrics[split] for f in folders if isinstance(f.metrics.get(split), dict)]
     if not blocks:
         return note(f"no {split} metrics recorded")
+    targets = blocks[0].get("targets")
+    if not isinstance(targets, dict):
+        return _detail(blocks, split)
+    out = []
+    for name in targets:
+        per = [b["targets"][name] for b in blocks if name in (b.get("targets") or {})]
+        units = per[0].get("units")
+        out.append(f"<h3>target {esc(name)}{f' ({esc(units)})' if units else ''}</h3>")
+        out.append(_detail(per, split))
+    rest = [{k: v for k, v in b.items() if k not in ("targets", "scalars")} for b in blocks]
+    robust = _robustness(rest, split, "")
+    return "".join(out) + robust
+
+
+def _detail(blocks: list[dict], split: str) -> str:
     names = list(blocks[0].get("class_names") or [])
     seeds = len(blocks)
     over = f" (mean over {seeds} seeds)" if seeds > 1 else ""
@@ -84,21 +103,27 @@ def metrics_detail(folders: list[TrainFolder], split: str) -> str:
                                  f"after temperature scaling{over}"))
     if parts:
         out.append(f'<div class="row">{"".join(parts)}</div>')
-    robust = [b["robustness"] for b in blocks if isinstance(b.get("robustness"), dict)]
-    if robust:
-        conditions = list(robust[0])
-        rows = [[Cell(c, left=True)] + [_mean([r.get(c, {}).get(k) for r in robust])
-                                        for k in SCALARS] for c in conditions]
-        out.append(f"<h3>robustness ({split}, same pixels{over})</h3>")
-        out.append(table(["condition", *SCALARS], rows))
+    out.append(_robustness(blocks, split, over))
     return "".join(out)
+
+
+def _robustness(blocks: list[dict], split: str, over: str) -> str:
+    robust = [b["robustness"] for b in blocks if isinstance(b.get("robustness"), dict)]
+    if not robust:
+        return ""
+    conditions = list(robust[0])
+    rows = [[Cell(c, left=True)] + [_mean([r.get(c, {}).get(k) for r in robust])
+                                    for k in SCALARS] for c in conditions]
+    return (f"<h3>robustness ({split}, same pixels{over})</h3>"
+            + table(["condition", *SCALARS], rows))
 
 
 def calibration_line(folders: list[TrainFolder]) -> str:
     """The validation calibration (temperature, ECE before and after) of `folders`."""
     cals = [f.metrics.get("calibration") for f in folders if f.metrics.get("calibration")]
     if not cals:
-        return note("not calibrated (a folder written before calibration)")
+        return note("no calibration recorded (a folder written before calibration, or a "
+                    "model this version does not calibrate)")
     temps = ", ".join(f"{c['temperature']:.3f}" for c in cals)
     val: list[dict[str, Any]] = [c.get("val", {}) for c in cals]
     return (f"<p>calibrated on validation: temperature {temps}; validation ECE "

@@ -130,6 +130,13 @@ def task_section(task: TaskSpec, split: dict | None,
     out = [f"<p>task <b>{esc(task.name)}</b>: {esc(task.task)}, patch {task.patch_size} px"
            + (f", source <code>{esc(task.source)}</code>" if task.source else "") + "</p>"]
     out.append(table(["sensor", "kind", "bands", "reading"], _sensor_rows(task, band_names)))
+    targets = getattr(task, "targets", None) or {}
+    if targets:  # a task of several targets, or a continuous one
+        out.append(table(["target", "kind", "units", "raster"], [
+            [Cell(n, left=True), Cell(str(getattr(t, "resolved_kind", None) or t.kind or ""),
+                                      left=True),
+             Cell(getattr(t, "units", "") or "", left=True),
+             Cell(str(t.path or "per scene"), left=True)] for n, t in targets.items()]))
     if labels is not None:
         out.append(table(["class", "raster value"],
                          [[swatch(i, n), v] for i, (n, v) in
