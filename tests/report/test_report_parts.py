@@ -131,3 +131,37 @@ def test_a_multi_target_network_has_a_head_per_target() -> None:
     texts = _texts(arch_svg(arch))
     assert {"cover head", "height head", "cover", "height"} <= set(texts)
     assert "fused map" in texts  # the head reading the fused map, not the trunk
+
+
+def test_the_front_is_read_from_either_summary_format() -> None:
+    from autors.report.searchview import front_ids, objectives
+
+    multi = {"objectives": [{"name": "val_oa", "goal": "max"}, {"name": "flops", "goal": "min"}],
+             "front": {"objectives": [{"name": "val_oa", "goal": "max"},
+                                      {"name": "flops", "goal": "min"}], "trial_ids": [3, 5]},
+             "pareto_front": [{"trial_id": 3}]}
+    assert objectives(multi, "val_oa") == [("val_oa", "max"), ("flops", "min")]
+    assert front_ids(multi) == {3, 5}
+    single = {"objectives": [], "pareto_front": [{"trial_id": 1}, {"trial_id": 4}]}
+    assert objectives(single, "val_kappa") == [("val_kappa", "max"), ("flops", "min"),
+                                               ("latency_ms", "min")]
+    assert front_ids(single) == {1, 4} and front_ids(None) is None
+
+
+def test_a_model_of_several_targets_shows_each_target() -> None:
+    from types import SimpleNamespace
+
+    from autors.report.models import metrics_detail
+
+    cover = {"oa": 0.5, "aa": 0.4, "per_class_accuracy": {"water": 1.0, "<b>": 0.0},
+             "per_class_iou": {"water": 0.5, "<b>": 0.0}, "support": {"water": 3, "<b>": 1},
+             "confusion_matrix": [[3, 0], [1, 0]], "class_names": ["water", "<b>"],
+             "num_samples": 4}
+    height = {"rmse": 1.5, "r2": 0.25, "coverage95": 0.9, "n": 4, "units": "m"}
+    seeds = [SimpleNamespace(metrics={"test": {"targets": {"cover": cover, "height": height},
+                                               "scalars": {}, "oa": 0.5}}) for _ in range(2)]
+    html = metrics_detail(seeds, "test")
+    assert "target cover" in html and "target height (m)" in html
+    assert "rmse" in html and "coverage95" in html and "confusion matrix" in html
+    assert "summed over 2 seeds" in html and "&lt;b&gt;" in html and "<b>" not in html
+    assert ">4<" in html  # counts that agree over seeds stay integers
