@@ -23,7 +23,13 @@ from rich.table import Table
 from autors.errors import ModelFolderError
 from autors.export.card import MetricSummary, ModelCard
 from autors.export.ensemble import export_ensemble
-from autors.export.export import PICKS, export_model, pick_rank, summarize_metrics
+from autors.export.export import (
+    PICKS,
+    export_model,
+    pick_rank,
+    rank_picks,
+    summarize_metrics,
+)
 from autors.export.features import add_feature_onnx, stage_model
 from autors.export.loader import load_exported
 from autors.export.source import list_candidates, select
@@ -83,8 +89,9 @@ def run(args: argparse.Namespace) -> int:
         args.rank = pick_rank(args.run, args.pick) if args.pick else (args.rank or 1)
     if args.list:
         candidates = list_candidates(args.run)
+        picked = rank_picks(args.run)
         table = Table(title=f"exportable models of {args.run}")
-        for col in ("rank", "seeds", "val OA", "test OA", "params", "MFLOPs"):
+        for col in ("rank", "seeds", "val OA", "test OA", "params", "MFLOPs", "picked"):
             table.add_column(col, no_wrap=True)
         for c in candidates:
             val, test = summarize_metrics(c.runs, "val"), summarize_metrics(c.runs, "test")
@@ -92,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
             table.add_row(
                 str(c.rank), ",".join(map(str, c.seeds)), _fmt(val["oa"] if val else None),
                 _fmt(test["oa"] if test else None), f"{cost['params']:,}",
-                f"{cost['flops'] / 1e6:.2f}",
+                f"{cost['flops'] / 1e6:.2f}", ", ".join(picked.get(c.rank, [])) or "-",
             )
         console.print(table)
         for c in candidates:

@@ -120,6 +120,15 @@ def _retrained_order(run: Path) -> tuple[list[TrialRecord], dict[int, list[str]]
     return retrained(records, rows), picks_of(rows)
 
 
+def rank_picks(run: str | Path) -> dict[int, list[str]]:
+    """rank -> why the search's final phase picked that model ({} for a train folder)."""
+    run = Path(run)
+    if not (run / "trials.jsonl").is_file():
+        return {}
+    order, picks = _retrained_order(run)
+    return {rank: picks.get(rec.trial_id, []) for rank, rec in enumerate(order, start=1)}
+
+
 def pick_rank(run: str | Path, pick: str) -> int:
     """The rank of the final model the search picked as `pick` (knee, smallest,
     most-accurate); ModelFolderError saying what was picked otherwise."""

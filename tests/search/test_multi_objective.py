@@ -195,6 +195,8 @@ def test_real_search_exports_the_knee(make_task, local_ray, tmp_path, capsys) ->
     assert card["provenance"]["source_kind"] == "search"
     assert (tmp_path / "m" / "pareto.png").read_bytes().startswith(b"\x89PNG")
     assert "(--pick knee)" in capsys.readouterr().out
+    assert main(["export", "--list", str(run)]) == 0
+    assert "knee" in capsys.readouterr().out  # the picked column
     missing = next((p for p in ("smallest", "most-accurate")
                     if all(p not in w for w in picked.values())), None)
     if missing:  # top_k=2 may leave one extreme out: the error says what was picked
