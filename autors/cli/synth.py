@@ -29,7 +29,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="small: 128x128 (default); benchmark: 512x512 with a real search budget")
     p.add_argument("--size", type=int, help="label grid side in pixels (2 m each)")
     p.add_argument("--classes", type=int, help="number of classes K (4..10)")
-    p.add_argument("--sensors", help=f"comma-separated subset of {','.join(SENSORS)}")
+    p.add_argument("--sensors", help=f"comma-separated subset of {','.join(SENSORS)} "
+                   "(default: all but slc; slc is a complex SAR sensor, single-look complex "
+                   "HH/VV as complex64, whose classes partly differ only in coherence or "
+                   "polarimetric phase: `--sensors slc` alone makes a complex SAR scene)")
     p.add_argument("--seed", type=int, help="random seed (same seed, same bytes)")
     p.add_argument("--looks", type=float, help="SAR speckle looks (default 4)")
     p.add_argument("--train-per-class", type=int, dest="n_train_per_class",

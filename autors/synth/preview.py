@@ -10,6 +10,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure  # Agg canvas, no pyplot: no display or global state
 from matplotlib.patches import Patch
 from rasterio.plot import plotting_extent
+from scipy.ndimage import uniform_filter
 
 from autors.errors import RasterError
 
@@ -39,6 +40,22 @@ def _read(path: Path, bands: list[int]) -> tuple[np.ndarray, np.ndarray, tuple]:
         raise RasterError(f"cannot read {path} for the preview: {err}") from None
 
 
+def _slc_panel(path: Path) -> tuple:
+    """The complex SAR sensor's HH-VV phase, arg of <VV HH*> over 5 x 5 pixels (its classes
+    of one amplitude differ in it), NaN at nodata."""
+    try:
+        with rasterio.open(path) as src:
+            z = src.read()  # complex [2, H, W], never cast to real
+            ext = plotting_extent(src)
+    except rasterio.errors.RasterioError as err:
+        raise RasterError(f"cannot read {path} for the preview: {err}") from None
+    cross = z[1] * np.conj(z[0])
+    mean = uniform_filter(cross.real, 5) + 1j * uniform_filter(cross.imag, 5)
+    phase = np.where(np.abs(z).sum(axis=0) > 0, np.degrees(np.angle(mean)), np.nan)
+    return ("complex SAR: HH-VV phase, 5 x 5 mean (deg)", phase, ext,
+            {"cmap": "twilight", "vmin": -180, "vmax": 180})
+
+
 def write_preview(scene_dir: Path, class_names: tuple[str, ...]) -> Path:
     """Write `scene_dir/preview.png` from whichever sensor files exist there."""
     scene_dir = Path(scene_dir)
@@ -61,6 +78,8 @@ def write_preview(scene_dir: Path, class_names: tuple[str, ...]) -> Path:
         band = min(range(len(names)), key=lambda i: abs(float(names[i].rstrip("nm")) - 720))
         d, v, ext = _read(scene_dir / "hsi.tif", [band + 1])
         panels.append((f"hyperspectral {names[band]}", _stretch(d[0], v), ext, {"cmap": "magma"}))
+    if (scene_dir / "slc.tif").exists():
+        panels.append(_slc_panel(scene_dir / "slc.tif"))
     d, _, ext = _read(scene_dir / "labels.tif", [1])
     k = len(class_names)
     cmap = ListedColormap(["white", *COLOURS[:k]])
@@ -72,8 +91,9 @@ def write_preview(scene_dir: Path, class_names: tuple[str, ...]) -> Path:
     panels.append(("test (grey) and train pixels", split, ext, {"cmap": "gray", "vmin": 0,
                                                                 "vmax": 2}))
 
-    fig = Figure(figsize=(15, 11), layout="constrained")
-    axes = fig.subplots(2, 3)
+    rows = max(2, -(-len(panels) // 3))
+    fig = Figure(figsize=(15, 5.5 * rows), layout="constrained")
+    axes = fig.subplots(rows, 3)
     for ax, (title, img, extent, kw) in zip(axes.flat, panels):
         ax.imshow(img, extent=extent, **kw)
         ax.set_title(title)
