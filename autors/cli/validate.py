@@ -359,8 +359,12 @@ def _class_table(task: TaskSpec, index: DatasetIndex) -> Table:
     table = Table(title="Classes (labelled pixels)", title_justify="left")
     for col in ("index", "value", "name", *SPLIT_NAMES):
         table.add_column(col, justify="right" if col not in ("name",) else "left")
-    for i, (value, name) in enumerate(zip(task.labels.class_values, task.class_names)):
+    values = task.class_labels.class_values if task.class_labels is not None else []
+    for i, (value, name) in enumerate(zip(values, task.class_names)):
         table.add_row(str(i), str(value), escape(name), *(str(counts[s][i]) for s in SPLIT_NAMES))
+    if task.multi_target:  # the stratum of pixels where only other targets have a value
+        k = task.num_classes
+        table.add_row("", "", "other targets only", *(str(counts[s][k]) for s in SPLIT_NAMES))
     table.add_row("", "", "total", *(str(sum(counts[s])) for s in SPLIT_NAMES))
     return table
 
