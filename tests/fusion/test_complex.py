@@ -93,7 +93,8 @@ def test_dropout_drops_real_and_imaginary_parts_together_and_odd_channels_fail()
 def _arch(kind: str, position: str, dense: bool) -> Arch:
     trunk = BranchSpec("off") if position == "late" else BranchSpec("conv", 8, 0, 3)
     return Arch(
-        {"slc": BranchSpec(kind, 8, 2, 3, dropout=0.1), "opt": BranchSpec("conv", 4, 1, 3)},
+        {"slc": BranchSpec(kind, 8, 1 if dense else 2, 3, dropout=0.1),
+         "opt": BranchSpec("conv", 4, 1, 3)},
         FusionSpec("gate", position, 8, trunk),
         HeadSpec("segmentation" if dense else "centre", 8, 0.1),
         decoder=DecoderSpec(8, (0,)) if dense else None)
