@@ -75,7 +75,7 @@ def log_ticks(lo: float, hi: float, most: int = 6) -> list[float]:
     if len(ticks) > most:
         ticks = ticks[:: math.ceil(len(ticks) / most)]
     if len(ticks) < 2:  # a narrow range: plain steps inside it
-        ticks = [t for t in linear_ticks(lo, hi, 3) if lo <= t <= hi]
+        ticks = [t for t in linear_ticks(lo, hi, 5) if lo <= t <= hi]
     return ticks
 
 
