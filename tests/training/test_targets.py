@@ -311,3 +311,34 @@ def test_heads_read_their_stage_and_script():
     bad = dict(d, fusion=dict(d["fusion"], trunk={"kind": "off"}))
     with pytest.raises(fusion.ArchError, match="heads.lc.stage"):
         fusion.Arch.from_dict(bad)
+
+
+def test_a_dataset_of_scenes_gives_each_target_per_scene(scene, tmp_path):
+    """`scenes.template.targets`: a target raster per scene (a scene without one has no value
+    there); the scene split keeps whole scenes."""
+    import shutil
+
+    files, height = scene
+    for sid in ("a", "b", "c"):
+        for key, src in (("optical", files["optical"]), ("lidar", files["lidar"]),
+                         ("landcover", files["labels"]), ("height", height)):
+            if not (sid == "c" and key == "height"):  # scene c: no height raster
+                shutil.copy(src, tmp_path / f"{sid}_{key}.tif")
+    d = multi_dict(files, height)
+    for t in d["targets"].values():
+        del t["path"]
+    for s in d["sensors"].values():
+        del s["path"]
+    d["scenes"] = {"template": {
+        "sensors": {k: str(tmp_path / f"{{scene}}_{k}.tif") for k in ("optical", "lidar")},
+        "targets": {k: str(tmp_path / f"{{scene}}_{k}.tif") for k in ("landcover", "height")}}}
+    d["split"] = {"kind": "scenes", "train": ["a"], "val": ["c"], "test": ["b"]}
+    data = prepare(_load(tmp_path, d))
+    by_id = {e.id: e for e in data.index.scenes}
+    assert sorted(by_id) == ["a", "b", "c"] and by_id["c"].n("val") > 0
+    assert np.isnan(by_id["c"].target_values(2)[1]).all()  # c: no height, classes only
+    assert not np.isnan(by_id["a"].target_values(2)[1]).all()
+    bad = dict(d, scenes={"template": dict(d["scenes"]["template"],
+                                           targets={"landcover": "x_{scene}.tif"})})
+    with pytest.raises(TaskFileError, match="scenes.template.targets must give a template"):
+        _load(tmp_path, bad)
