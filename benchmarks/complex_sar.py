@@ -3,7 +3,7 @@ only in polarimetric coherence or phase, not in amplitude?
 
     python benchmarks/complex_sar.py [--seeds 0,1,2,3,4] [--size 256] [--train-per-class 60]
         [--val-per-class 60] [--epochs 20] [--workers 2] [--workdir /tmp/autors_complex_sar]
-        [--out results/benchmarks] [--smoke]
+        [--out results/benchmarks] [--repeat-check] [--from-json ROWS.json] [--smoke]
 
 Data: a synthetic scene with the complex SAR sensor only (`autors synth --sensors slc`,
 autors/synth/slc.py; scene seed 0): single-look complex HH and VV written as a complex64
@@ -30,7 +30,11 @@ Reported (test, mean ± std over seeds): overall OA, OA over the pixels of the p
 classes, OA over the other classes, per-class accuracy of the two best models, and the paired
 per-seed difference. Target (issue 15): the best complex-branch model beats the best
 amplitude-only model by at least 5 OA points on the phase-only classes, stated met / NOT met.
-`--smoke`: a 64 px scene, 1 seed, 1 epoch, one candidate per group.
+`--repeat-check` trains the first job (`complex_features`, first seed) a second time and
+states whether every recorded value matched exactly. `--from-json` rebuilds the report from a
+previous run's JSON (its rows, settings and wall time; with `--repeat-check`, only that job is
+trained, on the same data). `--smoke`: a 64 px scene, 1 seed, 1 epoch, one candidate per
+group.
 """
 
 from __future__ import annotations
@@ -47,11 +51,13 @@ import numpy as np
 import yaml
 from _common import (
     SPLIT_SEED,
+    command,
     fmt_pm,
     header_block,
     md_table,
     mean_std,
     one_thread,
+    repeat_statement,
     versions,
     with_budget,
     write_report,
@@ -198,7 +204,8 @@ def paired(models: dict[str, dict], a: str, b: str, key: str) -> list[float]:
     return [ra[s] - rb[s] for s in sorted(ra) if s in rb]
 
 
-def report(args, data: dict, rows: list[dict], wall: float) -> tuple[str, dict]:
+def report(args, data: dict, rows: list[dict], wall: float, repeat: str | None,
+           source: dict | None) -> tuple[str, dict]:
     models = summarise(rows)
     best_c, best_a = best_of(models, "complex"), best_of(models, "amplitude")
     diff = paired(models, best_c, best_a, "oa_phase_only")
@@ -216,6 +223,12 @@ def report(args, data: dict, rows: list[dict], wall: float) -> tuple[str, dict]:
         f"Amplitude-only data: |HH|^2, |VV|^2 of the same file, in dB. Training: {args.epochs} "
         f"epochs, early stopping off (the best validation epoch restored); seeds {seeds}. "
         + same_pixels(rows) + "\n")
+    if source is not None:
+        text.append(f"\nRows: from `{source['path']}` (run `{source['command']}`, "
+                    f"{source['wall_s'] / 60:.1f} min; the wall time above is that run's); "
+                    f"this report was rebuilt from them by `{command()}`.\n")
+    if repeat:
+        text.append(f"\n{repeat}\n")
     header = ["model", "data", "picked", "val OA %", "test OA %", "test OA phase-only %",
               "test OA other classes %", "params", "kFLOPs/patch"]
     body = []
@@ -287,9 +300,25 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--workdir", type=Path, default=Path("/tmp/autors_complex_sar"))
     p.add_argument("--out", type=Path, default=Path("results/benchmarks"))
+    p.add_argument("--repeat-check", action="store_true",
+                   help="train the first job twice and report whether it matched exactly")
+    p.add_argument("--from-json", type=Path, metavar="ROWS_JSON",
+                   help="rebuild the report from this JSON's rows and settings (no training "
+                   "but the repeat check)")
     p.add_argument("--smoke", action="store_true", help="64 px scene, 1 seed, 1 epoch (CI)")
     args = p.parse_args()
-    if args.smoke:
+    saved = source = None
+    if args.from_json is not None:
+        saved = json.loads(args.from_json.read_text())
+        for key in ("seeds", "size", "train_per_class", "val_per_class", "patch", "epochs",
+                    "smoke", "workdir"):
+            setattr(args, key, saved["config"][key])
+        args.workdir = Path(args.workdir)
+        source = {"path": args.from_json.name, "wall_s": saved["wall_s"],
+                  "command": saved.get("command") or "python benchmarks/complex_sar.py "
+                  + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in saved["config"].items()
+                             if k in ("seeds", "size", "epochs", "workers", "workdir"))}
+    if args.smoke and saved is None:
         args.seeds, args.size, args.epochs, args.workers = "0", 64, 1, 1
         args.train_per_class, args.val_per_class, args.patch = 8, 8, 5
     one_thread()
@@ -300,24 +329,32 @@ def main() -> None:
                 tuple(data["phase_only"]))
             for seed in seeds for group, cands in CANDIDATES.items() for model, a in cands.items()
             if not args.smoke or model in SMOKE[group]]
-    rows = []
-    if args.workers > 1:
+    rows = [] if saved is None else saved["rows"]
+    if saved is None and args.workers > 1:
         with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
             for row in pool.map(run_job, jobs):
                 rows.append(row)
                 print(f"{row['model']:<18} seed {row['seed']} val {row['val_oa']:.3f} test "
                       f"{row['oa']:.3f} phase-only {row['oa_phase_only']:.3f} "
                       f"({row['seconds']:.0f} s)", flush=True)
-    else:
+    elif saved is None:
         rows = [run_job(j) for j in jobs]
-    wall = time.perf_counter() - t0
+    repeat = None
+    if args.repeat_check:
+        again = run_job(jobs[0])
+        first = next(r for r in rows if (r["model"], r["seed"]) == (again["model"], again["seed"]))
+        repeat = repeat_statement(first, again, f"`{again['model']}` seed {again['seed']}",
+                                  ignore=("seconds",))
+        print(repeat, flush=True)
+    wall = time.perf_counter() - t0 if saved is None else saved["wall_s"]
     name = "complex_sar_smoke" if args.smoke else "complex_sar"
-    text, summary = report(args, data, rows, wall)
+    text, summary = report(args, data, rows, wall, repeat, source)
     write_report(args.out, name, text)
     (args.out / f"{name}.json").write_text(json.dumps(
         {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-         "versions": versions(), "wall_s": wall, "phase_only": data["phase_only"],
-         "summary": summary, "rows": rows}, indent=1) + "\n")
+         "command": source["command"] if source else command(), "versions": versions(),
+         "wall_s": wall, "phase_only": data["phase_only"], "summary": summary,
+         "repeat_check": repeat, "rows": rows}, indent=1) + "\n")
     plot(rows, summary, data["classes"], data["phase_only"], args.out / f"{name}.png")
     print(f"wrote {args.out / name}.md ({wall / 60:.1f} min)")
 
