@@ -21,8 +21,6 @@ their size.
 # No `from __future__ import annotations`: TorchScript reads the class-level attribute
 # annotations below and cannot resolve them from strings.
 
-from typing import Final
-
 import torch
 from torch import Tensor, nn
 
@@ -113,7 +111,8 @@ class FusionModel(nn.Module):
     mask_keys: list[str]  # their masks' input keys
     bands: list[int]  # their band counts
 
-    head_reads_fused: Final[bool]
+    # a constant for TorchScript, so `forward` compiles only the branch its heads take
+    __constants__ = ("head_reads_fused",)
 
     def __init__(self, arch: Arch, in_channels: dict[str, int],
                  num_classes: int | dict[str, int]) -> None:
