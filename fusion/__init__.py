@@ -13,8 +13,10 @@ from fusion import complex as _complex  # noqa: F401
 from fusion import heads as _heads  # noqa: F401
 from fusion import ops as _ops  # noqa: F401
 from fusion import positions as _positions  # noqa: F401
+from fusion import temporal as _temporal  # noqa: F401
 from fusion.arch import (
     CLOUDED_KINDS,
+    DOY_SUFFIX,
     HEAD_STAGES,
     MASK_SUFFIX,
     OFF,
@@ -33,7 +35,7 @@ from fusion.build import build_model, count_params
 from fusion.errors import ArchError
 from fusion.heads import Head, MultiHead
 from fusion.ops import FusionOp
-from fusion.positions import FeatureExtractor, FusionModel, mask_key
+from fusion.positions import FeatureExtractor, FusionModel, doy_key, mask_key
 from fusion.receptive import receptive_radius
 from fusion.registry import BRANCHES, FUSION_OPS, HEADS, POSITIONS, Registry
 
@@ -42,6 +44,7 @@ __all__ = [
     "BRANCHES",
     "CLOUDED_KINDS",
     "DENSE_BASELINES",
+    "DOY_SUFFIX",
     "FUSION_OPS",
     "HEADS",
     "HEAD_STAGES",
@@ -68,6 +71,7 @@ __all__ = [
     "baselines_for",
     "build_model",
     "count_params",
+    "doy_key",
     "mask_key",
     "receptive_radius",
 ]

@@ -48,6 +48,7 @@ from fusion.registry import BRANCHES, FUSION_OPS, HEADS, POSITIONS, Registry
 VERSION = 1
 OFF = "off"
 MASK_SUFFIX = "__mask"  # `<sensor>__mask`: a sensor's validity mask, next to it in the inputs
+DOY_SUFFIX = "__doy"  # `<sensor>__doy`: a time-series sensor's day of year per date [B, T]
 
 
 @dataclass(frozen=True)

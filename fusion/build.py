@@ -17,6 +17,7 @@ def build_model(
     in_channels: Mapping[str, int],
     num_classes: int | Mapping[str, int],
     dense: bool | None = None,
+    dates: Mapping[str, int] | None = None,
 ) -> nn.Module:
     """Build the network described by `arch` for sensors `{name: band count}`.
 
@@ -28,6 +29,12 @@ def build_model(
     target to its output channels (several targets, one head each; `arch.heads` when given
     must name them in order): the model's one output is their channels concatenated, and
     `model.output_slices()` says which are whose.
+
+    `dates` names the time-series sensors and the date count T each has (padded): such a
+    sensor arrives as `[B, T, C, H, W]` (C = `in_channels[sensor]`, the bands of one date)
+    with `<sensor>__mask` `[B, T, H, W]` and `<sensor>__doy` `[B, T]`; a temporal branch
+    (`fusion.temporal`) reads it along time (any T), any other branch and early fusion read
+    its T dates stacked as channels (exactly T).
 
     The model is called `model({sensor: [B, C, H, W], ...})`; each sensor's validity mask may
     ride along as `{mask_key(sensor): [B, H, W]}` (1 = valid, see `fusion.positions`).
@@ -57,8 +64,13 @@ def build_model(
     elif arch.heads is not None:
         raise ArchError(f"heads: the arch has a head per target ({list(arch.heads)}) but the "
                         "task has one class target: remove 'heads'")
+    dates = dict(dates or {})
+    for name, t in dates.items():
+        if name not in in_channels or isinstance(t, bool) or not isinstance(t, int) or t < 1:
+            raise ValueError(f"dates['{name}'] must be the date count >= 1 of a sensor of "
+                             f"in_channels {sorted(in_channels)}, got {t!r}")
     arch.validate(sensors=list(in_channels), dense=dense)
-    return POSITIONS.get(arch.fusion.position)(arch, dict(in_channels), num_classes)
+    return POSITIONS.get(arch.fusion.position)(arch, dict(in_channels), num_classes, dates)
 
 
 def count_params(model: nn.Module) -> int:

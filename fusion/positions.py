@@ -24,8 +24,9 @@ their size.
 import torch
 from torch import Tensor, nn
 
-from fusion.arch import MASK_SUFFIX, Arch, BranchSpec
+from fusion.arch import DOY_SUFFIX, MASK_SUFFIX, Arch, BranchSpec
 from fusion.decoder import Decoder
+from fusion.errors import ArchError
 from fusion.heads import MultiHead
 from fusion.ops import MaskFilled
 from fusion.registry import BRANCHES, FUSION_OPS, HEADS, POSITIONS
@@ -34,6 +35,18 @@ from fusion.registry import BRANCHES, FUSION_OPS, HEADS, POSITIONS
 def mask_key(sensor: str) -> str:
     """The input key (and exported input name) of `sensor`'s validity mask."""
     return sensor + MASK_SUFFIX
+
+
+def doy_key(sensor: str) -> str:
+    """The input key (and exported input name) of a time-series sensor's days of year."""
+    return sensor + DOY_SUFFIX
+
+
+# How a sensor's tensor reaches its branch (`FusionModel.series`): one date as it is; a time
+# series with its dates stacked as channels `[B, T*C, H, W]` (a branch for real inputs, or
+# early fusion); a time series packed `[B, T, C + 2, H, W]` for a temporal branch
+# (`fusion.temporal`: values, date mask, day of year).
+SINGLE, STACKED, PACKED = 0, 1, 2
 
 
 def pool_mask(m: Tensor, reduction: int) -> Tensor:
@@ -111,11 +124,17 @@ class FusionModel(nn.Module):
     mask_keys: list[str]  # their masks' input keys
     bands: list[int]  # their band counts
 
+    stacks_inputs: bool = False  # the op reads the raw inputs (no branch): series stacked
+    series: list[int]  # per fused sensor: SINGLE, STACKED or PACKED
+    steps: list[int]  # per fused sensor: its date count T (0 for a single date)
+    doy_keys: list[str]
+
     # a constant for TorchScript, so `forward` compiles only the branch its heads take
     __constants__ = ("head_reads_fused",)
 
     def __init__(self, arch: Arch, in_channels: dict[str, int],
-                 num_classes: int | dict[str, int]) -> None:
+                 num_classes: int | dict[str, int], dates: dict[str, int] | None = None
+                 ) -> None:
         super().__init__()
         self.arch = arch
         self.in_channels = dict(in_channels)
@@ -129,16 +148,42 @@ class FusionModel(nn.Module):
         self.sensors = arch.sensors
         self.mask_keys = [mask_key(s) for s in self.sensors]
         self.bands = [in_channels[s] for s in self.sensors]
+        self.dates = dict(dates or {})
+        self._series(arch)
+
+    def _series(self, arch: Arch) -> None:
+        """How each time-series sensor (`dates`: {sensor: T}) reaches its branch, and the
+        channels every branch (or early fusion's op) reads (`branch_channels`)."""
+        self.series, self.steps, self.branch_channels = [], [], {}
+        self.doy_keys = [doy_key(s) for s in self.sensors]
+        for s, c in zip(self.sensors, self.bands):
+            temporal = (not self.stacks_inputs
+                        and BRANCHES.get(arch.branches[s].kind).input_kind == "temporal")
+            t = self.dates.get(s, 0)
+            if temporal and not t:
+                raise ArchError(
+                    f"branches.{s}.kind: '{arch.branches[s].kind}' reads a time series, but "
+                    f"sensor '{s}' has one date: use a kind for single-date inputs")
+            mode = PACKED if temporal else (STACKED if t else SINGLE)
+            self.series.append(mode)
+            self.steps.append(t)
+            self.branch_channels[s] = c * t if mode == STACKED else c
 
     def _inputs(self, inputs: dict[str, Tensor]) -> tuple[list[Tensor], list[Tensor]]:
         """The used sensors' tensors in fusion order, checked against the expected bands and
-        zeroed where invalid, and their masks `[B, 1, H, W]` (ones where none is given)."""
+        zeroed where invalid, and their masks `[B, 1, H, W]` (ones where none is given; a
+        time series: valid where any date is). Time series are stacked or packed (`series`)."""
         xs: list[Tensor] = []
         masks: list[Tensor] = []
         for i in range(len(self.sensors)):
             name = self.sensors[i]
             if name not in inputs:
                 raise ValueError("missing input for sensor '" + name + "'")
+            if self.series[i] != 0:  # not SINGLE (TorchScript reads no global ints)
+                x, m = self._series_input(inputs, i)
+                xs.append(x)
+                masks.append(m)
+                continue
             x = inputs[name]
             # Skipped while tracing (ONNX export): the trace would freeze the check's outcome.
             tracing = torch.jit.is_tracing()
@@ -165,6 +210,49 @@ class FusionModel(nn.Module):
             xs.append(x)
             masks.append(m)
         return xs, masks
+
+    def _series_input(self, inputs: dict[str, Tensor], i: int) -> tuple[Tensor, Tensor]:
+        """Time-series sensor i: `<s>` `[B, T, C, H, W]`, `<s>__mask` `[B, T, H, W]` (absent:
+        every date valid), `<s>__doy` `[B, T]` -> its branch's input (dates stacked, or packed
+        with mask and doy) and its validity `[B, 1, H, W]` (any valid date)."""
+        name = self.sensors[i]
+        x = inputs[name]
+        tracing = torch.jit.is_tracing()
+        if not tracing and (x.dim() != 5 or x.shape[2] != self.bands[i]):
+            raise ValueError("time-series sensor '" + name + "' needs [B, T, "
+                             + str(self.bands[i]) + ", H, W], got shape " + str(x.shape))
+        if not tracing and self.series[i] == 1 and x.shape[1] != self.steps[i]:
+            raise ValueError("sensor '" + name + "': this model stacks " + str(self.steps[i])
+                             + " dates as channels, got " + str(x.shape[1])
+                             + " (pad missing dates and mask them)")
+        key = self.mask_keys[i]
+        if key in inputs:
+            m = inputs[key].to(x.dtype)
+            if not tracing and (m.dim() != 4 or m.shape[0] != x.shape[0]
+                                or m.shape[1] != x.shape[1] or m.shape[2] != x.shape[3]
+                                or m.shape[3] != x.shape[4]):
+                raise ValueError("mask '" + key + "' needs [B, T, H, W] = "
+                                 + str([x.shape[0], x.shape[1], x.shape[3], x.shape[4]])
+                                 + ", got shape " + str(m.shape))
+        else:
+            m = torch.ones_like(x[:, :, 0])
+        x = x.masked_fill(m.unsqueeze(2) <= 0, 0.0)
+        valid = m.amax(dim=1, keepdim=True)  # [B, 1, H, W]
+        if self.series[i] == 1:  # STACKED
+            return x.flatten(1, 2), valid
+        dkey = self.doy_keys[i]
+        if dkey not in inputs:
+            raise ValueError("missing input '" + dkey + "' (day of year [B, T] of sensor '"
+                             + name + "')")
+        doy = inputs[dkey].to(x.dtype)
+        if not tracing and (doy.dim() != 2 or doy.shape[0] != x.shape[0]
+                            or doy.shape[1] != x.shape[1]):
+            raise ValueError("input '" + dkey + "' needs [B, T] = "
+                             + str([x.shape[0], x.shape[1]]) + ", got shape "
+                             + str(doy.shape))
+        b, t, h, w = x.shape[0], x.shape[1], x.shape[3], x.shape[4]
+        days = doy.reshape(b, t, 1, 1, 1).expand(b, t, 1, h, w)
+        return torch.cat([x, m.unsqueeze(2), days], dim=2), valid
 
     @classmethod
     def encoder_depth(cls, arch: Arch) -> int:
@@ -288,12 +376,16 @@ class FusionModel(nn.Module):
 
 @POSITIONS.register("early")
 class EarlyFusion(FusionModel):
-    """Raw inputs of the used sensors -> op -> trunk (the one branch) -> head."""
+    """Raw inputs of the used sensors -> op -> trunk (the one branch) -> head. A time series
+    enters with its dates stacked as channels (a fixed T)."""
 
-    def __init__(self, arch: Arch, in_channels: dict[str, int], num_classes: int) -> None:
-        super().__init__(arch, in_channels, num_classes)
+    stacks_inputs = True
+
+    def __init__(self, arch: Arch, in_channels: dict[str, int], num_classes: int,
+                 dates: dict[str, int] | None = None) -> None:
+        super().__init__(arch, in_channels, num_classes, dates)
         width = arch.fusion.width
-        self.fuse = self._op(self.bands, width)
+        self.fuse = self._op([self.branch_channels[s] for s in self.sensors], width)
         self._trunk_and_head(width, num_classes, [])
 
     @classmethod
@@ -326,10 +418,11 @@ class MiddleFusion(FusionModel):
     fused_scale: int  # D
     pools: list[int]  # per branch: the pooling from its last stage down to that scale
 
-    def __init__(self, arch: Arch, in_channels: dict[str, int], num_classes: int) -> None:
-        super().__init__(arch, in_channels, num_classes)
+    def __init__(self, arch: Arch, in_channels: dict[str, int], num_classes: int,
+                 dates: dict[str, int] | None = None) -> None:
+        super().__init__(arch, in_channels, num_classes, dates)
         width = arch.fusion.width
-        self.branches = _branches(arch, in_channels)
+        self.branches = _branches(arch, self.branch_channels)
         self.fused_reduction = max(b.reductions[-1] for b in self.branches)
         self.pools = [self.fused_reduction // b.reductions[-1] for b in self.branches]
         self.fuse = self._op([b.out_channels[-1] for b in self.branches], width)
@@ -369,10 +462,11 @@ class MultiFusion(FusionModel):
     reductions: list[list[int]]  # reductions[k]: their reductions
     fused_at: list[int]  # per scale (decoder) or stage: the op fusing it, -1 for none
 
-    def __init__(self, arch: Arch, in_channels: dict[str, int], num_classes: int) -> None:
-        super().__init__(arch, in_channels, num_classes)
+    def __init__(self, arch: Arch, in_channels: dict[str, int], num_classes: int,
+                 dates: dict[str, int] | None = None) -> None:
+        super().__init__(arch, in_channels, num_classes, dates)
         width = arch.fusion.width
-        self.branches = _branches(arch, in_channels)
+        self.branches = _branches(arch, self.branch_channels)
         groups: dict[int, list[tuple[int, int]]] = {}
         for i, b in enumerate(self.branches):
             for j, r in enumerate(b.reductions):
@@ -447,11 +541,12 @@ class LateFusion(FusionModel):
     uses_width = False
     shared_head = False
 
-    def __init__(self, arch: Arch, in_channels: dict[str, int], num_classes: int) -> None:
-        super().__init__(arch, in_channels, num_classes)
+    def __init__(self, arch: Arch, in_channels: dict[str, int], num_classes: int,
+                 dates: dict[str, int] | None = None) -> None:
+        super().__init__(arch, in_channels, num_classes, dates)
         paths = []
         decoder = arch.decoder
-        for branch in _branches(arch, in_channels):
+        for branch in _branches(arch, self.branch_channels):
             if decoder is None:
                 own_head = self._make_head(branch.out_channels[-1], branch.out_channels[-1])
                 paths.append(nn.Sequential(branch, own_head))  # a single-sensor classifier

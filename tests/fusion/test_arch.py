@@ -115,7 +115,7 @@ def test_dense_follows_the_head() -> None:
         ("branches.hsi.kind", "convv",
          (r"branches\.hsi\.kind: unknown branch kind 'convv'; valid values are "
           r"\['complex_ampphase', 'complex_crelu', 'complex_features', 'complex_modrelu', "
-          r"'conv', 'off', 'residual', 'sar', 'separable', 'spectral'\]")),
+          r"'conv', 'off', 'residual', 'sar', 'separable', 'spectral', 'time_conv', ")),
         ("fusion.op", "mean", r"fusion\.op: unknown fusion op 'mean'; valid values are \['concat'"),
         ("fusion.position", "middel",
          (r"fusion\.position: unknown fusion position 'middel'; valid values are "

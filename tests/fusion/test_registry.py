@@ -52,7 +52,9 @@ def test_names_must_be_identifiers() -> None:
 def test_the_vocabulary_is_complete() -> None:
     assert fusion.BRANCHES.names() == ["complex_ampphase", "complex_crelu", "complex_features",
                                        "complex_modrelu", "conv", "residual", "sar",
-                                       "separable", "spectral"]
+                                       "separable", "spectral"] + [
+        f"time_{op}{first}" for op in ("conv", "gru", "lstm", "ltae", "max", "mean")
+        for first in ("", "_first")]
     assert fusion.FUSION_OPS.names() == ["concat", "cross_attention", "gate", "se", "sum"]
     assert fusion.POSITIONS.names() == ["early", "late", "middle", "multi"]
     assert fusion.HEADS.names() == ["centre", "patch", "segmentation"]
