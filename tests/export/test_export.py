@@ -53,7 +53,7 @@ def test_folder_and_model_card(exported: Path, train_run: Path) -> None:
     card = load_exported(exported).card
     run = read_train_folder(train_run)
     metrics = json.loads((train_run / "metrics.json").read_text())
-    assert card.format == 5
+    assert card.format == 6 and card.targets is None  # one class target: as before
     # what the training inputs looked like, from run.json (autors.data.profile)
     assert card.input_profile is not None and card.input_profile == run.profile
     assert {n: len(p.bands) for n, p in card.input_profile.sensors.items()} == \

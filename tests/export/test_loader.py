@@ -92,7 +92,7 @@ def test_card_of_another_format(model_copy: Path) -> None:
     card["format"] = 99
     (model_copy / "model.json").write_text(json.dumps(card))
     with pytest.raises(ModelFolderError, match="model card format 99 is not supported .*reads "
-                       "formats 2, 3, 4, 5"):
+                       "formats 2, 3, 4, 5, 6"):
         load_exported(model_copy)
 
 
@@ -124,7 +124,7 @@ def test_format_2_card_loads(model_copy: Path) -> None:
     card = json.loads((model_copy / "model.json").read_text())
     (model_copy / "model.json").write_text(json.dumps(_format_2(card)))
     old = read_card(model_copy)
-    assert old.format == 5 and old.require_sensors == "all" and old.robustness is None
+    assert old.format == 6 and old.require_sensors == "all" and old.robustness is None
     assert old.input_profile is None  # before input profiles: predict skips its checks
     assert not old.export.takes_masks
     assert [t.name for t in old.export.inputs] == card["inputs"]
@@ -137,12 +137,12 @@ def test_format_3_card_loads_without_an_input_profile(model_copy: Path) -> None:
     """A card written before input profiles loads as it was; predict skips its input checks
     (tests/export/test_input_check.py)."""
     card = json.loads((model_copy / "model.json").read_text())
-    assert card["format"] == 5 and card["input_profile"] is not None
+    assert card["format"] == 6 and card["input_profile"] is not None
     old = dict({k: v for k, v in card.items() if k not in ("input_profile", "calibration")},
                format=3)
     (model_copy / "model.json").write_text(json.dumps(old))
     loaded = load_exported(model_copy).card
-    assert loaded.format == 5 and loaded.input_profile is None and loaded.calibration is None
+    assert loaded.format == 6 and loaded.input_profile is None and loaded.calibration is None
     assert loaded.sensors == read_card(model_copy).sensors and loaded.metrics.test is not None
 
 
@@ -154,7 +154,7 @@ def test_format_4_card_loads_without_a_calibration(model_copy: Path) -> None:
     old = dict({k: v for k, v in card.items() if k != "calibration"}, format=4)
     (model_copy / "model.json").write_text(json.dumps(old))
     loaded = load_exported(model_copy).card
-    assert loaded.format == 5 and loaded.calibration is None
+    assert loaded.format == 6 and loaded.calibration is None
     assert loaded.input_profile == read_card(model_copy).input_profile is not None
 
 
