@@ -7,7 +7,9 @@ Relative paths resolve against the task file's folder. Unknown keys are errors.
 from __future__ import annotations
 
 import copy
+import datetime
 import hashlib
+import itertools
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -64,8 +66,24 @@ class QASpec(_Strict):
         return self
 
 
+DATE_PLACEHOLDER = "{date}"  # in a time-series sensor's path: each date, as YYYY-MM-DD
+
+
+class DateSpec(_Strict):
+    """One acquisition of a time-series sensor: its date and, for a list of rasters, its file
+    (may hold {scene} in a dataset)."""
+
+    date: datetime.date
+    path: Path | None = None
+
+    @property
+    def doy(self) -> int:
+        """Day of year, 1..366."""
+        return self.date.timetuple().tm_yday
+
+
 class SensorSpec(_Strict):
-    """One sensor: a GeoTIFF and how to read its values."""
+    """One sensor: a GeoTIFF and how to read its values (a time series: one per date)."""
 
     kind: SensorKind
     path: Path | None = Field(
@@ -97,6 +115,24 @@ class SensorSpec(_Strict):
     )
     mask: MaskSpec | None = Field(default=None, description="a cloud / gap mask raster")
     qa: QASpec | None = Field(default=None, description="a quality band of this raster")
+    dates: list[DateSpec] | None = Field(
+        default=None,
+        description="a time series, dates in increasing order: a list of {date, path} (one "
+        "raster per date), or plain dates with `path` holding {date} (YYYY-MM-DD), or plain "
+        "dates with `bands_per_date` (band groups of one file, date by date). Each date has "
+        "its own validity (nodata, QA band); a date whose file a scene lacks is invalid "
+        "everywhere there",
+    )
+    bands_per_date: int | None = Field(
+        default=None, ge=1, description="band groups of one file: the bands of each date "
+        "(`bands` then index inside a group)")
+
+    @field_validator("dates", mode="before")
+    @classmethod
+    def _plain_dates(cls, v: object) -> object:
+        if isinstance(v, list):
+            return [{"date": d} if isinstance(d, (str, datetime.date)) else d for d in v]
+        return v
 
     @field_validator("bands")
     @classmethod
@@ -111,8 +147,48 @@ class SensorSpec(_Strict):
 
     @property
     def input_kind(self) -> str:
-        """'complex' (real/imaginary channel pairs) or 'real': which branch kinds fit."""
+        """'temporal' (a time series), 'complex' (real/imaginary channel pairs) or 'real':
+        which branch kinds fit."""
+        if self.dates is not None:
+            return "temporal"
         return "complex" if self.sar_units == "complex" else "real"
+
+    @property
+    def doys(self) -> list[int]:
+        """A time series' day of year per date (empty for a single-date sensor)."""
+        return [d.doy for d in self.dates or []]
+
+    @model_validator(mode="after")
+    def _time_series(self) -> SensorSpec:
+        if self.dates is None:
+            if self.bands_per_date is not None:
+                raise ValueError("'bands_per_date' needs 'dates' (the date of each band group)")
+            if self.path is not None and DATE_PLACEHOLDER in str(self.path):
+                raise ValueError(f"'path' holds {DATE_PLACEHOLDER} but no 'dates' are listed")
+            return self
+        if not self.dates:
+            raise ValueError("'dates' is empty: list the acquisitions, or remove it")
+        days = [d.date for d in self.dates]
+        if any(b <= a for a, b in itertools.pairwise(days)):
+            raise ValueError(f"dates must be distinct and in increasing order, got "
+                             f"{[d.isoformat() for d in days]}")
+        with_path = [d for d in self.dates if d.path is not None]
+        templated = self.path is not None and DATE_PLACEHOLDER in str(self.path)
+        if with_path:
+            if len(with_path) != len(self.dates) or self.path is not None \
+                    or self.bands_per_date is not None:
+                raise ValueError("a list of rasters gives every date its 'path' (and no "
+                                 "sensor 'path' or 'bands_per_date')")
+        elif templated == (self.bands_per_date is not None):
+            raise ValueError(f"plain dates need either 'path' holding {DATE_PLACEHOLDER} (one "
+                             "raster per date) or 'bands_per_date' (band groups of one file)")
+        if self.mask is not None:
+            raise ValueError("a mask raster per date is not supported yet for a time series: "
+                             "use nodata or a QA band of each date's raster")
+        if self.bands_per_date is not None and self.qa is not None:
+            raise ValueError("a QA band with band groups is not supported yet: give one raster "
+                             "per date, or nodata")
+        return self
 
     @model_validator(mode="after")
     def _sar_units_only_for_sar(self) -> SensorSpec:
@@ -776,7 +852,8 @@ class TaskSpec(_Strict):
             no_path = [n for n, s in self.sensors.items() if s.mask and s.mask.path is None]
             if no_path:
                 raise ValueError(f"sensors {no_path}: 'mask' needs its 'path'")
-            missing = [name for name, spec in self.sensors.items() if spec.path is None]
+            missing = [name for name, spec in self.sensors.items() if spec.path is None
+                       and not (spec.dates and spec.dates[0].path is not None)]
             if missing:
                 raise ValueError(f"sensor(s) {missing} have no 'path': give each sensor's "
                                  "GeoTIFF, or list the dataset's files under 'scenes'")
@@ -791,6 +868,11 @@ class TaskSpec(_Strict):
         return self
 
     def _check_scenes(self, scenes: ScenesSpec) -> None:
+        listed = [n for n, s in self.sensors.items() if s.dates and s.dates[0].path is not None]
+        if listed:
+            raise ValueError(f"sensors {listed}: in a dataset of scenes a time series' files "
+                             f"come from each scene's path holding {DATE_PLACEHOLDER} (or band "
+                             "groups, 'bands_per_date'): list plain dates")
         with_path = [name for name, spec in self.sensors.items() if spec.path is not None]
         label_path = self.labels is not None and self.labels.path is not None
         if with_path or label_path:
@@ -946,6 +1028,9 @@ def _path_fields(data: dict) -> Iterator[tuple[str, dict, str]]:
     for name, spec in (data.get("sensors") or {}).items():
         if isinstance(spec, dict) and "path" in spec:
             yield f"sensors.{name}.path", spec, "path"
+        for i, date in enumerate(spec.get("dates") or [] if isinstance(spec, dict) else []):
+            if isinstance(date, dict) and "path" in date:
+                yield f"sensors.{name}.dates.{i}.path", date, "path"
         mask = spec.get("mask") if isinstance(spec, dict) else None
         if isinstance(mask, dict) and "path" in mask:
             yield f"sensors.{name}.mask.path", mask, "path"

@@ -21,6 +21,7 @@ from autors.data.index import DatasetIndex
 from autors.data.scenes import SPLIT_NAMES
 from autors.data.sources import ArraySource, BlockSource, crop
 from autors.errors import DataError
+from fusion import DOY_SUFFIX
 
 Source = ArraySource | BlockSource
 # Decoded split maps (and pixel positions) kept per process: the sampler mixes up to a few
@@ -108,8 +109,13 @@ class _IndexDataset(Dataset):
 
     def _inputs(self, scene: int, r0: int, c0: int, size: int, k: int,
                 flip: bool) -> dict[str, torch.Tensor]:
-        return {name: torch.from_numpy(_augmented(arr, k, flip))
-                for name, arr in self.source.window(scene, r0, c0, size).items()}
+        out = {name: torch.from_numpy(_augmented(arr, k, flip))
+               for name, arr in self.source.window(scene, r0, c0, size).items()}
+        for name, doys in self.index.dates.items():  # a time series: [T, C, P, P], doy [T]
+            if name in out:
+                out[name] = out[name].reshape(len(doys), -1, size, size)
+                out[name + DOY_SUFFIX] = torch.tensor(doys, dtype=torch.float32)
+        return out
 
 
 def _cached(cache: OrderedDict, key: int, make) -> np.ndarray:
@@ -136,7 +142,8 @@ def _augmented(arr: np.ndarray, k: int, flip: bool) -> np.ndarray:
 class PatchDataset(_IndexDataset):
     """patch_classification: one sample per labelled pixel, the P x P patch centred on it.
 
-    Item: {sensor: float32 [C, P, P], ..., "target": int64 scalar, "scene": int64 scalar};
+    Item: {sensor: float32 [C, P, P], ..., "target": int64 scalar, "scene": int64 scalar}
+    (a time series: [T, C, P, P], its date mask [T, P, P] and `<sensor>__doy` float32 [T]);
     in a task with `targets`, "targets": float32 [T] (NaN: no value) instead of "target".
     """
 

@@ -32,6 +32,7 @@ from autors.data.raster import RasterInfo, inspect
 from autors.data.scene import Scene, check_disjoint, load_sensor
 from autors.data.scenes import SPLIT_NAMES, SceneFiles, list_scenes, scene_splits, scenes_digest
 from autors.data.splits import box_any, split_scene
+from autors.data.timeseries import DateRaster, any_date, date_rasters, read_series, series_bands
 from autors.errors import DataError, RasterError
 
 
@@ -55,6 +56,8 @@ class SceneEntry:
     # a task with `targets`: zlib of float32 [T, H, W], every target's value (class index or
     # physical value) at the scene's used pixels, NaN where it has none
     targets_z: bytes = b""
+    # a time-series sensor -> each date's raster (None: not acquired in this scene)
+    dates: dict[str, list[DateRaster | None]] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -103,6 +106,8 @@ class DatasetIndex:
     # a task with `targets`: each target, its output channels and normalisation (None: a
     # `labels` task, whose one target is the class map of the codes)
     targets: list[TargetInfo] | None = None
+    # time-series sensors: the day of year of each date (the model's `<sensor>__doy`)
+    dates: dict[str, list[int]] = field(default_factory=dict)
 
     # ---- sizes -----------------------------------------------------------------------------
     def sizes(self, split: str) -> np.ndarray:
@@ -118,12 +123,18 @@ class DatasetIndex:
 
     def nbytes(self) -> int:
         """Bytes of the normalised sensors of every scene held in memory (float32)."""
-        channels = sum(self.in_channels.values())
+        channels = sum(c * len(self.dates.get(n, [0])) for n, c in self.in_channels.items())
         return sum(4 * channels * s.grid.height * s.grid.width for s in self.scenes)
 
     @property
     def in_channels(self) -> dict[str, int]:
+        """Bands per sensor (a time series: of one date)."""
         return {name: len(b) for name, b in self.band_names.items()}
+
+    @property
+    def steps(self) -> dict[str, int]:
+        """Time-series sensors: their date count T (`fusion.build_model(dates=)`)."""
+        return {name: len(d) for name, d in self.dates.items()}
 
     # ---- provenance --------------------------------------------------------------------------
     def sha256(self) -> str:
@@ -160,13 +171,19 @@ def read_block(
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Physical values float32 [C, h, w] and validity bool [h, w] of every sensor in `window`
     of the scene's grid (invalid values 0): nodata, the sensor's mask raster or QA rule, and
-    a sensor absent from the scene (`channels[name]` zero bands, invalid everywhere)."""
+    a sensor absent from the scene (`channels[name]` zero bands, invalid everywhere). A time
+    series (`autors.data.timeseries`): [T * C, h, w] and validity per date [T, h, w]."""
     grid = entry.grid.sub(window)
     values, valid = {}, {}
     for name, spec in sensors.items():
+        steps = len(spec.dates) if spec.dates is not None else 0
         if name not in entry.rasters:
-            values[name] = np.zeros((channels[name],) + grid.shape, np.float32)
-            valid[name] = np.zeros(grid.shape, bool)
+            values[name] = np.zeros((channels[name] * max(steps, 1),) + grid.shape, np.float32)
+            valid[name] = np.zeros(((steps,) if steps else ()) + grid.shape, bool)
+            continue
+        if steps:
+            values[name], valid[name] = read_series(spec, grid, entry.dates[name],
+                                                    channels[name])
             continue
         values[name], valid[name] = load_sensor(spec, grid, entry.rasters[name],
                                                 entry.bands[name])
@@ -180,7 +197,8 @@ def read_block(
 
 def usable(task: TaskSpec, valid: dict[str, np.ndarray]) -> np.ndarray:
     """Bool [H, W]: pixels where enough sensors are valid for a label to be used
-    (`require_sensors`: any, all, or every listed sensor)."""
+    (`require_sensors`: any, all, or every listed sensor; a time series: any valid date)."""
+    valid = {n: any_date(v) for n, v in valid.items()}
     rule = task.require_sensors
     if rule == "any":
         return np.logical_or.reduce(list(valid.values()))
@@ -241,6 +259,7 @@ def build_index(task: TaskSpec, keep_raw: bool | None = None):
         band_names=band_names, tile_size=task.tile_size, dense=task.dense,
         seed=task.split.seed, buffer=task.split_buffer, footprint=task.sample_size,
         scenes_digest=scenes_digest(files), skipped=skipped, unused=unused,
+        dates={n: s.doys for n, s in task.sensors.items() if s.dates is not None},
     )
     index.stats, index.profile = _training_stats(task, index, raws if keep_raw else None)
     if task.multi_target:
@@ -329,7 +348,9 @@ def _entry(task: TaskSpec, f: SceneFiles, rasters: dict[str, RasterInfo], bands:
         codes_z=b"", counts={},
         masks={n: mask_header(n, p, grid) for n, p in f.masks.items()},
         qa={n: qa_band(n, task.sensors[n], rasters[n]) for n in rasters
-            if task.sensors[n].qa is not None})
+            if task.sensors[n].qa is not None},
+        dates={n: date_rasters(n, task.sensors[n], f.dates[n], len(bands[n][0]), f.id)
+               for n in rasters if task.sensors[n].dates is not None})
 
 
 def _headers(task: TaskSpec, f: SceneFiles) -> tuple[dict[str, RasterInfo], dict]:
@@ -340,7 +361,8 @@ def _headers(task: TaskSpec, f: SceneFiles) -> tuple[dict[str, RasterInfo], dict
             continue  # absent from this scene: invalid at every pixel
         try:
             rasters[name] = inspect(f.sensors[name])
-            bands[name] = sensor_bands(name, spec, rasters[name])
+            bands[name] = (series_bands(name, spec, rasters[name], 0) if spec.dates is not None
+                           else sensor_bands(name, spec, rasters[name]))
         except RasterError as err:
             raise RasterError(f"scene '{f.id}', sensor '{name}': {err}") from None
     if not rasters:
@@ -409,20 +431,23 @@ def _index_scene(task, f: SceneFiles, rasters, bands, grid: Grid, split_of_scene
     entry = _entry(task, f, rasters, bands, grid)
     valid = np.ones(grid.shape, dtype=bool)
     n_valid = dict.fromkeys(task.sensors, 0)
-    raw = ({name: np.zeros((channels[name],) + grid.shape, np.float32)
+    steps = {name: len(s.dates) if s.dates is not None else 0
+             for name, s in task.sensors.items()}
+    raw = ({name: np.zeros((channels[name] * max(steps[name], 1),) + grid.shape, np.float32)
             for name in task.sensors},
-           {name: np.zeros(grid.shape, bool) for name in task.sensors}) if keep_raw else None
+           {name: np.zeros(((steps[name],) if steps[name] else ()) + grid.shape, bool)
+            for name in task.sensors}) if keep_raw else None
     for window in block_windows(grid.shape, task.data.block_size):
         values, ok = read_block(entry, task.sensors, window, channels)
         rows = slice(window.row_off, window.row_off + window.height)
         cols = slice(window.col_off, window.col_off + window.width)
         valid[rows, cols] = usable(task, ok)
         for name, m in ok.items():
-            n_valid[name] += int(m.sum())
+            n_valid[name] += int(any_date(m).sum())
         if raw is not None:
             for name, arr in values.items():
                 raw[0][name][:, rows, cols] = arr
-                raw[1][name][rows, cols] = ok[name]
+                raw[1][name][..., rows, cols] = ok[name]
     entry.sensor_valid = {n: c / (grid.height * grid.width) for n, c in n_valid.items()}
     splits = split_scene(task, labels, valid, split_of_scene, f.id, strata=k)
     if splits is None:
@@ -556,13 +581,18 @@ def _training_stats(task: TaskSpec, index: DatasetIndex, raws: list | None
         cols = slice(w.col_off, w.col_off + w.width)
         if raws is not None:
             values = {n: a[:, rows, cols] for n, a in raws[i][0].items()}
-            ok = {n: a[rows, cols] for n, a in raws[i][1].items()}
+            ok = {n: a[..., rows, cols] for n, a in raws[i][1].items()}
         else:
             values, ok = read_block(e, task.sensors, w, index.in_channels)
         use_train = train[rows, cols]
         for name, stack in values.items():
-            acc[name].add(stack[:, use_train & ok[name]])
-            sampler.add(name, stack, use_train, ok[name])
+            use = use_train
+            if ok[name].ndim == 3:  # a time series: per band over every valid date
+                steps = ok[name].shape[0]
+                stack = stack.reshape(steps, -1, *stack.shape[1:]).swapaxes(0, 1)
+                use = np.broadcast_to(use_train, ok[name].shape)
+            acc[name].add(stack[:, use & ok[name]])
+            sampler.add(name, stack, use, ok[name])
     mean, std = {}, {}
     for name, m in acc.items():
         if m.n == 0:

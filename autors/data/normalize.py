@@ -55,13 +55,22 @@ class NormStats:
         self, sensors: dict[str, np.ndarray], valid: dict[str, np.ndarray] | None = None
     ) -> dict[str, np.ndarray]:
         """Normalised float32 copies of `sensors` ([C, H, W] each); pixels where `valid[name]`
-        is False become 0 (the training mean)."""
+        is False become 0 (the training mean). A time series ([T * C, H, W], `valid[name]`
+        [T, H, W]: `autors.data.timeseries`) is normalised date by date with its bands'
+        statistics."""
         out = {}
         for name, stack in sensors.items():
             if name not in self.mean:
                 raise DataError(
                     f"no normalisation statistics for sensor '{name}' (have: {sorted(self.mean)})"
                 )
+            if valid is not None and valid[name].ndim == 3:
+                steps = valid[name].shape[0]
+                dated = stack.reshape(steps, -1, *stack.shape[1:])
+                parts = [self.apply({name: dated[t]}, {name: valid[name][t]})[name]
+                         for t in range(steps)]
+                out[name] = np.concatenate(parts, axis=0) if parts else stack.copy()
+                continue
             if stack.shape[0] != len(self.mean[name]):
                 raise DataError(
                     f"sensor '{name}' has {stack.shape[0]} bands but its statistics have "

@@ -5,6 +5,11 @@ A one-scene task (sensors' and labels' `path`) is a dataset of one scene named a
 A dataset lists its scenes inline (`scenes.items`), or by a `{scene}` template whose scene ids
 come from CSV files (ids, or file names as datasets ship their splits) or from a glob of the
 template's label files.
+
+A time-series sensor (`dates`) has a file per date (`SceneFiles.dates`; band groups: the one
+file for every date); a date whose file a scene of a dataset lacks is a missing acquisition
+(None: invalid everywhere), a scene with none of them lacks the sensor. In a one-scene task
+every listed date's file must exist.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autors.config import SCENE_PLACEHOLDER, TaskSpec
+from autors.config import DATE_PLACEHOLDER, SCENE_PLACEHOLDER, SensorSpec, TaskSpec
 from autors.errors import DataError
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -40,6 +45,9 @@ class SceneFiles:
     # a task with `targets`: target -> raster (a target missing here has no value in the
     # scene); `labels['full']` is then the first of them, the scene's reference raster
     targets: dict[str, Path] = field(default_factory=dict)
+    # a time-series sensor -> its file per date (None: not acquired in this scene); its
+    # `sensors` entry is then the first existing one
+    dates: dict[str, list[Path | None]] = field(default_factory=dict)
 
 
 def list_scenes(task: TaskSpec) -> list[SceneFiles]:
@@ -53,6 +61,7 @@ def list_scenes(task: TaskSpec) -> list[SceneFiles]:
         masks = {name: s.mask.path for name, s in task.sensors.items() if s.mask is not None}
         scenes = [SceneFiles(task.name, None, {name: s.path for name, s in task.sensors.items()},
                              {"full": next(iter(targets.values()))}, masks, targets)]
+        _dated(task, scenes, one_scene=True)
         _check_files(scenes, task)
         return scenes
     if spec is None:
@@ -62,8 +71,10 @@ def list_scenes(task: TaskSpec) -> list[SceneFiles]:
         if task.split.kind == "given":
             labels.update(_given_labels(task, lambda p: p))
         masks = {name: s.mask.path for name, s in task.sensors.items() if s.mask is not None}
-        return [SceneFiles(task.name, None,
-                           {name: s.path for name, s in task.sensors.items()}, labels, masks)]
+        scenes = [SceneFiles(task.name, None,
+                             {name: s.path for name, s in task.sensors.items()}, labels, masks)]
+        _dated(task, scenes, one_scene=True)
+        return scenes
     if spec.items is not None:
         scenes = []
         for item in spec.items:
@@ -77,6 +88,7 @@ def list_scenes(task: TaskSpec) -> list[SceneFiles]:
     else:
         ids = _template_ids(task)
         scenes = [_from_template(task, scene_id) for scene_id in ids]
+    _dated(task, scenes, one_scene=False)
     _check_files(scenes, task)
     return scenes
 
@@ -164,7 +176,8 @@ def _from_template(task: TaskSpec, scene_id: str) -> SceneFiles:
     masks = {name: _fill(p, scene_id) for name, p in t.masks.items()}
     # A scene may lack a sensor's file (e.g. a chip delivered with Sentinel-1 only): the
     # sensor is then absent from that scene, and its mask with it. Targets alike.
-    present = {name: p for name, p in sensors.items() if p.is_file()}
+    present = {name: p for name, p in sensors.items()
+               if p.is_file() or task.sensors[name].dates is not None}  # dates: `_dated`
     targets = {name: _fill(p, scene_id) for name, p in t.targets.items()}
     targets = {name: p for name, p in targets.items() if p.is_file()}
     if t.targets:
@@ -172,6 +185,44 @@ def _from_template(task: TaskSpec, scene_id: str) -> SceneFiles:
                                                               scene_id))}
     return SceneFiles(scene_id, _group(task, scene_id), present, labels,
                       {name: p for name, p in masks.items() if name in present}, targets)
+
+
+def date_files(spec: SensorSpec, path: Path | None) -> list[Path]:
+    """A time-series sensor's file per date: each date's own path, the {date} template
+    (`path`) filled with each date (YYYY-MM-DD), or the one file of band groups."""
+    assert spec.dates is not None
+    if spec.dates[0].path is not None:
+        return [Path(d.path) for d in spec.dates]
+    if DATE_PLACEHOLDER in str(path):
+        return [Path(str(path).replace(DATE_PLACEHOLDER, d.date.isoformat()))
+                for d in spec.dates]
+    return [Path(path)] * len(spec.dates)
+
+
+def _dated(task: TaskSpec, scenes: list[SceneFiles], one_scene: bool) -> None:
+    """Each scene's file per date of every time-series sensor (see the module docstring)."""
+    for name, spec in task.sensors.items():
+        if spec.dates is None:
+            continue
+        for scene in scenes:
+            if name not in scene.sensors:
+                continue
+            files = date_files(spec, scene.sensors[name])
+            there = [p if p.is_file() else None for p in files]
+            if one_scene and None in there:
+                missing = [(d.date.isoformat(), str(p)) for d, p, ok
+                           in zip(spec.dates, files, there) if ok is None]
+                raise DataError(
+                    f"sensor '{name}': {len(missing)} date(s) have no file: "
+                    + "; ".join(f"{d}: {p}" for d, p in missing[:5])
+                    + f"; check sensors.{name}.dates / path, or remove the date")
+            scene.dates[name] = there
+            first = next((p for p in there if p is not None), None)
+            if first is None:
+                del scene.sensors[name]  # no date acquired: the sensor is absent here
+                scene.masks.pop(name, None)
+            else:
+                scene.sensors[name] = first
 
 
 def _templates(task: TaskSpec) -> dict[str, str]:

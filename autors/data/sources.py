@@ -2,7 +2,8 @@
 GeoTIFFs on demand. Both answer `window(scene, row, col, size)` with the same values, because
 both are made of the same block reads (`autors.data.index.read_block`): every sensor's
 normalised values `[C, P, P]` (0 where invalid) and its validity mask `<sensor>__mask`
-`[P, P]` float32 (1 valid, 0 invalid or outside the scene).
+`[P, P]` float32 (1 valid, 0 invalid or outside the scene); a time series `[T * C, P, P]` and
+`[T, P, P]` (`autors.data.timeseries`; the datasets give it its time axis).
 """
 
 from __future__ import annotations
@@ -92,9 +93,11 @@ class BlockSource:
     def window(self, scene: int, r0: int, c0: int, size: int) -> dict[str, np.ndarray]:
         """As `ArraySource.window`, assembled from the blocks the window overlaps."""
         h, w = self.index.scenes[scene].grid.shape
-        out = {name: np.zeros((len(self.index.band_names[name]), size, size), np.float32)
-               for name in self.sensors}
-        out.update({name + MASK_SUFFIX: np.zeros((size, size), np.float32)
+        steps = self.index.steps  # time series: [T * C] values, [T] masks
+        out = {name: np.zeros((len(self.index.band_names[name]) * max(steps.get(name, 1), 1),
+                               size, size), np.float32) for name in self.sensors}
+        out.update({name + MASK_SUFFIX: np.zeros(((steps[name],) if name in steps else ())
+                                                 + (size, size), np.float32)
                     for name in self.sensors})
         rs, re = max(r0, 0), min(r0 + size, h)
         cs, ce = max(c0, 0), min(c0 + size, w)

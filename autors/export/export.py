@@ -420,8 +420,12 @@ def read_spec(task: TaskSpec, name: str) -> ReadSpec:
     """How sensor `name` was read in training: the task's entry without its paths (a mask
     raster belongs to a scene; its rule travels)."""
     spec = task.sensors[name]
+    if spec.dates is not None:
+        raise ModelFolderError(f"sensor '{name}' is a time series (dates): exporting a model "
+                               "with a time-series input is not supported yet")
     return ReadSpec(
-        **spec.model_dump(mode="json", exclude={"path", "kind", "mask", "qa"}),
+        **spec.model_dump(mode="json", exclude={"path", "kind", "mask", "qa", "dates",
+                                                "bands_per_date"}),
         mask=None if spec.mask is None else MaskRule(invalid_values=spec.mask.invalid_values),
         qa=spec.qa,
     )
