@@ -55,6 +55,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    "(default sensors optical,sar; default size 128)")
     p.add_argument("--compress", choices=COMPRESS,
                    help="with --scenes: GeoTIFF compression (default deflate)")
+    p.add_argument("--time-series", action="store_true", dest="time_series",
+                   help="write an optical + SAR time series instead (s2_<date>.tif, "
+                   "s1_<date>.tif, a task with {date} templates) in which crop_short / "
+                   "crop_long and water_permanent / water_seasonal differ only in timing; "
+                   "clouds per date (autors.synth.timeseries); takes --size, --seed, --dates")
+    p.add_argument("--dates", type=int, help="with --time-series: dates over the year "
+                   "(default 10)")
     p.add_argument("--jobs", type=int,
                    help="with --scenes: scenes simulated at once, in processes (default 1)")
     p.set_defaults(func=run)
@@ -145,7 +152,33 @@ def run_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_time_series(args: argparse.Namespace) -> int:
+    from autors.synth.timeseries import TimeSeriesConfig, generate_time_series
+
+    others = [f for f, v in (("--scenes", args.scenes), ("--preset", args.preset),
+                             ("--classes", args.classes), ("--sensors", args.sensors))
+              if v is not None]
+    if others:
+        raise SynthConfigError(f"{', '.join(others)} do not apply to --time-series (its "
+                               "sensors and classes are fixed)")
+    changes = {k: getattr(args, k) for k in ("size", "seed", "dates")
+               if getattr(args, k) is not None}
+    info = generate_time_series(args.out_dir, TimeSeriesConfig(**changes))
+    print(f"wrote a {len(info.dates)}-date time series to {info.out_dir} in "
+          f"{info.seconds:.1f} s")
+    print(f"  dates:   {', '.join(info.dates)}")
+    print(f"  clouds:  {', '.join(f'{c:.2f}' for c in info.cloud_cover)} (optical, per date)")
+    print(f"  classes: {', '.join(info.class_names)}")
+    print(f"  time-only classes: {', '.join(info.time_only_classes)}")
+    print(f"  task:    {info.task_path}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.time_series:
+        return run_time_series(args)
+    if args.dates is not None:
+        raise SynthConfigError("--dates applies to --time-series")
     if args.scenes is not None:
         return run_dataset(args)
     if args.compress is not None or args.jobs is not None:

@@ -65,6 +65,11 @@ class PreparedData:
         return self.index.in_channels
 
     @property
+    def steps(self) -> dict[str, int]:
+        """Time-series sensors: their date count T (`fusion.build_model(dates=)`)."""
+        return self.index.steps
+
+    @property
     def num_classes(self) -> int:
         return len(self.class_names)
 

@@ -23,9 +23,10 @@ Screen = Callable[[dict], dict[str, int] | None]
 def static_cost(arch: dict, task: TaskSpec, data: PreparedData) -> dict[str, int]:
     """Parameters and forward FLOPs per sample of `arch` for this task (untrained model)."""
     spec = resolve_arch(arch, task, data)
-    model = fusion.build_model(spec, data.in_channels, data.model_outputs, dense=spec.dense)
+    model = fusion.build_model(spec, data.in_channels, data.model_outputs, dense=spec.dense,
+                               dates=data.steps)
     return {"params": fusion.count_params(model),
-            "flops": count_flops(model, data.in_channels, task.sample_size)}
+            "flops": count_flops(model, data.in_channels, task.sample_size, data.steps)}
 
 
 def make_screen(task: TaskSpec, data: PreparedData) -> Screen | None:

@@ -164,5 +164,7 @@ def apply_cloud_blobs(
             if key in batch:
                 t = batch[key]
                 keep = clear.to(t.device, t.dtype)
-                out[key] = t * (keep[:, None] if t.dim() == 4 else keep)
+                # [B, H, W] onto values [B, C, H, W] / [B, T, C, H, W], masks [B, (T,) H, W]
+                out[key] = t * keep.reshape(keep.shape[0], *([1] * (t.dim() - 3)),
+                                            *keep.shape[1:])
     return out

@@ -24,25 +24,36 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from autors.training.result import Cost
-from fusion import count_params
+from fusion import DOY_SUFFIX, count_params
 
 THROUGHPUT_BATCH = 256
 THROUGHPUT_FLOP_BUDGET = 2e10  # ~ a second or two on one CPU core
 
 
 def random_inputs(
-    in_channels: dict[str, int], size: int, batch: int, seed: int = 0
+    in_channels: dict[str, int], size: int, batch: int, seed: int = 0,
+    dates: dict[str, int] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """A batch of standard-normal sensor tensors {name: [batch, C, size, size]}."""
+    """A batch of standard-normal sensor tensors {name: [batch, C, size, size]}; a time-series
+    sensor (`dates`: {name: T}) [batch, T, C, size, size] with every date valid and its days
+    of year spread over the year (`<name>__doy`)."""
     gen = torch.Generator().manual_seed(seed)
-    return {
-        name: torch.randn(batch, c, size, size, generator=gen) for name, c in in_channels.items()
-    }
+    dates = dates or {}
+    out = {}
+    for name, c in in_channels.items():
+        if name in dates:
+            t = dates[name]
+            out[name] = torch.randn(batch, t, c, size, size, generator=gen)
+            out[name + DOY_SUFFIX] = torch.linspace(1.0, 365.0, t).expand(batch, t).clone()
+        else:
+            out[name] = torch.randn(batch, c, size, size, generator=gen)
+    return out
 
 
-def count_flops(model: nn.Module, in_channels: dict[str, int], size: int) -> int:
+def count_flops(model: nn.Module, in_channels: dict[str, int], size: int,
+                dates: dict[str, int] | None = None) -> int:
     """Forward FLOPs for one sample (batch 1)."""
-    x = random_inputs(in_channels, size, 1)
+    x = random_inputs(in_channels, size, 1, dates=dates)
     was_training = model.training
     model.eval()
     try:
@@ -73,18 +84,21 @@ def measure_cost(
     warmup: int = 2,
     repeats: int = 7,
     big_batch_repeats: int = 3,
+    dates: dict[str, int] | None = None,
 ) -> Cost:
     """Params, FLOPs and CPU latency of `model` for samples of `size` x `size` pixels.
 
     The model is copied to the CPU (the caller's model, possibly on a GPU, is not touched).
     """
     cpu_model = copy.deepcopy(model).cpu().eval()
-    flops = count_flops(cpu_model, in_channels, size)
-    b1_ms = _median_ms(cpu_model, random_inputs(in_channels, size, 1), warmup, repeats)
+    flops = count_flops(cpu_model, in_channels, size, dates)
+    b1_ms = _median_ms(cpu_model, random_inputs(in_channels, size, 1, dates=dates), warmup,
+                       repeats)
     big = THROUGHPUT_BATCH
     if flops > 0:
         big = max(1, min(THROUGHPUT_BATCH, int(THROUGHPUT_FLOP_BUDGET // flops)))
-    big_ms = _median_ms(cpu_model, random_inputs(in_channels, size, big), 1, big_batch_repeats)
+    big_ms = _median_ms(cpu_model, random_inputs(in_channels, size, big, dates=dates), 1,
+                        big_batch_repeats)
     return Cost(
         params=count_params(cpu_model),
         flops=flops,

@@ -180,7 +180,8 @@ def train_model(
     spec = spec.model_copy(update=arch.training.to_dict())
     device = resolve_device(spec.device)
     torch.manual_seed(_stream_seed(seed, 0))  # weights and dropout layers
-    model = fusion.build_model(arch, data.in_channels, data.model_outputs, dense=arch.dense)
+    model = fusion.build_model(arch, data.in_channels, data.model_outputs, dense=arch.dense,
+                               dates=data.steps)
     model.to(device)
 
     train_ds = data.dataset("train", augment=spec.augment, seed=_stream_seed(seed, 1))

@@ -177,6 +177,7 @@ def write_train_folder(
                 "sensors": [
                     {"name": name, "kind": task.sensors[name].kind,
                      "bands": list(data.band_names[name]), "in_channels": c}
+                    | ({"doy": data.index.dates[name]} if name in data.index.dates else {})
                     for name, c in data.in_channels.items()
                 ],
                 "class_names": list(data.class_names),
@@ -244,6 +245,11 @@ class TrainFolder:
         return {s["name"]: int(s["in_channels"]) for s in self.run["inputs"]["sensors"]}
 
     @property
+    def steps(self) -> dict[str, int]:
+        """Time-series sensors: their date count T (`fusion.build_model(dates=)`)."""
+        return {s["name"]: len(s["doy"]) for s in self.run["inputs"]["sensors"] if "doy" in s}
+
+    @property
     def num_classes(self) -> int:
         return int(self.run["inputs"]["num_classes"])
 
@@ -288,7 +294,8 @@ class TrainFolder:
 
     def load_model(self) -> nn.Module:
         """Rebuild the model from arch.json and load weights.pt (weights_only); eval mode."""
-        model = fusion.build_model(self.arch, self.in_channels, self.model_outputs)
+        model = fusion.build_model(self.arch, self.in_channels, self.model_outputs,
+                                   dates=self.steps)
         weights = self.path / "weights.pt"
         try:
             state = torch.load(weights, map_location="cpu", weights_only=True)

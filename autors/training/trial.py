@@ -128,7 +128,7 @@ class TrainedModel:
     def unpack(cls, packed: dict[str, Any], data: PreparedData) -> TrainedModel:
         """The TrainedModel of `pack()`, its network rebuilt for `data` (eval mode, CPU)."""
         arch = fusion.Arch.from_dict(packed["arch"])
-        model = fusion.build_model(arch, data.in_channels, data.model_outputs)
+        model = fusion.build_model(arch, data.in_channels, data.model_outputs, dates=data.steps)
         model.load_state_dict(packed["state_dict"])
         outcome = TrainOutcome(
             model=model.eval(), arch=arch, history=packed["history"],
@@ -192,7 +192,7 @@ def train_evaluate(
         test_metrics["robustness"] = robustness(outcome.model, data, task, "test",
                                                 clean=test_metrics)
     t_cost = time.perf_counter()
-    cost = measure_cost(outcome.model, data.in_channels, task.sample_size)
+    cost = measure_cost(outcome.model, data.in_channels, task.sample_size, dates=data.steps)
     now = time.perf_counter()
     return TrainedModel(outcome=outcome, cost=cost, test_metrics=test_metrics, started=started,
                         wall_s=now - t0, cost_s=now - t_cost, calibration=calibration)
