@@ -25,7 +25,12 @@ from autors.export.card import ModelCard, upgrade_card
 from autors.export.export import export_model
 from autors.export.loader import load_exported
 from autors.export.predict import PredictOptions, predict_scene
-from autors.training.targets import TargetLoss, regression_metrics, target_loss
+from autors.training.targets import (
+    TargetLoss,
+    evaluate_targets,
+    regression_metrics,
+    target_loss,
+)
 from autors.training.train_folder import train_and_write
 from autors.training.trial import train_evaluate
 
@@ -229,6 +234,10 @@ def test_train_export_predict_a_class_and_a_continuous_target(scene, tmp_path):
                                  "lidar": torch.zeros(2, 1, 5, 5)})
     assert out.shape == (2, 5) and trained.outcome.model.output_slices() == \
         {"landcover": (0, 3), "height": (3, 5)}
+
+    # MC dropout in evaluation: the passes' spread adds to the head's variance
+    mc = evaluate_targets(trained.outcome.model, data, "test", mc_passes=4)
+    assert mc["targets"]["height"]["mean_std"] > m["test_mean_std__height"]
 
     export_model(tmp_path / "run", tmp_path / "model")
     exported = load_exported(tmp_path / "model")
