@@ -35,14 +35,18 @@ import json
 import math
 import os
 import random
+import shlex
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+import _common
 import yaml
 from _common import (
     DEFAULT_DATA_ROOT,
     SPLIT_SEED,
+    command,
     dataset_task,
     fmt_pm,
     header_block,
@@ -257,7 +261,7 @@ def report(rows: list[dict], norms: dict, args: argparse.Namespace, limits: dict
         "accuracies are lower than the full protocol's). Objectives recorded by every search: "
         "val_oa (max) and FLOPs per sample (min). Strategies: random (NNI, uniform), evolution "
         "(NNI regularised evolution on val_oa with the constraint penalty: max_flops = "
-        + ", ".join(f"{_mf(v)} MFLOPs on {k}" for k, v in limits.items())
+        + (", ".join(f"{_mf(v)} MFLOPs on {k}" for k, v in limits.items() if v) or "not run")
         + ", the median FLOPs of 200 random architectures of the space: half of it is "
         "feasible; proposals over it are screened out untrained), nsga2 (Optuna NSGA-II) "
         "and motpe (Optuna multi-objective TPE) on both objectives. No final retraining: the "
@@ -278,6 +282,7 @@ def report(rows: list[dict], norms: dict, args: argparse.Namespace, limits: dict
             f"{_mf(n['reference']['flops'])} MFLOPs. Maximum possible HV: 1.21.\n\n")
         random_hv = {r["seed"]: r["hv"] for r in sel if r["strategy"] == "random"}
         evo_front = {r["seed"]: r["front"] for r in sel if r["strategy"] == "evolution"}
+        evo_hv = {r["seed"]: r["hv"] for r in sel if r["strategy"] == "evolution"}
         body = []
         for s in dict.fromkeys(r["strategy"] for r in sel):
             mine = [r for r in sel if r["strategy"] == s]
@@ -286,11 +291,13 @@ def report(rows: list[dict], norms: dict, args: argparse.Namespace, limits: dict
                          if r["seed"] in random_hv]
             dom = [weakly_dominates(r["front"], evo_front[r["seed"]]) for r in mine
                    if r["seed"] in evo_front]
+            above = [r["hv"] > evo_hv[r["seed"]] for r in mine if r["seed"] in evo_hv]
             small = [r["smallest_within_1pt"] for r in mine if r["smallest_within_1pt"]]
             body.append([
                 s, fmt_pm(hv, 1.0, 3),
                 ", ".join("never" if t is None else str(t) for t in to_random) or "-",
                 f"{sum(dom)} of {len(dom)}" if s != "evolution" and dom else "-",
+                f"{sum(above)} of {len(above)}" if s != "evolution" and above else "-",
                 fmt_pm([x["best_oa"] for x in small]),
                 " / ".join(_mf(x["best_flops"]) for x in small),
                 fmt_pm([x["oa"] for x in small]),
@@ -300,17 +307,19 @@ def report(rows: list[dict], norms: dict, args: argparse.Namespace, limits: dict
             ])
         text.append(md_table(
             ["strategy", "final HV", "trials to reach random's final HV (per seed)",
-             "front weakly dominates evolution's (seeds)", "most accurate val OA %",
+             "front weakly dominates evolution's (seeds)", "HV above evolution's (seeds)",
+             "most accurate val OA %",
              "its MFLOPs (per seed)", "smallest within 1 OA point: val OA %",
              "its MFLOPs (per seed)", "search min", "screened out", "duplicates"],
-            body, "lrrrrrrrrrr") + "\n\n")
+            body, "lrrrrrrrrrrr") + "\n\n")
         text.append(targets(sel, args.trials) + "\n\n")
     text.append(
         "`trials to reach random's final HV`: the first trained trial at which the strategy's "
         "HV reached random search's final HV on the same seed (random itself: when it got "
         "there). `front weakly dominates evolution's`: every point of the penalty method's "
         "final front (same seed) is matched or beaten in both val OA and FLOPs by a point of "
-        "this strategy's front. `smallest within 1 OA point`: among the search's feasible "
+        "this strategy's front; `HV above evolution's`: seeds where its final HV is larger. "
+        "`smallest within 1 OA point`: among the search's feasible "
         "trials, the fewest FLOPs with val OA at least the search's best minus 1 point. "
         "`screened out`: evolution's proposals over its FLOPs limit, recorded untrained; "
         "`duplicates`: proposals of an architecture already evaluated, answered from the "
@@ -324,6 +333,7 @@ def targets(sel: list[dict], trials: int) -> str:
     lines = []
     rnd = [r for r in sel if r["strategy"] == "random"]
     evo = {r["seed"]: r["front"] for r in sel if r["strategy"] == "evolution"}
+    evo_hv = {r["seed"]: r["hv"] for r in sel if r["strategy"] == "evolution"}
     half = trials // 2
     for s in MULTI:
         mine = [r for r in sel if r["strategy"] == s]
@@ -344,8 +354,10 @@ def targets(sel: list[dict], trials: int) -> str:
         if dom:
             lines.append(
                 f"- Target \"{s}'s front dominates the penalty method's at equal budget\": "
-                f"**{'met' if all(dom) else 'NOT met'}** ({sum(dom)} of {len(dom)} seeds: every "
-                "point of evolution's front matched or beaten).")
+                f"**{'met' if all(dom) else 'NOT met'}** (in {sum(dom)} of {len(dom)} seeds every "
+                "point of evolution's front is matched or beaten by this front; its HV is above "
+                f"evolution's in {sum(r['hv'] > evo_hv[r['seed']] for r in mine if r['seed'] in evo_hv)}"
+                f" of {len(dom)}).")
     return "\n".join(lines)
 
 
@@ -385,8 +397,13 @@ def main() -> None:
         saved = json.loads(args.from_rows.read_text())
         rows, limits = saved["rows"], saved["limits"]
         args.datasets = ""  # nothing to run
+        if "command" in saved:  # the report states the run's command, load and wall time
+            sys.argv = shlex.split(saved["command"])[1:]
+            t0 -= saved["wall_s"]
+            _common.LOAD_AT_START = tuple(saved["load_at_start"])
     for ds in filter(None, args.datasets.split(",")):
-        limits[ds] = penalty_limit(args, ds)
+        # only the penalty method has a limit (computing it prepares the data once more)
+        limits[ds] = penalty_limit(args, ds) if "evolution" in args.strategies else 0
         for seed in [int(s) for s in args.seeds.split(",")]:
             for strategy in args.strategies.split(","):
                 rows.append(run_one(args, ds, strategy, seed, limits[ds]))
@@ -394,7 +411,10 @@ def main() -> None:
                 print(f"{ds} {strategy} s{seed}: {len(r['trials'])} trials, "
                       f"{r['search_s'] / 60:.1f} min, elapsed "
                       f"{(time.perf_counter() - t0) / 60:.1f} min", flush=True)
-                partial.write_text(json.dumps({"limits": limits, "rows": rows}))
+                partial.write_text(json.dumps({"limits": limits, "rows": rows,
+                                               "command": command(),
+                                               "load_at_start": _common.LOAD_AT_START,
+                                               "wall_s": time.perf_counter() - t0}))
     norms = measure(rows, objectives)
     png = args.out / f"{name}.png"
     _plot(rows, png)
