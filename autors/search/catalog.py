@@ -193,6 +193,8 @@ def space_for_task(task: TaskSpec) -> SearchSpace:
         task.search.space, sensor_kinds(task), dense=task.dense
     )
     space.set_input_kinds({name: s.input_kind for name, s in task.sensors.items()})
+    if task.multi_target:  # one head per target, each its width and stage
+        space.set_targets(list(task.target_specs))
     return space
 
 
