@@ -61,7 +61,8 @@ def to_min(value: float, objective: ObjectiveSpec) -> float:
 def from_min(value: float, objective: ObjectiveSpec) -> float:
     """The inverse of `to_min` (a reference point in the objective's own units)."""
     value = -value if objective.goal == "max" else value
-    return 10.0 ** value if objective.name in TRIAL_COSTS else value
+    # costs: 6 significant digits (10 ** log10(x) is x only up to rounding)
+    return float(f"{10.0 ** value:.6g}") if objective.name in TRIAL_COSTS else value
 
 
 def candidates(records: list[TrialRecord], objectives: Sequence[ObjectiveSpec]
