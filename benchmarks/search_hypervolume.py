@@ -388,7 +388,8 @@ def main() -> None:
     objectives = [ObjectiveSpec(**o) for o in OBJECTIVES]
     t0 = time.perf_counter()
     one_thread()
-    os.environ.setdefault("RAY_TMPDIR", tempfile.mkdtemp(prefix="ray_hv_", dir="/tmp"))
+    if "RAY_TMPDIR" not in os.environ:  # a private Ray folder (none made when one is given)
+        os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="ray_hv_", dir="/tmp")
     name = "search_hypervolume_smoke" if args.smoke else "search_hypervolume"
     args.out.mkdir(parents=True, exist_ok=True)
     partial = args.workdir / f"{name}_rows.json"  # rows so far: a crash keeps what was measured
