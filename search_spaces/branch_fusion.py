@@ -13,7 +13,10 @@ Labels (sensor names are the task's):
 every sensor off is invalid). Branch kinds made for one sensor kind are only offered to it:
 "spectral" to hyperspectral sensors, "sar" to SAR sensors. Branches that read complex channel
 pairs (`Branch.input_kind == "complex"`, `fusion.complex`) are offered to complex sensors
-only (`set_input_kinds`), before the real-input kinds, which complex sensors also get. `trunk.layers` = n > 0 is a conv
+only (`set_input_kinds`), before the real-input kinds, which complex sensors also get; those
+that read a time series (`input_kind == "temporal"`, `fusion.temporal`: the temporal operator
+and where time collapses are the kind) to time-series sensors only, likewise (a real-input
+kind reads the dates stacked as channels). `trunk.layers` = n > 0 is a conv
 trunk of n layers at the fusion width after the fusion point (unused by late fusion).
 `features.dropout` is one channel-dropout rate for every used branch and the trunk
 (`BranchSpec.dropout`: `nn.Dropout2d` after each stage), so MC dropout samples the features;
@@ -93,14 +96,15 @@ class BranchFusionSpace(SearchSpace):
         sensor_kind = self.sensors[sensor]
         kinds = [k for k in candidates if k in BRANCHES and k != OFF]
         # Each branch states what it reads (`Branch.input_kind`): kinds for complex channel
-        # pairs go to complex sensors only (first), real-input kinds to every sensor.
+        # pairs or a time series go to sensors of that input only (first), real-input kinds
+        # to every sensor.
         reads = self.input_kinds.get(sensor, "real")
         typed = [k for k in kinds if BRANCHES.get(k).input_kind != "real"]
-        complex_own = [k for k in typed if BRANCHES.get(k).input_kind == reads]
+        typed_own = [k for k in typed if BRANCHES.get(k).input_kind == reads]
         kinds = [k for k in kinds if k not in typed]
         own = [k for k in kinds if sensor_kind in SPECIALISED.get(k, ())]
         general = [k for k in kinds if k not in SPECIALISED]
-        return complex_own + own + general
+        return typed_own + own + general
 
     def _positions(self) -> list[str]:
         names = self.POSITIONS if self.POSITIONS is not None else POSITIONS.names()
@@ -385,7 +389,8 @@ class CompactSpace(BranchFusionSpace):
         "small heads"
     )
     BRANCH_KINDS = ("spectral", "sar", "separable", "conv", "complex_modrelu",
-                    "complex_features")
+                    "complex_features", "time_ltae_first", "time_gru_first",
+                    "time_mean_first", "time_ltae")
     WIDTHS = (8, 16)
     DEPTHS = (0, 1)
     KERNELS = (3,)
