@@ -602,6 +602,10 @@ class ConstraintSpec(_Strict):
 # robustness ones are measured when an objective or constraint asks for them) and its costs.
 TRIAL_METRICS = (*get_args(ObjectiveName), "val_oa_worst_missing", "val_loss", "val_ece")
 TRIAL_COSTS = ("params", "flops", "latency_ms")
+# a task with `targets` also records each target's validation metrics (e.g. val_rmse__height;
+# autors.training.targets): a Pareto front across targets names them
+TARGET_METRIC = re.compile(r"^val_(oa|aa|kappa|miou|ece|rmse|mae|r2|bias|coverage68|"
+                           r"coverage95|mean_std)__[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class ObjectiveSpec(_Strict):
@@ -615,7 +619,7 @@ class ObjectiveSpec(_Strict):
     @field_validator("name")
     @classmethod
     def _recorded(cls, v: str) -> str:
-        if v not in (*TRIAL_METRICS, *TRIAL_COSTS):
+        if v not in (*TRIAL_METRICS, *TRIAL_COSTS) and not TARGET_METRIC.match(v):
             raise ValueError(f"{v!r} is not a value a trial records; use a validation metric "
                              f"({', '.join(TRIAL_METRICS)}) or a cost ({', '.join(TRIAL_COSTS)})")
         return v
@@ -793,6 +797,11 @@ class TaskSpec(_Strict):
         if (self.labels is None) == (self.targets is None):
             raise ValueError("give the task's targets either as 'labels' (one class target) "
                              "or as 'targets' (name -> target), not both and not neither")
+        for o in self.search.objectives:  # val_<metric>__<target>: a target of this task
+            name = o.name.partition("__")[2]
+            if name and name not in (self.targets or {}):
+                raise ValueError(f"search.objectives: {o.name!r} names target '{name}', which "
+                                 f"this task does not have ({sorted(self.targets or {})})")
         if self.targets is None:
             return self
         if not self.targets:

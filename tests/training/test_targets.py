@@ -351,3 +351,17 @@ def test_a_dataset_of_scenes_gives_each_target_per_scene(scene, tmp_path):
                                            targets={"landcover": "x_{scene}.tif"})})
     with pytest.raises(TaskFileError, match="scenes.template.targets must give a template"):
         _load(tmp_path, bad)
+
+
+def test_objectives_may_name_each_targets_metric(scene, tmp_path):
+    """A Pareto front across targets: `search.objectives` names val_<metric>__<target>."""
+    files, height = scene
+    d = multi_dict(files, height)
+    d["search"] = {"objectives": [{"name": "val_oa__landcover", "goal": "max"},
+                                  {"name": "val_rmse__height", "goal": "min"}]}
+    task = _load(tmp_path, d)
+    assert [o.name for o in task.search.front_objectives] == ["val_oa__landcover",
+                                                              "val_rmse__height"]
+    d["search"]["objectives"][1]["name"] = "val_rmse__depth"
+    with pytest.raises(TaskFileError, match="names target 'depth'"):
+        _load(tmp_path, d)
