@@ -149,10 +149,15 @@ def pick_rank(run: str | Path, pick: str) -> int:
 
 
 def _trade_off_png(run: Path, rank: int, path: Path) -> None:
-    """The search's pareto.png again, with the exported model starred (and the other picks)."""
+    """The search's pareto.png again, with the exported model starred (and the other picks).
+    A search folder whose task copy cannot be read gets no plot (the model is still exported:
+    the plot is an extra, the task is read from the model's own train folder)."""
     order, picks = _retrained_order(run)
     folder = SearchFolder(run)
-    spec = folder.load_task().search
+    try:
+        spec = folder.load_task().search
+    except AutorsError:
+        return
     records, _ = folder.read_trials()
     marks = {t: "/".join(why) for t, why in picks.items() if why}
     exported = order[rank - 1].trial_id
