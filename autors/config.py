@@ -179,7 +179,9 @@ class SensorSpec(_Strict):
                     or self.bands_per_date is not None:
                 raise ValueError("a list of rasters gives every date its 'path' (and no "
                                  "sensor 'path' or 'bands_per_date')")
-        elif templated == (self.bands_per_date is not None):
+        elif (self.path is not None or self.bands_per_date is not None) \
+                and templated == (self.bands_per_date is not None):
+            # (no path and no groups: a dataset's scenes give the {date} path, checked there)
             raise ValueError(f"plain dates need either 'path' holding {DATE_PLACEHOLDER} (one "
                              "raster per date) or 'bands_per_date' (band groups of one file)")
         if self.mask is not None:
@@ -882,6 +884,15 @@ class TaskSpec(_Strict):
             raise ValueError(f"sensors {listed}: in a dataset of scenes a time series' files "
                              f"come from each scene's path holding {DATE_PLACEHOLDER} (or band "
                              "groups, 'bands_per_date'): list plain dates")
+        paths = [scenes.template.sensors] if scenes.template is not None else []
+        paths += [item.sensors for item in scenes.items or []]
+        undated = sorted({n for p in paths for n, path in p.items() if n in self.sensors
+                          and self.sensors[n].dates is not None
+                          and self.sensors[n].bands_per_date is None
+                          and DATE_PLACEHOLDER not in str(path)})
+        if undated:
+            raise ValueError(f"sensors {undated}: a time series without 'bands_per_date' needs "
+                             f"its scenes' paths to hold {DATE_PLACEHOLDER}")
         with_path = [name for name, spec in self.sensors.items() if spec.path is not None]
         label_path = self.labels is not None and self.labels.path is not None
         if with_path or label_path:

@@ -112,3 +112,32 @@ def test_a_missing_acquisition_and_errors(tmp_path: Path) -> None:
     with pytest.raises(TaskFileError, match=r"holding \{date\}.*or 'bands_per_date'"):
         parse_task(_task(tmp_path, {"path": "stack.tif", "dates": DATES}),
                    tmp_path / "task.yaml")
+
+
+def test_a_scene_without_an_acquisition_has_that_date_masked(tmp_path: Path) -> None:
+    """A dataset of scenes ({scene} and {date} in one template): scene b lacks the last date,
+    which is then invalid everywhere there (same T, a masked date), and the sensor's other
+    dates still count."""
+    x = _series()
+    labels = np.ones((1, SIZE, SIZE), np.uint8)
+    labels[0, :, SIZE // 2:] = 2
+    for scene in ("a", "b"):
+        _write(tmp_path / f"{scene}_labels.tif", labels, "uint8", nodata=0)
+        for t, d in enumerate(DATES[:3] if scene == "a" else DATES[:2]):
+            _write(tmp_path / f"{scene}_s2_{d}.tif", x[t])
+    raw = {"name": "ts2", "task": "patch_classification", "patch_size": 3,
+           "sensors": {"s2": {"kind": "optical", "nodata": -9999.0, "dates": DATES}},
+           "labels": {"classes": ["a", "b"], "ignore": 0},
+           "scenes": {"template": {"sensors": {"s2": "{scene}_s2_{date}.tif"},
+                                   "labels": "{scene}_labels.tif"}},
+           "split": {"kind": "spatial_blocks", "block_size": 4, "buffer": 0,
+                     "val_fraction": 0.25, "test_fraction": 0.25}}
+    data = prepare(parse_task(raw, tmp_path / "task.yaml"), in_memory=True)
+    assert [e.id for e in data.index.scenes] == ["a", "b"]
+    b = data.index.scenes[1]
+    assert b.dates["s2"][2] is None and b.dates["s2"][0] is not None
+    window = data.source().window(1, 0, 0, 6)
+    assert window["s2"].shape == (6, 6, 6) and window["s2__mask"].shape == (3, 6, 6)
+    assert window["s2__mask"][2].sum() == 0 and window["s2__mask"][0].all()
+    item = data.dataset("train")[len(data.dataset("train")) - 1]  # a pixel of scene b
+    assert item["s2"].shape == (3, 2, 3, 3) and item["s2__mask"][2].sum() == 0

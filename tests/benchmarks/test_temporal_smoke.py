@@ -1,0 +1,34 @@
+"""Smoke run of benchmarks/temporal.py (issue 15, time series) in its `--smoke` mode: a 64 px
+series of 4 dates, 1 seed, 1 epoch, one candidate per group, one search trial. The report must
+hold the models table with numeric cells and both picks, the trials table, the per-class
+table, the same-pixels statement and both target lines; the JSON the rows. The figures are not
+checked."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from smoke import NUMBER, run_smoke, table  # tests/benchmarks (tests/conftest.py)
+
+
+def test_temporal_smoke(tmp_path: Path) -> None:
+    out = run_smoke("temporal.py", tmp_path)
+    text = (out / "temporal_smoke.md").read_text()
+    for key in ("Command: `python ", "Machine: ", "Versions: ", "Wall time: ", "split hash `",
+                "time-only (they differ only in timing)", "tested on the same "):
+        assert key in text
+    rows = table(text, "| model | group | picked |")
+    assert {r[1] for r in rows} == {"single", "temporal", "baseline", "searched"}
+    assert [r[2] for r in rows].count("**best single-date**") == 1
+    assert [r[2] for r in rows].count("**best temporal**") == 1
+    for r in rows:
+        assert all(NUMBER.match(c) for c in r[3:]), r
+    assert len(table(text, "| trial |")) == 1
+    assert len(table(text, "| class | time-only |")) == 8
+    goals = re.findall(r"^- (.*): \*\*(met|NOT met)\*\*\.$", text, flags=re.MULTILINE)
+    assert len(goals) == 2 and "time-only classes" in goals[0][0]
+    report = json.loads((out / "temporal_smoke.json").read_text())
+    assert len({r["split_sha256"] for r in report["rows"]}) == 1
+    assert (out / "temporal_smoke.png").stat().st_size > 1000
