@@ -628,7 +628,10 @@ def upgrade_card(data: dict) -> dict:
     out = dict(data, format=CARD_FORMAT, require_sensors="all", robustness=None)
     try:
         size = int(data["task"]["input_size"])
-        used = [SensorCard.model_construct(**s) for s in data["sensors"] if s["used"]]
+        # constructed, not validated (validation reports what is missing); the read
+        # spec too, as input_tensors asks it
+        used = [SensorCard.model_construct(**dict(s, read=ReadSpec.model_construct(
+            **s.get("read", {})))) for s in data["sensors"] if s["used"]]
         out["export"] = dict(data["export"], inputs=[
             t.model_dump() for t in input_tensors(used, size, masks=False)])
     except (KeyError, TypeError, ValueError):
