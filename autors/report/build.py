@@ -23,7 +23,7 @@ from autors.report.searchview import (
     progress_chart,
 )
 from autors.report.task import task_section
-from autors.search.report import METRICS, final_stats, ranked
+from autors.search.report import METRICS, final_stats, ranked, retrained
 from autors.search.search_folder import SearchFolder
 from autors.training.train_folder import TrainFolder, read_train_folder
 
@@ -207,8 +207,7 @@ def _search_page(folder: SearchFolder) -> str:
     rows, final_warning = folder.read_final(repair=False)
     # the trials the final phase retrained (top-k by score, or a spread of a multi-objective
     # front), in ranking order
-    retrained = {int(row["trial_id"]) for row in rows}
-    chosen = [r for r in ranked(records) if r.trial_id in retrained]
+    chosen = retrained(records, rows)
     stats = final_stats(rows, chosen) if rows else []
     sensors = _sensor_info(None, task)
     classes = len(task.class_names) if task is not None and task.class_names else None

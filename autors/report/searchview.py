@@ -11,6 +11,7 @@ from typing import Any
 from autors.report.archdiagram import arch_svg
 from autors.report.page import Cell, esc, fmt, note, table
 from autors.report.svg import STYLES, Point, legend, scatter
+from autors.search.front import raw_value
 from autors.search.records import TrialRecord
 from autors.search.report import arch_summary, leaderboard_rows
 
@@ -29,21 +30,15 @@ def status(r: TrialRecord) -> str:
 
 
 def value(r: TrialRecord, name: str) -> float | None:
-    """A trial's metric or cost `name` (latency_ms: batch-1 latency); params and FLOPs of a
-    proposal screened out before training come from its static cost."""
-    res = r.result
-    if name in COSTS:
-        if res.cost is not None:
-            v: Any = res.cost.latency_ms_b1 if name == "latency_ms" else getattr(res.cost, name)
-        else:
-            v = res.extra.get("static_cost", {}).get(name)
-    else:
-        v = res.metrics.get(name) if r.ok else None
-    try:
-        v = float(v)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
+    """A trial's metric or cost `name` (`autors.search.front.raw_value`); params and FLOPs of
+    a proposal screened out before training come from its static cost."""
+    if name in COSTS and r.result.cost is None:
+        try:
+            v = float(r.result.extra.get("static_cost", {}).get(name))
+        except (TypeError, ValueError):
+            return None
+        return v if math.isfinite(v) else None
+    return raw_value(r, name) if r.ok or name in COSTS else None
 
 
 def tip(r: TrialRecord, objective: str) -> str:
