@@ -176,6 +176,11 @@ def export_model(run: str | Path, out: str | Path, rank: int = 1) -> Path:
     candidate = select(run, rank)
     chosen = candidate.best
     task = _task_of(chosen)
+    series = [n for n, s in task.sensors.items() if s.dates is not None]
+    if series:  # before anything is written: the card, inputs and predict lack dates yet
+        raise ModelFolderError(f"sensor(s) {series} are time series (dates): exporting a "
+                               "model with a time-series input is not supported yet; use the "
+                               "run folder's weights with fusion.build_model(..., dates=)")
     model = chosen.load_model()  # eval mode, CPU
     with atomic_folder(out) as tmp:
         shutil.copyfile(chosen.path / "arch.json", tmp / "arch.json")
@@ -425,9 +430,6 @@ def read_spec(task: TaskSpec, name: str) -> ReadSpec:
     """How sensor `name` was read in training: the task's entry without its paths (a mask
     raster belongs to a scene; its rule travels)."""
     spec = task.sensors[name]
-    if spec.dates is not None:
-        raise ModelFolderError(f"sensor '{name}' is a time series (dates): exporting a model "
-                               "with a time-series input is not supported yet")
     return ReadSpec(
         **spec.model_dump(mode="json", exclude={"path", "kind", "mask", "qa", "dates",
                                                 "bands_per_date"}),
