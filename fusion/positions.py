@@ -11,6 +11,11 @@ zeroes a sensor's values where its mask is 0 (so they never matter, whatever the
 hands the masks to every fusion op at the resolution of the fused maps; late fusion weights
 each sensor's logits by its presence as its head sees it (`Head.presence()`).
 
+Time series (`build_model(dates={sensor: T})`): such a sensor is `[B, T, C, H, W]` with
+`<sensor>__mask` `[B, T, H, W]` and `<sensor>__doy` `[B, T]`; a temporal branch
+(`fusion.temporal`) gets it packed, any other branch and early fusion get its dates stacked as
+channels (`FusionModel.series`); its validity for fusion is "any valid date".
+
 Encoder-decoders (an arch with a `decoder`): every branch and trunk block halves the
 resolution, and the position says which fused map exists at which scale (`encoder_depth`,
 `skip_scales`); the decoder (`fusion.decoder`) climbs back to full resolution. `reduction`
