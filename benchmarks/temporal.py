@@ -7,8 +7,9 @@ timing, and does a small search beat hand-designed temporal baselines at a third
 
 Data: the synthetic optical + SAR time series (`autors synth --time-series`,
 autors/synth/timeseries.py; scene seed 0): `--dates` dates over one year, optical with clouds
-per date (nodata), SAR never clouded, 8 classes of which 4 differ only in timing (crop_short /
-crop_long: the same crop, another season length; water_permanent / water_seasonal). The
+per date (nodata), SAR never clouded, 8 classes of which 5 differ only in timing (crop_short /
+crop_long: the same crop, another season length; water_permanent / water_seasonal /
+bare_soil: seasonal water is permanent water in its window, bare soil outside it). The
 single-date data are the same files, one date per sensor (three candidate dates: early, middle
 and late in the year); both sensors are always used.
 

@@ -58,7 +58,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--time-series", action="store_true", dest="time_series",
                    help="write an optical + SAR time series instead (s2_<date>.tif, "
                    "s1_<date>.tif, a task with {date} templates) in which crop_short / "
-                   "crop_long and water_permanent / water_seasonal differ only in timing; "
+                   "crop_long and water_permanent / water_seasonal / bare_soil differ only in "
+                   "timing; "
                    "clouds per date (autors.synth.timeseries); takes --size, --seed, --dates")
     p.add_argument("--dates", type=int, help="with --time-series: dates over the year "
                    "(default 10)")

@@ -12,9 +12,9 @@ a vegetation spectrum by v, SAR backscatter rises with v. The classes:
 - crop_short / crop_long (time-only): the same crop, the same peak, a green-up day drawn per
   field from one range; they differ only in how long the season lasts (60 vs 120 days), so
   on any one date each looks like the other at another phase;
-- water_permanent / water_seasonal (time-only): seasonal water is open water during one
-  window per field (60-100 days, anywhere in the year) and mudflat otherwise; on a date
-  inside its window it is indistinguishable from permanent water.
+- water_permanent / water_seasonal / bare_soil (time-only): seasonal water is open water
+  during one window per field (60-100 days, anywhere in the year) and bare soil otherwise;
+  on any one date it is drawn exactly as permanent water or as bare soil.
 A single date sees a snapshot (often under a cloud, for optical); the series sees timing.
 """
 
@@ -35,12 +35,11 @@ from autors.synth.writer import write_geotiff, write_json, write_task
 
 CLASSES = ("forest", "grass", "urban", "bare_soil", "crop_short", "crop_long",
            "water_permanent", "water_seasonal")
-TIME_ONLY = ("crop_short", "crop_long", "water_permanent", "water_seasonal")
+TIME_ONLY = ("crop_short", "crop_long", "water_permanent", "water_seasonal", "bare_soil")
 BANDS = ("blue", "green", "red", "nir")
 SOIL = np.array([0.08, 0.11, 0.15, 0.22], np.float32)
 VEG = np.array([0.03, 0.07, 0.04, 0.45], np.float32)
 WATER = np.array([0.06, 0.05, 0.03, 0.01], np.float32)
-MUD = np.array([0.10, 0.12, 0.13, 0.12], np.float32)
 URBAN = np.array([0.15, 0.16, 0.18, 0.22], np.float32)
 NODATA = -9999.0
 YEAR = 2021
@@ -111,7 +110,7 @@ def _season(doy: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarra
 def _states(cls: np.ndarray, rng: np.random.Generator, doys: list[int]
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per field and date: greenness [F, T], open water [F, T] (bool), urban / mud [F, T]
-    as a code (0 vegetation / soil mix, 1 urban, 2 mudflat)."""
+    as a code (0 vegetation / soil mix, 1 urban)."""
     n, t = cls.size, len(doys)
     day = np.asarray(doys, np.float32)[None]
     v = np.zeros((n, t), np.float32)
@@ -133,7 +132,7 @@ def _states(cls: np.ndarray, rng: np.random.Generator, doys: list[int]
     wl = rng.uniform(60, 100, n)[:, None]
     wet = (day >= w0) & (day < w0 + wl)
     water[m] = wet[m]
-    code[m[:, None] & ~wet] = 2
+    v[m] = 0.05  # bare soil outside its window, exactly as the bare_soil class
     return v, water, code
 
 
@@ -168,8 +167,7 @@ def generate_time_series(out_dir: Path, cfg: TimeSeriesConfig) -> TimeSeriesInfo
     for t, day in enumerate(days):
         vt = np.clip(v[ids, t] + rng.normal(0, 0.04, ids.shape), 0, 1).astype(np.float32)
         refl = (1 - vt)[None] * SOIL[:, None, None] + vt[None] * VEG[:, None, None]
-        for mask, spec in ((water[ids, t], WATER), (code[ids, t] == 1, URBAN),
-                           (code[ids, t] == 2, MUD)):
+        for mask, spec in ((water[ids, t], WATER), (code[ids, t] == 1, URBAN)):
             refl[:, mask] = spec[:, None]
         refl = refl + rng.normal(0, 0.01, refl.shape).astype(np.float32)
         cover = float(rng.uniform(0, cfg.max_cloud))
@@ -181,8 +179,7 @@ def generate_time_series(out_dir: Path, cfg: TimeSeriesConfig) -> TimeSeriesInfo
                                    transform, crs, BANDS, NODATA).name)
         vv = -11.0 + 4.0 * vt
         vh = -18.0 + 7.0 * vt
-        for mask, (a, b) in ((water[ids, t], (-22.0, -28.0)), (code[ids, t] == 1, (-4.0, -10.0)),
-                             (code[ids, t] == 2, (-14.0, -21.0))):
+        for mask, (a, b) in ((water[ids, t], (-22.0, -28.0)), (code[ids, t] == 1, (-4.0, -10.0))):
             vv[mask], vh[mask] = a, b
         speckle = rng.gamma(cfg.looks, 1.0 / cfg.looks, (2,) + ids.shape)
         sar = np.stack([vv, vh]) + 10 * np.log10(speckle)

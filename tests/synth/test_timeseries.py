@@ -1,6 +1,7 @@
 """The synthetic time series (`autors synth --time-series`): its files and task, and classes
 that differ only in timing (the same spectra and peak, another season length; seasonal water
-equal to permanent water inside its window), with clouds per date."""
+equal to permanent water inside its window and to bare soil outside it), with clouds per
+date."""
 
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ def test_time_only_classes_differ_only_in_timing() -> None:
     assert 50 <= green_s.mean() <= 70 and 110 <= green_l.mean() <= 130  # season lengths
     seasonal, permanent = water[name == "water_seasonal"], water[name == "water_permanent"]
     assert permanent.all() and seasonal.any(1).all() and not seasonal.all(1).any()
+    # outside its window seasonal water is drawn exactly as bare soil
+    dry = v[name == "water_seasonal"][~seasonal]
+    assert (dry == v[name == "bare_soil"][0, 0]).all()
 
 
 def test_cli_writes_a_dated_scene_and_its_task(tmp_path: Path, capsys) -> None:
