@@ -19,6 +19,7 @@ from autors.config import TaskSpec, load_task
 from autors.data import Grid, PreparedData, prepare
 from autors.errors import ModelFolderError, TaskFileError
 from autors.files import VERSIONED_PACKAGES
+from autors.report import REPORT_FILE
 from autors.training.cost import random_inputs
 from autors.training.evaluate import evaluate
 from autors.training.train_folder import FILES, read_train_folder, train_and_write
@@ -39,7 +40,8 @@ def test_train_writes_the_run_folder_without_test_metrics(
     task_path = write_task(edit=_quick)
     out = tmp_path / "runs" / "r1"
     assert _train(task_path, out, "--seed", "4") == 0
-    assert sorted(p.name for p in out.iterdir()) == sorted(FILES)
+    # the train folder's files, and the page `autors train` writes of it (autors.report)
+    assert sorted(p.name for p in out.iterdir()) == sorted((*FILES, REPORT_FILE))
     assert not list(out.parent.glob(".r1.partial-*"))  # the temporary folder is gone
 
     metrics = json.loads((out / "metrics.json").read_text())
