@@ -235,3 +235,47 @@ def write_task_file(raw: dict, task_path: Path, out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(yaml.safe_dump(raw, sort_keys=False))
     return out
+
+
+def class_subset_row(test: dict, subset: Sequence[str], key: str) -> dict:
+    """Test OA on a subset of the classes (`oa_<key>`: the confusion matrix restricted to
+    them) and on the others (`oa_other`), and per-class accuracy, from test metrics."""
+    import numpy as np
+
+    cm = np.asarray(test["confusion_matrix"], np.int64)
+    inside = np.isin(list(test["class_names"]), list(subset))
+    return {
+        f"oa_{key}": float(np.trace(cm[np.ix_(inside, inside)]) / cm[inside].sum()),
+        "oa_other": float(np.trace(cm[np.ix_(~inside, ~inside)]) / cm[~inside].sum()),
+        "per_class": {n: (None if v is None else float(v))
+                      for n, v in test["per_class_accuracy"].items()},
+    }
+
+
+def per_class_bars(models: dict[str, dict], names: Sequence[str], classes: Sequence[str],
+                   marked: Sequence[str], what: str, path: Path) -> None:
+    """Bar chart of per-class test accuracy, mean ± std over seeds, of the models `names`
+    (`models[name]["rows"]` hold `per_class`); classes in `marked` get a star (`what` says
+    which they are)."""
+    import matplotlib
+    import numpy as np
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    x = np.arange(len(classes))
+    width = 0.76 / len(names)
+    for i, name in enumerate(names):
+        acc = [[r["per_class"][c] or 0.0 for r in models[name]["rows"]] for c in classes]
+        ax.bar(x + (i - (len(names) - 1) / 2) * width, [np.mean(a) for a in acc], width,
+               yerr=[np.std(a) for a in acc], label=name, capsize=2)
+    ax.set_xticks(x, [c + (" *" if c in marked else "") for c in classes], rotation=30,
+                  fontsize=8)
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"per-class test accuracy, mean ± std over seeds (* {what})", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

@@ -51,12 +51,14 @@ import numpy as np
 import yaml
 from _common import (
     SPLIT_SEED,
+    class_subset_row,
     command,
     fmt_pm,
     header_block,
     md_table,
     mean_std,
     one_thread,
+    per_class_bars,
     repeat_statement,
     versions,
     with_budget,
@@ -151,16 +153,10 @@ def run_job(job: Job) -> dict:
     data = prepare(task)
     trained = train_evaluate(task, job.arch, data, job.seed, test=True)
     val, test = trained.outcome.val_metrics, trained.test_metrics
-    cm = np.asarray(test["confusion_matrix"], np.int64)
-    names = list(test["class_names"])
-    phase = np.isin(names, job.phase_only)
     return {
         "group": job.group, "model": job.model, "seed": job.seed, "arch": job.arch,
         "val_oa": float(val["oa"]), "oa": float(test["oa"]),
-        "oa_phase_only": float(np.trace(cm[np.ix_(phase, phase)]) / cm[phase].sum()),
-        "oa_other": float(np.trace(cm[np.ix_(~phase, ~phase)]) / cm[~phase].sum()),
-        "per_class": {n: (None if v is None else float(v))
-                      for n, v in test["per_class_accuracy"].items()},
+        **class_subset_row(test, job.phase_only, "phase_only"),
         "flops": trained.cost.flops, "params": trained.cost.params,
         "n_val": int(val["num_samples"]), "n_test": int(test["num_samples"]),
         "counts_test": data.index.counts()["test"],
@@ -262,32 +258,6 @@ def report(args, data: dict, rows: list[dict], wall: float, repeat: str | None,
     return "".join(text), summary
 
 
-def plot(rows: list[dict], summary: dict, classes: list[str], phase_only: list[str],
-         path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    models = summarise(rows)
-    fig, ax = plt.subplots(figsize=(9, 3.8))
-    x = np.arange(len(classes))
-    for i, name in enumerate((summary["best_complex"], summary["best_amplitude"])):
-        acc = [[r["per_class"][c] or 0.0 for r in models[name]["rows"]] for c in classes]
-        ax.bar(x + (i - 0.5) * 0.38, [np.mean(a) for a in acc], 0.38,
-               yerr=[np.std(a) for a in acc], label=name, capsize=2)
-    ax.set_xticks(x, [c + (" *" if c in phase_only else "") for c in classes], rotation=30,
-                  fontsize=8)
-    ax.set_ylabel("test accuracy")
-    ax.set_ylim(0, 1)
-    ax.set_title("per-class test accuracy, mean ± std over seeds (* phase-only classes)",
-                 fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-
-
 # -- main ----------------------------------------------------------------------------------------
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -355,7 +325,9 @@ def main() -> None:
          "command": source["command"] if source else command(), "versions": versions(),
          "wall_s": wall, "phase_only": data["phase_only"], "summary": summary,
          "repeat_check": repeat, "rows": rows}, indent=1) + "\n")
-    plot(rows, summary, data["classes"], data["phase_only"], args.out / f"{name}.png")
+    per_class_bars(summarise(rows), (summary["best_complex"], summary["best_amplitude"]),
+                   data["classes"], data["phase_only"], "phase-only classes",
+                   args.out / f"{name}.png")
     print(f"wrote {args.out / name}.md ({wall / 60:.1f} min)")
 
 

@@ -52,12 +52,14 @@ import numpy as np
 import yaml
 from _common import (
     SPLIT_SEED,
+    class_subset_row,
     command,
     fmt_pm,
     header_block,
     md_table,
     mean_std,
     one_thread,
+    per_class_bars,
     versions,
     with_budget,
     write_report,
@@ -139,17 +141,11 @@ def run_job(job: Job) -> dict:
     data = prepare(task)
     trained = train_evaluate(task, job.arch, data, job.seed, test=True)
     val, test = trained.outcome.val_metrics, trained.test_metrics
-    cm = np.asarray(test["confusion_matrix"], np.int64)
-    names = list(test["class_names"])
-    timed = np.isin(names, job.time_only)
     return {
         "group": job.group, "model": job.model, "seed": job.seed,
         "arch": job.arch,
         "val_oa": float(val["oa"]), "oa": float(test["oa"]),
-        "oa_time_only": float(np.trace(cm[np.ix_(timed, timed)]) / cm[timed].sum()),
-        "oa_other": float(np.trace(cm[np.ix_(~timed, ~timed)]) / cm[~timed].sum()),
-        "per_class": {n: (None if v is None else float(v))
-                      for n, v in test["per_class_accuracy"].items()},
+        **class_subset_row(test, job.time_only, "time_only"),
         "flops": trained.cost.flops, "params": trained.cost.params,
         "n_val": int(val["num_samples"]), "n_test": int(test["num_samples"]),
         "counts_test": data.index.counts()["test"],
@@ -317,32 +313,6 @@ def _describe(b: dict) -> str:
     return b["kind"] if b["kind"] == "off" else f"{b['kind']}(w{b['width']},d{b['depth']})"
 
 
-def plot(rows: list[dict], summary: dict, classes: list[str], time_only: list[str],
-         path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    models = summarise(rows)
-    fig, ax = plt.subplots(figsize=(9, 3.8))
-    x = np.arange(len(classes))
-    for i, name in enumerate((summary["best_temporal"], summary["best_single"])):
-        acc = [[r["per_class"][c] or 0.0 for r in models[name]["rows"]] for c in classes]
-        ax.bar(x + (i - 0.5) * 0.38, [np.mean(a) for a in acc], 0.38,
-               yerr=[np.std(a) for a in acc], label=name, capsize=2)
-    ax.set_xticks(x, [c + (" *" if c in time_only else "") for c in classes], rotation=30,
-                  fontsize=8)
-    ax.set_ylabel("test accuracy")
-    ax.set_ylim(0, 1)
-    ax.set_title("per-class test accuracy, mean ± std over seeds (* time-only classes)",
-                 fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-
-
 # -- main ----------------------------------------------------------------------------------------
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -400,7 +370,9 @@ def main() -> None:
          "command": command(), "versions": versions(), "wall_s": wall,
          "time_only": data["time_only"], "summary": summary, "trials": trials,
          "flops_limit": limit, "rows": rows}, indent=1, default=str) + "\n")
-    plot(rows, summary, data["classes"], data["time_only"], args.out / f"{name}.png")
+    per_class_bars(summarise(rows), (summary["best_temporal"], summary["best_single"]),
+                   data["classes"], data["time_only"], "time-only classes",
+                   args.out / f"{name}.png")
     print(f"wrote {args.out / name}.md ({wall / 60:.1f} min)")
 
 
