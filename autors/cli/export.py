@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from autors.errors import ModelFolderError
-from autors.export.card import MetricSummary, ModelCard
+from autors.export.card import MetricSummary, ModelCard, SensorCard
 from autors.export.ensemble import export_ensemble
 from autors.export.export import (
     PICKS,
@@ -125,10 +125,11 @@ def run(args: argparse.Namespace) -> int:
         picked = f" (--pick {args.pick})" if args.pick else ""
         console.print(f"exported rank {args.rank}{picked} of {args.run} (seed "
                       f"{card.provenance.seed}) to {out}")
-    console.print(f"inputs  {', '.join(f'{s.name}[{s.in_channels}]' for s in card.used_sensors)}"
+    console.print(f"inputs  {', '.join(_shape(s) for s in card.used_sensors)}"
                   f" -> {card.num_classes} classes, input size {card.task.input_size}"
                   + (", with validity masks (<sensor>__mask)" if card.export.takes_masks
-                     else ""))
+                     else "")
+                  + (", days of year (<sensor>__doy)" if card.steps else ""))
     rules = [f"{s.name}: " + " and ".join(
         what for what, on in (("mask raster", s.read.mask), (f"QA band {s.read.qa.band!r}"
                                                            if s.read.qa else "", s.read.qa))
@@ -175,3 +176,11 @@ def _print_ensemble(console: Console, card: ModelCard, out: Path) -> None:
     if any(m.temperature is None for m in ens.members):
         console.print("note: members without a calibration temperature contribute their raw "
                       "softmax")
+
+
+def _shape(sensor: SensorCard) -> str:
+    """`name[C]`, or a time series' `name[T x C]` with its first and last date."""
+    if sensor.dates is None:
+        return f"{sensor.name}[{sensor.in_channels}]"
+    return (f"{sensor.name}[{len(sensor.dates)} dates x {sensor.in_channels}] "
+            f"({sensor.dates[0].date} .. {sensor.dates[-1].date})")

@@ -75,7 +75,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sensor", action="append", type=_sensor_arg, default=[],
                    metavar="NAME=PATH", help="one scene: a sensor raster; repeat for each "
                    "sensor given (any of the model's 'inputs' in MODEL/model.json, at least "
-                   "one; the others are absent)")
+                   "one; the others are absent). A time-series input: one PATH holding {date} "
+                   "(YYYY-MM-DD), expanded with the card's dates; a date without a file is "
+                   "masked")
     p.add_argument("--mask", action="append", type=_sensor_arg, default=[],
                    metavar="NAME=PATH", help="a sensor's mask raster (clouds, gaps), read with "
                    "the rule the model was trained with (its invalid values in model.json); "

@@ -9,7 +9,9 @@ achieved, parsed into typed objects.
                            "complex_pairs",      # complex SAR: bands "<b>.re", "<b>.im"
                            "mask": {"invalid_values"} | null,       # the raster: at predict
                            "qa": {"band", "invalid_values" | "invalid_bits"} | null},
-                  "mean": [...], "std": [...]}, ...],   # every task sensor, arch order
+                  "mean": [...], "std": [...],
+                  "dates": [{"date", "doy"}, ...] | null},  # time series: T dates (below)
+                 ...],                                     # every task sensor, arch order
      "require_sensors": "any" | "all" | [names],  # which labelled pixels training used
      "classes": [{"index": 0, "value": 1, "name": "water"}, ...], "ignore_value": 0,
      "metrics": {"val": {"oa": {"mean", "std", "n", "values"}, ...},
@@ -27,7 +29,7 @@ achieved, parsed into typed objects.
                     "clouds": [{"condition": "cloud_30", "cover": 0.3, "clouded": [...],
                                 "test": {...}, "num_samples", "no_input"}, ...]} | null,
      "export": {"formats", "onnx_opset", "output": "logits", "parity": {format: max |diff|},
-                "inputs": [{"name", "sensor", "kind": "values" | "mask", "shape", "dtype"}],
+                "inputs": [{"name", "sensor", "kind": "values" | "mask" | "doy", "shape", "dtype"}],
                 "reduction", "receptive_radius",    # dense models: how far a pixel looks
                 "features": [{"stage", "file", "channels", "reduction", "parity"}]},
      "plugins": [{"module", "version", "file", "source"}, ...],  # imported before the arch
@@ -96,6 +98,7 @@ labelled a pixel only where every given input was valid (`require_sensors: all`)
 
 from __future__ import annotations
 
+import datetime
 import json
 from pathlib import Path
 from typing import Literal
@@ -105,7 +108,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from autors.config import MaskSpec, QASpec, SarUnits, SensorKind, SensorSpec, TaskKind
 from autors.data.profile import InputProfile
 from autors.errors import ModelFolderError
-from fusion import MASK_SUFFIX
+from fusion import DOY_SUFFIX, MASK_SUFFIX
 
 CARD_FORMAT = 6
 OLD_FORMATS = (2, 3, 4, 5)  # read through `upgrade_card`
@@ -150,6 +153,15 @@ class ReadSpec(_Card):
     qa: QASpec | None = None
 
 
+class DateCard(_Card):
+    """One date of a time-series sensor, in training order. At predict each date's raster is
+    read with the sensor's `read` rules; a date whose raster is not given is invalid
+    everywhere (its date mask 0), as a date a training scene did not acquire."""
+
+    date: datetime.date
+    doy: int = Field(ge=1, le=366, description="day of year, the model's `<sensor>__doy`")
+
+
 class SensorCard(_Card):
     name: str
     kind: SensorKind
@@ -159,6 +171,8 @@ class SensorCard(_Card):
     read: ReadSpec
     mean: list[float]
     std: list[float]
+    dates: list[DateCard] | None = Field(default=None, description=(
+        "a time series: its T dates (in_channels, bands, mean, std are those of one date)"))
 
     @model_validator(mode="after")
     def _lengths(self) -> SensorCard:
@@ -172,7 +186,15 @@ class SensorCard(_Card):
             self.sensor_spec(Path("check"))
         except ValidationError as err:
             raise ValueError(f"sensor '{self.name}': read: {err.errors()[0]['msg']}") from None
+        if self.dates is not None and (not self.dates or any(
+                a.date >= b.date for a, b in zip(self.dates, self.dates[1:]))):
+            raise ValueError(f"sensor '{self.name}': dates must be increasing and non-empty")
         return self
+
+    @property
+    def steps(self) -> int | None:
+        """A time series' date count T; None for a single-date sensor."""
+        return None if self.dates is None else len(self.dates)
 
     def sensor_spec(self, path: Path, mask: Path | None = None) -> SensorSpec:
         """The task-file sensor entry for a raster at `path` and its mask raster `mask` (read
@@ -288,7 +310,7 @@ class TensorCard(_Card):
 
     name: str
     sensor: str
-    kind: Literal["values", "mask"]
+    kind: Literal["values", "mask", "doy"]
     shape: list[int | str]
     dtype: Literal["float32"] = "float32"
     description: str
@@ -297,20 +319,34 @@ class TensorCard(_Card):
 def input_tensors(sensors: list[SensorCard], size: int, masks: bool = True
                   ) -> list[TensorCard]:
     """The compiled model's inputs: each used sensor's values, then (with `masks`) each one's
-    validity mask, in input order."""
+    validity mask, then each time series' days of year, in input order. A time series'
+    values are `[batch, T, C, size, size]` and its mask `[batch, T, size, size]` (per date)."""
+    def lead(s: SensorCard) -> list[int | str]:
+        return ["batch"] + ([] if s.steps is None else [s.steps])
+
     out = [TensorCard(name=s.name, sensor=s.name, kind="values",
-                      shape=["batch", s.in_channels, size, size],
+                      shape=[*lead(s), s.in_channels, size, size],
                       description="(raw - mean) / std per band, 0 where invalid"
                       + ("; complex SAR: real/imaginary channel pairs (re, im per complex "
                          "band), mean 0 and one std per pair" if s.read.sar_units == "complex"
-                         else ""))
+                         else "")
+                      + ("; a time series: date by date, the card's dates in order"
+                         if s.steps is not None else ""))
            for s in sensors]
     if masks:
         out += [TensorCard(name=s.name + MASK_SUFFIX, sensor=s.name, kind="mask",
-                           shape=["batch", size, size],
+                           shape=[*lead(s), size, size],
                            description=f"validity of '{s.name}': 1 valid, 0 invalid or "
-                           "absent (model.ts: may be left out, meaning valid everywhere)")
+                           "absent (model.ts: may be left out, meaning valid everywhere)"
+                           + ("; per date, a date without a raster 0 everywhere"
+                              if s.steps is not None else ""))
                 for s in sensors]
+    out += [TensorCard(name=s.name + DOY_SUFFIX, sensor=s.name, kind="doy",
+                       shape=["batch", s.steps],
+                       description=f"day of year of each date of '{s.name}' (the card's "
+                       "dates' doy; model.ts requires it; model.onnx takes it only where the "
+                       "branch reads dates, not for dates stacked as channels)")
+            for s in sensors if s.steps is not None]
     return out
 
 
@@ -575,6 +611,11 @@ class ModelCard(_Card):
     def in_channels(self) -> dict[str, int]:
         """Bands per task sensor, arch order (what `fusion.build_model` takes)."""
         return {s.name: s.in_channels for s in self.sensors}
+
+    @property
+    def steps(self) -> dict[str, int]:
+        """Time-series sensors: their date count T (`fusion.build_model(dates=)`)."""
+        return {s.name: s.steps for s in self.sensors if s.steps is not None}
 
     @property
     def used_sensors(self) -> list[SensorCard]:

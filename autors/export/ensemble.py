@@ -193,6 +193,11 @@ def export_ensemble(run: str | Path, out: str | Path, rank: int = 1, top: int | 
     members = [(c, r) for c in candidates for r in c.runs]
     first = members[0][1]
     task = _task_of(first)
+    series = [n for n, s in task.sensors.items() if s.dates is not None]
+    if series:  # before anything is written
+        raise ModelFolderError(f"sensor(s) {series} are time series (dates): an ensemble of "
+                               "time-series models is not supported yet; export one model "
+                               "(`autors export` without --ensemble-*)")
     _check_members(members, task)
     data = data if data is not None else _prepare(task, first)
     split = data.index.split_record()["sha256"]

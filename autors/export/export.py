@@ -55,6 +55,7 @@ from autors.export.card import (
     ConformalCard,
     CostCard,
     CoverageCard,
+    DateCard,
     ExportInfo,
     MaskRule,
     Metrics,
@@ -81,7 +82,7 @@ from autors.search.search_folder import SearchFolder
 from autors.training.calibration import TemperatureScaled
 from autors.training.cost import random_inputs
 from autors.training.train_folder import TrainFolder
-from fusion import CLOUDED_KINDS, MASK_SUFFIX, receptive_radius
+from fusion import CLOUDED_KINDS, DOY_SUFFIX, MASK_SUFFIX, receptive_radius
 
 PARITY_ATOL = 1e-4
 PARITY_BATCH = 3
@@ -177,10 +178,11 @@ def export_model(run: str | Path, out: str | Path, rank: int = 1) -> Path:
     chosen = candidate.best
     task = _task_of(chosen)
     series = [n for n, s in task.sensors.items() if s.dates is not None]
-    if series:  # before anything is written: the card, inputs and predict lack dates yet
+    if series and chosen.arch.dense:  # before anything is written
         raise ModelFolderError(f"sensor(s) {series} are time series (dates): exporting a "
-                               "model with a time-series input is not supported yet; use the "
-                               "run folder's weights with fusion.build_model(..., dates=)")
+                               "dense (segmentation) model with a time-series input is not "
+                               "supported yet (patch classifiers are); use the run folder's "
+                               "weights with fusion.build_model(..., dates=)")
     model = chosen.load_model()  # eval mode, CPU
     with atomic_folder(out) as tmp:
         shutil.copyfile(chosen.path / "arch.json", tmp / "arch.json")
@@ -220,16 +222,19 @@ def _write_compiled(model: nn.Module, run: TrainFolder, task: TaskSpec, folder: 
     size = task.sample_size
     # Arch order: the ONNX graph takes the used sensors, then their masks, in this order.
     in_channels = {s: run.in_channels[s] for s in run.arch.branches}
+    steps = run.steps  # time series: {sensor: T}
     shapes = [(PARITY_BATCH, size, size)]
     if run.arch.dense:  # prediction tiles: other sizes, a multiple of the stride from it
         r = int(getattr(model, "reduction", 1))
         shapes.append((2, size + r, size + 2 * r))
     checks = []  # (inputs, PyTorch's logits) per shape
     for batch, h, w in shapes:
-        x = {n: t[..., :h, :w] for n, t in random_inputs(in_channels, max(h, w), batch,
-                                                           seed=1).items()}  # [B, C, H, W]
+        drawn = random_inputs(in_channels, max(h, w), batch, seed=1, dates=steps)
+        # [B, (T,) C, H, W], then the masks [B, (T,) H, W], then the days of year [B, T]
+        x = {n: drawn[n][..., :h, :w] for n in in_channels}
         x |= {n: m[..., :h, :w] for n, m in parity_masks(run.arch.sensors, max(h, w), batch,
-                                                          seed=1).items()}  # [B, H, W]
+                                                          seed=1, dates=steps).items()}
+        x |= {n: t for n, t in drawn.items() if n.endswith(DOY_SUFFIX)}
         x = {n: t.contiguous() for n, t in x.items()}
         with torch.no_grad():
             checks.append((x, model(x).numpy()))
@@ -286,18 +291,24 @@ class _WithMasks(nn.Module):
         return self.model(inputs) + 0.0 * sum(m.sum() for m in masks)
 
 
-def parity_masks(used: list[str], size: int, batch: int, seed: int
-                 ) -> dict[str, torch.Tensor]:
+def parity_masks(used: list[str], size: int, batch: int, seed: int,
+                 dates: dict[str, int] | None = None) -> dict[str, torch.Tensor]:
     """Random validity masks {s__mask: [batch, size, size]} of the used sensors: about
     PARITY_HOLES of each invalid, the first sensor missing from the whole first sample, and no
-    sensor valid at the last sample's first pixel (every case the model distinguishes)."""
+    sensor valid at the last sample's first pixel (every case the model distinguishes). A
+    time series (`dates`: {s: T}) gets [batch, T, size, size]: holes per date, and its
+    first date missing from the whole second sample too (a date without a raster)."""
     gen = torch.Generator().manual_seed(seed)
+    dates = dates or {}
     masks = {}
     for i, name in enumerate(used):
-        m = (torch.rand(batch, size, size, generator=gen) >= PARITY_HOLES).float()
+        lead = (batch, dates[name]) if name in dates else (batch,)
+        m = (torch.rand(*lead, size, size, generator=gen) >= PARITY_HOLES).float()
         if i == 0 and len(used) > 1:
             m[0] = 0.0
-        m[-1, 0, 0] = 0.0
+        m[-1, ..., 0, 0] = 0.0
+        if name in dates and batch > 1:
+            m[1, 0] = 0.0
         masks[name + MASK_SUFFIX] = m
     return masks
 
@@ -324,11 +335,15 @@ def _write_onnx(model: nn.Module, checks: list[tuple[dict[str, torch.Tensor], np
     )
     onnx.checker.check_model(str(folder / ONNX_FILE))
     session = ort.InferenceSession(str(folder / ONNX_FILE), providers=["CPUExecutionProvider"])
-    expected = used + [s + MASK_SUFFIX for s in used]
-    if [i.name for i in session.get_inputs()] != expected:
-        raise RuntimeError(f"{ONNX_FILE}: inputs {[i.name for i in session.get_inputs()]} are "
-                           f"not the used sensors and their masks {expected} in order; please "
-                           "report this arch")
+    taken = [i.name for i in session.get_inputs()]
+    # A time series' days of year are inputs only where its branch reads dates (a temporal
+    # branch); a branch on the dates stacked as channels ignores them, so the exporter drops
+    # them.
+    doys = [s + DOY_SUFFIX for s in used if s + DOY_SUFFIX in taken]
+    expected = used + [s + MASK_SUFFIX for s in used] + doys
+    if taken != expected:
+        raise RuntimeError(f"{ONNX_FILE}: inputs {taken} are not the used sensors, their masks "
+                           f"and days of year {expected} in order; please report this arch")
     diffs = []
     for inputs, want in checks:
         (got,) = session.run(["logits"], {name: inputs[name].numpy() for name in expected})
@@ -438,6 +453,13 @@ def read_spec(task: TaskSpec, name: str) -> ReadSpec:
     )
 
 
+def date_cards(task: TaskSpec, name: str) -> list[DateCard] | None:
+    """The card's dates of sensor `name` (None unless a time series): date and day of year,
+    the model's `<name>__doy`."""
+    dates = task.sensors[name].dates
+    return None if dates is None else [DateCard(date=d.date, doy=d.doy) for d in dates]
+
+
 def calibration_card(run: TrainFolder, in_compiled: bool) -> CalibrationCard | None:
     """The card's `calibration` of `run` (its temperature, validation and test figures, the
     conformal quantiles and test coverage); None for a run trained before calibration."""
@@ -476,6 +498,7 @@ def build_card(candidate: Candidate, chosen: TrainFolder, task: TaskSpec,
             in_channels=int(by_name[name]["in_channels"]), bands=list(by_name[name]["bands"]),
             read=read_spec(task, name),
             mean=chosen.norm_stats.mean[name], std=chosen.norm_stats.std[name],
+            dates=date_cards(task, name),
         ))
     classes = [ClassCard(index=i, value=int(v), name=n) for i, (v, n) in
                enumerate(zip(inputs["class_values"], inputs["class_names"]))]

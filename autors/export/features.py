@@ -61,6 +61,7 @@ from autors.export.predict import (
     choose_tiling,
     model_inputs,
 )
+from autors.export.series import refuse_series
 from autors.export.windows import Core, Tiling, gather_batches, plan, strided
 from autors.export.writer import BLOCK, check_out, map_tags
 from autors.files import file_sha256, write_atomic
@@ -199,6 +200,7 @@ def predict_features(exported: ExportedModel, sensors: dict[str, Path], out: Pat
     """Write the features of `stage` for the scene `sensors` (as `predict_scene` reads it) to
     `features_path(out, stage)`; see the module docstring."""
     t0 = time.perf_counter()
+    refuse_series(exported.card, "--features")
     options = options or PredictOptions()
     out = check_out(out)
     card = apply_reads(exported.card, options.reads)

@@ -738,6 +738,10 @@ def check_scene(card: ModelCard, inputs: SceneInputs, options: CheckOptions = Ch
     reference = card_reference(card, where)
     if reference is None:
         return skipped_report(CARD_PREDATES)
+    series = [n for n, src in inputs.sources.items() if src.dates is not None]
+    if series:  # the profile's figures are over every date; one date's would not compare
+        return skipped_report(f"time-series input(s) {', '.join(series)}: the input checks "
+                              "do not cover dated rasters yet")
     samples = {name: sample_raster(name, src.spec, src.info, src.indexes, src.mask, src.qa,
                                    options)
                for name, src in inputs.sources.items()}

@@ -12,6 +12,12 @@ grid sensor when given, else the given sensor with the finest pixels), cropped t
 every given sensor covers. Other sensors are read onto it exactly as in training (window read
 on the same pixel lattice, else bilinear warp; masks and QA bands nearest). Pixels outside the
 grid are zero and invalid, as the training datasets zero-pad at the scene border.
+
+A time-series input (the card's sensor has `dates`) is given as one path holding `{date}`
+(YYYY-MM-DD), expanded with the card's dates; each date's raster is checked as a sensor's
+raster is and read with the training's series reader (`autors.data.timeseries.read_series`:
+each date its own nodata / QA rule). A date whose file does not exist is invalid everywhere
+(a note says so), as a date a training scene did not acquire; at least one must exist.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from autors.data.grid import crop_to_overlap, footprint_in
 from autors.data.masks import mask_header, rule_validity, sensor_bands
 from autors.data.raster import RasterInfo, inspect, is_complex, resolve_bands
 from autors.data.scene import load_sensor
+from autors.data.timeseries import DateRaster, any_date, read_series
 from autors.errors import DataError, RasterError
 from autors.export.card import ModelCard, SensorCard
 
@@ -46,6 +53,10 @@ class SensorSource:
     mask: RasterInfo | None  # the mask raster's header (sensors with a mask rule)
     qa: int | None  # 1-based index of the QA band (sensors with a QA rule)
     note: str  # why the raster's band names differ from training's ('' when they match)
+    # a time series: each card date's raster (None: not given, invalid everywhere); the
+    # fields above are those of its first given date
+    dates: list[DateRaster | None] | None = None
+    missing: str = ""  # a time series' dates without a raster, said as a note
 
 
 @dataclass
@@ -55,10 +66,11 @@ class SceneInputs:
     grid: Grid
     grid_sensor: str
     sources: dict[str, SensorSource]  # the given used sensors, model input order
-    channels: dict[str, int]  # bands of every used sensor, model input order
+    channels: dict[str, int]  # bands of every used sensor, model input order (x T dates)
     stats: NormStats
     ignored: list[str]  # given sensors the model does not use
     required: list[str]  # given sensors `require_sensors` needs valid for a labelled pixel
+    steps: dict[str, int] | None = None  # time-series sensors: their date count T
 
     @property
     def given(self) -> list[str]:
@@ -73,44 +85,49 @@ class SceneInputs:
     @property
     def notes(self) -> list[str]:
         """Things the user should check (band names differing from training), not errors."""
-        return [s.note for s in self.sources.values() if s.note]
+        return [n for s in self.sources.values() for n in (s.note, s.missing) if n]
 
     def read(self, row: int, col: int, height: int, width: int
              ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """Normalised inputs {sensor: float32 [C, height, width]} of the grid window starting
         at (row, col), which may reach past the grid, and validity {sensor: bool [height,
         width]}, both for every used sensor. Invalid, absent or outside pixels are 0 in the
-        inputs and False in the validity."""
+        inputs and False in the validity. A time series: values [T * C, height, width] date
+        by date and validity [T, height, width] per date."""
         r0, c0 = max(row, 0), max(col, 0)
         r1, c1 = min(row + height, self.grid.height), min(col + width, self.grid.width)
+        steps = self.steps or {}
         arrays = {n: np.zeros((c, height, width), np.float32) for n, c in self.channels.items()}
-        valid = {n: np.zeros((height, width), bool) for n in self.channels}
+        valid = {n: np.zeros(((steps[n],) if n in steps else ()) + (height, width), bool)
+                 for n in self.channels}
         if r1 <= r0 or c1 <= c0:
             return arrays, valid
         sub = self.grid.sub(Window(c0, r0, c1 - c0, r1 - r0))
         inside = (slice(r0 - row, r1 - row), slice(c0 - col, c1 - col))
         for name, src in self.sources.items():
-            # The training reader on the window's grid: [C, h, w] physical values, valid [h, w]
-            stack, ok = load_sensor(src.spec, sub, src.info, src.indexes)
-            rule = rule_validity(src.spec, sub, src.info, src.mask, src.qa)
-            if rule is not None:
-                ok &= rule
+            if src.dates is not None:  # the training's series reader: [T * C, h, w], [T, h, w]
+                stack, ok = read_series(src.spec, sub, src.dates, src.card.in_channels)
+            else:  # the training reader on the window's grid: [C, h, w], valid [h, w]
+                stack, ok = load_sensor(src.spec, sub, src.info, src.indexes)
+                rule = rule_validity(src.spec, sub, src.info, src.mask, src.qa)
+                if rule is not None:
+                    ok &= rule
             arrays[name][(slice(None), *inside)] = self.stats.apply({name: stack},
                                                                     {name: ok})[name]
-            valid[name][inside] = ok
+            valid[name][(slice(None),) * (ok.ndim - 2) + inside] = ok
         return arrays, valid
 
     def labelled(self, valid: dict[str, np.ndarray]) -> np.ndarray:
         """Bool [h, w]: pixels the map labels (see `ModelCard.require_sensors`): a given
         sensor is valid there, and so is every given sensor the rule requires."""
-        out = np.logical_or.reduce([valid[n] for n in self.sources])
+        out = np.logical_or.reduce([any_date(valid[n]) for n in self.sources])
         for name in self.required:
-            out &= valid[name]
+            out &= any_date(valid[name])
         return out
 
     def valid_count(self, valid: dict[str, np.ndarray]) -> np.ndarray:
         """Int [h, w]: how many of the given sensors are valid at each pixel."""
-        return np.sum([valid[n] for n in self.sources], axis=0, dtype=np.int64)
+        return np.sum([any_date(valid[n]) for n in self.sources], axis=0, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -222,7 +239,8 @@ def open_inputs(card: ModelCard, paths: dict[str, Path], grid: str | None = None
     """
     masks = dict(masks or {})
     check_given(card, list(paths), list(masks))
-    sources = {s.name: _source(s, Path(paths[s.name]), masks.get(s.name))
+    sources = {s.name: (_series(s, Path(paths[s.name])) if s.dates is not None else
+                        _source(s, Path(paths[s.name]), masks.get(s.name)))
                for s in card.used_sensors if s.name in paths}
     ref = grid if grid is not None else default_grid_sensor(card, sources)
     if ref not in sources:
@@ -230,12 +248,16 @@ def open_inputs(card: ModelCard, paths: dict[str, Path], grid: str | None = None
                         f"of {list(sources)}")
     scene_grid = crop_to_overlap(
         Grid.of(sources[ref].info),
-        {f"sensor '{n}'": s.info for n, s in sources.items()},
+        {f"sensor '{n}'" + ("" if d is None else f" date {d}"): info
+         for n, s in sources.items() for d, info in _headers(s)},
     )
     stats = NormStats(mean={s.name: s.mean for s in card.used_sensors},
                       std={s.name: s.std for s in card.used_sensors})
     return SceneInputs(grid=scene_grid, grid_sensor=ref, sources=sources,
-                       channels={s.name: s.in_channels for s in card.used_sensors},
+                       channels={s.name: s.in_channels * (s.steps or 1)
+                                 for s in card.used_sensors},
+                       steps={s.name: s.steps for s in card.used_sensors
+                              if s.steps is not None},
                        stats=stats, ignored=[n for n in paths if not card.sensor(n).used],
                        required=card.required(list(sources)))
 
@@ -291,6 +313,50 @@ def _source(card: SensorCard, path: Path, mask: Path | None) -> SensorSource:
     return SensorSource(card=card, spec=spec, info=info, indexes=indexes,
                         mask=None if mask is None else _mask(card, mask, info), qa=qa,
                         note=note)
+
+
+DATE_FIELD = "{date}"  # in a time series' path: each card date as YYYY-MM-DD
+
+
+def _series(card: SensorCard, template: Path) -> SensorSource:
+    """A time-series input: `template` (holding {date}) expanded with the card's dates, each
+    date's raster checked as `_source` checks a sensor's; dates without a file are missing."""
+    assert card.dates is not None
+    where = f"--sensor {card.name}={template}"
+    if DATE_FIELD not in str(template):
+        raise DataError(f"{where}: the model's '{card.name}' input is a time series of "
+                        f"{len(card.dates)} dates ({card.dates[0].date} .. "
+                        f"{card.dates[-1].date}); give one path holding {DATE_FIELD} "
+                        f"(YYYY-MM-DD), e.g. {card.name}_{DATE_FIELD}.tif")
+    if card.read.mask is not None:
+        raise DataError(f"{where}: the model's '{card.name}' time series was trained with a "
+                        "mask raster; mask rasters per date are not supported yet")
+    files = [Path(str(template).replace(DATE_FIELD, d.date.isoformat())) for d in card.dates]
+    given = [(d, _source(card, f, None)) for d, f in zip(card.dates, files) if f.exists()]
+    if not given:
+        raise DataError(f"{where}: none of the {len(files)} dates' rasters exists (e.g. "
+                        f"{files[0]}); give the folder holding them")
+    by_date = {d.date: src for d, src in given}
+    first = given[0][1]
+    dates = [None if d.date not in by_date else
+             DateRaster(by_date[d.date].info, by_date[d.date].indexes, by_date[d.date].qa)
+             for d in card.dates]
+    lacking = [d.date.isoformat() for d in card.dates if d.date not in by_date]
+    missing = "" if not lacking else (
+        f"{where}: no raster for date(s) {', '.join(lacking)} (of {len(files)}): those dates "
+        "are invalid everywhere, as a date a training scene did not acquire")
+    notes = sorted({src.note for _, src in given if src.note})
+    return SensorSource(card=card, spec=first.spec, info=first.info, indexes=first.indexes,
+                        mask=None, qa=first.qa, note="; ".join(notes), dates=dates,
+                        missing=missing)
+
+
+def _headers(src: SensorSource) -> list[tuple[str | None, RasterInfo]]:
+    """The rasters a source reads, by date (None: a single-date sensor)."""
+    if src.dates is None or src.card.dates is None:
+        return [(None, src.info)]
+    return [(c.date.isoformat(), d.info) for c, d in zip(src.card.dates, src.dates)
+            if d is not None]
 
 
 def _qa_band(card: SensorCard, info: RasterInfo, where: str) -> int:

@@ -104,7 +104,7 @@ def _rebuild(path: Path, arch_file: str, weights_file: str, card: ModelCard,
     arch = _read_arch(path / arch_file, card, member)
     try:
         model = fusion.build_model(arch, card.in_channels, card.model_outputs,
-                                   dense=card.task.dense)
+                                   dense=card.task.dense, dates=card.steps or None)
     except (fusion.ArchError, ValueError) as err:
         raise ModelFolderError(
             f"{path / arch_file} does not fit the sensors and classes of model.json ({err}); "

@@ -77,6 +77,7 @@ from autors.export.fullconv import window_logits, window_model, window_probs
 from autors.export.input_check import CheckOptions, InputReport, check_prediction
 from autors.export.inputs import ReadOverride, SceneInputs, apply_reads, open_inputs
 from autors.export.loader import ExportedModel
+from autors.export.series import date_masks, refuse_series, series_model
 from autors.export.target_maps import predict_targets
 from autors.export.windows import (
     MAX_HALO,
@@ -180,10 +181,12 @@ def predict_scene(
     model's inputs) and `masks` ({name: mask raster} of the sensors whose card has a mask
     rule) into `out` (+ `_confidence`)."""
     if exported.card.targets is not None:  # several or continuous targets: their own map
+        refuse_series(exported.card, "a map of targets")
         return predict_targets(exported, sensors, out, options, progress, masks)
     t0 = time.perf_counter()
     check_out(out)
-    card, model = apply_reads(exported.card, options.reads), exported.model.eval()
+    card = apply_reads(exported.card, options.reads)
+    model = series_model(exported.model.eval(), card)  # time series: window arrays -> dated
     inputs = open_inputs(card, sensors, options.grid, masks)
     # before any window: InputMismatchError when the scene does not look like training's
     checks, check_tags = check_prediction(exported.path, card, inputs, sensors, masks,
@@ -422,6 +425,10 @@ class _FastPath:
         self.seed = options.seed
         if card.task.dense or not options.fully_convolutional:
             return  # tiles, or the caller's choice
+        if card.steps:
+            self.notes.append("time-series inputs: predicted per patch (the fully "
+                              "convolutional path does not take dated inputs yet)")
+            return
         self.model, _ = window_model(exported.model, exported.arch, card.in_channels,
                                      card.task.input_size, card.export.takes_masks)
 
@@ -471,11 +478,14 @@ def model_inputs(card: ModelCard, arrays: dict[str, np.ndarray],
                  valid: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     """Window tensors as the model takes them: values [C, H, W] and, when the model takes
     masks, `<sensor>__mask` [1, H, W] float32 (1 valid; `windows.gather_batches` makes them
-    [B, P, P]). A sensor not given has values and mask 0, as in training."""
+    [B, P, P]). A sensor not given has values and mask 0, as in training. A time series:
+    values [T * C, H, W] and its date masks `<sensor>__dates` [T, H, W]
+    (`autors.export.series`)."""
     tensors = {n: torch.from_numpy(a) for n, a in arrays.items()}
     if card.export.takes_masks:
         tensors |= {n + MASK_SUFFIX: torch.from_numpy(v[None].astype(np.float32))
-                    for n, v in valid.items()}
+                    for n, v in valid.items() if n not in card.steps}
+        tensors |= date_masks(card, valid)
     return tensors
 
 

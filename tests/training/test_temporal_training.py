@@ -1,7 +1,8 @@
 """A time-series task trained for real (`autors train` on the synthetic time series): the run
 folder records each time-series sensor's days of year, the model rebuilds from it and runs on
-dated inputs, export refuses it (not supported yet), and batches carry the time axis (early fusion on stacked dates trains in the
-benchmark smoke test's `early_cnn` baseline)."""
+dated inputs, and batches carry the time axis (early fusion on stacked dates trains in the
+benchmark smoke test's `early_cnn` baseline; export and predict: tests/export/
+test_temporal_predict.py)."""
 
 from __future__ import annotations
 
@@ -40,9 +41,6 @@ def test_train_a_time_series_model_and_rebuild_it(tmp_path: Path) -> None:
     assert s2["in_channels"] == 4 and len(s2["doy"]) == 4  # bands of one date, 4 dates
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test"]["oa"] > 0 and metrics["cost"]["flops"] > 0
-    # not exportable yet: a clear refusal, nothing written
-    assert main(["export", str(out), "--out", str(tmp_path / "model")]) == 2
-    assert not (tmp_path / "model").exists()
     folder = read_train_folder(out)
     assert folder.steps == {"s2": 4, "s1": 4}
     model = folder.load_model()
