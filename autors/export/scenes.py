@@ -126,9 +126,12 @@ def predict_scenes(
         # Missing files are told apart before any read (a listing mistake, not a GDAL error);
         # a missing file fails its scene: the sensor is not taken as absent behind the
         # user's back (a subset is given by leaving its template out).
+        # A time series' path holds {date}: open_inputs expands it (missing dates masked,
+        # no date at all a DataError failing the scene).
         missing = [f"{what} '{n}': {p} does not exist"
                    for what, files in (("sensor", job.sensors), ("mask of", job.masks))
-                   for n, p in files.items() if n in used and not p.is_file()]
+                   for n, p in files.items() if n in used and not p.is_file()
+                   and not (what == "sensor" and n in exported.card.steps)]
         if missing:
             error = "; ".join(missing)
         else:

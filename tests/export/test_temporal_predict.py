@@ -4,7 +4,7 @@ synthetic time series (`autors synth --time-series`, 48 px, 4 dates) trained 1 e
 and ONNX parity on dated inputs), and `autors predict --sensor s2=.../s2_{date}.tif`: the map
 holds the classes the run's model gives the same pixels through the training data pipeline,
 and a date whose raster is missing is masked (a valid map, a note, the model's output with that
-date masked)."""
+date masked), also over many scenes (`--template` with {scene} and {date})."""
 
 from __future__ import annotations
 
@@ -108,6 +108,17 @@ def test_export_and_predict_a_time_series_model(tmp_path: Path) -> None:
     assert (masked != want).any()  # the date matters to the model, so the check can fail
     with rasterio.open(result.class_map) as src:
         assert (src.read(1)[rows, cols] == masked).all()
+
+    # many scenes (`--template` with {scene} and {date}, ids from a CSV): the same map
+    (tmp_path / "scenes" / "a").mkdir(parents=True)
+    for f in info.task_path.parent.glob("s[12]_*.tif"):
+        shutil.copy(f, tmp_path / "scenes" / "a" / f.name)
+    (tmp_path / "ids.csv").write_text("a\n")
+    assert main(["predict", str(out), "--template", f"s2={tmp_path}/scenes/{{scene}}/s2_{{date}}.tif",
+                 "--template", f"s1={tmp_path}/scenes/{{scene}}/s1_{{date}}.tif", "--scenes",
+                 str(tmp_path / "ids.csv"), "--out-dir", str(tmp_path / "maps")]) == 0
+    with rasterio.open(tmp_path / "maps" / "a.tif") as a, rasterio.open(result.class_map) as b:
+        assert (a.read(1) == b.read(1)).all()
 
     # a series given without {date}: a clear error naming the flag and the fix
     try:
