@@ -32,6 +32,11 @@ def _device_of(model: nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
+def _any_date(mask: torch.Tensor) -> torch.Tensor:
+    """A sensor's validity `[B, P, P]`; a time series' `[B, T, P, P]` reduced over its dates."""
+    return mask.amax(dim=1) if mask.dim() == 4 else mask
+
+
 def predict_split(
     model: nn.Module, data: PreparedData, split: str, batch_size: int = 256,
     num_workers: int = 0, condition: Condition | None = None,
@@ -75,7 +80,10 @@ def predict_split(
                 preds.append(pred[keep].cpu())
                 confs.append(conf[keep].cpu())
                 losses.append(loss[keep].cpu())
-                masks = torch.stack([batch[n + MASK_SUFFIX] for n in used]).amax(dim=0)
+                # a sensor is present at a pixel when valid there (a time series: on any
+                # date, as fusion sees it)
+                masks = torch.stack([_any_date(batch[n + MASK_SUFFIX])
+                                     for n in used]).amax(dim=0)
                 if target.dim() > 1:  # one scene per tile: broadcast to its pixels
                     scene = scene.view(-1, 1, 1).expand_as(target)
                 else:  # a patch's label is its centre pixel

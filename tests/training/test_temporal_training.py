@@ -51,3 +51,20 @@ def test_train_a_time_series_model_and_rebuild_it(tmp_path: Path) -> None:
     data = prepare(load_task(info.task_path))
     batch = next(iter(torch.utils.data.DataLoader(data.dataset("train"), batch_size=4)))
     assert batch["s2"].shape == (4, 4, 4, 5, 5) and batch["s2__doy"].shape == (4, 4)
+
+
+def test_a_dense_time_series_model_trains_and_is_scored_per_pixel(tmp_path: Path) -> None:
+    """Segmentation on a series: evaluation reduces each series' date mask to "valid on any
+    date" per pixel (as fusion does) before counting pixels with no valid input."""
+    info = generate_time_series(tmp_path / "ts", TimeSeriesConfig(size=48, dates=3))
+    task = yaml.safe_load(info.task_path.read_text())
+    task.update(task="segmentation", tile_size=16)
+    task["train"] = {"epochs": 1, "batch_size": 4, "device": "cpu"}
+    info.task_path.write_text(yaml.safe_dump(task))
+    arch = dict(ARCH, head={"kind": "segmentation", "hidden": 0, "dropout": 0.0})
+    (tmp_path / "arch.json").write_text(json.dumps(arch))
+    out = tmp_path / "run"
+    assert main(["train", str(info.task_path), "--arch", str(tmp_path / "arch.json"),
+                 "--out", str(out), "--test", "--quiet"]) == 0
+    test = json.loads((out / "metrics.json").read_text())["test"]
+    assert test["num_samples"] > 0 and 0 <= test["oa"] <= 1
