@@ -1,5 +1,11 @@
 """What the benchmark smoke tests share: run a script in its `--smoke` mode, read a report's
-markdown tables, tell a numeric cell."""
+markdown tables, tell a numeric cell.
+
+The smoke runs are subprocesses pinned to one thread each (`OMP_NUM_THREADS=1`), so one at a
+time leaves a core idle: `SmokeRuns` (the session fixture `smoke_runs` of
+tests/benchmarks/conftest.py) starts every run the collected tests name (`uses(...)`), two at a
+time, as soon as the first of them is asked for; each test then waits for its own.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,3 +53,64 @@ def table(text: str, header_start: str) -> list[list[str]]:
             break
         rows.append([c.strip() for c in line.strip("|").split("|")])
     return rows
+
+
+# name -> the runs, in order, into one folder (a chain: each script reads what the one before
+# wrote); each run is (script, extra arguments)
+RUNS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "chain": (("baselines.py", "--repeat-check"), ("search_compare.py", "--repeat-check"),
+              ("searched_vs_baselines.py", "--results", "{out}", "--repeat-check")),
+    "dense": (("dense.py",),),
+    "robustness": (("robustness.py", "--repeat-check"),),
+    "data_scale": (("data_scale.py", "--repeat-check"),),
+    "search_hypervolume": (("search_hypervolume.py",),),
+    "engine_scaling": (("engine_scaling.py", "--repeat-check"),),
+    "temporal": (("temporal.py",),),
+    "synth_ablation": (("synth_ablation.py", "--repeat-check"),),
+    "uncertainty": (("uncertainty.py",),),
+    "calibration": (("calibration.py",),),
+    "targets": (("targets.py",),),
+    "complex_sar": (("complex_sar.py",),),
+}  # longest first, so the two lanes end together
+PARALLEL = 2  # CI's cores
+
+
+def uses(*names: str) -> Callable:
+    """Mark a test as reading the smoke runs `names` (keys of RUNS)."""
+    unknown = set(names) - set(RUNS)
+    assert not unknown, f"unknown smoke runs {sorted(unknown)}"
+
+    def mark(test: Callable) -> Callable:
+        test.smoke_runs = names
+        return test
+    return mark
+
+
+class SmokeRuns:
+    """The smoke runs the session's tests use, run `PARALLEL` at a time from the first ask."""
+
+    def __init__(self, names: set[str], root: Path) -> None:
+        self.names = [n for n in RUNS if n in names]
+        self.root = root
+        self.futures: dict[str, Future] = {}
+        self.pool: ThreadPoolExecutor | None = None
+
+    def _run(self, name: str) -> Path:
+        tmp = self.root / name
+        tmp.mkdir(parents=True)
+        out = tmp / "out"
+        for script, *extra in RUNS[name]:
+            run_smoke(script, tmp, *(e.format(out=out) for e in extra))
+        return out
+
+    def output(self, name: str) -> Path:
+        """The `out` folder of run `name` once it has finished (its failure fails the test)."""
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(PARALLEL, thread_name_prefix="smoke")
+            self.futures = {n: self.pool.submit(self._run, n) for n in self.names}
+        assert name in self.futures, f"the test did not declare smoke run {name!r} (uses)"
+        return self.futures[name].result()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)

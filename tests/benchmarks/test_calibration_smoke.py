@@ -10,13 +10,14 @@ import json
 import re
 from pathlib import Path
 
-from smoke import NUMBER, run_smoke, table  # tests/benchmarks (tests/conftest.py)
+from smoke import NUMBER, SmokeRuns, table, uses  # tests/benchmarks (tests/conftest.py)
 
 BOUND = re.compile(NUMBER.pattern.removesuffix("$") + r"( \(bound\))?$")  # "0.05 (bound)"
 
 
-def test_calibration_smoke(tmp_path: Path) -> None:
-    out = run_smoke("calibration.py", tmp_path)
+@uses("calibration")
+def test_calibration_smoke(smoke_runs: SmokeRuns) -> None:
+    out = smoke_runs.output("calibration")
     text = (out / "calibration_smoke.md").read_text()
     for key in ("Command: `python ", "Machine: ", "Versions: ", "Wall time: ", "split hash `",
                 "Every seed is validated (and calibrated) on the same "):

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
-from smoke import NUMBER, run_smoke, table  # tests/benchmarks (tests/conftest.py)
+from smoke import NUMBER, SmokeRuns, table, uses  # tests/benchmarks (tests/conftest.py)
 
 
-def test_complex_sar_smoke(tmp_path: Path) -> None:
-    out = run_smoke("complex_sar.py", tmp_path)
+@uses("complex_sar")
+def test_complex_sar_smoke(smoke_runs: SmokeRuns) -> None:
+    out = smoke_runs.output("complex_sar")
     text = (out / "complex_sar_smoke.md").read_text()
     for key in ("Command: `python ", "Machine: ", "Versions: ", "Wall time: ", "split hash `",
                 "Phase-only classes", "tested on the same "):

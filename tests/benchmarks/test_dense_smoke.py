@@ -9,15 +9,15 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
-from smoke import NUMBER, ROOT, run_smoke, table  # tests/benchmarks (tests/conftest.py)
+from smoke import NUMBER, ROOT, SmokeRuns, table, uses  # tests/benchmarks (tests/conftest.py)
 
 ROWS = ["unet", "two_stream_unet", "early_cnn", "late_cnn", "two_branch", "searched"]
 
 
-def test_dense_smoke(tmp_path: Path) -> None:
-    out = run_smoke("dense.py", tmp_path)
+@uses("dense")
+def test_dense_smoke(smoke_runs: SmokeRuns) -> None:
+    out = smoke_runs.output("dense")
     text = (out / "dense_smoke.md").read_text()
     for key in ("Command: `python ", "Machine: ", "Versions: ", "Wall time: ", "split hash `"):
         assert key in text

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
-from smoke import NUMBER, run_smoke, table  # tests/benchmarks
+from smoke import NUMBER, SmokeRuns, table, uses  # tests/benchmarks
 
 
-def test_search_hypervolume_smoke(tmp_path: Path) -> None:
-    out = run_smoke("search_hypervolume.py", tmp_path)
+@uses("search_hypervolume")
+def test_search_hypervolume_smoke(smoke_runs: SmokeRuns) -> None:
+    out = smoke_runs.output("search_hypervolume")
     text = (out / "search_hypervolume_smoke.md").read_text()
     for key in ("Command: `python ", "Machine: ", "Versions: ", "Wall time: ", "hash `",
                 "reference point 1.1 per objective = val OA "):

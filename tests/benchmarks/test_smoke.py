@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from smoke import NUMBER, run_smoke, table  # tests/benchmarks (tests/conftest.py)
+from smoke import NUMBER, SmokeRuns, table, uses  # tests/benchmarks (tests/conftest.py)
 
 
 def _numeric(cells: list[str]) -> None:
@@ -22,8 +22,9 @@ def _common_head(text: str) -> None:
         assert key in text
 
 
-def test_synth_ablation_smoke(tmp_path: Path) -> None:
-    out = run_smoke("synth_ablation.py", tmp_path, "--repeat-check")
+@uses("synth_ablation")
+def test_synth_ablation_smoke(smoke_runs: SmokeRuns) -> None:
+    out = smoke_runs.output("synth_ablation")
     text = (out / "synth_ablation_smoke.md").read_text()
     _common_head(text)
     assert "Scene s0: Every row is tested on the same" in text
@@ -38,14 +39,11 @@ def test_synth_ablation_smoke(tmp_path: Path) -> None:
     assert (out / "synth_ablation_smoke.png").stat().st_size > 1000
 
 
-@pytest.fixture(scope="module")
-def chain(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture
+def chain(smoke_runs: SmokeRuns) -> Path:
     """baselines -> search_compare (FLOPs limit from the baselines) -> searched_vs_baselines,
-    in their smoke modes, into one folder: each reads what the one before wrote."""
-    tmp = tmp_path_factory.mktemp("chain")
-    run_smoke("baselines.py", tmp, "--repeat-check")
-    run_smoke("search_compare.py", tmp, "--repeat-check")
-    return run_smoke("searched_vs_baselines.py", tmp, "--results", str(tmp / "out"), "--repeat-check")
+    in their smoke modes, into one folder: each reads what the one before wrote (smoke.RUNS)."""
+    return smoke_runs.output("chain")
 
 
 def _repeat_matched(text: str) -> None:
@@ -54,6 +52,7 @@ def _repeat_matched(text: str) -> None:
     assert "matched exactly" in line and "NOT" not in line, line
 
 
+@uses("chain")
 def test_baselines_smoke(chain: Path) -> None:
     out = chain
     text = (out / "baselines_smoke.md").read_text()
@@ -73,8 +72,9 @@ def test_baselines_smoke(chain: Path) -> None:
     assert (out / "baselines_smoke.png").is_file()
 
 
-def test_engine_scaling_smoke(tmp_path: Path) -> None:
-    out = run_smoke("engine_scaling.py", tmp_path, "--repeat-check")
+@uses("engine_scaling")
+def test_engine_scaling_smoke(smoke_runs: SmokeRuns) -> None:
+    out = smoke_runs.output("engine_scaling")
     text = (out / "engine_scaling_smoke.md").read_text()
     _common_head(text)
     _repeat_matched(text)
@@ -89,6 +89,7 @@ def test_engine_scaling_smoke(tmp_path: Path) -> None:
     assert (out / "engine_scaling_smoke.png").stat().st_size > 1000
 
 
+@uses("chain")
 def test_search_compare_smoke(chain: Path) -> None:
     text = (chain / "search_compare_smoke.md").read_text()
     _common_head(text)
@@ -103,6 +104,7 @@ def test_search_compare_smoke(chain: Path) -> None:
     assert (chain / "search_compare_smoke.png").is_file()
 
 
+@uses("chain")
 def test_searched_vs_baselines_smoke(chain: Path) -> None:
     text = (chain / "searched_vs_baselines_smoke.md").read_text()
     _common_head(text)
@@ -129,8 +131,9 @@ def test_searched_vs_baselines_smoke(chain: Path) -> None:
     assert (chain / "searched_vs_baselines_smoke.png").stat().st_size > 1000
 
 
-def test_data_scale_smoke(tmp_path: Path) -> None:
-    out = run_smoke("data_scale.py", tmp_path, "--repeat-check")
+@uses("data_scale")
+def test_data_scale_smoke(smoke_runs: SmokeRuns) -> None:
+    out = smoke_runs.output("data_scale")
     text = (out / "data_scale_smoke.md").read_text()
     _common_head(text)
     _repeat_matched(text)
@@ -151,8 +154,9 @@ def test_data_scale_smoke(tmp_path: Path) -> None:
     assert (out / "data_scale_smoke.png").stat().st_size > 1000
 
 
-def test_robustness_smoke(tmp_path: Path) -> None:
-    out = run_smoke("robustness.py", tmp_path, "--repeat-check")
+@uses("robustness")
+def test_robustness_smoke(smoke_runs: SmokeRuns) -> None:
+    out = smoke_runs.output("robustness")
     text = (out / "robustness_smoke.md").read_text()
     _common_head(text)
     _repeat_matched(text)

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
-from smoke import NUMBER, run_smoke, table  # tests/benchmarks (tests/conftest.py)
+from smoke import NUMBER, SmokeRuns, table, uses  # tests/benchmarks (tests/conftest.py)
 
 
-def test_targets_smoke(tmp_path: Path) -> None:
-    out = run_smoke("targets.py", tmp_path)
+@uses("targets")
+def test_targets_smoke(smoke_runs: SmokeRuns) -> None:
+    out = smoke_runs.output("targets")
     text = (out / "targets_smoke.md").read_text()
     for key in ("Command: `python ", "Machine: ", "Versions: ", "Wall time: ",
                 "test pixels every row shares"):

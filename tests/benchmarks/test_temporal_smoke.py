@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
-from smoke import NUMBER, run_smoke, table  # tests/benchmarks (tests/conftest.py)
+from smoke import NUMBER, SmokeRuns, table, uses  # tests/benchmarks (tests/conftest.py)
 
 
-def test_temporal_smoke(tmp_path: Path) -> None:
-    out = run_smoke("temporal.py", tmp_path)
+@uses("temporal")
+def test_temporal_smoke(smoke_runs: SmokeRuns) -> None:
+    out = smoke_runs.output("temporal")
     text = (out / "temporal_smoke.md").read_text()
     for key in ("Command: `python ", "Machine: ", "Versions: ", "Wall time: ", "split hash `",
                 "time-only (they differ only in timing)", "tested on the same "):

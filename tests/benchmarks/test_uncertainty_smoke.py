@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
-from smoke import NUMBER, run_smoke, table  # tests/benchmarks (tests/conftest.py)
+from smoke import NUMBER, SmokeRuns, table, uses  # tests/benchmarks (tests/conftest.py)
 
 
-def test_uncertainty_smoke(tmp_path: Path) -> None:
-    out = run_smoke("uncertainty.py", tmp_path)
+@uses("uncertainty")
+def test_uncertainty_smoke(smoke_runs: SmokeRuns) -> None:
+    out = smoke_runs.output("uncertainty")
     text = (out / "uncertainty_smoke.md").read_text()
     for key in ("Command: `python ", "Machine: ", "Versions: ", "Wall time: ", "split hash `",
                 "Every row is scored on the same ", "## Targets (issue 21)"):
