@@ -27,8 +27,9 @@ by the parallel's radius, north-south by the meridian's; another ellipsoid diffe
 Web Mercator and other projections whose scale varies with latitude give their nominal
 projected metres.
 
-Time series do not exist yet: a sensor with several dates will add its acquisition dates to
-its `SensorProfile` (a new optional field), so cards without them keep loading.
+A time-series sensor's figures pool its valid pixels over all dates (its dates themselves are
+on the model card's sensor entry, `SensorCard.dates`), which is why predict skips the input
+checks for dated rasters: one date would not compare with the pooled figures.
 """
 
 from __future__ import annotations
