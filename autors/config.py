@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Annotated, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from autors.errors import TaskFileError
 
@@ -216,6 +224,17 @@ class SensorSpec(_Strict):
         return self
 
 
+def _class_list_to_mapping(v: object) -> object:
+    """A plain list of class names means values 1..K in order."""
+    if isinstance(v, list):
+        return {i + 1: name for i, name in enumerate(v)}
+    return v
+
+
+# class value -> name, also written as a list (labels' and targets' `classes`)
+ClassNames = Annotated[dict[int, str], BeforeValidator(_class_list_to_mapping)]
+
+
 class LabelSpec(_Strict):
     """The label raster and the class names. Pixels equal to `ignore` are unlabelled."""
 
@@ -223,17 +242,10 @@ class LabelSpec(_Strict):
         default=None,
         description="full label raster; required for a spatial_blocks split",
     )
-    classes: dict[int, str] = Field(
+    classes: ClassNames = Field(
         description="class value -> name; a plain list means values 1..K in order"
     )
     ignore: int = 0
-
-    @field_validator("classes", mode="before")
-    @classmethod
-    def _list_to_mapping(cls, v: object) -> object:
-        if isinstance(v, list):
-            return {i + 1: name for i, name in enumerate(v)}
-        return v
 
     @model_validator(mode="after")
     def _check_classes(self) -> LabelSpec:
@@ -270,7 +282,7 @@ class TargetSpec(_Strict):
         "given, else continuous (an integer raster then asks which)"
     )
     path: Path | None = Field(default=None, description="the target raster (one-scene task)")
-    classes: dict[int, str] | None = Field(
+    classes: ClassNames | None = Field(
         default=None, description="classes: value -> name; a plain list means values 1..K"
     )
     ignore: int = Field(default=0, description="classes: the unlabelled value")
@@ -293,13 +305,6 @@ class TargetSpec(_Strict):
     score_weight: float = Field(
         default=1.0, ge=0, description="weight of this target in the objective val_score"
     )
-
-    @field_validator("classes", mode="before")
-    @classmethod
-    def _list_to_mapping(cls, v: object) -> object:
-        if isinstance(v, list):
-            return {i + 1: name for i, name in enumerate(v)}
-        return v
 
     @field_validator("weight")
     @classmethod
