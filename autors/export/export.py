@@ -108,9 +108,10 @@ _EXPECTED_WARNINGS = (
 PICKS = ("knee", "smallest", "most-accurate")
 
 
-def _retrained_order(run: Path) -> tuple[list[TrialRecord], dict[int, list[str]]]:
+def _retrained_order(run: Path
+                     ) -> tuple[list[TrialRecord], dict[int, list[str]], list[TrialRecord]]:
     """A search folder's retrained trials in rank order (rank r = item r-1, as
-    `source.list_candidates` ranks them) and why each was picked."""
+    `source.list_candidates` ranks them), why each was picked, and every trial record."""
     folder = SearchFolder(run)
     try:
         rows, _ = folder.read_final()
@@ -118,7 +119,7 @@ def _retrained_order(run: Path) -> tuple[list[TrialRecord], dict[int, list[str]]
     except AutorsError as err:
         raise ModelFolderError(f"search run {run}: {err}") from None
     rows = [r for r in rows if r.get("status") == "ok" and "run_dir" in r]
-    return retrained(records, rows), picks_of(rows)
+    return retrained(records, rows), picks_of(rows), records
 
 
 def rank_picks(run: str | Path) -> dict[int, list[str]]:
@@ -126,7 +127,7 @@ def rank_picks(run: str | Path) -> dict[int, list[str]]:
     run = Path(run)
     if not (run / "trials.jsonl").is_file():
         return {}
-    order, picks = _retrained_order(run)
+    order, picks, _ = _retrained_order(run)
     return {rank: picks.get(rec.trial_id, []) for rank, rec in enumerate(order, start=1)}
 
 
@@ -137,7 +138,7 @@ def pick_rank(run: str | Path, pick: str) -> int:
     if not (run / "trials.jsonl").is_file():
         raise ModelFolderError(f"--pick {pick}: {run} is not an `autors search` run folder; a "
                                "train folder holds one model (no --pick, or --rank 1)")
-    order, picks = _retrained_order(run)
+    order, picks, _ = _retrained_order(run)
     for rank, rec in enumerate(order, start=1):
         if pick in picks.get(rec.trial_id, []):
             return rank
@@ -153,13 +154,11 @@ def _trade_off_png(run: Path, rank: int, path: Path) -> None:
     """The search's pareto.png again, with the exported model starred (and the other picks).
     A search folder whose task copy cannot be read gets no plot (the model is still exported:
     the plot is an extra, the task is read from the model's own train folder)."""
-    order, picks = _retrained_order(run)
-    folder = SearchFolder(run)
+    order, picks, records = _retrained_order(run)
     try:
-        spec = folder.load_task().search
+        spec = SearchFolder(run).load_task().search
     except AutorsError:
         return
-    records, _ = folder.read_trials()
     marks = {t: "/".join(why) for t, why in picks.items() if why}
     exported = order[rank - 1].trial_id
     marks[exported] = "EXPORTED" + (f" ({marks[exported]})" if exported in marks else "")
