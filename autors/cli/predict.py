@@ -111,7 +111,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--uncalibrated", action="store_true",
                    help="write the raw softmax confidence (and probabilities) instead of the "
                    "calibrated one (default: logits divided by the temperature fitted on "
-                   "validation, recorded in MODEL/model.json 'calibration')")
+                   "validation, recorded in MODEL/model.json 'calibration'); for continuous "
+                   "targets the head's raw std instead of the validation-calibrated one")
     p.add_argument("--conformal", type=_alpha, default=None, metavar="ALPHA",
                    help="add each pixel's split-conformal prediction set at error rate ALPHA "
                    "(e.g. 0.1: the true class is in the set for about 90%% of pixels like the "

@@ -213,6 +213,18 @@ class ClassCard(_Card):
     name: str
 
 
+class IntervalCard(_Card):
+    """A continuous target's calibrated central intervals, value +- z * std (std the head's
+    predictive std): z68 and z95 are split-conformal quantiles of |y - value| / std over the
+    validation pixels (`autors.training.targets.fit_intervals`), so that the intervals cover
+    68.27 % and 95 % of pixels like the validation ones (the card's test metrics
+    `coverage68_calibrated__<target>` measure it)."""
+
+    z68: float
+    z95: float
+    n: int = Field(description="validation pixels the factors were fitted on")
+
+
 class TargetCard(_Card):
     """One target of a model with several (or continuous) targets: which channels of the one
     output tensor are its own, and how to read them. A class target: its K logits (the card's
@@ -229,6 +241,9 @@ class TargetCard(_Card):
     has_std: bool = Field(description="a heteroscedastic head: channel start + 1 = log-variance")
     mean: float = Field(description="training mean of the values (continuous; 0 for classes)")
     std: float = Field(description="training std of the values (continuous; 1 for classes)")
+    intervals: IntervalCard | None = Field(
+        default=None, description="calibrated intervals of a continuous target with a std "
+        "head (None: no std head, or a model trained before them)")
 
 
 class MetricSummary(_Card):

@@ -57,6 +57,7 @@ from autors.export.card import (
     CoverageCard,
     DateCard,
     ExportInfo,
+    IntervalCard,
     MaskRule,
     Metrics,
     MetricSummary,
@@ -385,10 +386,13 @@ def target_cards(run: TrainFolder) -> list[TargetCard] | None:
     targets = run.targets
     if targets is None:
         return None
+    fitted = run.metrics.get("val", {}).get("intervals") or {}
     out = []
     for t, (a, b) in zip(targets, layout(targets).values()):
+        intervals = fitted.get(t.name)
         out.append(TargetCard(name=t.name, kind=t.kind, start=a, stop=b, units=t.units,
-                              loss=t.loss, has_std=t.has_std, mean=t.mean, std=t.std))
+                              loss=t.loss, has_std=t.has_std, mean=t.mean, std=t.std,
+                              intervals=None if intervals is None else IntervalCard(**intervals)))
     return out
 
 

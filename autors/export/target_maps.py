@@ -12,8 +12,11 @@ so that averaging over passes, tiles or blended borders gives the mixture's mome
 values). One float32 GeoTIFF, NaN where no given sensor is valid, bands named:
 `<target>` (a class target's class value, a continuous target's value) and
 `<target>__confidence` (class) or `<target>__std` (continuous, with a std head or MC dropout),
-then `valid_sensors`. Temperature scaling, conformal sets, probability bands and ensembles
-are for one class target and are refused here; the fully convolutional shortcut is not used
+then `valid_sensors`. A std band is calibrated by default when the card has the target's
+`intervals` (value +- std is then the validation-fitted 68.27 % interval; a tag per band says
+which, and the 95 % factor); `--uncalibrated` (or MC dropout) writes the raw std.
+Temperature scaling, conformal sets, probability bands and ensembles are for one class target
+and are refused here; the fully convolutional shortcut is not used
 (per patch or overlap tiles, the same values).
 """
 
@@ -79,9 +82,37 @@ def band_names(targets: list[TargetCard], mc: bool) -> list[str]:
     return names + ["valid_sensors"]
 
 
+def std_scales(targets: list[TargetCard], calibrated: bool, mc: bool) -> dict[str, float]:
+    """The factor on each continuous target's written std: its card's z68 when the map is
+    calibrated (then value +- std is the validated 68.27 % interval), else 1 (the head's
+    std). MC dropout's std adds the passes' spread, which the factors were not fitted on:
+    raw."""
+    return {t.name: t.intervals.z68 if calibrated and not mc and t.intervals is not None
+            else 1.0 for t in targets if t.kind == "continuous"}
+
+
+def std_tags(targets: list[TargetCard], scales: dict[str, float], mc: bool) -> dict[str, str]:
+    """A GeoTIFF tag per std band saying what it is (calibrated interval or raw std)."""
+    tags = {}
+    for t in targets:
+        if t.kind != "continuous" or not (t.has_std or mc):
+            continue
+        if t.intervals is not None and scales[t.name] != 1.0:
+            ratio = t.intervals.z95 / t.intervals.z68
+            tags[f"{t.name}__std"] = (
+                f"calibrated on validation: value +- std is the 68.27 % interval, value +- "
+                f"{ratio:.3g} x std the 95 % interval (the head's std x {t.intervals.z68:.4g})")
+        else:
+            tags[f"{t.name}__std"] = "the predictive std, not calibrated" + (
+                " (with MC dropout's spread)" if mc else "")
+    return tags
+
+
 def target_bands(moments: np.ndarray, valid: np.ndarray, count: np.ndarray,
-                 targets: list[TargetCard], class_values: list[int], mc: bool) -> np.ndarray:
-    """[bands, h, w] float32 from the window's averaged moments [M, h, w] (`band_names`)."""
+                 targets: list[TargetCard], class_values: list[int], mc: bool,
+                 scales: dict[str, float]) -> np.ndarray:
+    """[bands, h, w] float32 from the window's averaged moments [M, h, w] (`band_names`);
+    continuous stds times `scales` (`std_scales`)."""
     out, i = [], 0
     for t in targets:
         if t.kind == "classes":
@@ -95,7 +126,7 @@ def target_bands(moments: np.ndarray, valid: np.ndarray, count: np.ndarray,
         mu, mu2, var = moments[i:i + 3]
         out.append(np.where(valid, mu, np.nan))
         if t.has_std or mc:
-            std = np.sqrt(np.clip(var + mu2 - mu * mu, 0.0, None))
+            std = np.sqrt(np.clip(var + mu2 - mu * mu, 0.0, None)) * scales[t.name]
             out.append(np.where(valid, std, np.nan))
         i += 3
     out.append(count.astype(np.float32))
@@ -119,8 +150,7 @@ def predict_targets(exported: ExportedModel, sensors: dict[str, Path], out: Path
     out = check_out(out)
     card = apply_reads(exported.card, options.reads)
     refused = [flag for flag, on in (("--conformal", options.conformal is not None),
-                                     ("--probabilities", options.probabilities),
-                                     ("--uncalibrated", not options.calibrated)) if on]
+                                     ("--probabilities", options.probabilities)) if on]
     if refused or is_ensemble(exported.model):
         what = ", ".join(refused) or "an ensemble"
         raise ModelFolderError(f"{exported.path}: {what} is for a model of one class target; "
@@ -135,6 +165,7 @@ def predict_targets(exported: ExportedModel, sensors: dict[str, Path], out: Path
         batch = min(batch, max(tiling.tiles(c.height) * tiling.tiles(c.width) for c in cores))
     mc = options.mc_dropout > 0
     names = band_names(card.targets, mc)
+    scales = std_scales(card.targets, options.calibrated, mc)
     fast = _FastPath(exported, options)
     fast.model = None  # the shortcut's parity check compares class probabilities
     if mc:
@@ -151,7 +182,8 @@ def predict_targets(exported: ExportedModel, sensors: dict[str, Path], out: Path
                 rasterio.open(tmp, "w", **profile) as dst:
             for i, name in enumerate(names, start=1):
                 dst.set_band_description(i, name)
-            dst.update_tags(**(map_tags(card, inputs.given, inputs.required) | check_tags),
+            dst.update_tags(**(map_tags(card, inputs.given, inputs.required) | check_tags
+                               | std_tags(card.targets, scales, mc)),
                             targets=",".join(f"{t.name}:{t.kind}:{t.units}"
                                              for t in card.targets))
             torch.manual_seed(options.seed)
@@ -162,7 +194,7 @@ def predict_targets(exported: ExportedModel, sensors: dict[str, Path], out: Path
                 valid = ~np.isnan(moments[0])
                 n_valid += int(valid.sum())
                 bands = target_bands(moments, valid, count, card.targets, card.class_values,
-                                     mc)
+                                     mc, scales)
                 dst.write(bands, window=Window(core.col, core.row, core.width, core.height))
                 bar.advance(task, core.height * core.width)
         os.replace(tmp, out)
@@ -177,5 +209,5 @@ def predict_targets(exported: ExportedModel, sensors: dict[str, Path], out: Path
         notes=inputs.notes + tile_notes, method=method if card.task.dense else "per patch",
         sensors=inputs.given, absent=inputs.absent,
         measured=subset_accuracy(card, inputs.given), checks=checks,
-        calibration="none: a model with targets (continuous std from its head"
-        + (" and MC dropout)" if mc else ")"))
+        calibration="; ".join(f"{k}: {v}" for k, v in std_tags(card.targets, scales, mc).items())
+        or "none: a model with targets")

@@ -154,29 +154,63 @@ class _Collect:
             if t.has_std or second is not None:
                 parts[2].append(var.sqrt().cpu().numpy())
 
-    def result(self, dense: bool) -> dict[str, dict[str, Any]]:
+    def arrays(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Target `name`'s reference, prediction and std / confidence (empty when none)."""
+        ref, pred, third = (np.concatenate(p) if p else np.zeros(0) for p in self.parts[name])
+        return ref, pred, third
+
+    def result(self, dense: bool, intervals: dict[str, dict[str, float]] | None = None
+               ) -> dict[str, dict[str, Any]]:
         out = {}
         for t in self.targets:
-            ref, pred, third = (np.concatenate(p) if p else np.zeros(0) for p in
-                                self.parts[t.name])
+            ref, pred, third = self.arrays(t.name)
             if t.kind == "classes":
                 k = len(t.classes)
                 m = summarize(confusion_matrix(ref, pred, k), list(t.classes))
                 m["ece"] = expected_calibration_error(third, pred == ref)
             else:
                 m = regression_metrics(ref, pred, third if third.size else None)
+                fitted = (intervals or {}).get(t.name)
+                if fitted is not None and third.size:
+                    m.update(calibrated_coverage(ref, pred, third, fitted))
                 m["units"] = t.units
             out[t.name] = m
         return out
 
 
 def evaluate_targets(model: nn.Module, data: Any, split: str, batch_size: int = 256,
-                     num_workers: int = 0, mc_passes: int = 0, seed: int = 0) -> dict[str, Any]:
+                     num_workers: int = 0, mc_passes: int = 0, seed: int = 0,
+                     intervals: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
     """Every target's metrics on `split` ('val' or 'test') of a task with `targets`:
     {"targets": {name: metrics}, "scalars": {"score", "<metric>__<target>", and the class
     target's oa / aa / kappa / miou / ece unprefixed}, "score", "loss"}. With `mc_passes` > 0
     the dropout layers stay on and the continuous targets' std adds the variance of the
-    passes' means (MC dropout) to the heads' own."""
+    passes' means (MC dropout) to the heads' own. With `intervals` (`fit_intervals`, on
+    validation) the continuous targets' metrics add the calibrated intervals' coverage."""
+    collect, loss = _collect_split(model, data, split, batch_size, num_workers, mc_passes, seed)
+    targets = data.targets
+    dense = data.task_kind == "segmentation"
+    per = collect.result(dense, intervals)
+    weights = {t.name: t.score_weight for t in targets}
+    total_w = sum(weights.values()) or 1.0
+    score = sum(weights[t.name] * target_score(t, per[t.name], dense) for t in targets) / total_w
+    scalars: dict[str, float] = {"score": float(score)}
+    for t in targets:
+        keys = ("oa", "aa", "kappa", "miou", "ece") if t.kind == "classes" else \
+            ("rmse", "mae", "r2", "bias", "coverage68", "coverage95", "mean_std",
+             "coverage68_calibrated", "coverage95_calibrated")
+        for key in keys:
+            if key in per[t.name]:
+                scalars[f"{key}__{t.name}"] = float(per[t.name][key])
+                if t.kind == "classes":  # the class target also under the plain names
+                    scalars[key] = float(per[t.name][key])
+    return {"targets": per, "scalars": scalars, "score": float(score), "loss": loss,
+            **{k: v for k, v in scalars.items() if "__" not in k}}
+
+
+def _collect_split(model: nn.Module, data: Any, split: str, batch_size: int,
+                   num_workers: int, mc_passes: int, seed: int) -> tuple[_Collect, float]:
+    """Every target's valid pixels of `split` (`_Collect`) and the mean unweighted loss."""
     loader = eval_loader(data.dataset(split, augment=False), batch_size, num_workers)
     targets = data.targets
     slices = model.output_slices()
@@ -206,22 +240,46 @@ def evaluate_targets(model: nn.Module, data: Any, split: str, batch_size: int = 
                 collect.add(out, y, second)
     finally:
         model.train(was_training)
-    dense = data.task_kind == "segmentation"
-    per = collect.result(dense)
-    weights = {t.name: t.score_weight for t in targets}
-    total_w = sum(weights.values()) or 1.0
-    score = sum(weights[t.name] * target_score(t, per[t.name], dense) for t in targets) / total_w
-    scalars: dict[str, float] = {"score": float(score)}
-    for t in targets:
-        keys = ("oa", "aa", "kappa", "miou", "ece") if t.kind == "classes" else \
-            ("rmse", "mae", "r2", "bias", "coverage68", "coverage95", "mean_std")
-        for key in keys:
-            if key in per[t.name]:
-                scalars[f"{key}__{t.name}"] = float(per[t.name][key])
-                if t.kind == "classes":  # the class target also under the plain names
-                    scalars[key] = float(per[t.name][key])
-    return {"targets": per, "scalars": scalars, "score": float(score),
-            "loss": losses / max(n, 1), **{k: v for k, v in scalars.items() if "__" not in k}}
+    return collect, losses / max(n, 1)
+
+
+def interval_factor(z: np.ndarray, level: float) -> float:
+    """The split-conformal half-width, in stds, of a central interval at `level`: the
+    ceil((n + 1) level)-th smallest |standardised residual| of n validation pixels (inf when
+    that rank is beyond n: too few pixels to promise the level)."""
+    z = np.sort(np.abs(np.asarray(z, np.float64)))
+    rank = int(np.ceil((z.size + 1) * level))
+    return float(z[rank - 1]) if 1 <= rank <= z.size else float("inf")
+
+
+def fit_intervals(model: nn.Module, data: Any, batch_size: int = 256, num_workers: int = 0
+                  ) -> dict[str, dict[str, float]]:
+    """Per continuous target with a std head, fitted on the validation split:
+    {"z68", "z95": half-widths in predicted stds of the 68.27 % and 95 % intervals, "n"}.
+    A Gaussian std is rarely right in its tails (heavy-tailed residuals make the nominal
+    1-std interval cover far more than 68 %); the factors are split-conformal quantiles of
+    |y - mu| / std, so the test coverage holds if validation and test pixels are
+    exchangeable (the same caveats as the class target's conformal sets)."""
+    collect, _ = _collect_split(model, data, "val", batch_size, num_workers, 0, 0)
+    out = {}
+    for t in data.targets:
+        if t.kind != "continuous" or not t.has_std:
+            continue
+        ref, pred, std = collect.arrays(t.name)
+        if not std.size:
+            continue
+        z = (pred - ref) / np.maximum(std, 1e-12)
+        out[t.name] = {"z68": interval_factor(z, NOMINAL["coverage68"]),
+                       "z95": interval_factor(z, NOMINAL["coverage95"]), "n": int(z.size)}
+    return out
+
+
+def calibrated_coverage(ref: np.ndarray, pred: np.ndarray, std: np.ndarray,
+                        fitted: dict[str, float]) -> dict[str, float]:
+    """The coverage of the calibrated intervals mu +- z * std (`fit_intervals`)."""
+    err = np.abs(np.asarray(pred, np.float64) - ref)
+    return {f"coverage{level}_calibrated": float(np.mean(err <= fitted[f"z{level}"] * std))
+            for level in ("68", "95")}
 
 
 def _unweighted(loss_fn: TargetLoss, out: Tensor, y: Tensor) -> float:

@@ -8,7 +8,8 @@ Every trained model of autors comes out of `train_evaluate`:
 - `autors train` (`autors.training.train_folder.train_and_write`): test only with --test.
 The last two also `calibrate`: a temperature and conformal quantiles fitted on the validation
 split's logits after training (`autors.training.calibration`), measured on test with the test
-evaluation (same pass; nothing is fitted on test).
+evaluation (same pass; nothing is fitted on test); a task with `targets` gets its continuous
+targets' interval factors instead (`autors.training.targets.fit_intervals`, on validation).
 
 `run_trial` is plain data in, a `TrialResult` out. Training or model errors never escape it:
 they become `status="failed"` with the error text, so the search records them and goes on.
@@ -34,6 +35,7 @@ from autors.training.evaluate import evaluate
 from autors.training.loop import SCALARS, TrainOutcome, train_model
 from autors.training.result import Cost, TrialResult, error_text
 from autors.training.robustness import robust_scores, robustness
+from autors.training.targets import evaluate_targets, fit_intervals
 
 
 @dataclass
@@ -173,7 +175,12 @@ def train_evaluate(
                                    robustness=table)
     spec = task.train
     calibration = check = None
-    if task.multi_target:  # the continuous targets' std is the heads' own, checked on test
+    intervals = None
+    if task.multi_target:  # temperature and conformal sets are a labels task's; a continuous
+        # target's std head gets validation-fitted interval factors instead
+        if calibrate:
+            intervals = fit_intervals(outcome.model, data, spec.batch_size, spec.num_workers)
+            outcome.val_metrics["intervals"] = intervals
         calibrate = False
     if calibrate:  # validation logits only; after every choice training made
         calibration = fit_on_validation(outcome.model, data, spec.batch_size, spec.num_workers,
@@ -181,8 +188,8 @@ def train_evaluate(
         check = CalibrationCheck(calibration)
     test_metrics = None
     if test and task.multi_target:  # every target's metrics, interval coverage included
-        test_metrics = evaluate(outcome.model, data, "test", spec.batch_size,
-                                num_workers=spec.num_workers)
+        test_metrics = evaluate_targets(outcome.model, data, "test", spec.batch_size,
+                                        spec.num_workers, intervals=intervals)
     elif test:
         test_metrics = evaluate(outcome.model, data, "test", spec.batch_size,
                                 num_workers=spec.num_workers, breakdown=True,

@@ -27,7 +27,9 @@ from autors.export.loader import load_exported
 from autors.export.predict import PredictOptions, predict_scene
 from autors.training.targets import (
     TargetLoss,
+    calibrated_coverage,
     evaluate_targets,
+    interval_factor,
     regression_metrics,
     target_loss,
 )
@@ -205,6 +207,25 @@ def test_regression_metrics_by_hand():
     assert m["coverage95"] == pytest.approx(3 / 4)  # 1.96 * 0.6 = 1.18 covers the last one
 
 
+def test_interval_factors_are_conformal_ranks_and_fix_heavy_tails():
+    # rank ceil((n + 1) * level) of the sorted |z|: n = 9, 68.27 % -> 7th, 95 % -> 10th > n
+    z = np.array([-0.1, 0.2, -0.3, 0.4, 0.5, -0.6, 0.7, 0.8, -5.0])
+    assert interval_factor(z, 0.6827) == pytest.approx(0.7)
+    assert interval_factor(z, 0.95) == float("inf")
+    # heavy-tailed residuals (Student t, 3 dof) under their true std (sqrt 3, what a Gaussian
+    # NLL learns): the nominal 1-std interval covers ~82 %; the validation-fitted factors
+    # bring fresh pixels back to 68 % and 95 %
+    rng = np.random.default_rng(0)
+    val, test = rng.standard_t(3, 4000), rng.standard_t(3, 4000)
+    std = np.full(4000, np.sqrt(3.0))
+    raw = regression_metrics(np.zeros(4000), test, std)
+    assert raw["coverage68"] > 0.78
+    fitted = {"z68": interval_factor(val / std, 0.6827), "z95": interval_factor(val / std, 0.95)}
+    cal = calibrated_coverage(np.zeros(4000), test, std, fitted)
+    assert cal["coverage68_calibrated"] == pytest.approx(0.6827, abs=0.025)
+    assert cal["coverage95_calibrated"] == pytest.approx(0.95, abs=0.015)
+
+
 # ---- training -----------------------------------------------------------------------------------
 def test_train_export_predict_a_class_and_a_continuous_target(scene, tmp_path):
     """`autors train --test` of a class + continuous target on GeoTIFFs, export (TorchScript
@@ -228,6 +249,11 @@ def test_train_export_predict_a_class_and_a_continuous_target(scene, tmp_path):
     assert m["val_oa__landcover"] == m["val_oa"] > 0.6
     assert m["test_r2__height"] > 0.5 and m["test_rmse__height"] < 1.5
     assert 0.3 < m["test_coverage68__height"] <= 1.0
+    # the interval factors are fitted on validation and measured on test
+    fitted = trained.outcome.val_metrics["intervals"]["height"]
+    assert 0 < fitted["z68"] < fitted["z95"] and fitted["n"] > 100
+    assert abs(m["test_coverage68_calibrated__height"] - 0.6827) < \
+        abs(m["test_coverage68__height"] - 0.6827) + 0.1
     assert m["val_score"] == pytest.approx((m["val_oa"] + max(m["val_r2__height"], -1)) / 2)
     assert trained.outcome.arch.heads is None  # no `heads`: both heads like `head`
     out = trained.outcome.model({"optical": torch.zeros(2, 4, 5, 5),
@@ -266,6 +292,15 @@ def test_train_export_predict_a_class_and_a_continuous_target(scene, tmp_path):
     has = ~np.isnan(ref)
     assert np.sqrt(np.mean((bands["height"][has] - ref[has]) ** 2)) < 1.5
     assert (bands["height__std"] > 0).all()
+    # the std band is calibrated by default (the head's std x z68), raw on request
+    assert card.targets[1].intervals.z68 == pytest.approx(fitted["z68"])
+    raw = predict_scene(exported, sensors, tmp_path / "raw.tif",
+                        PredictOptions(calibrated=False), progress=False)
+    with rasterio.open(raw.class_map) as f:
+        raw_std = f.read(4)
+        assert "not calibrated" in f.tags()["height__std"]
+    assert np.allclose(bands["height__std"], raw_std * fitted["z68"], rtol=1e-4, equal_nan=True)
+    assert "68.27 % interval" in result.calibration
     mc = predict_scene(exported, sensors, tmp_path / "mc.tif", PredictOptions(mc_dropout=4),
                        progress=False)
     with rasterio.open(mc.class_map) as f:  # the passes' spread adds to the head's std
