@@ -184,12 +184,14 @@ def main() -> None:
     text += "\n\n## Targets\n\n" + "\n".join(
         f"- {g['what']}: {g['value']} — **{'met' if g['met'] else 'NOT met'}**" for g in met)
     text += "\n\n![coverage](target_intervals.png)\n\n" + versions() + "\n"
+    name = "target_intervals_smoke" if args.smoke else "target_intervals"
+    text = text.replace("(target_intervals.png)", f"({name}.png)")
     args.out.mkdir(parents=True, exist_ok=True)
-    plot(summary, args.out / "target_intervals.png")
-    (args.out / "target_intervals.json").write_text(json.dumps(
+    plot(summary, args.out / f"{name}.png")
+    (args.out / f"{name}.json").write_text(json.dumps(
         {"seeds": seeds, "source": str(args.source), "rows": rows, "summary": summary,
          "goals": met, "wall_s": wall}, indent=1, default=str))
-    write_md(args.out, "target_intervals", text)
+    write_md(args.out, name, text)
     print(text)
 
 

@@ -71,6 +71,7 @@ RUNS: dict[str, tuple[tuple[str, ...], ...]] = {
     "calibration": (("calibration.py",),),
     "targets": (("targets.py",),),
     "complex_sar": (("complex_sar.py",),),
+    "target_intervals": (("target_intervals.py",),),
 }  # longest first, so the two lanes end together
 PARALLEL = 2  # CI's cores
 
