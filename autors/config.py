@@ -123,13 +123,16 @@ class SensorSpec(_Strict):
     )
     mask: MaskSpec | None = Field(default=None, description="a cloud / gap mask raster")
     qa: QASpec | None = Field(default=None, description="a quality band of this raster")
-    dates: list[DateSpec] | None = Field(
+    dates: list[DateSpec] | Literal["per_scene"] | None = Field(
         default=None,
         description="a time series, dates in increasing order: a list of {date, path} (one "
         "raster per date), or plain dates with `path` holding {date} (YYYY-MM-DD), or plain "
         "dates with `bands_per_date` (band groups of one file, date by date). Each date has "
-        "its own validity (nodata, QA band); a date whose file a scene lacks is invalid "
-        "everywhere there",
+        "its own validity (nodata, QA band, a mask raster per date); a date whose file a "
+        "scene lacks is invalid everywhere there. `per_scene`: every scene has its own dates "
+        "(count and days), listed in `scenes.items[].dates` or found from the files its "
+        "{date} path matches; scenes with fewer dates than the most any scene has are padded "
+        "with invalid dates",
     )
     bands_per_date: int | None = Field(
         default=None, ge=1, description="band groups of one file: the bands of each date "
@@ -138,6 +141,9 @@ class SensorSpec(_Strict):
     @field_validator("dates", mode="before")
     @classmethod
     def _plain_dates(cls, v: object) -> object:
+        if isinstance(v, str) and v != "per_scene":
+            raise ValueError(f"{v!r}: give a list of dates, or 'per_scene' (each scene its "
+                             "own dates)")
         if isinstance(v, list):
             return [{"date": d} if isinstance(d, (str, datetime.date)) else d for d in v]
         return v
@@ -162,9 +168,20 @@ class SensorSpec(_Strict):
         return "complex" if self.sar_units == "complex" else "real"
 
     @property
+    def listed_dates(self) -> list[DateSpec] | None:
+        """The task-wide dates of a time series; None for a single-date sensor and for one
+        whose scenes have their own dates (`per_scene`)."""
+        return None if self.dates is None or self.dates == "per_scene" else self.dates
+
+    @property
+    def per_scene_dates(self) -> bool:
+        """A time series whose dates are each scene's own."""
+        return self.dates == "per_scene"
+
+    @property
     def doys(self) -> list[int]:
-        """A time series' day of year per date (empty for a single-date sensor)."""
-        return [d.doy for d in self.dates or []]
+        """A time series' day of year per task-wide date (empty otherwise)."""
+        return [d.doy for d in self.listed_dates or []]
 
     @model_validator(mode="after")
     def _time_series(self) -> SensorSpec:
@@ -174,6 +191,11 @@ class SensorSpec(_Strict):
             if self.path is not None and DATE_PLACEHOLDER in str(self.path):
                 raise ValueError(f"'path' holds {DATE_PLACEHOLDER} but no 'dates' are listed")
             return self
+        if self.per_scene_dates:
+            if self.path is not None and DATE_PLACEHOLDER not in str(self.path):
+                raise ValueError(f"dates: per_scene needs 'path' holding {DATE_PLACEHOLDER} "
+                                 "(the scene's dates are the files it matches)")
+            return self._date_rules()
         if not self.dates:
             raise ValueError("'dates' is empty: list the acquisitions, or remove it")
         days = [d.date for d in self.dates]
@@ -192,12 +214,17 @@ class SensorSpec(_Strict):
             # (no path and no groups: a dataset's scenes give the {date} path, checked there)
             raise ValueError(f"plain dates need either 'path' holding {DATE_PLACEHOLDER} (one "
                              "raster per date) or 'bands_per_date' (band groups of one file)")
-        if self.mask is not None:
-            raise ValueError("a mask raster per date is not supported yet for a time series: "
-                             "use nodata or a QA band of each date's raster")
-        if self.bands_per_date is not None and self.qa is not None:
-            raise ValueError("a QA band with band groups is not supported yet: give one raster "
-                             "per date, or nodata")
+        return self._date_rules()
+
+    def _date_rules(self) -> SensorSpec:
+        """A time series' mask raster is one per date: its path holds {date}, or (band
+        groups) one mask band per date."""
+        path = None if self.mask is None else self.mask.path
+        if path is not None and DATE_PLACEHOLDER not in str(path) \
+                and self.bands_per_date is None:
+            raise ValueError(f"mask.path of a time series is one raster per date: it must "
+                             f"hold {DATE_PLACEHOLDER} (or, with bands_per_date, be one file "
+                             "with a band per date)")
         return self
 
     @model_validator(mode="after")
@@ -460,6 +487,19 @@ class SceneFilesSpec(_Strict):
     masks: dict[str, Path] = Field(
         default={}, description="sensor -> this scene's mask raster (see sensors.<name>.mask)"
     )
+    dates: dict[str, list[datetime.date]] = Field(
+        default={}, description="sensor -> this scene's own dates (a sensor with `dates: "
+        "per_scene`), increasing; omitted: the dates of the files its {date} path matches"
+    )
+
+    @field_validator("dates")
+    @classmethod
+    def _increasing(cls, v: dict[str, list[datetime.date]]) -> dict:
+        for name, days in v.items():
+            if not days or any(b <= a for a, b in itertools.pairwise(days)):
+                raise ValueError(f"{name}: dates must be non-empty, distinct and increasing, "
+                                 f"got {[d.isoformat() for d in days]}")
+        return v
 
 
 class SceneTemplateSpec(_Strict):
@@ -896,10 +936,15 @@ class TaskSpec(_Strict):
             if no_path:
                 raise ValueError(f"sensors {no_path}: 'mask' needs its 'path'")
             missing = [name for name, spec in self.sensors.items() if spec.path is None
-                       and not (spec.dates and spec.dates[0].path is not None)]
+                       and not (spec.listed_dates and spec.listed_dates[0].path is not None)]
             if missing:
                 raise ValueError(f"sensor(s) {missing} have no 'path': give each sensor's "
                                  "GeoTIFF, or list the dataset's files under 'scenes'")
+            grouped = [n for n, s in self.sensors.items()
+                       if s.per_scene_dates and s.bands_per_date is not None]
+            if grouped:
+                raise ValueError(f"sensors {grouped}: band groups with dates per_scene need a "
+                                 "dataset whose scenes list their dates (scenes.items[].dates)")
             if self.split.kind == "spatial_blocks" and self.labels is not None \
                     and self.labels.path is None:
                 raise ValueError("a spatial_blocks split needs 'labels.path' (the full label "
@@ -911,7 +956,24 @@ class TaskSpec(_Strict):
         return self
 
     def _check_scenes(self, scenes: ScenesSpec) -> None:
-        listed = [n for n, s in self.sensors.items() if s.dates and s.dates[0].path is not None]
+        for item in scenes.items or []:
+            for name in item.dates:
+                if name not in self.sensors or not self.sensors[name].per_scene_dates:
+                    raise ValueError(f"scenes.items[{item.id}].dates.{name}: only a sensor "
+                                     "with 'dates: per_scene' takes a scene's own dates")
+        grouped = [n for n, s in self.sensors.items()
+                   if s.per_scene_dates and s.bands_per_date is not None]
+        if grouped and scenes.items is None:
+            raise ValueError(f"sensors {grouped}: band groups with dates per_scene need each "
+                             "scene's dates listed (scenes.items[].dates); a template cannot "
+                             "find them from file names")
+        for item in scenes.items or []:
+            lacking = [n for n in grouped if n in item.sensors and n not in item.dates]
+            if lacking:
+                raise ValueError(f"scenes.items[{item.id}].dates: give the dates of {lacking} "
+                                 "(band groups, dates per_scene)")
+        listed = [n for n, s in self.sensors.items() if s.listed_dates
+                  and s.listed_dates[0].path is not None]
         if listed:
             raise ValueError(f"sensors {listed}: in a dataset of scenes a time series' files "
                              f"come from each scene's path holding {DATE_PLACEHOLDER} (or band "
@@ -925,6 +987,15 @@ class TaskSpec(_Strict):
         if undated:
             raise ValueError(f"sensors {undated}: a time series without 'bands_per_date' needs "
                              f"its scenes' paths to hold {DATE_PLACEHOLDER}")
+        masks = [scenes.template.masks] if scenes.template is not None else []
+        masks += [item.masks for item in scenes.items or []]
+        undated = sorted({n for p in masks for n, path in p.items() if n in self.sensors
+                          and self.sensors[n].dates is not None
+                          and self.sensors[n].bands_per_date is None
+                          and DATE_PLACEHOLDER not in str(path)})
+        if undated:
+            raise ValueError(f"scenes' masks of {undated}: a time series' mask is one raster "
+                             f"per date: the path must hold {DATE_PLACEHOLDER}")
         with_path = [name for name, spec in self.sensors.items() if spec.path is not None]
         label_path = self.labels is not None and self.labels.path is not None
         if with_path or label_path:

@@ -60,7 +60,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    "s1_<date>.tif, a task with {date} templates) in which crop_short / "
                    "crop_long and water_permanent / water_seasonal / bare_soil differ only in "
                    "timing; "
-                   "clouds per date (autors.synth.timeseries); takes --size, --seed, --dates")
+                   "clouds per date (autors.synth.timeseries); takes --size, --seed, --dates, and "
+                   "--scenes N (a dataset, each scene its own dates: dates per_scene)")
     p.add_argument("--dates", type=int, help="with --time-series: dates over the year "
                    "(default 10)")
     p.add_argument("--jobs", type=int,
@@ -156,13 +157,13 @@ def run_dataset(args: argparse.Namespace) -> int:
 def run_time_series(args: argparse.Namespace) -> int:
     from autors.synth.timeseries import TimeSeriesConfig, generate_time_series
 
-    others = [f for f, v in (("--scenes", args.scenes), ("--preset", args.preset),
+    others = [f for f, v in (("--preset", args.preset),
                              ("--classes", args.classes), ("--sensors", args.sensors))
               if v is not None]
     if others:
         raise SynthConfigError(f"{', '.join(others)} do not apply to --time-series (its "
                                "sensors and classes are fixed)")
-    changes = {k: getattr(args, k) for k in ("size", "seed", "dates")
+    changes = {k: getattr(args, k) for k in ("size", "seed", "dates", "scenes")
                if getattr(args, k) is not None}
     info = generate_time_series(args.out_dir, TimeSeriesConfig(**changes))
     print(f"wrote a {len(info.dates)}-date time series to {info.out_dir} in "

@@ -111,10 +111,11 @@ class _IndexDataset(Dataset):
                 flip: bool) -> dict[str, torch.Tensor]:
         out = {name: torch.from_numpy(_augmented(arr, k, flip))
                for name, arr in self.source.window(scene, r0, c0, size).items()}
-        for name, doys in self.index.dates.items():  # a time series: [T, C, P, P], doy [T]
+        doys = self.index.scenes[scene].doys  # a time series: [T, C, P, P], doy [T]
+        for name, steps in self.index.series.items():
             if name in out:
-                out[name] = out[name].reshape(len(doys), -1, size, size)
-                out[name + DOY_SUFFIX] = torch.tensor(doys, dtype=torch.float32)
+                out[name] = out[name].reshape(steps, -1, size, size)
+                out[name + DOY_SUFFIX] = torch.tensor(doys[name], dtype=torch.float32)
         return out
 
 

@@ -56,8 +56,13 @@ class SceneEntry:
     # a task with `targets`: zlib of float32 [T, H, W], every target's value (class index or
     # physical value) at the scene's used pixels, NaN where it has none
     targets_z: bytes = b""
-    # a time-series sensor -> each date's raster (None: not acquired in this scene)
+    # a time-series sensor -> each date's raster (None: not acquired in this scene, or a
+    # padded date), T of them
     dates: dict[str, list[DateRaster | None]] = field(default_factory=dict)
+    # every time-series sensor of the task -> T (also where the scene lacks the sensor)
+    steps: dict[str, int] = field(default_factory=dict)
+    # a time-series sensor -> the day of year of each of its T dates here (padded: 0)
+    doys: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -106,8 +111,11 @@ class DatasetIndex:
     # a task with `targets`: each target, its output channels and normalisation (None: a
     # `labels` task, whose one target is the class map of the codes)
     targets: list[TargetInfo] | None = None
-    # time-series sensors: the day of year of each date (the model's `<sensor>__doy`)
+    # time-series sensors with task-wide dates: the day of year of each date (a scene's own
+    # `<sensor>__doy` is `SceneEntry.doys`)
     dates: dict[str, list[int]] = field(default_factory=dict)
+    # every time-series sensor: its date count T (scenes with fewer dates are padded)
+    series: dict[str, int] = field(default_factory=dict)
 
     # ---- sizes -----------------------------------------------------------------------------
     def sizes(self, split: str) -> np.ndarray:
@@ -123,7 +131,7 @@ class DatasetIndex:
 
     def nbytes(self) -> int:
         """Bytes of the normalised sensors of every scene held in memory (float32)."""
-        channels = sum(c * len(self.dates.get(n, [0])) for n, c in self.in_channels.items())
+        channels = sum(c * self.series.get(n, 1) for n, c in self.in_channels.items())
         return sum(4 * channels * s.grid.height * s.grid.width for s in self.scenes)
 
     @property
@@ -134,7 +142,7 @@ class DatasetIndex:
     @property
     def steps(self) -> dict[str, int]:
         """Time-series sensors: their date count T (`fusion.build_model(dates=)`)."""
-        return {name: len(d) for name, d in self.dates.items()}
+        return dict(self.series)
 
     # ---- provenance --------------------------------------------------------------------------
     def sha256(self) -> str:
@@ -176,7 +184,7 @@ def read_block(
     grid = entry.grid.sub(window)
     values, valid = {}, {}
     for name, spec in sensors.items():
-        steps = len(spec.dates) if spec.dates is not None else 0
+        steps = entry.steps.get(name, 0)
         if name not in entry.rasters:
             values[name] = np.zeros((channels[name] * max(steps, 1),) + grid.shape, np.float32)
             valid[name] = np.zeros(((steps,) if steps else ()) + grid.shape, bool)
@@ -235,11 +243,12 @@ def build_index(task: TaskSpec, keep_raw: bool | None = None):
     if keep_raw is None:
         keep_raw = size_mb <= task.data.in_memory_max_mb
     k = strata(task)
+    steps = series_steps(task, files)
     entries, raws, skipped = [], [], []
     for f, (rasters, bands), grid in zip(files, headers, grids):
         entry, raw = _index_scene(task, f, rasters, bands, grid,
                                   None if assignment is None else assignment[f.id], keep_raw,
-                                  counts)
+                                  counts, steps)
         if entry is None:
             skipped.append(f.id)
             continue
@@ -259,12 +268,30 @@ def build_index(task: TaskSpec, keep_raw: bool | None = None):
         band_names=band_names, tile_size=task.tile_size, dense=task.dense,
         seed=task.split.seed, buffer=task.split_buffer, footprint=task.sample_size,
         scenes_digest=scenes_digest(files), skipped=skipped, unused=unused,
-        dates={n: s.doys for n, s in task.sensors.items() if s.dates is not None},
+        dates={n: s.doys for n, s in task.sensors.items() if s.listed_dates is not None},
+        series=steps,
     )
     index.stats, index.profile = _training_stats(task, index, raws if keep_raw else None)
     if task.multi_target:
         index.targets = _target_infos(task, index)
     return index, (raws if keep_raw else None)
+
+
+def series_steps(task: TaskSpec, files: list[SceneFiles]) -> dict[str, int]:
+    """Every time-series sensor's T: its task-wide date count, or (`per_scene`) the most
+    dates any scene has. DataError when no scene has a date of a per-scene series."""
+    out = {}
+    for name, spec in task.sensors.items():
+        if spec.dates is None:
+            continue
+        if spec.listed_dates is not None:
+            out[name] = len(spec.listed_dates)
+            continue
+        out[name] = max((len(f.days[name]) for f in files if name in f.days), default=0)
+        if not out[name]:
+            raise DataError(f"sensor '{name}' (dates per_scene): no scene has a dated file; "
+                            "check the scenes' {date} paths or scenes.items[].dates")
+    return out
 
 
 def strata(task: TaskSpec) -> int:
@@ -315,7 +342,7 @@ def load_scene(task: TaskSpec, files: SceneFiles | None = None) -> Scene:
     rasters, bands = _headers(task, files)
     grid = _grid(task, files, (rasters, bands))
     label_infos = {key: _inspect(files, key, p) for key, p in files.labels.items()}
-    entry = _entry(task, files, rasters, bands, grid)
+    entry = _entry(task, files, rasters, bands, grid, series_steps(task, [files]))
     channels = {n: len(b[1]) for n, b in bands.items()}  # names: 2 per complex band
     sensors, sensor_valid = read_block(entry, task.sensors, Window(0, 0, grid.width, grid.height),
                                        channels)
@@ -341,16 +368,28 @@ def load_scene(task: TaskSpec, files: SceneFiles | None = None) -> Scene:
 
 # ---- per scene --------------------------------------------------------------------------------
 def _entry(task: TaskSpec, f: SceneFiles, rasters: dict[str, RasterInfo], bands: dict,
-           grid: Grid) -> SceneEntry:
-    """A scene's entry before its pixels are read: headers, bands, masks' headers, QA bands."""
+           grid: Grid, steps: dict[str, int]) -> SceneEntry:
+    """A scene's entry before its pixels are read: headers, bands, masks' headers, QA bands;
+    a time series' dates padded to its T (`steps`) with dates not acquired (day of year 0)."""
     return SceneEntry(
         files=f, grid=grid, rasters=rasters, bands={n: b[0] for n, b in bands.items()},
         codes_z=b"", counts={},
-        masks={n: mask_header(n, p, grid) for n, p in f.masks.items()},
+        masks={n: mask_header(n, p, grid) for n, p in f.masks.items() if n not in steps},
         qa={n: qa_band(n, task.sensors[n], rasters[n]) for n in rasters
             if task.sensors[n].qa is not None},
-        dates={n: date_rasters(n, task.sensors[n], f.dates[n], len(bands[n][0]), f.id)
-               for n in rasters if task.sensors[n].dates is not None})
+        dates={n: date_rasters(n, task.sensors[n], f.dates[n], f.date_masks.get(n),
+                               [d.isoformat() for d in f.days[n]], len(bands[n][0]), f.id,
+                               steps[n])
+               for n in rasters if n in steps},
+        steps=dict(steps),
+        doys={n: _padded_doys(f.days.get(n, []), t) for n, t in steps.items()})
+
+
+def _padded_doys(days: list, steps: int) -> list[int]:
+    """Day of year of each date, 0 for the padded dates up to `steps`."""
+    if len(days) > steps:
+        raise DataError(f"{len(days)} dates where the series has {steps}")
+    return [d.timetuple().tm_yday for d in days] + [0] * (steps - len(days))
 
 
 def _headers(task: TaskSpec, f: SceneFiles) -> tuple[dict[str, RasterInfo], dict]:
@@ -361,7 +400,8 @@ def _headers(task: TaskSpec, f: SceneFiles) -> tuple[dict[str, RasterInfo], dict
             continue  # absent from this scene: invalid at every pixel
         try:
             rasters[name] = inspect(f.sensors[name])
-            bands[name] = (series_bands(name, spec, rasters[name], 0) if spec.dates is not None
+            bands[name] = (series_bands(name, spec, rasters[name], 0, len(f.days[name]))
+                           if spec.dates is not None
                            else sensor_bands(name, spec, rasters[name]))
         except RasterError as err:
             raise RasterError(f"scene '{f.id}', sensor '{name}': {err}") from None
@@ -417,7 +457,7 @@ def _inspect(f: SceneFiles, key: str, path) -> RasterInfo:
 
 
 def _index_scene(task, f: SceneFiles, rasters, bands, grid: Grid, split_of_scene: str | None,
-                 keep_raw: bool, channels: dict[str, int]):
+                 keep_raw: bool, channels: dict[str, int], steps: dict[str, int]):
     """(SceneEntry, raw sensors or None); (None, None) when no pixel can be used."""
     k = strata(task)
     target_values = None
@@ -428,14 +468,12 @@ def _index_scene(task, f: SceneFiles, rasters, bands, grid: Grid, split_of_scene
                   for key, p in f.labels.items()}
     if task.split.kind == "given":
         check_disjoint(task, labels)
-    entry = _entry(task, f, rasters, bands, grid)
+    entry = _entry(task, f, rasters, bands, grid, steps)
     valid = np.ones(grid.shape, dtype=bool)
     n_valid = dict.fromkeys(task.sensors, 0)
-    steps = {name: len(s.dates) if s.dates is not None else 0
-             for name, s in task.sensors.items()}
-    raw = ({name: np.zeros((channels[name] * max(steps[name], 1),) + grid.shape, np.float32)
+    raw = ({name: np.zeros((channels[name] * steps.get(name, 1),) + grid.shape, np.float32)
             for name in task.sensors},
-           {name: np.zeros(((steps[name],) if steps[name] else ()) + grid.shape, bool)
+           {name: np.zeros(((steps[name],) if name in steps else ()) + grid.shape, bool)
             for name in task.sensors}) if keep_raw else None
     for window in block_windows(grid.shape, task.data.block_size):
         values, ok = read_block(entry, task.sensors, window, channels)

@@ -53,14 +53,15 @@ def mask_header(name: str, path, grid: Grid) -> RasterInfo:
 
 def rule_validity(
     spec: SensorSpec, grid: Grid, info: RasterInfo, mask_info: RasterInfo | None,
-    qa_index: int | None,
+    qa_index: int | None, mask_band: int = 1,
 ) -> np.ndarray | None:
     """Bool [H, W] on `grid`: False where the mask raster or the QA band marks the pixel
-    invalid (nearest resampling; pixels the mask does not cover are not masked); None when
-    the sensor has no rule."""
+    invalid (nearest resampling; pixels the mask does not cover are not masked; the mask's
+    band `mask_band`: a time series' band groups hold one per date); None when the sensor has
+    no rule."""
     valid = None
     if spec.mask is not None and mask_info is not None:
-        values = _read_nearest(mask_info, 1, grid)
+        values = _read_nearest(mask_info, mask_band, grid)
         valid = ~np.isin(values, np.asarray(spec.mask.invalid_values, np.float32))
     if spec.qa is not None and qa_index is not None:
         q = _read_nearest(info, qa_index, grid)

@@ -9,12 +9,15 @@ template's label files.
 A time-series sensor (`dates`) has a file per date (`SceneFiles.dates`; band groups: the one
 file for every date); a date whose file a scene of a dataset lacks is a missing acquisition
 (None: invalid everywhere), a scene with none of them lacks the sensor. In a one-scene task
-every listed date's file must exist.
+every listed date's file must exist. A sensor with `dates: per_scene` takes each scene's own
+dates (`SceneFiles.days`): listed in `scenes.items[].dates` (every file must then exist), or
+the dates of the files its {date} path matches. A mask raster per date: its path holds {date}.
 """
 
 from __future__ import annotations
 
 import csv
+import datetime
 import glob
 import hashlib
 import re
@@ -48,6 +51,10 @@ class SceneFiles:
     # a time-series sensor -> its file per date (None: not acquired in this scene); its
     # `sensors` entry is then the first existing one
     dates: dict[str, list[Path | None]] = field(default_factory=dict)
+    # a time-series sensor -> the scene's dates (the task's, or its own: `per_scene`)
+    days: dict[str, list[datetime.date]] = field(default_factory=dict)
+    # a time-series sensor with a mask rule -> its mask raster per date
+    date_masks: dict[str, list[Path | None]] = field(default_factory=dict)
 
 
 def list_scenes(task: TaskSpec) -> list[SceneFiles]:
@@ -84,7 +91,8 @@ def list_scenes(task: TaskSpec) -> list[SceneFiles]:
             labels.update(_given_labels(task, lambda p, i=item.id: _fill(p, i)))
             group = item.group if item.group is not None else _group(task, item.id)
             scenes.append(SceneFiles(item.id, group, dict(item.sensors), labels,
-                                     dict(item.masks), dict(item.targets)))
+                                     dict(item.masks), dict(item.targets),
+                                     days={k: list(v) for k, v in item.dates.items()}))
     else:
         ids = _template_ids(task)
         scenes = [_from_template(task, scene_id) for scene_id in ids]
@@ -187,40 +195,92 @@ def _from_template(task: TaskSpec, scene_id: str) -> SceneFiles:
                       {name: p for name, p in masks.items() if name in present}, targets)
 
 
-def date_files(spec: SensorSpec, path: Path | None) -> list[Path]:
-    """A time-series sensor's file per date: each date's own path, the {date} template
-    (`path`) filled with each date (YYYY-MM-DD), or the one file of band groups."""
-    assert spec.dates is not None
-    if spec.dates[0].path is not None:
-        return [Path(d.path) for d in spec.dates]
+def date_files(spec: SensorSpec, path: Path | None, days: list[datetime.date]) -> list[Path]:
+    """A time-series sensor's file per date (`days`): each date's own path, the {date}
+    template (`path`) filled with each date (YYYY-MM-DD), or the one file of band groups."""
+    listed = spec.listed_dates
+    if listed is not None and listed[0].path is not None:
+        return [Path(d.path) for d in listed]
     if DATE_PLACEHOLDER in str(path):
-        return [Path(str(path).replace(DATE_PLACEHOLDER, d.date.isoformat()))
-                for d in spec.dates]
-    return [Path(path)] * len(spec.dates)
+        return [Path(str(path).replace(DATE_PLACEHOLDER, d.isoformat())) for d in days]
+    return [Path(path)] * len(days)
+
+
+def found_dates(template: Path | str) -> list[datetime.date]:
+    """The dates (increasing) of the existing files a {date} path matches (YYYY-MM-DD)."""
+    text = str(template)
+    head, tail = text.split(DATE_PLACEHOLDER, 1)
+    pattern = re.compile(re.escape(head) + r"(\d{4}-\d{2}-\d{2})"
+                         + re.escape(tail).replace(re.escape(DATE_PLACEHOLDER), r"\1") + "$")
+    out = set()
+    for path in glob.glob(glob.escape(head) + "*" + glob.escape(tail).replace(
+            glob.escape(DATE_PLACEHOLDER), "*")):
+        m = pattern.match(path)
+        if m is not None:
+            try:
+                out.add(datetime.date.fromisoformat(m.group(1)))
+            except ValueError:
+                continue  # not a calendar date (e.g. 2021-13-40): not one of the series
+    return sorted(out)
+
+
+def _scene_days(spec: SensorSpec, scene: SceneFiles, name: str) -> list[datetime.date]:
+    """The dates of sensor `name` in `scene`: the task's, the scene's listed ones, or those
+    its {date} path matches (`per_scene`)."""
+    if spec.listed_dates is not None:
+        return [d.date for d in spec.listed_dates]
+    if name in scene.days:
+        return scene.days[name]
+    return found_dates(scene.sensors[name])
+
+
+def _mask_files(spec: SensorSpec, mask: Path | None, days: list[datetime.date]
+                ) -> list[Path | None] | None:
+    """A time series' mask raster per date (its path holds {date}; band groups: the one
+    file, a band per date); None without a mask rule."""
+    if spec.mask is None or mask is None:
+        return None
+    if DATE_PLACEHOLDER in str(mask):
+        return [Path(str(mask).replace(DATE_PLACEHOLDER, d.isoformat())) for d in days]
+    return [Path(mask)] * len(days)
 
 
 def _dated(task: TaskSpec, scenes: list[SceneFiles], one_scene: bool) -> None:
-    """Each scene's file per date of every time-series sensor (see the module docstring)."""
+    """Each scene's dates and file per date of every time-series sensor (see the module
+    docstring)."""
     for name, spec in task.sensors.items():
         if spec.dates is None:
             continue
         for scene in scenes:
             if name not in scene.sensors:
                 continue
-            files = date_files(spec, scene.sensors[name])
+            days = _scene_days(spec, scene, name)
+            if one_scene and not days:
+                raise DataError(f"sensor '{name}': no file matches {scene.sensors[name]} "
+                                "(dates per_scene: the dates are the files' YYYY-MM-DD)")
+            files = date_files(spec, scene.sensors[name], days)
             there = [p if p.is_file() else None for p in files]
-            if one_scene and None in there:
-                missing = [(d.date.isoformat(), str(p)) for d, p, ok
-                           in zip(spec.dates, files, there) if ok is None]
+            if (one_scene or name in scene.days) and None in there:
+                missing = [(d.isoformat(), str(p)) for d, p, ok
+                           in zip(days, files, there) if ok is None]
+                where = f"scenes.items[{scene.id}].dates.{name}" if name in scene.days \
+                    else f"sensors.{name}.dates / path"
                 raise DataError(
-                    f"sensor '{name}': {len(missing)} date(s) have no file: "
-                    + "; ".join(f"{d}: {p}" for d, p in missing[:5])
-                    + f"; check sensors.{name}.dates / path, or remove the date")
+                    f"scene '{scene.id}', sensor '{name}': {len(missing)} date(s) have no "
+                    "file: " + "; ".join(f"{d}: {p}" for d, p in missing[:5])
+                    + f"; check {where}, or remove the date")
             scene.dates[name] = there
+            scene.days[name] = days
+            masks = _mask_files(spec, scene.masks.get(name), days)
+            if masks is not None:
+                scene.date_masks[name] = masks
             first = next((p for p in there if p is not None), None)
             if first is None:
                 del scene.sensors[name]  # no date acquired: the sensor is absent here
                 scene.masks.pop(name, None)
+                scene.dates.pop(name)
+                scene.days.pop(name)
+                scene.date_masks.pop(name, None)
             else:
                 scene.sensors[name] = first
 
@@ -371,7 +431,8 @@ def _check_files(scenes: list[SceneFiles], task: TaskSpec | None = None) -> None
     missing = [(s.id, what, p) for s in scenes
                for what, p in [*((f"sensor '{k}'", v) for k, v in s.sensors.items()),
                                *((f"labels ({k})", v) for k, v in s.labels.items()),
-                               *((f"mask of '{k}'", v) for k, v in s.masks.items())]
+                               *((f"mask of '{k}'", v) for k, v in s.masks.items()
+                                 if k not in s.date_masks)]  # per date: `date_rasters`
                if not Path(p).is_file()]
     if missing:
         listed = "; ".join(f"scene '{i}' {what}: {p}" for i, what, p in missing[:5])

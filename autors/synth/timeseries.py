@@ -4,7 +4,8 @@
 `s2_<date>.tif` (blue, green, red, NIR reflectance; nodata under that date's clouds) and
 `s1_<date>.tif` (VV, VH in dB, speckled, never clouded), `labels.tif` (every pixel labelled,
 fields of one class), `task.yaml` (both sensors as `{date}` templates, a spatial-blocks split)
-and `scene.json`.
+and `scene.json`. With `scenes` > 1: a dataset, scenes/<id>/ holding each scene's own dates
+(fewer and shifted from scene to scene) and `task.yaml` with `dates: per_scene`.
 
 Each field's state on a date is a greenness v in [0, 1] or water; reflectances mix a soil and
 a vegetation spectrum by v, SAR backscatter rises with v. The classes:
@@ -58,18 +59,23 @@ class TimeSeriesConfig:
     seed: int = 0
     looks: float = 4.0
     patch_size: int = 5
+    scenes: int = 1  # > 1: a dataset of scenes, each with its own dates (`dates: per_scene`)
 
     def __post_init__(self) -> None:
         if self.size < 32:
             raise SynthConfigError(f"--size {self.size} is too small for a time series: >= 32")
         if not 2 <= self.dates <= 36:
             raise SynthConfigError(f"--dates {self.dates} must be 2..36")
+        if not 1 <= self.scenes <= 16:
+            raise SynthConfigError(f"--scenes {self.scenes} must be 1..16 for a time series")
         if not 0.0 <= self.max_cloud < 1.0:
             raise SynthConfigError(f"max_cloud {self.max_cloud} must be in [0, 1)")
 
-    def days(self) -> list[datetime.date]:
-        """The acquisition dates: evenly spread over the year (doy 30 .. 330)."""
-        doys = np.linspace(30, 330, self.dates).round().astype(int)
+    def days(self, scene: int = 0) -> list[datetime.date]:
+        """The acquisition dates: evenly spread over the year (doy 30 .. 330); scene `i` of a
+        dataset has its own: i dates fewer (at least 2), from doy 30 + 9 i to 330 - 7 i."""
+        n = max(2, self.dates - scene)
+        doys = np.linspace(30 + 9 * scene, 330 - 7 * scene, n).round().astype(int)
         return [datetime.date(YEAR, 1, 1) + datetime.timedelta(days=int(d) - 1) for d in doys]
 
 
@@ -154,11 +160,82 @@ def generate_time_series(out_dir: Path, cfg: TimeSeriesConfig) -> TimeSeriesInfo
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng([cfg.seed, 15])
+    if cfg.scenes > 1:
+        return _dataset(out_dir, cfg, t0)
+    days = cfg.days()
+    files, covers = _write_scene(out_dir, cfg, np.random.default_rng([cfg.seed, 15]), days)
+    stamps = [d.isoformat() for d in days]
+    task = _task(cfg, {"s2": {"kind": "optical", "path": "s2_{date}.tif", "dates": stamps,
+                              "nodata": NODATA},
+                       "s1": {"kind": "sar", "path": "s1_{date}.tif", "dates": stamps,
+                              "sar_units": "db"}})
+    task["labels"]["path"] = "labels.tif"
+    header = (f"Synthetic optical + SAR time series ({len(days)} dates of {YEAR}), written by "
+              "`autors synth --time-series`.\nTime-only classes (they differ only in timing): "
+              + ", ".join(TIME_ONLY))
+    task_path = write_task(out_dir / "task.yaml", task, header)
+    info = TimeSeriesInfo(out_dir=out_dir, task_path=task_path, class_names=CLASSES,
+                          time_only_classes=TIME_ONLY, dates=stamps, cloud_cover=covers,
+                          files=files)
+    info.seconds = time.perf_counter() - t0
+    write_json(out_dir / "scene.json", {
+        "generator": "autors.synth.timeseries", "config": asdict(cfg), "classes": list(CLASSES),
+        "time_only_classes": list(TIME_ONLY), "dates": stamps, "cloud_cover": covers})
+    return info
+
+
+def _task(cfg: TimeSeriesConfig, sensors: dict) -> dict:
+    return {
+        "name": "synth_time_series", "task": "patch_classification",
+        "patch_size": cfg.patch_size, "seed": cfg.seed, "sensors": sensors,
+        "labels": {"classes": list(CLASSES), "ignore": 0},
+        "split": {"kind": "spatial_blocks", "block_size": 16, "val_fraction": 0.2,
+                  "test_fraction": 0.3, "seed": cfg.seed},
+        "train": {"epochs": 10, "batch_size": 64, "max_train_samples": 4000,
+                  "val_max_samples": 2000},
+    }
+
+
+def _dataset(out_dir: Path, cfg: TimeSeriesConfig, t0: float) -> TimeSeriesInfo:
+    """`cfg.scenes` scenes under scenes/<id>/, each with its own dates (`TimeSeriesConfig.
+    days`), and a task with `dates: per_scene` found from the files' names."""
+    files, covers, per_scene = [], [], {}
+    for i in range(cfg.scenes):
+        scene = f"scene_{i}"
+        days = cfg.days(i)
+        f, c = _write_scene(out_dir / "scenes" / scene, cfg,
+                            np.random.default_rng([cfg.seed, 15, i]), days)
+        files += [f"scenes/{scene}/{name}" for name in f]
+        covers += c
+        per_scene[scene] = [d.isoformat() for d in days]
+    task = _task(cfg, {"s2": {"kind": "optical", "dates": "per_scene", "nodata": NODATA},
+                       "s1": {"kind": "sar", "dates": "per_scene", "sar_units": "db"}})
+    task["scenes"] = {"template": {"sensors": {"s2": "scenes/{scene}/s2_{date}.tif",
+                                               "s1": "scenes/{scene}/s1_{date}.tif"},
+                                   "labels": "scenes/{scene}/labels.tif"}}
+    header = (f"Synthetic optical + SAR time series, {cfg.scenes} scenes each with its own "
+              "dates (dates: per_scene), written by `autors synth --time-series --scenes N`."
+              "\nTime-only classes (they differ only in timing): " + ", ".join(TIME_ONLY))
+    task_path = write_task(out_dir / "task.yaml", task, header)
+    stamps = sorted({d for days in per_scene.values() for d in days})
+    info = TimeSeriesInfo(out_dir=out_dir, task_path=task_path, class_names=CLASSES,
+                          time_only_classes=TIME_ONLY, dates=stamps, cloud_cover=covers,
+                          files=files)
+    info.seconds = time.perf_counter() - t0
+    write_json(out_dir / "scene.json", {
+        "generator": "autors.synth.timeseries", "config": asdict(cfg), "classes": list(CLASSES),
+        "time_only_classes": list(TIME_ONLY), "dates": per_scene, "cloud_cover": covers})
+    return info
+
+
+def _write_scene(out_dir: Path, cfg: TimeSeriesConfig, rng: np.random.Generator,
+                 days: list[datetime.date]) -> tuple[list[str], list[float]]:
+    """One scene's dated rasters and labels into `out_dir`: (file names, cloud cover per
+    date)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
     ids = _fields(cfg, rng)
     n_fields = int(ids.max()) + 1
     cls = rng.integers(0, len(CLASSES), n_fields)
-    days = cfg.days()
     doys = [d.timetuple().tm_yday for d in days]
     v, water, code = _states(cls, rng, doys)
     crs = CRS.from_epsg(32633)
@@ -188,31 +265,4 @@ def generate_time_series(out_dir: Path, cfg: TimeSeriesConfig) -> TimeSeriesInfo
     labels = (cls[ids] + 1).astype(np.uint8)[None]
     files.append(write_geotiff(out_dir / "labels.tif", labels, transform, crs, ("class",),
                                0).name)
-    stamps = [d.isoformat() for d in days]
-    task = {
-        "name": "synth_time_series", "task": "patch_classification",
-        "patch_size": cfg.patch_size, "seed": cfg.seed,
-        "sensors": {
-            "s2": {"kind": "optical", "path": "s2_{date}.tif", "dates": stamps,
-                   "nodata": NODATA},
-            "s1": {"kind": "sar", "path": "s1_{date}.tif", "dates": stamps,
-                   "sar_units": "db"},
-        },
-        "labels": {"path": "labels.tif", "classes": list(CLASSES), "ignore": 0},
-        "split": {"kind": "spatial_blocks", "block_size": 16, "val_fraction": 0.2,
-                  "test_fraction": 0.3, "seed": cfg.seed},
-        "train": {"epochs": 10, "batch_size": 64, "max_train_samples": 4000,
-                  "val_max_samples": 2000},
-    }
-    header = (f"Synthetic optical + SAR time series ({len(days)} dates of {YEAR}), written by "
-              "`autors synth --time-series`.\nTime-only classes (they differ only in timing): "
-              + ", ".join(TIME_ONLY))
-    task_path = write_task(out_dir / "task.yaml", task, header)
-    info = TimeSeriesInfo(out_dir=out_dir, task_path=task_path, class_names=CLASSES,
-                          time_only_classes=TIME_ONLY, dates=stamps, cloud_cover=covers,
-                          files=files)
-    info.seconds = time.perf_counter() - t0
-    write_json(out_dir / "scene.json", {
-        "generator": "autors.synth.timeseries", "config": asdict(cfg), "classes": list(CLASSES),
-        "time_only_classes": list(TIME_ONLY), "dates": stamps, "cloud_cover": covers})
-    return info
+    return files, covers

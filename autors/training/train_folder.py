@@ -178,6 +178,7 @@ def write_train_folder(
                     {"name": name, "kind": task.sensors[name].kind,
                      "bands": list(data.band_names[name]), "in_channels": c}
                     | ({"doy": data.index.dates[name]} if name in data.index.dates else {})
+                    | ({"steps": data.index.series[name]} if name in data.index.series else {})
                     for name, c in data.in_channels.items()
                 ],
                 "class_names": list(data.class_names),
@@ -247,7 +248,8 @@ class TrainFolder:
     @property
     def steps(self) -> dict[str, int]:
         """Time-series sensors: their date count T (`fusion.build_model(dates=)`)."""
-        return {s["name"]: len(s["doy"]) for s in self.run["inputs"]["sensors"] if "doy" in s}
+        return {s["name"]: s["steps"] if "steps" in s else len(s["doy"])
+                for s in self.run["inputs"]["sensors"] if "doy" in s or "steps" in s}
 
     @property
     def num_classes(self) -> int:
