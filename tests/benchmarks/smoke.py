@@ -72,6 +72,7 @@ RUNS: dict[str, tuple[tuple[str, ...], ...]] = {
     "targets": (("targets.py",),),
     "complex_sar": (("complex_sar.py",),),
     "target_intervals": (("target_intervals.py",),),
+    "rank_correlation": (("rank_correlation.py",),),
 }  # longest first, so the two lanes end together
 PARALLEL = 2  # CI's cores
 
