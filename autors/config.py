@@ -696,6 +696,31 @@ class ObjectiveSpec(_Strict):
         return v
 
 
+class SchedulerSpec(_Strict):
+    """Multi-fidelity trials (`autors.search.schedulers`): train to rungs of min_resource x
+    reduction_factor^k epochs up to max_resource, promote the top 1/reduction_factor of each
+    rung asynchronously (ASHA), continuing from a checkpoint."""
+
+    kind: Literal["none", "asha", "hyperband"] = Field(
+        default="none", description="none: every trial trains to train.epochs; asha: one "
+        "bracket of asynchronous successive halving; hyperband: `brackets` ASHA brackets, "
+        "bracket s starting at min_resource x reduction_factor^s")
+    reduction_factor: int = Field(default=3, ge=2, description="eta: rungs grow by this factor "
+                                  "and the top 1/eta of a rung is promoted")
+    min_resource: int = Field(default=1, ge=1, description="epochs of the first rung")
+    max_resource: int | None = Field(default=None, ge=2, description="epochs of the top rung "
+                                     "(a complete trial); default train.epochs")
+    brackets: int | None = Field(default=None, ge=1, description="hyperband only: number of "
+                                 "brackets; default every bracket the resources allow")
+
+    @model_validator(mode="after")
+    def _brackets_for_hyperband(self) -> SchedulerSpec:
+        if self.brackets is not None and self.kind != "hyperband" and self.brackets != 1:
+            raise ValueError(f"brackets: {self.brackets} brackets need kind 'hyperband' (kind "
+                             f"is '{self.kind}')")
+        return self
+
+
 class SearchSpec(_Strict):
     """The architecture search: which space, which strategy, what budget, what resources."""
 
@@ -734,6 +759,8 @@ class SearchSpec(_Strict):
     top_k: int = Field(default=3, ge=1, description="architectures retrained and tested (a "
                        "multi-objective search retrains a spread of the front, up to top_k)")
     final_seeds: int = Field(default=3, ge=1, description="seeds per retrained architecture")
+    scheduler: SchedulerSpec = Field(default=SchedulerSpec(), description="multi-fidelity "
+                                     "trials (ASHA / Hyperband); kind none by default")
 
     @property
     def needs_robustness(self) -> bool:
@@ -865,6 +892,28 @@ class TaskSpec(_Strict):
                                           if k in spec})
                 del data["targets"]
         return data
+
+    @model_validator(mode="after")
+    def _scheduler_resources(self) -> TaskSpec:
+        sched = self.search.scheduler
+        if sched.kind == "none":
+            return self
+        top = sched.max_resource or self.train.epochs
+        where = ("search.scheduler.max_resource" if sched.max_resource else
+                 "train.epochs (search.scheduler.max_resource's default)")
+        if sched.min_resource >= top:
+            raise ValueError(f"search.scheduler.min_resource: {sched.min_resource} epochs must "
+                             f"be below {where} = {top}: there would be one rung only")
+        rungs, r = 1, sched.min_resource
+        while r * sched.reduction_factor < top:
+            r *= sched.reduction_factor
+            rungs += 1
+        if sched.brackets is not None and sched.brackets > rungs + 1:
+            raise ValueError(f"search.scheduler.brackets: {sched.brackets} is more than the "
+                             f"{rungs + 1} brackets that min_resource {sched.min_resource}, "
+                             f"reduction_factor {sched.reduction_factor} and {where} = {top} "
+                             "allow")
+        return self
 
     @model_validator(mode="after")
     def _target_checks(self) -> TaskSpec:

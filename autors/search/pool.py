@@ -26,9 +26,10 @@ from autors.plugins import load_plugins
 from autors.search.limits import MIB, looks_out_of_memory, memory_limit
 from autors.training.result import ERROR_TAIL_CHARS, TrialResult, error_text
 
-# (task dict, arch dict, seed, prepared data, trial id) -> TrialResult; must be importable or
-# picklable by value, because it runs in Ray worker processes.
-TrialFn = Callable[[dict, dict, int, Any, int], TrialResult]
+# (task dict, arch dict, seed, prepared data, trial id[, rung job]) -> TrialResult; must be
+# importable or picklable by value, because it runs in Ray worker processes. The rung job
+# (`autors.training.trial.RungJob`) is passed only to multi-fidelity trials.
+TrialFn = Callable[..., TrialResult]
 _PLUGINS_FIELD = "task field 'plugins' (in a Ray worker)"  # where a plugin error points
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ def task_attempt() -> int:
 
 def _run_in_worker(
     trial_fn: TrialFn, task: dict, arch: dict, seed: int, data: Any, trial_id: int, threads: int,
-    memory_mb: int | None,
+    memory_mb: int | None, rung: Any = None,
 ) -> dict:
     """Body of the Ray task: set torch threads and the memory limit, run the trial, never
     raise."""
@@ -107,7 +108,8 @@ def _run_in_worker(
     try:
         load_plugins(task.get("plugins", ()), _PLUGINS_FIELD)  # the parts the arch may name
         with memory_limit(memory_mb):
-            result = trial_fn(task, arch, seed, data, trial_id)
+            result = trial_fn(task, arch, seed, data, trial_id,
+                              *(() if rung is None else (rung,)))
     except Exception as err:  # noqa: BLE001 - any trial error becomes a failed trial
         result = TrialResult(
             trial_id=trial_id, arch=arch, seed=seed, status="failed", error=error_text(err)
@@ -233,7 +235,8 @@ class TrialPool:
     def has_slot(self) -> bool:
         return len(self._running) < self.concurrency
 
-    def submit(self, trial_id: int, arch: dict, seed: int) -> None:
+    def submit(self, trial_id: int, arch: dict, seed: int, rung: Any = None) -> None:
+        """Start a trial (or, with `rung`, one rung of a multi-fidelity trial)."""
         if trial_id in self._running:
             raise ValueError(f"trial {trial_id} is already running")
         ref = self._remote.remote(
@@ -245,6 +248,7 @@ class TrialPool:
             trial_id,
             self.resources.torch_threads,
             self.resources.memory_mb,
+            rung,
         )
         self._running[trial_id] = _Running(
             trial_id, arch, seed, ref, time.time(), time.monotonic() + self.resources.timeout_s

@@ -33,6 +33,11 @@ def trial_line(record: TrialRecord, objective: str, total: int | None, done: int
     """One line describing a finished trial."""
     res = record.result
     head = f"[{done}/{total if total is not None else '?'}] trial {record.trial_id}"
+    rungs = res.extra.get("rungs")
+    if rungs and record.stopped:  # a multi-fidelity trial below the top rung
+        what = "promoted" if res.status == "promoted" else "stopped by the scheduler"
+        return (f"{head} rung {rungs[-1]['rung']} ({rungs[-1]['epochs']} ep) "
+                f"{objective}={float(res.metrics[objective]):.4f}: {what}")
     if not record.ok:
         reason = (record.reason.splitlines() or [""])[0][:120]
         return f"{head} {res.status.upper()}: {reason}"

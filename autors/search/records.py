@@ -35,9 +35,16 @@ class TrialRecord:
         return self.result.status != "over_limit"
 
     @property
+    def stopped(self) -> bool:
+        """A multi-fidelity trial the scheduler left below the top rung (not a failure; its
+        metrics come from fewer epochs, so it is off the final phase and the front)."""
+        return self.result.status in ("stopped", "promoted") and not self.reason
+
+    @property
     def scored(self) -> bool:
-        """The strategy learns from this score: trained ok trials and screened-out proposals."""
-        return self.ok or not self.trained
+        """The strategy learns from this score: trained ok trials, stopped multi-fidelity
+        trials (their highest rung) and screened-out proposals."""
+        return self.ok or self.stopped or not self.trained
 
     @property
     def wall_s(self) -> float:

@@ -219,7 +219,11 @@ def counts(records: list[TrialRecord]) -> dict[str, int]:
         "feasible": sum(r.ok and r.feasible for r in records),
         "infeasible": sum(r.ok and not r.feasible for r in records),
         "over_limit": sum(not r.trained for r in records),
-        "failed": sum(not r.ok and r.result.status not in ("timeout", "over_limit")
-                      for r in records),
+        "failed": sum(not r.ok and not r.stopped
+                      and r.result.status not in ("timeout", "over_limit") for r in records),
         "timeout": sum(r.result.status == "timeout" for r in records),
+        # multi-fidelity trials (search.scheduler): left below the top rung / promoted at least
+        # once (a trial promoted and later stopped counts in both)
+        "stopped": sum(r.stopped for r in records),
+        "promoted": sum(len(r.result.extra.get("rungs", ())) > 1 for r in records),
     }

@@ -53,6 +53,7 @@ from autors.search.resume import (
     merge_resumed_task,
     previous_elapsed,
 )
+from autors.search.rungs import Rungs, make_scheduler
 from autors.search.scoring import judge
 from autors.search.search_folder import SearchFolder
 from autors.training.train_folder import check_task_copyable
@@ -167,6 +168,7 @@ def run_search(
             base_seed=task.seed,
             elapsed_before=previous_elapsed(state, history),
             screen=make_screen(task, data),
+            rungs=_rungs(task, run, spec.cpus_per_trial, history, console),
         )
         # the adapter its registration names (NNI: a heavy import, nni.nas ~5 s)
         strategy = start_strategy(space, spec, task.seed, broker, history)
@@ -229,6 +231,25 @@ def _stop_leftovers(runs_dir: Path, console: Console) -> None:
                      + (f"; {failed} could not be stopped" if failed else ""))
 
 
+def _rungs(task: TaskSpec, run: SearchFolder, cpus: float, history: list[TrialRecord],
+           console: Console) -> Rungs | None:
+    """The multi-fidelity scheduler of `search.scheduler`, its rungs rebuilt from the run's
+    records on --resume; None for `kind: none`."""
+    made = make_scheduler(task)
+    if made is None:
+        return None
+    scheduler, top = made
+    rungs = Rungs(scheduler, top, run.path, cpus)
+    sched = task.search.scheduler
+    resources = [b.resources for b in scheduler.brackets]
+    log_line(console, f"scheduler {sched.kind}: reduction factor {sched.reduction_factor}, rung "
+             "epochs " + " | ".join("/".join(map(str, r)) for r in resources))
+    if history:
+        n = rungs.restore([r.result for r in history])
+        log_line(console, f"scheduler rebuilt from trials.jsonl: {n} rung result(s)")
+    return rungs
+
+
 def _search_phase(
     strategy: StrategyDriver, broker: SearchBroker, spec: SearchSpec, quiet: bool, console: Console
 ) -> float:
@@ -237,6 +258,7 @@ def _search_phase(
     broker.start_clock()
     with SearchProgress(broker, spec.objective, spec.concurrency, quiet, console):
         strategy.run()
+        broker.drain()  # promotions still due once the strategy has proposed its last trial
     broker.stop_clock()
     search_s = time.monotonic() - t0
     if broker.stop_reason:

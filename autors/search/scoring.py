@@ -83,7 +83,8 @@ def judge(result: TrialResult, objective: str, constraints: ConstraintSpec) -> J
     if result.status == "over_limit":
         violations = constraint_violations(result, constraints)
         return Judgement(_infeasible_score(_WORST_OBJECTIVE, violations), False, violations, "")
-    if result.status != "ok":
+    # a multi-fidelity trial paused at a lower rung is scored on that rung's metrics
+    if result.status not in ("ok", "stopped", "promoted"):
         reason = result.error or f"trial status {result.status}"
         return Judgement(FAILED_SCORE, False, {}, reason)
     value = objective_value(result, objective)

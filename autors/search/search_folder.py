@@ -7,6 +7,8 @@ results/runs/<name>/
                      a header comment names the task file and any --set overrides)
     run.json         identity (task digest, space, strategy, seed) and state (status, sessions)
     trials.jsonl     one TrialRecord per finished trial, appended + fsynced as each one ends
+                     (a multi-fidelity trial: again at each rung, the last line counts)
+    checkpoints/     multi-fidelity trials' TrainState per rung (autors.search.rungs)
     final.jsonl      one line per (architecture, seed) retrained and evaluated on the test split
     leaderboard.csv  every trial ranked (rewritten after each trial), with test mean/std at the end
     progress.png     best-so-far score against trial count and against wall time
@@ -137,8 +139,15 @@ class SearchFolder:
         A crash while appending leaves a last line without its newline (or cut mid-JSON). With
         `repair` the file is truncated back to its last complete line; without it the partial
         line is only skipped. A bad line anywhere else is corruption and raises SearchError.
+
+        A multi-fidelity trial is appended again at each finished rung (`autors.search.rungs`):
+        its last line is its record, in the place of its first line.
         """
-        return _read_jsonl(self.trials_file, TrialRecord.from_dict, repair)
+        lines, warning = _read_jsonl(self.trials_file, TrialRecord.from_dict, repair)
+        latest: dict[int, TrialRecord] = {}
+        for record in lines:
+            latest[record.trial_id] = record  # dicts keep the first insertion's place
+        return list(latest.values()), warning
 
     def append_trial(self, record: TrialRecord) -> None:
         append_fsynced(self.trials_file, record.to_dict())

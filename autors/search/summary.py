@@ -104,6 +104,25 @@ def _record_view(r: TrialRecord, objective: str, spec: SearchSpec | None = None
     }
 
 
+def scheduler_block(task: TaskSpec, records: list[TrialRecord]) -> dict[str, Any] | None:
+    """search.scheduler as run, and per rung epochs the results, core-seconds and (for each
+    rung below the top) how many of those trials went on; None without a scheduler."""
+    spec = task.search.scheduler
+    if spec.kind == "none":
+        return None
+    per_rung: dict[int, dict[str, Any]] = {}
+    for r in records:
+        entries = r.result.extra.get("rungs", [])
+        for i, g in enumerate(entries):
+            row = per_rung.setdefault(g["epochs"], {"epochs": g["epochs"], "results": 0,
+                                                    "promoted": 0, "core_s": 0.0})
+            row["results"] += 1
+            row["promoted"] += i + 1 < len(entries)
+            row["core_s"] += g["core_s"]
+    return {**spec.model_dump(), "max_resource": spec.max_resource or task.train.epochs,
+            "rungs": [per_rung[k] for k in sorted(per_rung)]}
+
+
 def build(
     *,
     run: SearchFolder,
@@ -154,6 +173,8 @@ def build(
         "counts": {**counts(records), "duplicates_answered_from_memory": broker.duplicates,
                    "cancelled_at_time_budget": len(broker.cancelled)},
         "stop_reason": broker.stop_reason,
+        "scheduler": scheduler_block(task, records),
+        "core_s": sum(float(r.result.extra.get("core_s", 0.0)) for r in records),
         "best": None if top is None else {
             **_record_view(top, objective),
             "score": top.score,

@@ -17,10 +17,16 @@
 - Reproducible for a seed on CPU: torch's global RNG is seeded (weights, dropout layers), the
   sampler orders samples from (seed, epoch), modality dropout and cloud blobs have their own
   generator, and batches do not depend on the number of loader workers.
+- Resumable at an epoch boundary (multi-fidelity search, `autors.search.schedulers`):
+  `until` stops after that epoch of an `epochs`-long schedule and keeps a `TrainState` (model,
+  optimiser, LR schedule, early-stopping memory, torch's global RNG and the dropout
+  generator); `start=` that state continues exactly where it stopped, so training to 3 epochs
+  then on to 9 gives the same weights and history as training to 9 straight through (tested).
 """
 
 from __future__ import annotations
 
+import io
 import math
 import time
 from collections.abc import Callable
@@ -58,6 +64,36 @@ class TrainingDivergedError(AutorsError):
 
 
 @dataclass
+class TrainState:
+    """Everything `train_model` needs to continue after epoch `epoch` as if it had never
+    stopped (bytes through `to_bytes` / `from_bytes`: a checkpoint any node can be sent)."""
+
+    epoch: int  # epochs done
+    finished: bool  # early stopping ended training: continuing trains nothing more
+    model: dict[str, Any]  # state_dict after `epoch` (not the best epoch's)
+    optimizer: dict[str, Any]
+    schedule: dict[str, Any]
+    torch_rng: torch.Tensor  # torch's global generator (dropout layers, loader seeds)
+    dropout_rng: torch.Tensor  # modality dropout / cloud blobs generator
+    history: list[dict[str, float]]
+    best_score: float
+    best_epoch: int
+    best_val: dict[str, Any]
+    best_state: dict[str, Any]
+
+    def to_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        torch.save(self.__dict__, buf)
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> TrainState:
+        # Not weights_only: best_val holds numpy values. A checkpoint is only ever read by the
+        # search that wrote it (its own run folder / object store), never from users.
+        return cls(**torch.load(io.BytesIO(raw), weights_only=False))
+
+
+@dataclass
 class TrainOutcome:
     """A trained model (best validation epoch restored) and how it got there."""
 
@@ -70,6 +106,7 @@ class TrainOutcome:
     monitor: str  # the early-stopping metric: task.search.objective, e.g. "val_oa"
     device: str
     train_s: float  # wall time of the loop, validation included
+    state: TrainState | None = None  # set when train_model was asked to stop at `until`
 
 
 def monitor_metric(task: TaskSpec) -> str:
@@ -165,8 +202,13 @@ def train_model(
     *,
     progress: bool = False,
     max_epochs: int | None = None,
+    until: int | None = None,
+    start: TrainState | None = None,
 ) -> TrainOutcome:
-    """Train `arch` on `data` with `task.train`; `max_epochs` overrides `task.train.epochs`.
+    """Train `arch` on `data` with `task.train`; `max_epochs` overrides `task.train.epochs`
+    (the schedule's length). With `until`, stop after that epoch and return the `TrainState`
+    to continue from (`outcome.state`); `start` continues from such a state (same task, arch,
+    data and seed). The outcome holds the best epoch so far either way.
 
     Raises `fusion.ArchError` for an arch that does not fit the task and `TrainingDivergedError`
     when the loss stops being finite.
@@ -175,6 +217,9 @@ def train_model(
     epochs = max_epochs if max_epochs is not None else spec.epochs
     if epochs < 1:
         raise ValueError(f"max_epochs must be >= 1, got {epochs}")
+    stop_at = epochs if until is None else until
+    if not 1 <= stop_at <= epochs:
+        raise ValueError(f"until must be within 1..{epochs} epochs, got {until}")
     arch = resolve_arch(arch, task, data)
     # robustness training chosen with the network (a search space's train.* choices) wins
     spec = spec.model_copy(update=arch.training.to_dict())
@@ -203,11 +248,21 @@ def train_model(
 
     history: list[dict[str, float]] = []
     best_score, best_epoch, best_val, best_state = -math.inf, 0, {}, None
+    done, finished = 0, False
+    if start is not None:  # continue exactly where an earlier call stopped
+        model.load_state_dict(start.model)
+        optimizer.load_state_dict(start.optimizer)
+        schedule.load_state_dict(start.schedule)
+        dropout_gen.set_state(start.dropout_rng)
+        torch.set_rng_state(start.torch_rng)
+        history = list(start.history)
+        best_score, best_epoch, best_val = start.best_score, start.best_epoch, start.best_val
+        best_state, done, finished = start.best_state, start.epoch, start.finished
     t_start = time.perf_counter()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("{task.fields[status]}"))
     with Progress(*columns, disable=not progress) as bar:
-        for epoch in range(1, epochs + 1):
+        for epoch in range(done + 1, 1 if finished else stop_at + 1):
             t_epoch = time.perf_counter()
             train_ds.set_epoch(epoch)
             loader.sampler.set_epoch(epoch)
@@ -235,9 +290,20 @@ def train_model(
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             bar.update(bar_task, status=f"loss {record['train_loss']:.3f}  {monitor} "
                        f"{record[monitor]:.3f}  best {best_score:.3f} (epoch {best_epoch})")
+            done = epoch
             if epoch - best_epoch >= spec.early_stopping_patience:
+                finished = True
                 break
 
+    state = None
+    if until is not None:  # before the best epoch's weights replace the last epoch's
+        state = TrainState(
+            epoch=done, finished=finished,
+            model={k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+            optimizer=optimizer.state_dict(), schedule=schedule.state_dict(),
+            torch_rng=torch.get_rng_state(), dropout_rng=dropout_gen.get_state(),
+            history=history, best_score=best_score, best_epoch=best_epoch, best_val=best_val,
+            best_state=best_state)
     model.load_state_dict(best_state)  # set in epoch 1: any score beats -inf
     model.eval()
     return TrainOutcome(
@@ -250,4 +316,5 @@ def train_model(
         monitor=monitor,
         device=str(device),
         train_s=time.perf_counter() - t_start,
+        state=state,
     )

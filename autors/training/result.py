@@ -14,7 +14,10 @@ from typing import Any, Literal
 
 # over_limit: never trained, because its parameters or FLOPs (known before training) exceed a
 # constraint; extra["static_cost"] holds them (see autors.search.prescreen).
-TrialStatus = Literal["ok", "failed", "timeout", "over_limit"]
+# stopped / promoted: a multi-fidelity trial (autors.search.rungs) trained to a lower rung than
+# the top one, not promoted further (yet) / its next rung running; its metrics are those of
+# its highest finished rung.
+TrialStatus = Literal["ok", "failed", "timeout", "over_limit", "stopped", "promoted"]
 
 ERROR_TAIL_CHARS = 2000  # traceback kept in trials.jsonl: the message and the last frames
 

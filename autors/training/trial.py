@@ -32,7 +32,7 @@ from autors.training.calibration import Calibration, CalibrationCheck
 from autors.training.calibration import calibrate as fit_on_validation
 from autors.training.cost import measure_cost
 from autors.training.evaluate import evaluate
-from autors.training.loop import SCALARS, TrainOutcome, train_model
+from autors.training.loop import SCALARS, TrainOutcome, TrainState, train_model
 from autors.training.result import Cost, TrialResult, error_text
 from autors.training.robustness import robust_scores, robustness
 from autors.training.targets import evaluate_targets, fit_intervals
@@ -155,6 +155,9 @@ def train_evaluate(
     calibrate: bool = False,
     progress: bool = False,
     max_epochs: int | None = None,
+    until: int | None = None,
+    start: TrainState | None = None,
+    cost: Cost | None = None,
 ) -> TrainedModel:
     """Train `arch` with `task.train` (early stopping on validation), evaluate it once on the
     test split only if `test`, and measure its cost at the task's input size. With
@@ -162,12 +165,17 @@ def train_evaluate(
     (`autors.training.calibration.calibrate`) and, with `test`, measure them in the test
     evaluation's pass (`test_metrics["calibration"]`).
 
+    `until` / `start`: stop at that epoch of the schedule, or continue from an earlier stop
+    (`train_model`; the outcome's `state`); `cost` skips measuring a cost already known
+    (it depends on the architecture only).
+
     Raises `fusion.ArchError` for an arch that does not fit the task and
     `TrainingDivergedError` when the loss stops being finite.
     """
     t0 = time.perf_counter()
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    outcome = train_model(task, arch, data, seed, progress=progress, max_epochs=max_epochs)
+    outcome = train_model(task, arch, data, seed, progress=progress, max_epochs=max_epochs,
+                          until=until, start=start)
     if task.search.needs_robustness:  # validation only: it may steer the search
         table = robustness(outcome.model, data, task, "val", clouds=False,
                            clean=outcome.val_metrics)
@@ -199,10 +207,26 @@ def train_evaluate(
         test_metrics["robustness"] = robustness(outcome.model, data, task, "test",
                                                 clean=test_metrics)
     t_cost = time.perf_counter()
-    cost = measure_cost(outcome.model, data.in_channels, task.sample_size, dates=data.steps)
+    if cost is None:
+        cost = measure_cost(outcome.model, data.in_channels, task.sample_size, dates=data.steps)
     now = time.perf_counter()
     return TrainedModel(outcome=outcome, cost=cost, test_metrics=test_metrics, started=started,
                         wall_s=now - t0, cost_s=now - t_cost, calibration=calibration)
+
+
+@dataclass(frozen=True)
+class RungJob:
+    """One rung of a multi-fidelity trial: train to `epochs` of a `max_epochs` schedule, from
+    `checkpoint` (a `TrainState` as bytes) when the trial already reached an earlier rung."""
+
+    rung: int
+    epochs: int
+    max_epochs: int
+    checkpoint: bytes | None = None
+    cost: dict[str, Any] | None = None  # the trial's cost measured at its first rung
+
+
+CHECKPOINT_KEY = "checkpoint_bytes"  # extra key of a rung's TrainState (the driver stores it)
 
 
 def run_trial(
@@ -211,16 +235,54 @@ def run_trial(
     seed: int,
     data: PreparedData,
     trial_id: int,
+    rung: RungJob | None = None,
 ) -> TrialResult:
     """A search trial (the search's TrialFn): `train_evaluate` on validation only, as a
     TrialResult; a failure is a failed TrialResult with the error text, never an exception.
-    `duration_s` is the whole call."""
+    `duration_s` is the whole call. With `rung`, train to the rung's epochs (continuing from
+    its checkpoint) and return the new `TrainState` bytes in `extra[CHECKPOINT_KEY]`, with
+    `extra["load_s"]` / `extra["save_s"]`: what continuing cost beyond the epochs."""
+    return trial_model(task_dict, arch_dict, seed, data, trial_id, rung)[1]
+
+
+def trial_model(
+    task_dict: dict[str, Any],
+    arch_dict: dict[str, Any],
+    seed: int,
+    data: PreparedData,
+    trial_id: int,
+    rung: RungJob | None = None,
+) -> tuple[TrainedModel | None, TrialResult]:
+    """`run_trial` with its trained model (None when the trial failed), for a trial function
+    that measures more in the worker (benchmarks/search_efficiency.py)."""
     t0 = time.perf_counter()
+    trained = None
     try:
         task = TaskSpec.from_dict(task_dict)
-        result = train_evaluate(task, arch_dict, data, seed).trial_result(trial_id, seed)
+        if rung is None:
+            trained = train_evaluate(task, arch_dict, data, seed)
+            result = trained.trial_result(trial_id, seed)
+        else:
+            trained, result = _run_rung(task, arch_dict, seed, data, trial_id, rung)
     except Exception as err:  # noqa: BLE001 - any failure of this trial is recorded, not raised
         result = TrialResult(trial_id=trial_id, arch=arch_dict, seed=seed, status="failed",
                              error=error_text(err), node=socket.gethostname())
     result.duration_s = time.perf_counter() - t0
-    return result
+    return trained, result
+
+
+def _run_rung(task: TaskSpec, arch_dict: dict[str, Any], seed: int, data: PreparedData,
+              trial_id: int, rung: RungJob) -> tuple[TrainedModel, TrialResult]:
+    t0 = time.perf_counter()
+    start = None if rung.checkpoint is None else TrainState.from_bytes(rung.checkpoint)
+    load_s = time.perf_counter() - t0
+    trained = train_evaluate(task, arch_dict, data, seed, max_epochs=rung.max_epochs,
+                             until=rung.epochs, start=start,
+                             cost=None if rung.cost is None else Cost(**rung.cost))
+    t1 = time.perf_counter()
+    raw = trained.outcome.state.to_bytes()
+    result = trained.trial_result(trial_id, seed)
+    result.extra.update({CHECKPOINT_KEY: raw, "load_s": load_s,
+                         "save_s": time.perf_counter() - t1,
+                         "early_stopped": trained.outcome.state.finished})
+    return trained, result
