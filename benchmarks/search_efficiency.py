@@ -432,11 +432,11 @@ def main() -> None:
     p.add_argument("--from-rows", type=Path, default=None, help="write the report again from "
                    "a run's saved rows (<workdir>/<name>_rows.json), running nothing")
     p.add_argument("--smoke", action="store_true", help="tiny synth scene, 3 epochs (rungs "
-                   "1/3), evolution 3 trials and asha_random 4, one seed (CI)")
+                   "1/3), evolution 2 trials and asha_random 3, one seed (CI)")
     args = p.parse_args()
     if args.smoke:
         args.datasets, args.rows, args.seeds = "synth", "evolution,asha_random", "0"
-        args.full_trials, args.asha_trials, args.epochs = 3, 4, 3
+        args.full_trials, args.asha_trials, args.epochs = 2, 3, 3
         args.max_train, args.max_val = None, None
     t0 = time.perf_counter()
     one_thread()
