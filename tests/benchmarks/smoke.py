@@ -73,6 +73,7 @@ RUNS: dict[str, tuple[tuple[str, ...], ...]] = {
     "complex_sar": (("complex_sar.py",),),
     "target_intervals": (("target_intervals.py",),),
     "rank_correlation": (("rank_correlation.py",),),
+    "search_efficiency": (("search_efficiency.py",),),
 }  # longest first, so the two lanes end together
 PARALLEL = 2  # CI's cores
 
