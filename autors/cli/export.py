@@ -180,6 +180,9 @@ def _print_ensemble(console: Console, card: ModelCard, out: Path) -> None:
 
 def _shape(sensor: SensorCard) -> str:
     """`name[C]`, or a time series' `name[T x C]` with its first and last date."""
+    if sensor.dates_per_scene is not None:
+        return (f"{sensor.name}[up to {sensor.dates_per_scene} dates x {sensor.in_channels}] "
+                "(each scene its own dates)")
     if sensor.dates is None:
         return f"{sensor.name}[{sensor.in_channels}]"
     return (f"{sensor.name}[{len(sensor.dates)} dates x {sensor.in_channels}] "

@@ -76,12 +76,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    metavar="NAME=PATH", help="one scene: a sensor raster; repeat for each "
                    "sensor given (any of the model's 'inputs' in MODEL/model.json, at least "
                    "one; the others are absent). A time-series input: one PATH holding {date} "
-                   "(YYYY-MM-DD), expanded with the card's dates; a date without a file is "
-                   "masked")
+                   "(YYYY-MM-DD), expanded with the card's dates (a model trained on each "
+                   "scene's own dates: the files it matches), or a CSV with columns date,path "
+                   "(and mask) listing the dated rasters; a date without a file is masked")
     p.add_argument("--mask", action="append", type=_sensor_arg, default=[],
                    metavar="NAME=PATH", help="a sensor's mask raster (clouds, gaps), read with "
                    "the rule the model was trained with (its invalid values in model.json); "
-                   "required for each given sensor trained with one. With --template: a "
+                   "required for each given sensor trained with one (a time series: a path "
+                   "holding {date}, or the CSV's mask column). With --template: a "
                    "template with {scene}")
     p.add_argument("--out", type=Path, default=None,
                    help="one scene: the class map to write (.tif)")

@@ -151,6 +151,9 @@ class ReadSpec(_Card):
     complex_pairs: list[list[int | str]] | None = None
     mask: MaskRule | None = None
     qa: QASpec | None = None
+    bands_per_date: int | None = Field(default=None, description=(
+        "a time series given as band groups of one file: the bands of each date (`bands` "
+        "and `qa.band` index inside a group; a mask raster holds a band per date)"))
 
 
 class DateCard(_Card):
@@ -173,6 +176,12 @@ class SensorCard(_Card):
     std: list[float]
     dates: list[DateCard] | None = Field(default=None, description=(
         "a time series: its T dates (in_channels, bands, mean, std are those of one date)"))
+    dates_per_scene: int | None = Field(default=None, ge=1, description=(
+        "a time series whose dates were each scene's own (task `dates: per_scene`): the "
+        "model's T. A scene gives up to T dated rasters, their day of year taken from each "
+        "file's date; the dates after them are padding (date mask 0, day of year 0)"))
+    missing_dates: str | None = Field(default=None, description=(
+        "a time series: how a date without a raster is handled at predict"))
 
     @model_validator(mode="after")
     def _lengths(self) -> SensorCard:
@@ -189,17 +198,19 @@ class SensorCard(_Card):
         if self.dates is not None and (not self.dates or any(
                 a.date >= b.date for a, b in zip(self.dates, self.dates[1:]))):
             raise ValueError(f"sensor '{self.name}': dates must be increasing and non-empty")
+        if self.dates is not None and self.dates_per_scene is not None:
+            raise ValueError(f"sensor '{self.name}': give either dates or dates_per_scene")
         return self
 
     @property
     def steps(self) -> int | None:
         """A time series' date count T; None for a single-date sensor."""
-        return None if self.dates is None else len(self.dates)
+        return len(self.dates) if self.dates is not None else self.dates_per_scene
 
     def sensor_spec(self, path: Path, mask: Path | None = None) -> SensorSpec:
         """The task-file sensor entry for a raster at `path` and its mask raster `mask` (read
         exactly as in training)."""
-        read = self.read.model_dump(exclude={"mask", "qa"})
+        read = self.read.model_dump(exclude={"mask", "qa", "bands_per_date"})
         rule = self.read.mask
         return SensorSpec(
             kind=self.kind, path=path, **read, qa=self.read.qa,

@@ -177,12 +177,6 @@ def export_model(run: str | Path, out: str | Path, rank: int = 1) -> Path:
     candidate = select(run, rank)
     chosen = candidate.best
     task = _task_of(chosen)
-    series = [n for n, s in task.sensors.items() if s.dates is not None]
-    if series and chosen.arch.dense:  # before anything is written
-        raise ModelFolderError(f"sensor(s) {series} are time series (dates): exporting a "
-                               "dense (segmentation) model with a time-series input is not "
-                               "supported yet (patch classifiers are); use the run folder's "
-                               "weights with fusion.build_model(..., dates=)")
     model = chosen.load_model()  # eval mode, CPU
     with atomic_folder(out) as tmp:
         shutil.copyfile(chosen.path / "arch.json", tmp / "arch.json")
@@ -259,8 +253,11 @@ def dense_context(model: nn.Module, run: TrainFolder) -> tuple[int, int | None]:
     radius is None beyond RADIUS_MAX_SIZE. Measured through the validity masks too (as
     values in (0.5, 1.5), so no value is zeroed and every use of a mask has a gradient)."""
     used = run.arch.sensors
-    probe = _WithMasks(model, used)
-    channels = {s: run.in_channels[s] for s in used} | {s + MASK_SUFFIX: 1 for s in used}
+    steps = {s: t for s, t in run.steps.items() if s in used}
+    probe = _WithMasks(model, used, steps)
+    # a time series: its dates flat on the channel axis, its date masks T channels
+    channels = {s: run.in_channels[s] * steps.get(s, 1) for s in used}
+    channels |= {s + MASK_SUFFIX: steps.get(s, 1) for s in used}
     try:
         radius: int | None = receptive_radius(
             probe, channels, samples=RADIUS_SAMPLES, max_size=RADIUS_MAX_SIZE)
@@ -274,18 +271,24 @@ def dense_context(model: nn.Module, run: TrainFolder) -> tuple[int, int | None]:
 
 class _WithMasks(nn.Module):
     """`model` taking its masks as one-channel inputs `[B, 1, H, W]` of any value (mapped
-    into (0.5, 1.5)), so `fusion.receptive_radius` measures through them."""
+    into (0.5, 1.5)), so `fusion.receptive_radius` measures through them. A time series
+    (`steps`): values `[B, T * C, H, W]` and date masks `[B, T, H, W]`, days of year spread
+    over the year."""
 
-    def __init__(self, model: nn.Module, used: list[str]) -> None:
+    def __init__(self, model: nn.Module, used: list[str], steps: dict[str, int]) -> None:
         super().__init__()
-        self.model, self.used = model, used
+        self.model, self.used, self.steps = model, used, steps
         self.reduction = int(getattr(model, "reduction", 1))
 
     def forward(self, x: dict[str, torch.Tensor]) -> torch.Tensor:
         masks = [x[s + MASK_SUFFIX] for s in self.used]
         inputs = {s: x[s] for s in self.used}
-        inputs |= {s + MASK_SUFFIX: 0.5 + torch.sigmoid(m[:, 0])
+        inputs |= {s + MASK_SUFFIX: 0.5 + torch.sigmoid(m if s in self.steps else m[:, 0])
                    for s, m in zip(self.used, masks)}
+        for s, t in self.steps.items():
+            v = inputs[s]
+            inputs[s] = v.reshape(v.shape[0], t, -1, *v.shape[-2:])
+            inputs[s + DOY_SUFFIX] = torch.linspace(30.0, 330.0, t).expand(v.shape[0], t)
         # + 0 x every mask: a mask the model never uses arithmetically gets a zero gradient
         # (no reach) rather than none
         return self.model(inputs) + 0.0 * sum(m.sum() for m in masks)
@@ -321,10 +324,10 @@ def _write_onnx(model: nn.Module, checks: list[tuple[dict[str, torch.Tensor], np
 
     x = checks[0][0]
     names = list(x)
-    # Dense models run on tiles of any size: height and width are dynamic axes too.
-    axes = {n: ({0: "batch", 1: "height", 2: "width"} if n.endswith(MASK_SUFFIX)
-                else {0: "batch", 2: "height", 3: "width"}) if dense else {0: "batch"}
-            for n in names}
+    # Dense models run on tiles of any size: height and width are dynamic axes too (the
+    # last two of every input but a time series' days of year).
+    axes = {n: {0: "batch", x[n].dim() - 2: "height", x[n].dim() - 1: "width"}
+            if dense and not n.endswith(DOY_SUFFIX) else {0: "batch"} for n in names}
     axes["logits"] = {0: "batch", 2: "height", 3: "width"} if dense else {0: "batch"}
     # The dict is passed as (inputs, {}): a trailing dict in `args` would be read as kwargs.
     # Sensors whose branch is "off" are dropped from the graph's inputs by the exporter; the
@@ -449,17 +452,22 @@ def read_spec(task: TaskSpec, name: str) -> ReadSpec:
     raster belongs to a scene; its rule travels)."""
     spec = task.sensors[name]
     return ReadSpec(
-        **spec.model_dump(mode="json", exclude={"path", "kind", "mask", "qa", "dates",
-                                                "bands_per_date"}),
+        **spec.model_dump(mode="json", exclude={"path", "kind", "mask", "qa", "dates"}),
         mask=None if spec.mask is None else MaskRule(invalid_values=spec.mask.invalid_values),
         qa=spec.qa,
     )
 
 
+MISSING_DATES = ("a date whose raster is not given (a missing file, a date absent from the "
+                 "CSV) is invalid everywhere: its values 0 and its date mask 0, as a date a "
+                 "training scene did not acquire; each given date's nodata, QA band and mask "
+                 "raster apply to that date only")
+
+
 def date_cards(task: TaskSpec, name: str) -> list[DateCard] | None:
-    """The card's dates of sensor `name` (None unless a time series): date and day of year,
-    the model's `<name>__doy`."""
-    dates = task.sensors[name].dates
+    """The card's dates of sensor `name` (None unless a time series with task-wide dates):
+    date and day of year, the model's `<name>__doy`."""
+    dates = task.sensors[name].listed_dates
     return None if dates is None else [DateCard(date=d.date, doy=d.doy) for d in dates]
 
 
@@ -502,6 +510,9 @@ def build_card(candidate: Candidate, chosen: TrainFolder, task: TaskSpec,
             read=read_spec(task, name),
             mean=chosen.norm_stats.mean[name], std=chosen.norm_stats.std[name],
             dates=date_cards(task, name),
+            dates_per_scene=chosen.steps.get(name) if task.sensors[name].per_scene_dates
+            else None,
+            missing_dates=None if task.sensors[name].dates is None else MISSING_DATES,
         ))
     classes = [ClassCard(index=i, value=int(v), name=n) for i, (v, n) in
                enumerate(zip(inputs["class_values"], inputs["class_names"]))]
@@ -556,4 +567,5 @@ def _spatial(tensors: list[TensorCard], dense: bool) -> list[TensorCard]:
     """A dense model's compiled inputs take any height and width (the ONNX axes' names)."""
     if not dense:
         return tensors
-    return [t.model_copy(update={"shape": [*t.shape[:-2], "height", "width"]}) for t in tensors]
+    return [t if t.kind == "doy" else
+            t.model_copy(update={"shape": [*t.shape[:-2], "height", "width"]}) for t in tensors]

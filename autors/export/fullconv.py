@@ -44,7 +44,7 @@ from torch import Tensor, nn
 
 import fusion
 from autors.export.ensemble import sample_log_probs
-from fusion import MASK_SUFFIX
+from fusion import DOY_SUFFIX, MASK_SUFFIX
 
 STRIP_ROWS = 64  # core rows per forward pass: bounds activation memory on wide windows
 
@@ -65,24 +65,33 @@ def ineligible_reason(model: nn.Module, arch: fusion.Arch) -> str | None:
 
 
 def receptive_radius(model: nn.Module, in_channels: dict[str, int], size: int,
-                     masks: bool = True) -> int:
+                     masks: bool = True, steps: dict[str, int] | None = None) -> int:
     """Largest distance (px, Chebyshev) from the centre of a size x size input at which an
     input value (or, with `masks`, a validity mask value) changes the centre output of the
-    pixelwise `model`."""
+    pixelwise `model`. `steps`: the time series' T (dated inputs `[1, T, C, size, size]`,
+    date masks `[1, T, size, size]`, days of year spread over the year)."""
+    steps = steps or {}
     gen = torch.Generator().manual_seed(0)
-    xs = {n: torch.randn(1, c, size, size, generator=gen, requires_grad=True)
+
+    def lead(n: str) -> tuple[int, ...]:
+        return (1, steps[n]) if n in steps else (1,)
+
+    xs = {n: torch.randn(*lead(n), c, size, size, generator=gen, requires_grad=True)
           for n, c in in_channels.items()}
     if masks:  # all valid, so every value counts; a mask used as a value has a gradient
-        xs |= {n + MASK_SUFFIX: torch.ones(1, size, size, requires_grad=True)
+        xs |= {n + MASK_SUFFIX: torch.ones(*lead(n), size, size, requires_grad=True)
                for n in in_channels}
+    doys = {n + DOY_SUFFIX: torch.linspace(30.0, 330.0, t)[None] for n, t in steps.items()}
     model.zero_grad(set_to_none=True)
     centre = size // 2
-    model(xs)[0, :, centre, centre].sum().backward()
+    model(xs | doys)[0, :, centre, centre].sum().backward()
     radius = 0
     for x in xs.values():
         if x.grad is None:
             continue
-        grad = x.grad[0] if x.dim() == 3 else x.grad[0].abs().sum(dim=0)  # [size, size]
+        grad = x.grad[0].abs()
+        while grad.dim() > 2:  # bands (and dates) summed: [size, size]
+            grad = grad.sum(dim=0)
         rows, cols = torch.nonzero(grad.abs(), as_tuple=True)
         if rows.numel():
             radius = max(radius, int((rows - centre).abs().max()), int((cols - centre).abs().max()))
@@ -91,11 +100,13 @@ def receptive_radius(model: nn.Module, in_channels: dict[str, int], size: int,
 
 def window_model(
     model: nn.Module, arch: fusion.Arch, in_channels: dict[str, int], patch_size: int,
-    masks: bool = True,
+    masks: bool = True, steps: dict[str, int] | None = None,
 ) -> tuple[nn.Module | None, str]:
     """(a copy of `model` that outputs logits at every position, "") when eligible, else
     (None, why not). `masks`: the model is given validity masks (measured through them). An
-    ensemble (`members`) is eligible when every member is (`arch` is then unused)."""
+    ensemble (`members`) is eligible when every member is (`arch` is then unused). `steps`:
+    time series (dated inputs, `receptive_radius`); the copy takes dated inputs as the model
+    does (predict wraps it in `autors.export.series.SeriesInputs`)."""
     members = getattr(model, "members", None)
     parts = [(m, m.arch) for m in members] if members is not None else [(model, arch)]
     for i, (part, part_arch) in enumerate(parts, start=1):
@@ -106,7 +117,7 @@ def window_model(
     for part in (dense.members if members is not None else [dense]):
         part.head = part.head.pixelwise()
     # a probe larger than the patch, so a field wider than the patch shows as such
-    radius = receptive_radius(dense, in_channels, 3 * patch_size, masks)
+    radius = receptive_radius(dense, in_channels, 3 * patch_size, masks, steps)
     for p in dense.parameters():
         p.requires_grad_(False)
     if radius > patch_size // 2:

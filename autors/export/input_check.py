@@ -30,6 +30,7 @@ between scenes, not from one data set; each says why next to its value.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Callable, Iterator
@@ -738,15 +739,44 @@ def check_scene(card: ModelCard, inputs: SceneInputs, options: CheckOptions = Ch
     reference = card_reference(card, where)
     if reference is None:
         return skipped_report(CARD_PREDATES)
-    series = [n for n, src in inputs.sources.items() if src.dates is not None]
-    if series:  # the profile's figures are over every date; one date's would not compare
-        return skipped_report(f"time-series input(s) {', '.join(series)}: the input checks "
-                              "do not cover dated rasters yet")
     samples = {name: sample_raster(name, src.spec, src.info, src.indexes, src.mask, src.qa,
                                    options)
-               for name, src in inputs.sources.items()}
-    return evaluate(Evidence(reference, samples, pixel_size(inputs.grid), inputs.grid_sensor,
-                             options))
+               for name, src in inputs.sources.items() if src.dates is None}
+    dated = [(name, label, d) for name, src in inputs.sources.items()
+             if src.dates is not None and src.labels is not None
+             for label, d in zip(src.labels, src.dates) if d is not None]
+    parts = [evaluate(Evidence(reference, samples, pixel_size(inputs.grid),
+                               inputs.grid_sensor, options))] if samples else []
+    # A time series: each given date's raster on its own, against the sensor's profile (its
+    # figures pool the training dates: a date's units, scale and bands must fit them too)
+    for name, label, d in dated:
+        sample = sample_raster(name, inputs.sources[name].spec, d.info, d.bands, d.mask, d.qa,
+                               options)
+        grid = pixel_size(inputs.grid) if not parts else None
+        report = evaluate(Evidence(reference, {name: sample}, grid, inputs.grid_sensor,
+                                   options))
+        parts.append(_dated(report, name, label))
+    return merge_reports(parts)
+
+
+def _dated(report: InputReport, name: str, label: str) -> InputReport:
+    """`report` of one date of time series `name`: its findings and figures say the date."""
+    return dataclasses.replace(
+        report,
+        findings=tuple(dataclasses.replace(f, message=f"date {label}: {f.message}")
+                       if f.sensor == name else f for f in report.findings),
+        figures=tuple(dataclasses.replace(f, sensor=f"{f.sensor} {label}")
+                      for f in report.figures))
+
+
+def merge_reports(parts: list[InputReport]) -> InputReport:
+    """One report of several passes over a scene (a time series' dates)."""
+    found = tuple(f for r in parts for f in r.findings)
+    status = "failed" if any(r.status == "failed" for r in parts) else (
+        "warnings" if any(r.status == "warnings" for r in parts) else "passed")
+    return InputReport(status=status, findings=found,
+                       figures=tuple(f for r in parts for f in r.figures),
+                       reference=parts[0].reference, context=parts[0].context)
 
 
 def check_task(task: TaskSpec, index: DatasetIndex, options: CheckOptions = CheckOptions()

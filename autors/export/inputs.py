@@ -13,15 +13,21 @@ every given sensor covers. Other sensors are read onto it exactly as in training
 on the same pixel lattice, else bilinear warp; masks and QA bands nearest). Pixels outside the
 grid are zero and invalid, as the training datasets zero-pad at the scene border.
 
-A time-series input (the card's sensor has `dates`) is given as one path holding `{date}`
-(YYYY-MM-DD), expanded with the card's dates; each date's raster is checked as a sensor's
-raster is and read with the training's series reader (`autors.data.timeseries.read_series`:
-each date its own nodata / QA rule). A date whose file does not exist is invalid everywhere
-(a note says so), as a date a training scene did not acquire; at least one must exist.
+A time-series input (the card's sensor has `dates`, or `dates_per_scene`) is given as one
+path holding `{date}` (YYYY-MM-DD), expanded with the card's dates (dates per scene: the files
+it matches), or as a CSV listing the dated rasters (columns date, path, and mask for a model
+trained with mask rasters); each date's raster is checked as a sensor's raster is and read
+with the training's series reader (`autors.data.timeseries.read_series`: each date its own
+nodata / QA rule / mask raster). A date whose file does not exist is invalid everywhere (a
+note says so), as a date a training scene did not acquire; at least one must exist. A model
+trained on dates per scene takes up to T dates, their day of year from each date, padded.
 """
 
 from __future__ import annotations
 
+import csv
+import datetime
+import itertools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +43,8 @@ from autors.data.grid import crop_to_overlap, footprint_in
 from autors.data.masks import mask_header, rule_validity, sensor_bands
 from autors.data.raster import RasterInfo, inspect, is_complex, resolve_bands
 from autors.data.scene import load_sensor
-from autors.data.timeseries import DateRaster, any_date, read_series
+from autors.data.scenes import found_dates
+from autors.data.timeseries import DateRaster, any_date, group_qa, read_series, series_bands
 from autors.errors import DataError, RasterError
 from autors.export.card import ModelCard, SensorCard
 
@@ -57,6 +64,8 @@ class SensorSource:
     # fields above are those of its first given date
     dates: list[DateRaster | None] | None = None
     missing: str = ""  # a time series' dates without a raster, said as a note
+    doys: list[int] | None = None  # a time series: day of year of each of its T dates
+    labels: list[str] | None = None  # a time series: YYYY-MM-DD of each given date
 
 
 @dataclass
@@ -71,6 +80,16 @@ class SceneInputs:
     ignored: list[str]  # given sensors the model does not use
     required: list[str]  # given sensors `require_sensors` needs valid for a labelled pixel
     steps: dict[str, int] | None = None  # time-series sensors: their date count T
+
+    @property
+    def doys(self) -> dict[str, list[int]]:
+        """Every used time series' day of year per date (the model's `<s>__doy`): the given
+        dates' (padded with 0), or the card's dates for one not given."""
+        out = {}
+        for name, t in (self.steps or {}).items():
+            src = self.sources.get(name)
+            out[name] = src.doys if src is not None and src.doys is not None else [0] * t
+        return out
 
     @property
     def given(self) -> list[str]:
@@ -218,8 +237,8 @@ def check_given(card: ModelCard, sensors: list[str], masks: list[str],
                 f"raster (model.json: sensors '{name}' read.mask is null), so it has no rule "
                 f"to apply one with; remove {mask_flag} {name}"
             )
-    for s in used:
-        if s.read.mask is not None and s.name not in masks:
+    for s in used:  # (a time series' masks may come from its CSV: checked by `_series`)
+        if s.read.mask is not None and s.name not in masks and s.steps is None:
             raise DataError(
                 f"{mask_flag} {s.name}=PATH is missing: the model's '{s.name}' input was "
                 f"trained with a mask raster (values {_values(s.read.mask.invalid_values)} "
@@ -239,7 +258,8 @@ def open_inputs(card: ModelCard, paths: dict[str, Path], grid: str | None = None
     """
     masks = dict(masks or {})
     check_given(card, list(paths), list(masks))
-    sources = {s.name: (_series(s, Path(paths[s.name])) if s.dates is not None else
+    sources = {s.name: (_series(s, Path(paths[s.name]), masks.get(s.name))
+                        if s.steps is not None else
                         _source(s, Path(paths[s.name]), masks.get(s.name)))
                for s in card.used_sensors if s.name in paths}
     ref = grid if grid is not None else default_grid_sensor(card, sources)
@@ -315,48 +335,170 @@ def _source(card: SensorCard, path: Path, mask: Path | None) -> SensorSource:
                         note=note)
 
 
-DATE_FIELD = "{date}"  # in a time series' path: each card date as YYYY-MM-DD
+DATE_FIELD = "{date}"  # in a time series' path: each date as YYYY-MM-DD
+CSV_COLUMNS = ("date", "path", "mask")  # a CSV listing a time series' rasters (mask optional)
 
 
-def _series(card: SensorCard, template: Path) -> SensorSource:
-    """A time-series input: `template` (holding {date}) expanded with the card's dates, each
-    date's raster checked as `_source` checks a sensor's; dates without a file are missing."""
-    assert card.dates is not None
-    where = f"--sensor {card.name}={template}"
-    if DATE_FIELD not in str(template):
-        raise DataError(f"{where}: the model's '{card.name}' input is a time series of "
-                        f"{len(card.dates)} dates ({card.dates[0].date} .. "
-                        f"{card.dates[-1].date}); give one path holding {DATE_FIELD} "
-                        f"(YYYY-MM-DD), e.g. {card.name}_{DATE_FIELD}.tif")
-    if card.read.mask is not None:
+def dated_files(card: SensorCard, given: Path, mask: Path | None
+                ) -> list[tuple[datetime.date, Path, Path | None]]:
+    """(date, raster, mask raster) of each date given for the time series `card`: a CSV
+    (columns date, path and, with a mask rule, mask; relative paths from the CSV's folder),
+    or a path holding {date} expanded with the card's dates (dates per scene: the files it
+    matches), the mask path likewise. Increasing dates; a file may not exist (checked by the
+    caller)."""
+    where = f"--sensor {card.name}={given}"
+    if given.suffix.lower() == ".csv":
+        rows = _csv_rows(given, where)
+    elif DATE_FIELD in str(given):
+        days = [d.date for d in card.dates] if card.dates is not None else found_dates(given)
+        rows = [(d, Path(str(given).replace(DATE_FIELD, d.isoformat())), None) for d in days]
+    else:
+        what = (f"{len(card.dates)} dates ({card.dates[0].date} .. {card.dates[-1].date})"
+                if card.dates is not None else f"up to {card.steps} dates of its own per scene")
+        raise DataError(f"{where}: the model's '{card.name}' input is a time series of {what}; "
+                        f"give one path holding {DATE_FIELD} (YYYY-MM-DD), e.g. "
+                        f"{card.name}_{DATE_FIELD}.tif, or a CSV with columns date,path")
+    if mask is not None:
+        if DATE_FIELD not in str(mask):
+            raise DataError(f"--mask {card.name}={mask}: a time series' mask is one raster per "
+                            f"date: give a path holding {DATE_FIELD}, or a CSV column 'mask'")
+        rows = [(d, p, Path(str(mask).replace(DATE_FIELD, d.isoformat()))) for d, p, _ in rows]
+    return rows
+
+
+def _csv_rows(path: Path, where: str) -> list[tuple[datetime.date, Path, Path | None]]:
+    """The rows of a CSV listing dated rasters (see `dated_files`)."""
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            header = [h.strip() for h in reader.fieldnames or []]
+            rows = [{k.strip(): (v or "").strip() for k, v in r.items() if k} for r in reader]
+    except OSError as err:
+        raise DataError(f"{where}: cannot read the CSV ({err.strerror})") from None
+    if "date" not in header or "path" not in header or set(header) - set(CSV_COLUMNS):
+        raise DataError(f"{where}: the CSV's header is {header}; it needs the columns date, "
+                        "path (and mask, for a model trained with mask rasters), no others")
+    out = []
+    for i, r in enumerate(rows, start=2):
+        try:
+            day = datetime.date.fromisoformat(r["date"])
+        except ValueError:
+            raise DataError(f"{path}, line {i}: date {r['date']!r} is not YYYY-MM-DD") from None
+        if not r["path"]:
+            raise DataError(f"{path}, line {i}: no path for date {day}")
+        mask = r.get("mask") or None
+        out.append((day, path.parent / r["path"], None if mask is None else
+                    path.parent / mask))
+    days = [d for d, _, _ in out]
+    if not out or any(b <= a for a, b in itertools.pairwise(days)):
+        raise DataError(f"{path}: the dates must be listed once each, in increasing order "
+                        f"(got {[d.isoformat() for d in days]})")
+    return out
+
+
+def _series(card: SensorCard, given: Path, mask: Path | None) -> SensorSource:
+    """A time-series input (see `dated_files`): each date's raster checked as `_source` checks
+    a sensor's; dates without a file are missing (invalid everywhere, a note); with the
+    card's own dates every given date must be one of them, with dates per scene at most T
+    are given (their day of year from the date, the rest padded)."""
+    assert card.steps is not None
+    where = f"--sensor {card.name}={given}"
+    if card.read.bands_per_date is not None and given.suffix.lower() != ".csv" \
+            and DATE_FIELD not in str(given):
+        return _grouped(card, given, mask)
+    rows = dated_files(card, given, mask)
+    if card.read.mask is not None and any(m is None for _, _, m in rows):
         raise DataError(f"{where}: the model's '{card.name}' time series was trained with a "
-                        "mask raster; mask rasters per date are not supported yet")
-    files = [Path(str(template).replace(DATE_FIELD, d.date.isoformat())) for d in card.dates]
-    given = [(d, _source(card, f, None)) for d, f in zip(card.dates, files) if f.exists()]
-    if not given:
-        raise DataError(f"{where}: none of the {len(files)} dates' rasters exists (e.g. "
-                        f"{files[0]}); give the folder holding them")
-    by_date = {d.date: src for d, src in given}
-    first = given[0][1]
-    dates = [None if d.date not in by_date else
-             DateRaster(by_date[d.date].info, by_date[d.date].indexes, by_date[d.date].qa)
-             for d in card.dates]
-    lacking = [d.date.isoformat() for d in card.dates if d.date not in by_date]
+                        f"mask raster per date; give them with --mask {card.name}=PATH "
+                        f"holding {DATE_FIELD}, or a CSV column 'mask'")
+    if card.dates is not None:
+        known = {d.date for d in card.dates}
+        extra = [d.isoformat() for d, _, _ in rows if d not in known]
+        if extra:
+            raise DataError(f"{where}: date(s) {', '.join(extra[:5])} are not among the "
+                            f"model's {len(card.dates)} dates ({card.dates[0].date} .. "
+                            f"{card.dates[-1].date}); the model reads its own dates only")
+        days = [d.date for d in card.dates]
+    else:
+        days = [d for d, _, _ in rows]
+        if len(days) > card.steps:
+            raise DataError(f"{where}: {len(days)} dates given ({days[0]} .. {days[-1]}), the "
+                            f"model takes at most {card.steps} (dates per scene); give fewer")
+    given_rows = {d: (p, m) for d, p, m in rows if p.exists()}
+    if not given_rows:
+        first = rows[0][1] if rows else given
+        raise DataError(f"{where}: none of the {len(rows)} dates' rasters exists (e.g. "
+                        f"{first}); give the folder holding them")
+    by_date = {}
+    for d, (p, m) in given_rows.items():
+        try:
+            by_date[d] = _source(card, p, m)
+        except (DataError, RasterError) as err:
+            raise type(err)(f"{where}, date {d.isoformat()}: {err}") from None
+    first = next(iter(by_date.values()))
+    dates = [None if d not in by_date else
+             DateRaster(by_date[d].info, by_date[d].indexes, by_date[d].qa, by_date[d].mask)
+             for d in days]
+    lacking = [d.isoformat() for d in days if d not in by_date]
     missing = "" if not lacking else (
-        f"{where}: no raster for date(s) {', '.join(lacking)} (of {len(files)}): those dates "
+        f"{where}: no raster for date(s) {', '.join(lacking)} (of {len(days)}): those dates "
         "are invalid everywhere, as a date a training scene did not acquire")
-    notes = sorted({src.note for _, src in given if src.note})
+    pad = card.steps - len(days)
+    notes = sorted({src.note for src in by_date.values() if src.note})
     return SensorSource(card=card, spec=first.spec, info=first.info, indexes=first.indexes,
-                        mask=None, qa=first.qa, note="; ".join(notes), dates=dates,
-                        missing=missing)
+                        mask=None, qa=first.qa, note="; ".join(notes),
+                        dates=dates + [None] * pad, missing=missing,
+                        doys=[d.timetuple().tm_yday for d in days] + [0] * pad,
+                        labels=[d.isoformat() for d in days])
+
+
+def _grouped(card: SensorCard, path: Path, mask: Path | None) -> SensorSource:
+    """A time series given as band groups of one file (`read.bands_per_date`), its dates the
+    card's; the mask raster (a mask rule) holds a band per date."""
+    where = f"--sensor {card.name}={path}"
+    if card.dates is None:
+        raise DataError(f"{where}: the model's '{card.name}' input had each scene's own dates "
+                        "in band groups; one file does not say its dates: give a CSV with "
+                        "columns date,path listing one raster per date")
+    if card.read.mask is not None and mask is None:
+        raise DataError(f"{where}: the model's '{card.name}' time series was trained with a "
+                        f"mask raster; give it with --mask {card.name}=PATH (a band per date)")
+    try:
+        info = inspect(path)
+    except RasterError as err:
+        raise RasterError(f"{where}: {err}") from None
+    spec = card.sensor_spec(path, mask)
+    grouped = SensorSpec(kind=card.kind, path=path, dates=[d.date for d in card.dates],
+                         bands_per_date=card.read.bands_per_date,
+                         **card.read.model_dump(exclude={"mask", "qa", "bands_per_date"}),
+                         qa=card.read.qa)
+    n = len(card.dates)
+    mask_info = None if mask is None else _mask(card, mask, info)
+    if mask_info is not None and mask_info.count != n:
+        raise DataError(f"--mask {card.name}={mask}: {mask_info.count} band(s); band groups "
+                        f"take a mask band per date ({n})")
+    dates = []
+    try:
+        for t, d in enumerate(card.dates):
+            indexes, _ = series_bands(card.name, grouped, info, t, n)
+            if len(indexes) != card.in_channels:
+                raise RasterError(f"date {d.date}: {len(indexes)} band(s), the model's "
+                                  f"'{card.name}' input takes {card.in_channels} per date")
+            qa = None if card.read.qa is None else \
+                t * card.read.bands_per_date + group_qa(card.name, grouped)
+            dates.append(DateRaster(info, indexes, qa, mask_info, t + 1))
+    except RasterError as err:
+        raise RasterError(f"{where}: {err}") from None
+    return SensorSource(card=card, spec=spec, info=info, indexes=dates[0].bands, mask=None,
+                        qa=dates[0].qa, note="", dates=dates, doys=[d.doy for d in card.dates],
+                        labels=[d.date.isoformat() for d in card.dates])
 
 
 def _headers(src: SensorSource) -> list[tuple[str | None, RasterInfo]]:
     """The rasters a source reads, by date (None: a single-date sensor)."""
-    if src.dates is None or src.card.dates is None:
+    if src.dates is None or src.labels is None:
         return [(None, src.info)]
-    return [(c.date.isoformat(), d.info) for c, d in zip(src.card.dates, src.dates)
-            if d is not None]
+    return [(label, d.info) for label, d in zip(src.labels, src.dates) if d is not None]
 
 
 def _qa_band(card: SensorCard, info: RasterInfo, where: str) -> int:

@@ -97,7 +97,7 @@ from autors.export.writer import (
     score_bands,
 )
 from autors.training.calibration import TemperatureScaled
-from fusion import MASK_SUFFIX
+from fusion import DOY_SUFFIX, MASK_SUFFIX
 
 GDAL_CACHE_MB = 64  # bounds GDAL's block cache for the output files (default: 5% of RAM)
 # Samples per forward pass when not given: a batch of tiles holds ~T*T/P*P times the pixels.
@@ -186,8 +186,9 @@ def predict_scene(
     t0 = time.perf_counter()
     check_out(out)
     card = apply_reads(exported.card, options.reads)
-    model = series_model(exported.model.eval(), card)  # time series: window arrays -> dated
     inputs = open_inputs(card, sensors, options.grid, masks)
+    # time series: window arrays -> dated inputs, with the given dates' days of year
+    model = series_model(exported.model.eval(), card, inputs.doys)
     # before any window: InputMismatchError when the scene does not look like training's
     checks, check_tags = check_prediction(exported.path, card, inputs, sensors, masks,
                                           options.reads, options.checks)
@@ -201,7 +202,7 @@ def predict_scene(
                         conformal=calib.quantile is not None)
     values = np.asarray(card.class_values)
     n_valid = 0
-    fast = _FastPath(exported, options)
+    fast = _FastPath(exported, options, inputs.doys)
     model, fast.model = calib.wrap(model), calib.wrap(fast.model)  # logits / T
     if options.mc_dropout:
         _enable_dropout(model, exported.path)
@@ -392,9 +393,14 @@ def activation_bytes(model: nn.Module, card: ModelCard, reduction: int) -> float
     outputs of all its leaf modules on a probe of side max(64, 4 x reduction), an upper
     bound of what is alive at once (measured peak RSS of a U-Net tile: ~0.8 of it)."""
     side = max(64, 4 * reduction)
-    x = {s.name: torch.zeros(1, s.in_channels, side, side) for s in card.used_sensors}
+    lead = {s.name: (1,) if s.steps is None else (1, s.steps) for s in card.used_sensors}
+    x = {s.name: torch.zeros(*lead[s.name], s.in_channels, side, side)
+         for s in card.used_sensors}
     if card.export.takes_masks:
-        x |= {s.name + MASK_SUFFIX: torch.ones(1, side, side) for s in card.used_sensors}
+        x |= {s.name + MASK_SUFFIX: torch.ones(*lead[s.name], side, side)
+              for s in card.used_sensors}
+    x |= {s.name + DOY_SUFFIX: torch.linspace(30.0, 330.0, s.steps)[None]
+          for s in card.used_sensors if s.steps is not None}
     total = 0
 
     def count(module: nn.Module, args: object, out: object) -> None:
@@ -417,7 +423,8 @@ def activation_bytes(model: nn.Module, card: ModelCard, reduction: int) -> float
 class _FastPath:
     """The fully convolutional model of a patch classifier, while it is trusted."""
 
-    def __init__(self, exported: ExportedModel, options: PredictOptions) -> None:
+    def __init__(self, exported: ExportedModel, options: PredictOptions,
+                 doys: dict[str, list[int]] | None = None) -> None:
         self.model: nn.Module | None = None
         self.verified = False
         self.notes: list[str] = []
@@ -425,12 +432,11 @@ class _FastPath:
         self.seed = options.seed
         if card.task.dense or not options.fully_convolutional:
             return  # tiles, or the caller's choice
-        if card.steps:
-            self.notes.append("time-series inputs: predicted per patch (the fully "
-                              "convolutional path does not take dated inputs yet)")
-            return
         self.model, _ = window_model(exported.model, exported.arch, card.in_channels,
-                                     card.task.input_size, card.export.takes_masks)
+                                     card.task.input_size, card.export.takes_masks,
+                                     card.steps)
+        if self.model is not None and card.steps:  # window arrays -> dated inputs
+            self.model = series_model(self.model, card, doys or {})
 
     def seeds(self, core: Core, passes: int) -> list[int] | None:
         """MC dropout: a torch seed per pass over the window `core`, from the options' seed

@@ -131,7 +131,7 @@ def predict_scenes(
         missing = [f"{what} '{n}': {p} does not exist"
                    for what, files in (("sensor", job.sensors), ("mask of", job.masks))
                    for n, p in files.items() if n in used and not p.is_file()
-                   and not (what == "sensor" and n in exported.card.steps)]
+                   and n not in exported.card.steps]
         if missing:
             error = "; ".join(missing)
         else:

@@ -3,7 +3,7 @@ axis (`[T * C, h, w]`, `autors.data.timeseries`'s one sample format) and its dat
 `[T, h, w]` under `<sensor>__dates`, so the patch and tile machinery (`autors.export.windows`)
 cuts them like any sensor; `SeriesInputs` hands the model what training gave it:
 `<sensor>` `[B, T, C, P, P]`, `<sensor>__mask` `[B, T, P, P]` and `<sensor>__doy` `[B, T]`
-(the card's days of year)."""
+(the given dates' days of year, `SceneInputs.doys`)."""
 
 from __future__ import annotations
 
@@ -21,12 +21,12 @@ DATES_SUFFIX = "__dates"  # a window's date masks [T, h, w] (cut as values, not 
 class SeriesInputs(nn.Module):
     """`model` taking window batches with time series flattened (see the module docstring)."""
 
-    def __init__(self, model: nn.Module, card: ModelCard) -> None:
+    def __init__(self, model: nn.Module, card: ModelCard, doys: dict[str, list[int]]) -> None:
         super().__init__()
         self.model = model
         self.steps = dict(card.steps)
         for name in self.steps:
-            doy = torch.tensor([float(d.doy) for d in card.sensor(name).dates or []])
+            doy = torch.tensor([float(d) for d in doys[name]])
             self.register_buffer(f"doy_{name}", doy, persistent=False)
 
     def forward(self, x: dict[str, Tensor]) -> Tensor:
@@ -41,9 +41,11 @@ class SeriesInputs(nn.Module):
         return self.model(out)
 
 
-def series_model(model: nn.Module, card: ModelCard) -> nn.Module:
-    """`model` wrapped in `SeriesInputs` when the card has a time series (else unchanged)."""
-    return SeriesInputs(model, card).eval() if card.steps else model
+def series_model(model: nn.Module, card: ModelCard, doys: dict[str, list[int]]
+                 ) -> nn.Module:
+    """`model` wrapped in `SeriesInputs` when the card has a time series (else unchanged);
+    `doys`: each series' day of year per date (`SceneInputs.doys`)."""
+    return SeriesInputs(model, card, doys).eval() if card.steps else model
 
 
 def date_masks(card: ModelCard, valid: dict[str, np.ndarray]) -> dict[str, Tensor]:

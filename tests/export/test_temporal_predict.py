@@ -94,7 +94,12 @@ def test_export_and_predict_a_time_series_model(tmp_path: Path) -> None:
     result = predict_scene(exported, paths, tmp_path / "map.tif", progress=False)
     with rasterio.open(result.class_map) as src:
         assert (src.read(1)[rows, cols] == want).all()
-    assert result.method == "per patch" and result.checks.status == "skipped"
+    # fully convolutional (checked against per patch on the first window by predict itself),
+    # and the input checks run date by date against the card's profile
+    assert result.method == "fully convolutional", result.notes
+    assert result.checks.status in ("passed", "warnings")
+    assert sorted(f.sensor for f in result.checks.figures) == sorted(
+        f"{s} {d}" for s in ("s1", "s2") for d in task["sensors"]["s2"]["dates"])
 
     # a date's raster missing: that date is masked (invalid everywhere), with a note
     gone = info.task_path.parent / "s2_2021-05-10.tif"
@@ -108,6 +113,15 @@ def test_export_and_predict_a_time_series_model(tmp_path: Path) -> None:
     assert (masked != want).any()  # the date matters to the model, so the check can fail
     with rasterio.open(result.class_map) as src:
         assert (src.read(1)[rows, cols] == masked).all()
+    # the same dates listed in a CSV (item 4 "or a CSV"): the same map
+    listing = tmp_path / "s2.csv"
+    listing.write_text("date,path\n" + "".join(
+        f"{d},{info.task_path.parent / f's2_{d}.tif'}\n" for d in task["sensors"]["s2"]["dates"]
+        if d != "2021-05-10"))
+    by_csv = predict_scene(exported, paths | {"s2": listing}, tmp_path / "map_csv.tif",
+                           progress=False)
+    with rasterio.open(result.class_map) as a, rasterio.open(by_csv.class_map) as b:
+        assert (a.read(1) == b.read(1)).all()
 
     # many scenes (`--template` with {scene} and {date}, ids from a CSV): the same map
     (tmp_path / "scenes" / "a").mkdir(parents=True)
