@@ -2,7 +2,8 @@
 timing, and does a small search beat hand-designed temporal baselines at a third of their cost?
 
     python benchmarks/temporal.py [--seeds 0,1,2,3,4] [--size 96] [--dates 10] [--epochs 6]
-        [--max-train 2500] [--trials 8] [--workers 2] [--workdir /tmp/autors_temporal]
+        [--max-train 2500] [--trials 16] [--screen-epochs 2] [--finalists 3] [--workers 2]
+        [--workdir /tmp/autors_temporal]
         [--out results/benchmarks] [--smoke]
 
 Data: the synthetic optical + SAR time series (`autors synth --time-series`,
@@ -26,16 +27,19 @@ Groups (each group's best = best mean VALIDATION OA over seeds; the test split p
   kernel 1, no spatial layer, width 32: a GRU over each pixel's dates) and the stacked-dates
   early CNN (`early_cnn`: every date of both sensors stacked as channels, 3 conv layers of 64);
 - searched: a random search of `--trials` trials over the project's `compact` space (its
-  temporal kinds offered to the time-series sensors by `set_input_kinds`), each trial trained
-  once (seed 0), only architectures of at most 1/3 of the cheaper baseline's FLOPs sampled
-  (the constraint is checked before training, as `search.constraints.max_flops` does); the
-  trial with the best validation OA is then trained with every seed. This is an in-process
-  random search over the space, not `autors search` (no Ray, no successive halving).
+  temporal kinds and `fusion.time` offered for the time-series sensors by `set_input_kinds`),
+  drawn from the space's own prior (`SearchSpace.weights`: options that read timing weighted
+  up for time-series inputs), only architectures of at most 1/3 of the cheaper baseline's
+  FLOPs drawn (checked before training, as `search.constraints.max_flops` does, so no trial
+  is spent over it); two rungs of successive halving: every trial trained `--screen-epochs`
+  epochs (seed 0), the `--finalists` best by validation OA trained the full budget (seed 0),
+  the best of those by validation OA then trained with every seed. This is an in-process
+  random search over the space, not `autors search` (no Ray).
 Targets (issue 15): (1) the best temporal model beats the best single-date model by at least
 10 OA points on the time-only classes; (2) the searched network beats both hand-designed
 temporal baselines (test OA, mean over seeds) at no more than 1/3 of their FLOPs. Each stated
 met / NOT met. `--smoke`: a 64 px scene, 4 dates, 1 seed, 1 epoch, one candidate per group,
-1 trial.
+2 trials, 1 finalist.
 """
 
 from __future__ import annotations
@@ -190,10 +194,12 @@ def sample_archs(task_path: str, n: int, max_flops: int, seed: int) -> list[tupl
     space = space_for_task(task)
     rng = np.random.default_rng([seed, 15])
     out, seen, tries = [], set(), 0
+    choices = space.choices()
     while len(out) < n and tries < 5000:
         tries += 1
-        sample = {label: c.values[rng.integers(len(c.values))]
-                  for label, c in space.choices().items()}
+        # the space's prior (`SearchSpace.weights`), as NNI's random strategy draws it
+        sample = {label: c.values[rng.choice(len(c.values), p=c.weights)]
+                  for label, c in choices.items()}
         try:
             a = space.to_arch(sample)
             model = fusion.build_model(a, data.in_channels, data.model_outputs,
@@ -239,12 +245,16 @@ def same_pixels(rows: list[dict]) -> str:
 def report(args, data: dict, rows: list[dict], trials: list[dict], wall: float,
            limit: float) -> tuple[str, dict]:
     models = summarise(rows)
-    best_t = best_of(models, ("temporal", "baseline", "searched"))
-    best_s = best_of(models, ("single",))
-    gain = models[best_t]["oa_time_only"] - models[best_s]["oa_time_only"]
-    met_time = gain >= TARGET_TIME
     searched = next((k for k, v in models.items() if v["group"] == "searched"), None)
     base = [k for k, v in models.items() if v["group"] == "baseline"]
+    best_t = best_of(models, ("temporal", "baseline", "searched"))
+    search_only = not any(v["group"] == "single" for v in models.values())
+    # --search-only: the per-class table compares the searched network with the best baseline
+    best_s = best_of(models, ("baseline",) if search_only else ("single",))
+    if search_only and searched is not None:
+        best_t = searched
+    gain = models[best_t]["oa_time_only"] - models[best_s]["oa_time_only"]
+    met_time = None if search_only else gain >= TARGET_TIME
     seeds = sorted({r["seed"] for r in rows})
     text = [header_block("Time series: temporal models vs single dates; search vs temporal "
                          "baselines", "benchmarks/temporal.py", wall)]
@@ -261,7 +271,7 @@ def report(args, data: dict, rows: list[dict], trials: list[dict], wall: float,
               "test OA other %", "params", "kFLOPs/patch"]
     body = []
     for name, m in models.items():
-        pick = ("**best temporal**" if name == best_t else
+        pick = ("" if search_only else "**best temporal**" if name == best_t else
                 "**best single-date**" if name == best_s else "")
         rs = m["rows"]
         body.append([f"`{name}`", m["group"], pick, fmt_pm([r["val_oa"] for r in rs]),
@@ -271,12 +281,18 @@ def report(args, data: dict, rows: list[dict], trials: list[dict], wall: float,
     text.append("\n## Models (mean ± std over seeds; best by mean validation OA)\n\n"
                 + md_table(header, body, "lllrrrrrr") + "\n")
     if trials:
-        header = ["trial", "branches (s2 / s1)", "position", "val OA % (seed 0)", "kFLOPs/patch"]
+        header = ["trial", "branches (s2 / s1)", "position", "time collapses",
+                  f"val OA % ({args.screen_epochs} ep)", f"val OA % ({args.epochs} ep)",
+                  "kFLOPs/patch"]
         body = [[str(i), " / ".join(_describe(t["arch"]["branches"][s]) for s in ("s2", "s1")),
-                 t["arch"]["fusion"]["position"], f"{100 * t['val_oa']:.1f}",
+                 t["arch"]["fusion"]["position"],
+                 t["arch"]["fusion"].get("time", "branch"), f"{100 * t['val_oa']:.1f}",
+                 "" if t.get("val_oa_full") is None else f"{100 * t['val_oa_full']:.1f}",
                  f"{t['flops'] / 1e3:.1f}"] for i, t in enumerate(trials)]
-        text.append(f"\n## Search trials (compact space, random, FLOPs <= {limit / 1e3:.1f} k = "
-                    f"1/3 of the cheaper baseline)\n\n" + md_table(header, body, "lllrr") + "\n")
+        text.append(f"\n## Search trials (compact space, random from the space's prior, FLOPs <= "
+                    f"{limit / 1e3:.1f} k = 1/3 of the cheaper baseline; the "
+                    f"{args.finalists} best after {args.screen_epochs} epochs trained "
+                    f"{args.epochs})\n\n" + md_table(header, body, "llllrrr") + "\n")
     header = ["class", "time-only", f"`{best_t}` %", f"`{best_s}` %"]
     body = [[c, "yes" if c in data["time_only"] else "",
              fmt_pm([r["per_class"][c] or 0.0 for r in models[best_t]["rows"]]),
@@ -284,7 +300,7 @@ def report(args, data: dict, rows: list[dict], trials: list[dict], wall: float,
             for c in data["classes"]]
     text.append("\n## Per-class test accuracy of the two best models\n\n"
                 + md_table(header, body, "llrr") + "\n")
-    lines = [(f"- the best temporal model beats the best single-date model by at least "
+    lines = [] if search_only else [(f"- the best temporal model beats the best single-date model by at least "
               f"{100 * TARGET_TIME:g} OA points on the time-only classes: {100 * gain:+.1f} "
               f"points (`{best_t}` {100 * models[best_t]['oa_time_only']:.1f} % vs `{best_s}` "
               f"{100 * models[best_s]['oa_time_only']:.1f} %): "
@@ -303,6 +319,9 @@ def report(args, data: dict, rows: list[dict], trials: list[dict], wall: float,
             f"{s['flops'] / 1e3:.1f} kFLOPs vs {versus}: beats both "
             f"{'yes' if beats else 'no'}, within 1/3 of both {'yes' if cheap else 'no'}: "
             f"**{'met' if met_search else 'NOT met'}**.")
+    if search_only:
+        lines.append("- (the single-date / temporal comparison is not rerun with "
+                     "`--search-only`: see results/benchmarks/temporal.md)")
     text.append("\n## Targets (issue 15)\n\n" + "\n".join(lines) + "\n")
     summary = {"best_temporal": best_t, "best_single": best_s, "gain_time_only": gain,
                "met_time_only": met_time, "searched": searched, "met_search": met_search}
@@ -322,15 +341,22 @@ def main() -> None:
     p.add_argument("--patch", type=int, default=5)
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--max-train", type=int, default=2500)
-    p.add_argument("--trials", type=int, default=8)
+    p.add_argument("--trials", type=int, default=16)
+    p.add_argument("--screen-epochs", type=int, default=2,
+                   help="epochs of every trial (the first rung)")
+    p.add_argument("--finalists", type=int, default=3,
+                   help="trials trained the full --epochs (the second rung)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--workdir", type=Path, default=Path("/tmp/autors_temporal"))
     p.add_argument("--out", type=Path, default=Path("results/benchmarks"))
     p.add_argument("--smoke", action="store_true", help="64 px, 4 dates, 1 seed, 1 epoch (CI)")
+    p.add_argument("--search-only", action="store_true",
+                   help="only the baselines and the search (report temporal_search)")
     args = p.parse_args()
     if args.smoke:
         args.seeds, args.size, args.dates, args.epochs = "0", 64, 4, 1
-        args.max_train, args.trials, args.workers = 64, 1, 1
+        args.max_train, args.trials, args.workers = 64, 2, 1
+        args.screen_epochs, args.finalists = 1, 1
     one_thread()
     t0 = time.perf_counter()
     data = make_data(args.workdir, args)
@@ -342,6 +368,8 @@ def main() -> None:
     if args.smoke:
         single = dict(list(single.items())[:1])
     temporal = dict(list(TEMPORAL.items())[:1]) if args.smoke else TEMPORAL
+    if args.search_only:
+        single, temporal = {}, {}
     jobs = [Job("single", m, a, path, s, budget, timed)
             for s in seeds for m, (a, path) in single.items()]
     jobs += [Job("temporal", m, a, data["temporal"], s, budget, timed)
@@ -352,17 +380,28 @@ def main() -> None:
     # the search: FLOPs limit from the baselines' measured FLOPs
     limit = FLOPS_FRACTION * min(r["flops"] for r in rows if r["group"] == "baseline")
     drawn = sample_archs(data["temporal"], args.trials, int(limit), seed=0)
-    trial_rows = _run([Job("trial", f"trial_{i}", a, data["temporal"], seeds[0], budget, timed)
+    screen = (args.screen_epochs, args.max_train)
+    trial_rows = _run([Job("trial", f"trial_{i}", a, data["temporal"], seeds[0], screen, timed)
                        for i, (a, _) in enumerate(drawn)], args.workers)
-    trials = [{"arch": a, "flops": f, "val_oa": r["val_oa"]}
+    trials = [{"arch": a, "flops": f, "val_oa": r["val_oa"], "val_oa_full": None}
               for (a, f), r in zip(drawn, trial_rows)]
     if trials:
-        win = max(range(len(trials)), key=lambda i: (trials[i]["val_oa"], -trials[i]["flops"]))
-        rows.append(dict(trial_rows[win], group="searched", model="searched"))
+        # the second rung: the best trials (by validation OA) trained the full budget
+        ranked = sorted(range(len(trials)), key=lambda i: (-trials[i]["val_oa"], trials[i]["flops"]))
+        finals = ranked[:max(1, args.finalists)]
+        final_rows = _run([Job("trial", f"final_{i}", trials[i]["arch"], data["temporal"],
+                               seeds[0], budget, timed) for i in finals], args.workers)
+        for i, r in zip(finals, final_rows):
+            trials[i]["val_oa_full"] = r["val_oa"]
+        k = max(range(len(finals)), key=lambda j: (final_rows[j]["val_oa"],
+                                                   -trials[finals[j]]["flops"]))
+        win = finals[k]
+        rows.append(dict(final_rows[k], group="searched", model="searched"))
         rows += _run([Job("searched", "searched", trials[win]["arch"], data["temporal"], s,
                           budget, timed) for s in seeds[1:]], args.workers)
     wall = time.perf_counter() - t0
-    name = "temporal_smoke" if args.smoke else "temporal"
+    name = ("temporal_smoke" if args.smoke else "temporal") + (
+        "_search" if args.search_only else "")
     text, summary = report(args, data, rows, trials, wall, limit)
     write_report(args.out, name, text)
     (args.out / f"{name}.json").write_text(json.dumps(

@@ -20,6 +20,7 @@ from fusion.arch import (
     HEAD_STAGES,
     MASK_SUFFIX,
     OFF,
+    TIME_IN_BRANCH,
     VERSION,
     Arch,
     BranchSpec,
@@ -37,7 +38,7 @@ from fusion.heads import Head, MultiHead
 from fusion.ops import FusionOp
 from fusion.positions import FeatureExtractor, FusionModel, doy_key, mask_key
 from fusion.receptive import receptive_radius
-from fusion.registry import BRANCHES, FUSION_OPS, HEADS, POSITIONS, Registry
+from fusion.registry import BRANCHES, FUSION_OPS, HEADS, POSITIONS, TIME_OPS, Registry
 
 __all__ = [
     "BASELINES",
@@ -51,6 +52,8 @@ __all__ = [
     "MASK_SUFFIX",
     "OFF",
     "POSITIONS",
+    "TIME_IN_BRANCH",
+    "TIME_OPS",
     "VERSION",
     "Arch",
     "ArchError",

@@ -43,12 +43,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fusion.errors import ArchError
-from fusion.registry import BRANCHES, FUSION_OPS, HEADS, POSITIONS, Registry
+from fusion.registry import BRANCHES, FUSION_OPS, HEADS, POSITIONS, TIME_OPS, Registry
 
 VERSION = 1
 OFF = "off"
 MASK_SUFFIX = "__mask"  # `<sensor>__mask`: a sensor's validity mask, next to it in the inputs
 DOY_SUFFIX = "__doy"  # `<sensor>__doy`: a time-series sensor's day of year per date [B, T]
+TIME_IN_BRANCH = "branch"  # `fusion.time` default: time collapses inside each sensor's branch
 
 
 @dataclass(frozen=True)
@@ -92,20 +93,31 @@ class BranchSpec:
 
 @dataclass(frozen=True)
 class FusionSpec:
-    """Where and how the sensors meet, and the shared trunk after that point."""
+    """Where and how the sensors meet, and the shared trunk after that point.
+
+    `time`: where a time series' time axis collapses. "branch" (default): inside each
+    sensor's branch (a temporal kind collapses it, any other kind reads the dates stacked as
+    channels). An operator of `TIME_OPS` (e.g. "ltae"): after the fusion - the time-series
+    sensors' non-temporal branches run on every date, single-date sensors (and temporal
+    kinds, already collapsed) are broadcast over the dates, the fusion op fuses each date and
+    the operator collapses the fused dates (positions stating `time_after_fusion`)."""
 
     op: str
     position: str
     width: int = 32
     trunk: BranchSpec = BranchSpec(OFF)
+    time: str = TIME_IN_BRANCH
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "op": self.op,
             "position": self.position,
             "width": self.width,
             "trunk": self.trunk.to_dict(),
         }
+        if self.time != TIME_IN_BRANCH:  # optional: archs without it keep their dict and hash
+            out["time"] = self.time
+        return out
 
 
 @dataclass(frozen=True)
@@ -245,6 +257,8 @@ class Arch:
             left = " + ".join(f"{s}:{self.branches[s].describe()}" for s in self.sensors)
         uses_width = POSITIONS.get(f.position).uses_width
         parts = [left, f"{f.position} {f.op}" + (f"(w{f.width})" if uses_width else "")]
+        if f.time != TIME_IN_BRANCH:
+            parts.append(f"time:{f.time}")
         if f.trunk.on:
             parts.append(f.trunk.describe())
         if self.decoder is not None:
@@ -288,12 +302,13 @@ class Arch:
             raise ArchError("branches: must be a non-empty mapping of sensor name -> branch")
         branches = {str(k): _branch(v, f"branches.{k}") for k, v in branches_in.items()}
         f = _fields(d["fusion"], "fusion", required=("op", "position"),
-                    optional=("width", "trunk"))
+                    optional=("width", "trunk", "time"))
         fusion = FusionSpec(
             op=_str(f["op"], "fusion.op"),
             position=_str(f["position"], "fusion.position"),
             width=_int(f.get("width", FusionSpec.width), "fusion.width"),
             trunk=_branch(f.get("trunk", {"kind": OFF}), "fusion.trunk"),
+            time=_str(f.get("time", TIME_IN_BRANCH), "fusion.time"),
         )
         h = _fields(d["head"], "head", required=("kind",), optional=("hidden", "dropout"))
         head = HeadSpec(
@@ -370,6 +385,15 @@ class Arch:
                 " inputs (a sensor's channel pairs), but the trunk reads the fused features: "
                 "use a branch kind for real inputs, e.g. conv"
             )
+        if f.time != TIME_IN_BRANCH:
+            if f.time not in TIME_OPS:
+                raise ArchError(f"fusion.time: unknown value {f.time!r}; valid values are "
+                                f"{[TIME_IN_BRANCH] + TIME_OPS.names()}")
+            if not position.time_after_fusion:
+                fits = [p for p in POSITIONS.names() if POSITIONS.get(p).time_after_fusion]
+                raise ArchError(f"fusion.time: '{f.position}' fusion cannot collapse time after "
+                                f"the fusion; use a position of {fits} or "
+                                f"'{TIME_IN_BRANCH}'")
         if f.trunk.on and not position.uses_trunk:
             raise ArchError(
                 f"fusion.trunk: position '{f.position}' has no shared trunk (each sensor keeps "

@@ -41,6 +41,10 @@ class Branch(nn.Module):
     # What the branch reads: "real" (any band stack) or "complex" (real/imaginary channel
     # pairs of a `sar_units: complex` sensor, `fusion.complex`); the search spaces ask it.
     input_kind = "real"
+    # Whether the branch reads when a time series' dates are (their order, day of year), not
+    # only which values occurred: the temporal kinds with a timing-aware operator
+    # (`fusion.temporal`); the search spaces ask it.
+    sees_timing = False
 
     def __init__(self, in_channels: int, width: int, depth: int, kernel: int) -> None:
         super().__init__()

@@ -16,6 +16,17 @@ Time series (`build_model(dates={sensor: T})`): such a sensor is `[B, T, C, H, W
 (`fusion.temporal`) gets it packed, any other branch and early fusion get its dates stacked as
 channels (`FusionModel.series`); its validity for fusion is "any valid date".
 
+Time after fusion (`fusion.time` an operator of `TIME_OPS`, positions with
+`time_after_fusion`: early and middle): the time-series sensors without a temporal kind are
+read per date (`[B*T, C, H, W]`, their branches run on every date), every other sensor's
+branch output (or raw input, early fusion) is broadcast over the dates, the fusion op fuses
+each date with each date's masks, and the operator collapses the fused dates per pixel
+(`FusionModel._collapse`). The time axis is the per-date sensors' (they must share T; the
+first one's `__doy` is read). A date is valid where one of those sensors acquired it (any
+valid pixel in the sample; padded or missing dates are out) and, at a pixel, where some fused
+sensor is valid there. In training, the per-date layers and the fusion op run on the valid
+dates only, so no BatchNorm pools over invalid dates.
+
 Encoder-decoders (an arch with a `decoder`): every branch and trunk block halves the
 resolution, and the position says which fused map exists at which scale (`encoder_depth`,
 `skip_scales`); the decoder (`fusion.decoder`) climbs back to full resolution. `reduction`
@@ -29,12 +40,13 @@ their size.
 import torch
 from torch import Tensor, nn
 
-from fusion.arch import DOY_SUFFIX, MASK_SUFFIX, Arch, BranchSpec
+from fusion.arch import DOY_SUFFIX, MASK_SUFFIX, TIME_IN_BRANCH, Arch, BranchSpec
 from fusion.decoder import Decoder
 from fusion.errors import ArchError
 from fusion.heads import MultiHead
 from fusion.ops import MaskFilled
-from fusion.registry import BRANCHES, FUSION_OPS, HEADS, POSITIONS
+from fusion.registry import BRANCHES, FUSION_OPS, HEADS, POSITIONS, TIME_OPS
+from fusion.temporal import from_pixels, spread, to_sequences
 
 
 def mask_key(sensor: str) -> str:
@@ -50,8 +62,9 @@ def doy_key(sensor: str) -> str:
 # How a sensor's tensor reaches its branch (`FusionModel.series`): one date as it is; a time
 # series with its dates stacked as channels `[B, T*C, H, W]` (a branch for real inputs, or
 # early fusion); a time series packed `[B, T, C + 2, H, W]` for a temporal branch
-# (`fusion.temporal`: values, date mask, day of year).
-SINGLE, STACKED, PACKED = 0, 1, 2
+# (`fusion.temporal`: values, date mask, day of year); a time series read date by date
+# `[B*T, C, H, W]` when time collapses after the fusion (`fusion.time`).
+SINGLE, STACKED, PACKED, DATED = 0, 1, 2, 3
 
 
 def pool_mask(m: Tensor, reduction: int) -> Tensor:
@@ -112,6 +125,13 @@ def _size_refs(mask: Tensor, n: int) -> list[Tensor]:
     return refs
 
 
+def broadcast_dates(x: Tensor, t: int) -> Tensor:
+    """`[B, C, H, W]` -> `[B*T, C, H, W]`: the same map on each of `t` dates (date-major
+    within each sample, like a flattened `[B, T, ...]`)."""
+    return x.unsqueeze(1).expand([x.shape[0], t, x.shape[1], x.shape[2], x.shape[3]]).flatten(
+        0, 1)
+
+
 def _trunk_depth(arch: Arch) -> int:
     return arch.fusion.trunk.depth if arch.fusion.trunk.on else 0
 
@@ -123,6 +143,8 @@ class FusionModel(nn.Module):
     uses_trunk: bool = True
     uses_width: bool = True
     shared_head: bool = True
+    # the position can collapse time after its fusion op (`fusion.time`, `_collapse`)
+    time_after_fusion: bool = False
     reduction: int  # output stride: 2**depth with a decoder, else 1
     in_channels: dict[str, int]
     sensors: list[str]  # fused sensors, in arch order
@@ -133,9 +155,12 @@ class FusionModel(nn.Module):
     series: list[int]  # per fused sensor: SINGLE, STACKED or PACKED
     steps: list[int]  # per fused sensor: its date count T (0 for a single date)
     doy_keys: list[str]
+    time_after: bool  # fusion.time is an operator: the fusion runs per date (DATED sensors)
+    time_ref: int  # the first DATED sensor: its days of year are the time axis
 
-    # a constant for TorchScript, so `forward` compiles only the branch its heads take
-    __constants__ = ("head_reads_fused",)
+    # constants for TorchScript, so `forward` compiles only the branch its heads take (and
+    # only the per-date fusion path when time collapses after the fusion)
+    __constants__ = ("head_reads_fused", "time_after")
 
     def __init__(self, arch: Arch, in_channels: dict[str, int],
                  num_classes: int | dict[str, int], dates: dict[str, int] | None = None
@@ -161,6 +186,7 @@ class FusionModel(nn.Module):
         channels every branch (or early fusion's op) reads (`branch_channels`)."""
         self.series, self.steps, self.branch_channels = [], [], {}
         self.doy_keys = [doy_key(s) for s in self.sensors]
+        self.time_after = arch.fusion.time != TIME_IN_BRANCH
         for s, c in zip(self.sensors, self.bands):
             temporal = (not self.stacks_inputs
                         and BRANCHES.get(arch.branches[s].kind).input_kind == "temporal")
@@ -170,9 +196,23 @@ class FusionModel(nn.Module):
                     f"branches.{s}.kind: '{arch.branches[s].kind}' reads a time series, but "
                     f"sensor '{s}' has one date: use a kind for single-date inputs")
             mode = PACKED if temporal else (STACKED if t else SINGLE)
+            if mode == STACKED and self.time_after:
+                mode = DATED
             self.series.append(mode)
             self.steps.append(t)
             self.branch_channels[s] = c * t if mode == STACKED else c
+        dated = [i for i, mode in enumerate(self.series) if mode == DATED]
+        self.time_ref = dated[0] if dated else 0
+        if self.time_after and not dated:
+            raise ArchError(
+                f"fusion.time: '{arch.fusion.time}' collapses the dates after the fusion, but "
+                "no used sensor is a time series read per date (each is single-date or has a "
+                f"temporal branch kind): set fusion.time to '{TIME_IN_BRANCH}'")
+        if len({self.steps[i] for i in dated}) > 1:
+            raise ArchError(
+                "fusion.time: the time-series sensors fused per date need one time axis, but "
+                f"they have {({self.sensors[i]: self.steps[i] for i in dated})} dates: give "
+                "them the same dates or collapse time in their branches")
 
     def _inputs(self, inputs: dict[str, Tensor]) -> tuple[list[Tensor], list[Tensor]]:
         """The used sensors' tensors in fusion order, checked against the expected bands and
@@ -245,6 +285,8 @@ class FusionModel(nn.Module):
         valid = m.amax(dim=1, keepdim=True)  # [B, 1, H, W]
         if self.series[i] == 1:  # STACKED
             return x.flatten(1, 2), valid
+        if self.series[i] == 3:  # DATED: every date a sample, its own mask [B*T, 1, H, W]
+            return x.flatten(0, 1), m.flatten(0, 1).unsqueeze(1)
         dkey = self.doy_keys[i]
         if dkey not in inputs:
             raise ValueError("missing input '" + dkey + "' (day of year [B, T] of sensor '"
@@ -258,6 +300,65 @@ class FusionModel(nn.Module):
         b, t, h, w = x.shape[0], x.shape[1], x.shape[3], x.shape[4]
         days = doy.reshape(b, t, 1, 1, 1).expand(b, t, 1, h, w)
         return torch.cat([x, m.unsqueeze(2), days], dim=2), valid
+
+    def _time_axis(self, inputs: dict[str, Tensor], masks: list[Tensor]
+                   ) -> tuple[Tensor, Tensor, bool, Tensor]:
+        """Time after fusion: the days of year `[B, T]` (the first per-date sensor's), each
+        date's validity `[B*T]` (a per-date sensor has a valid pixel there), whether only the
+        valid dates run (training, some invalid) and their indices into `B*T`."""
+        name = self.sensors[self.time_ref]
+        dkey = self.doy_keys[self.time_ref]
+        if dkey not in inputs:
+            raise ValueError("missing input '" + dkey + "' (day of year [B, T] of sensor '"
+                             + name + "')")
+        x = inputs[name]
+        doy = inputs[dkey].to(x.dtype)
+        if not torch.jit.is_tracing() and (doy.dim() != 2 or doy.shape[0] != x.shape[0]
+                                           or doy.shape[1] != x.shape[1]):
+            raise ValueError("input '" + dkey + "' needs [B, T] = "
+                             + str([x.shape[0], x.shape[1]]) + ", got shape "
+                             + str(doy.shape))
+        n = doy.shape[0] * doy.shape[1]
+        valid = torch.zeros([n], dtype=x.dtype, device=x.device)
+        for i in range(len(self.sensors)):
+            if self.series[i] == 3:  # DATED
+                if masks[i].shape[0] != n:
+                    raise ValueError("sensor '" + self.sensors[i] + "' has "
+                                     + str(inputs[self.sensors[i]].shape[1]) + " dates, '"
+                                     + name + "' " + str(doy.shape[1])
+                                     + ": sensors fused per date need the same dates")
+                valid = torch.maximum(valid, masks[i].amax(dim=(1, 2, 3)))
+        keep = torch.zeros([0], dtype=torch.long, device=x.device)
+        if self.training:
+            keep = torch.nonzero(valid > 0).flatten()
+        return doy, valid, self.training and 0 < keep.shape[0] < n, keep
+
+    def _per_date(self, x: Tensor, i: int, t: int, sub: bool, keep: Tensor) -> Tensor:
+        """Sensor i's map `[B*T, ...]` (DATED) or `[B, ...]` (broadcast over the dates) ->
+        the map of every date that runs."""
+        if self.series[i] != 3:
+            x = broadcast_dates(x, t)
+        return x.index_select(0, keep) if sub else x
+
+    def _collapse(self, fused: Tensor, fmasks: list[Tensor], doy: Tensor, valid: Tensor,
+                  sub: bool, keep: Tensor) -> Tensor:
+        """The fused dates `[B*T or K, F, h, w]` -> `[B, F, h, w]` by the `fusion.time`
+        operator; a date counts at a pixel where it is valid (`_time_axis`) and some fused
+        sensor is valid there (`fmasks`, the fusion op's masks)."""
+        b, t = doy.shape[0], doy.shape[1]
+        there = fmasks[0]
+        for m in fmasks[1:]:
+            there = torch.maximum(there, m)
+        there = (there > 0).to(fused.dtype)  # [B*T or K, 1, h, w]
+        if sub:  # the kept dates are the valid ones; the others stay 0
+            fused = spread(fused, keep, b * t)
+            there = spread(there, keep, b * t)
+        else:
+            there = there * valid.reshape(b * t, 1, 1, 1)
+        seq = fused.reshape(b, t, fused.shape[1], fused.shape[2], fused.shape[3])
+        m = there.reshape(b, t, fused.shape[2], fused.shape[3])
+        xs, mm, dd = to_sequences(seq, m, doy)
+        return from_pixels(self.time_op(xs, mm, dd), seq)
 
     @classmethod
     def encoder_depth(cls, arch: Arch) -> int:
@@ -385,12 +486,15 @@ class EarlyFusion(FusionModel):
     enters with its dates stacked as channels (a fixed T)."""
 
     stacks_inputs = True
+    time_after_fusion = True
 
     def __init__(self, arch: Arch, in_channels: dict[str, int], num_classes: int,
                  dates: dict[str, int] | None = None) -> None:
         super().__init__(arch, in_channels, num_classes, dates)
         width = arch.fusion.width
         self.fuse = self._op([self.branch_channels[s] for s in self.sensors], width)
+        if self.time_after:
+            self.time_op = TIME_OPS.get(arch.fusion.time)(width)
         self._trunk_and_head(width, num_classes, [])
 
     @classmethod
@@ -403,6 +507,15 @@ class EarlyFusion(FusionModel):
 
     def _fused(self, inputs: dict[str, Tensor]) -> tuple[Tensor, list[Tensor]]:
         xs, masks = self._inputs(inputs)
+        if self.time_after:  # the raw inputs fused date by date, then time collapsed
+            doy, valid, sub, keep = self._time_axis(inputs, masks)
+            t = doy.shape[1]
+            dxs: list[Tensor] = []
+            dms: list[Tensor] = []
+            for i in range(len(xs)):
+                dxs.append(self._per_date(xs[i], i, t, sub, keep))
+                dms.append(self._per_date(masks[i], i, t, sub, keep))
+            return self._collapse(self.fuse(dxs, dms), dms, doy, valid, sub, keep), []
         return self.fuse(xs, masks), []
 
 
@@ -422,6 +535,7 @@ class MiddleFusion(FusionModel):
     fused_reduction: int  # 2**D: the sensors meet at scale D
     fused_scale: int  # D
     pools: list[int]  # per branch: the pooling from its last stage down to that scale
+    time_after_fusion = True
 
     def __init__(self, arch: Arch, in_channels: dict[str, int], num_classes: int,
                  dates: dict[str, int] | None = None) -> None:
@@ -431,6 +545,8 @@ class MiddleFusion(FusionModel):
         self.fused_reduction = max(b.reductions[-1] for b in self.branches)
         self.pools = [self.fused_reduction // b.reductions[-1] for b in self.branches]
         self.fuse = self._op([b.out_channels[-1] for b in self.branches], width)
+        if self.time_after:
+            self.time_op = TIME_OPS.get(arch.fusion.time)(width)
         self.fused_scale = self.fused_reduction.bit_length() - 1
         self._trunk_and_head(width, num_classes, [0] * self.fused_scale)
 
@@ -444,14 +560,34 @@ class MiddleFusion(FusionModel):
 
     def _fused(self, inputs: dict[str, Tensor]) -> tuple[Tensor, list[Tensor]]:
         xs, masks = self._inputs(inputs)
+        # scales above the fusion have no fused map: the decoder reads their size only
+        refs = _size_refs(masks[0], self.fused_scale) if self.decoder is not None else []
+        if self.time_after:
+            return self._fused_dates(inputs, xs, masks), refs
         feats: list[Tensor] = []
         fmasks: list[Tensor] = []
         for i, branch in enumerate(self.branches):
             feats.append(pool_features(branch(xs[i]), self.pools[i]))
             fmasks.append(pool_mask(masks[i], self.fused_reduction))
-        # scales above the fusion have no fused map: the decoder reads their size only
-        refs = _size_refs(masks[0], self.fused_scale) if self.decoder is not None else []
         return self.fuse(feats, fmasks), refs
+
+    def _fused_dates(self, inputs: dict[str, Tensor], xs: list[Tensor], masks: list[Tensor]
+                     ) -> Tensor:
+        """Time after fusion: per-date branches (valid dates only in training), the others
+        broadcast over the dates, the op per date, the dates collapsed."""
+        doy, valid, sub, keep = self._time_axis(inputs, masks)
+        t = doy.shape[1]
+        feats: list[Tensor] = []
+        fmasks: list[Tensor] = []
+        for i, branch in enumerate(self.branches):
+            if self.series[i] == 3:  # DATED: the branch runs on every date that runs
+                f = branch(xs[i].index_select(0, keep) if sub else xs[i])
+            else:  # computed once, broadcast over the dates
+                f = self._per_date(branch(xs[i]), i, t, sub, keep)
+            feats.append(pool_features(f, self.pools[i]))
+            fmasks.append(pool_mask(self._per_date(masks[i], i, t, sub, keep),
+                                    self.fused_reduction))
+        return self._collapse(self.fuse(feats, fmasks), fmasks, doy, valid, sub, keep)
 
 
 @POSITIONS.register("multi")

@@ -80,3 +80,6 @@ BRANCHES: Registry = Registry("branch kind")
 FUSION_OPS: Registry = Registry("fusion op")
 HEADS: Registry = Registry("head kind")
 POSITIONS: Registry = Registry("fusion position")
+# Operators that collapse a time axis (`fusion.temporal`): inside a temporal branch, or after
+# the fusion (`fusion.time`).
+TIME_OPS: Registry = Registry("temporal operator")

@@ -17,7 +17,7 @@ only), its temporal `operator` and where time `collapse`s:
 - "before" (`time_<op>_first`): a shared per-date 1x1 embedding, the operator collapses time
   per pixel, then the spatial blocks run on the one map (cheaper: the per-pixel GRU style).
 
-Operators (`OPERATORS`), each `[N, T, F]` sequences (one per pixel) + mask `[N, T]` + doy
+Operators (`TIME_OPS`), each `[N, T, F]` sequences (one per pixel) + mask `[N, T]` + doy
 `[N, T]` -> `[N, F]`, an all-invalid sequence -> 0:
 - "gru" / "lstm": a recurrent cell over the dates in order; an invalid date leaves the state
   unchanged (so padding and clouds are skipped, whatever the values hold);
@@ -28,6 +28,16 @@ Operators (`OPERATORS`), each `[N, T, F]` sequences (one per pixel) + mask `[N, 
   time-blind references).
 Every operator but mean/max adds a sinusoidal day-of-year encoding to the features, so timing
 is seen as dates, not as positions in the padded sequence (scenes may have different dates).
+The operators are registered in `TIME_OPS` and state `sees_timing` (False for mean/max); a
+kind states its operator's (`TemporalBranch.sees_timing`), which the search spaces ask. The
+same operators collapse time after the fusion when an arch says so (`fusion.time`,
+`fusion.positions`).
+
+Normalisation ignores invalid dates: in training, the per-date layers (entry, stem, blocks)
+run on the dates with at least one valid pixel only (`valid_dates`), so a padded or missing
+date never enters a BatchNorm's batch statistics (a sample padded with more invalid dates
+gives the same training-mode output); in eval mode every date runs (running statistics; the
+operators ignore the invalid ones). Clouded pixels of a valid date still count.
 
 Export: TorchScript keeps T dynamic; ONNX tracing unrolls the recurrent loop, so an ONNX
 graph takes the fixed T it was exported with (`dates`; fewer dates are padded and masked).
@@ -40,7 +50,7 @@ import torch
 from torch import Tensor, nn
 
 from fusion.branches import Branch, conv_bn_act
-from fusion.registry import BRANCHES
+from fusion.registry import BRANCHES, TIME_OPS
 
 DOY_PERIOD = 1000.0  # the longest sinusoid's period scale (L-TAE's T = 1000)
 
@@ -60,9 +70,12 @@ def doy_encoding(doy: Tensor, rate: Tensor, even: Tensor) -> Tensor:
 
 
 class TemporalOp(nn.Module):
-    """Base: `forward(x [N, T, F], m [N, T] float, doy [N, T]) -> [N, F]`."""
+    """Base: `forward(x [N, T, F], m [N, T] float, doy [N, T]) -> [N, F]`. `sees_timing`:
+    the output depends on when the dates are (order, day of year), not only on which values
+    occurred (False for the time-blind mean/max)."""
 
     uses_doy = True
+    sees_timing = True
 
     def __init__(self, features: int) -> None:
         super().__init__()
@@ -82,21 +95,26 @@ def _masked_max(x: Tensor, m: Tensor) -> Tensor:
     return filled.max(dim=1)[0] * (m.amax(dim=1, keepdim=True) > 0).to(x.dtype)
 
 
+@TIME_OPS.register("mean")
 class MeanOp(TemporalOp):
     uses_doy = False
+    sees_timing = False
 
     def forward(self, x: Tensor, m: Tensor, doy: Tensor) -> Tensor:
         w = m.unsqueeze(-1)
         return (x * w).sum(dim=1) / w.sum(dim=1).clamp(min=1.0)
 
 
+@TIME_OPS.register("max")
 class MaxOp(TemporalOp):
     uses_doy = False
+    sees_timing = False
 
     def forward(self, x: Tensor, m: Tensor, doy: Tensor) -> Tensor:
         return _masked_max(x, m)
 
 
+@TIME_OPS.register("gru")
 class GRUOp(TemporalOp):
     def __init__(self, features: int) -> None:
         super().__init__(features)
@@ -111,6 +129,7 @@ class GRUOp(TemporalOp):
         return h
 
 
+@TIME_OPS.register("lstm")
 class LSTMOp(TemporalOp):
     def __init__(self, features: int) -> None:
         super().__init__(features)
@@ -128,6 +147,7 @@ class LSTMOp(TemporalOp):
         return h
 
 
+@TIME_OPS.register("conv")
 class ConvOp(TemporalOp):
     KERNEL = 3
 
@@ -141,6 +161,7 @@ class ConvOp(TemporalOp):
         return _masked_max(y, m)
 
 
+@TIME_OPS.register("ltae")
 class LTAEOp(TemporalOp):
     """Lightweight temporal attention: `heads` learned queries over keys of dimension 8."""
 
@@ -165,9 +186,6 @@ class LTAEOp(TemporalOp):
         return torch.relu(self.out(pooled)) * (m.amax(dim=1, keepdim=True) > 0).to(x.dtype)
 
 
-# The temporal operators by name: each kind registered below uses one.
-OPERATORS: dict[str, type] = {"gru": GRUOp, "lstm": LSTMOp, "conv": ConvOp, "ltae": LTAEOp,
-                              "mean": MeanOp, "max": MaxOp}
 
 
 def unpack(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -204,17 +222,38 @@ def dated(y: Tensor, b: int) -> Tensor:
     return y.reshape(b, y.shape[0] // b, y.shape[1], y.shape[2], y.shape[3])
 
 
+def valid_dates(m: Tensor) -> Tensor:
+    """A date mask `[B, T, H, W]` -> the indices into `B*T` of the dates with at least one
+    valid pixel (the dates a per-date layer's batch statistics may see)."""
+    return torch.nonzero(m.flatten(0, 1).amax(dim=(1, 2)) > 0).flatten()
+
+
+def spread(y: Tensor, keep: Tensor, n: int) -> Tensor:
+    """Per-date maps of the kept dates `[K, F, H, W]` -> `[n, F, H, W]`, zeros elsewhere."""
+    out = torch.zeros([n, y.shape[1], y.shape[2], y.shape[3]], dtype=y.dtype, device=y.device)
+    return out.index_copy(0, keep, y)
+
+
+def subset(training: bool, m: Tensor) -> tuple[bool, Tensor]:
+    """Whether per-date layers run on the valid dates only (training, some dates invalid,
+    some valid) and those dates' indices (`valid_dates`)."""
+    keep = valid_dates(m) if training else torch.zeros([0], dtype=torch.long)
+    n = m.shape[0] * m.shape[1]
+    return training and 0 < keep.shape[0] < n, keep
+
+
 class TemporalBranch(Branch):
     """Base of the time-series kinds (see the module docstring); `in_channels` is C, the
-    bands of one date (the packed input has C + 2)."""
+    bands of one date (the packed input has C + 2). `sees_timing`: its operator's."""
 
     input_kind = "temporal"
     operator = "mean"
     collapse = "after"
+    sees_timing = False
 
     def __init__(self, in_channels: int, width: int, depth: int, kernel: int) -> None:
         super().__init__(in_channels, width, depth, kernel)
-        op = OPERATORS[self.operator]
+        op = TIME_OPS.get(self.operator)
         if self.collapse == "after":
             self.stem = conv_bn_act(in_channels, width, kernel)
             self.ops = nn.ModuleList(op(width) for _ in range(depth + 1))
@@ -230,25 +269,33 @@ class TemporalBranch(Branch):
     def forward_stages(self, x: Tensor) -> list[Tensor]:
         values, m, doy = unpack(x)
         b = values.shape[0]
+        n = b * values.shape[1]
+        # training: per-date layers see the valid dates only (BatchNorm statistics)
+        sub, keep = subset(self.training, m)
+        flat = per_date(values)
+        if sub:
+            flat = flat.index_select(0, keep)
         if self.entry != 1:
-            values = dated(self.enter(per_date(values)), b)
+            flat = self.enter(flat)
             m = nn.functional.max_pool2d(m, self.entry, self.entry, ceil_mode=True)
-        y = dated(self.stem(per_date(values)), b)  # [B, T, F, H, W]
+        y = self.stem(flat)  # [B*T or K, F, H, W]
         feats: list[Tensor] = []
         if self.after:
-            ys: list[Tensor] = [y]
+            ys: list[Tensor] = [spread(y, keep, n) if sub else y]
             ms: list[Tensor] = [m]  # the date mask at every stage: valid where any pixel is
             for block in self.blocks:
                 if self.pooled:
-                    y = dated(self.pool(per_date(y)), b)
+                    y = self.pool(y)
                     m = self.pool(m)
-                y = dated(block(per_date(y)), b)
-                ys.append(y)
+                y = block(y)
+                ys.append(spread(y, keep, n) if sub else y)
                 ms.append(m)
             for s, op in enumerate(self.ops):
-                seq, mm, dd = to_sequences(ys[s], ms[s], doy)
-                feats.append(self.drop(from_pixels(op(seq, mm, dd), ys[s])))
+                ds = dated(ys[s], b)
+                seq, mm, dd = to_sequences(ds, ms[s], doy)
+                feats.append(self.drop(from_pixels(op(seq, mm, dd), ds)))
             return feats
+        y = dated(spread(y, keep, n) if sub else y, b)
         for op in self.ops:  # one operator: time collapses before the spatial blocks
             seq, mm, dd = to_sequences(y, m, doy)
             z = self.drop(from_pixels(op(seq, mm, dd), y))
@@ -266,11 +313,11 @@ def _register(operator: str, when: str) -> None:
     doc = (f"Time series: {operator} over dates, time collapsed {when} the spatial layers.")
     cls = type(f"Time{operator.capitalize()}{when.capitalize()}Branch", (TemporalBranch,),
                {"operator": operator, "collapse": when, "__doc__": doc,
-                "__module__": __name__})
+                "sees_timing": TIME_OPS.get(operator).sees_timing, "__module__": __name__})
     BRANCHES.register(name)(cls)
     globals()[cls.__name__] = cls  # TorchScript finds a class by its module and name
 
 
-for _op in OPERATORS:
+for _op in TIME_OPS.names():
     for _when in ("after", "before"):
         _register(_op, _when)

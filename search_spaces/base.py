@@ -76,10 +76,16 @@ class SearchSpace(ABC):
     def choices(self) -> dict[str, Categorical]:
         """The labelled NNI choices a strategy samples (labels with two or more options)."""
         return {
-            label: Categorical(values, label=label)
+            label: Categorical(values, weights=self.weights(label, values), label=label)
             for label, values in self.options().items()
             if len(values) > 1
         }
+
+    def weights(self, label: str, values: list[Any]) -> list[float] | None:
+        """The prior probability of each option of `label` (summing to 1) that a sampling
+        strategy draws from (NNI's random and evolution strategies read it), or None for
+        uniform. A space weights options that suit the task's inputs (see subclasses)."""
+        return None
 
     def constants(self) -> Sample:
         """Labels with a single option and that option."""

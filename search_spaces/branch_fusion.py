@@ -16,7 +16,18 @@ pairs (`Branch.input_kind == "complex"`, `fusion.complex`) are offered to comple
 only (`set_input_kinds`), before the real-input kinds, which complex sensors also get; those
 that read a time series (`input_kind == "temporal"`, `fusion.temporal`: the temporal operator
 and where time collapses are the kind) to time-series sensors only, likewise (a real-input
-kind reads the dates stacked as channels). `trunk.layers` = n > 0 is a conv
+kind reads the dates stacked as channels).
+
+Time series (sensors declared "temporal" by `set_input_kinds`) also get `fusion.time`: where
+their time axis collapses - "branch" (inside each branch, as above) or an operator of
+`fusion.TIME_OPS` (`TIME_COLLAPSE`): after the fusion, the time-series sensors' real-input
+branches running on every date (`FusionSpec.time`; positions stating `time_after_fusion`).
+Unused (it canonicalises to "branch") where the position cannot or no time-series sensor is
+read per date. Weights (`weights`): for a time-series sensor's kind and for `fusion.time`, the
+options that read when the dates are (`Branch.sees_timing`, `TemporalOp.sees_timing`) share
+`TIMING_SHARE` of the prior probability, the others (real-input kinds, time-blind ones, off,
+"branch") the rest, so a sampling strategy spends most draws on networks that can use the
+time axis without excluding the others. `trunk.layers` = n > 0 is a conv
 trunk of n layers at the fusion width after the fusion point (unused by late fusion).
 `features.dropout` is one channel-dropout rate for every used branch and the trunk
 (`BranchSpec.dropout`: `nn.Dropout2d` after each stage), so MC dropout samples the features;
@@ -46,6 +57,8 @@ from fusion import (
     HEAD_STAGES,
     OFF,
     POSITIONS,
+    TIME_IN_BRANCH,
+    TIME_OPS,
     Arch,
     ArchError,
     BranchSpec,
@@ -88,6 +101,10 @@ class BranchFusionSpace(SearchSpace):
     DECODER_SKIPS: ClassVar[tuple[str, ...]] = ("none", "finest", "all")
     DECODER_UPS: ClassVar[tuple[str, ...]] = ("bilinear",)
     DECODER_CONTEXTS: ClassVar[tuple[str, ...]] = ("none",)
+    # Where a time series' time axis collapses (`fusion.time`; None = "branch" and every
+    # registered operator) and the prior share of the options that read timing (see above)
+    TIME_COLLAPSE: ClassVar[tuple[str, ...] | None] = None
+    TIMING_SHARE: ClassVar[float] = 0.5
 
     # -- options --------------------------------------------------------------------------------
     def branch_kinds(self, sensor: str) -> list[str]:
@@ -105,6 +122,41 @@ class BranchFusionSpace(SearchSpace):
         own = [k for k in kinds if sensor_kind in SPECIALISED.get(k, ())]
         general = [k for k in kinds if k not in SPECIALISED]
         return typed_own + own + general
+
+    @property
+    def series(self) -> list[str]:
+        """The time-series sensors (input kind "temporal")."""
+        return [s for s in self.sensors if self.input_kinds.get(s) == "temporal"]
+
+    def _times(self) -> list[str]:
+        names = (self.TIME_COLLAPSE if self.TIME_COLLAPSE is not None
+                 else [TIME_IN_BRANCH] + TIME_OPS.names())
+        return [t for t in names if t == TIME_IN_BRANCH or t in TIME_OPS]
+
+    def weights(self, label: str, values: list[Any]) -> list[float] | None:
+        """A time-series sensor's kinds and `fusion.time`: the options that read timing share
+        `TIMING_SHARE`, the others the rest (uniform within each group); else uniform."""
+        if label == "fusion.time":
+            timed = [v != TIME_IN_BRANCH and TIME_OPS.get(v).sees_timing for v in values]
+        elif label in {f"branch.{s}.kind" for s in self.series}:
+            timed = [v != OFF and BRANCHES.get(v).sees_timing for v in values]
+        else:
+            return None
+        n = sum(timed)
+        if n in (0, len(values)):
+            return None
+        share = self.TIMING_SHARE
+        return [share / n if t else (1.0 - share) / (len(values) - n) for t in timed]
+
+    def _reads_dates(self, branches: dict[str, BranchSpec], position: str) -> bool:
+        """Whether a time-series sensor would be read per date with time collapsed after the
+        fusion (`fusion.time` used): the position can, and a used time-series sensor has no
+        temporal kind (early fusion: any used one)."""
+        pos = POSITIONS.get(position)
+        return pos.time_after_fusion and any(
+            branches[s].on and (pos.stacks_inputs
+                                or BRANCHES.get(branches[s].kind).input_kind != "temporal")
+            for s in self.series)
 
     def _positions(self) -> list[str]:
         names = self.POSITIONS if self.POSITIONS is not None else POSITIONS.names()
@@ -138,6 +190,8 @@ class BranchFusionSpace(SearchSpace):
                 opts[f"branch.{s}.scale"] = [0, self.native_scales[s]]
         opts["fusion.position"] = self._positions()
         opts["fusion.op"] = self._ops()
+        if self.series:
+            opts["fusion.time"] = self._times()
         opts["fusion.width"] = list(self.FUSION_WIDTHS)
         opts["trunk.layers"] = list(self.TRUNK_LAYERS)
         opts["head.kind"] = ["segmentation"] if self.dense else list(self.PATCH_HEADS)
@@ -188,9 +242,12 @@ class BranchFusionSpace(SearchSpace):
         if layers > 0 and POSITIONS.get(position).uses_trunk:
             trunk = BranchSpec("conv", width=width, depth=layers - 1, kernel=self.TRUNK_KERNEL,
                                dropout=drop)
+        time = TIME_IN_BRANCH
+        if "fusion.time" in self.options() and self._reads_dates(branches, position):
+            time = self._value(sample, "fusion.time")
         arch = Arch(
             branches=branches,
-            fusion=FusionSpec(self._value(sample, "fusion.op"), position, width, trunk),
+            fusion=FusionSpec(self._value(sample, "fusion.op"), position, width, trunk, time),
             head=HeadSpec(
                 self._value(sample, "head.kind"),
                 hidden=HeadSpec.hidden if self.targets else self._value(sample, "head.hidden"),
@@ -267,6 +324,8 @@ class BranchFusionSpace(SearchSpace):
                 )
         sample["fusion.position"] = f.position
         sample["fusion.op"] = f.op
+        if "fusion.time" in opts or f.time != TIME_IN_BRANCH:
+            sample["fusion.time"] = f.time
         sample["fusion.width"] = f.width if position.uses_width else opts["fusion.width"][0]
         sample["trunk.layers"] = f.trunk.depth + 1 if f.trunk.on else 0
         sample["head.kind"] = arch.head.kind
@@ -334,18 +393,28 @@ class BranchFusionSpace(SearchSpace):
             len(v) for k, v in opts.items() if k.startswith("head.") and k != "head.kind")
         drops = len(opts.get("features.dropout", [0.0]))
         total = 0
+        times = len(opts.get("fusion.time", [TIME_IN_BRANCH]))
         for p in opts["fusion.position"]:
             pos = POSITIONS.get(p)
+            off = 1 if self.allows_off else 0
             if p == "early":  # only on/off of each branch matters
                 branches = 2 ** len(self.sensors) - 1 if self.allows_off else 1
+                # on/off patterns with no time-series sensor on (fusion.time unused there)
+                plain = (2 ** (len(self.sensors) - len(self.series)) - 1 if self.allows_off
+                         else int(not self.series))
             else:
-                per = [
-                    len(self.branch_kinds(s)) * len(self.WIDTHS) * len(self.depths)
-                    * len(self.KERNELS) * len(opts.get(f"branch.{s}.scale", [0]))
-                    for s in self.sensors
-                ]
-                off = 1 if self.allows_off else 0
-                branches = math.prod(n + off for n in per) - off  # minus "all off"
+                fields = {s: len(self.WIDTHS) * len(self.depths) * len(self.KERNELS)
+                          * len(opts.get(f"branch.{s}.scale", [0])) for s in self.sensors}
+                per = {s: len(self.branch_kinds(s)) * fields[s] for s in self.sensors}
+                branches = math.prod(n + off for n in per.values()) - off  # minus "all off"
+                # no time-series sensor read per date: each is off or has a temporal kind
+                temporal = {s: sum(BRANCHES.get(k).input_kind == "temporal"
+                                   for k in self.branch_kinds(s)) * fields[s]
+                            for s in self.series}
+                plain = math.prod((temporal[s] if s in temporal else per[s]) + off
+                                  for s in self.sensors) - off
+            if pos.time_after_fusion:  # fusion.time matters where a sensor is read per date
+                branches = plain + (branches - plain) * times
             widths = len(opts["fusion.width"]) if pos.uses_width else 1
             trunks = len(opts["trunk.layers"]) if pos.uses_trunk else 1
             if p == "early":  # the rate applies to the trunk only: unused without one
@@ -395,6 +464,7 @@ class CompactSpace(BranchFusionSpace):
     DEPTHS = (0, 1)
     KERNELS = (3,)
     POSITIONS = ("early", "middle", "late")
+    TIME_COLLAPSE = (TIME_IN_BRANCH, "ltae", "gru")
     OPS = ("sum", "concat", "gate")
     FUSION_WIDTHS = (8, 16)
     TRUNK_LAYERS = (0, 1)

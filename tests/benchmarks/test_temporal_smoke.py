@@ -1,7 +1,7 @@
 """Smoke run of benchmarks/temporal.py (issue 15, time series) in its `--smoke` mode: a 64 px
-series of 4 dates, 1 seed, 1 epoch, one candidate per group, one search trial. The report must
-hold the models table with numeric cells and both picks, the trials table, the per-class
-table, the same-pixels statement and both target lines; the JSON the rows. The figures are not
+series of 4 dates, 1 seed, 1 epoch, one candidate per group, two search trials (one of them
+the finalist). The report must hold the models table with numeric cells and both picks, the
+trials table (both rungs), the per-class table, the same-pixels statement and both target lines; the JSON the rows. The figures are not
 checked."""
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ def test_temporal_smoke(smoke_runs: SmokeRuns) -> None:
     assert [r[2] for r in rows].count("**best temporal**") == 1
     for r in rows:
         assert all(NUMBER.match(c) for c in r[3:]), r
-    assert len(table(text, "| trial |")) == 1
+    trials = table(text, "| trial |")
+    assert len(trials) == 2 and sum(bool(r[5]) for r in trials) == 1  # 1 finalist
     assert len(table(text, "| class | time-only |")) == 8
     goals = re.findall(r"^- (.*): \*\*(met|NOT met)\*\*\.$", text, flags=re.MULTILINE)
     assert len(goals) == 2 and "time-only classes" in goals[0][0]

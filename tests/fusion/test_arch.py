@@ -121,7 +121,7 @@ def test_dense_follows_the_head() -> None:
          (r"fusion\.position: unknown fusion position 'middel'; valid values are "
           r"\['early', 'late', 'middle', 'multi'\]")),
         ("fusion.stage", 1,
-         r"fusion\.stage: unknown key; valid keys are \['op', 'position', 'width', 'trunk'\]"),
+         r"fusion\.stage: unknown key; valid keys are \['op', 'position', 'width', 'trunk', 'time'\]"),
         ("head.kind", "mlp", r"head\.kind: unknown head kind 'mlp'; valid values are \['centre'"),
         ("head.kind", ..., r"head\.kind: required key is missing"),
         ("branches.hsi.width", "32", r"branches\.hsi\.width: must be an integer, got '32'"),

@@ -15,6 +15,7 @@ import torch
 
 from fusion import (
     BRANCHES,
+    TIME_OPS,
     Arch,
     ArchError,
     BranchSpec,
@@ -25,7 +26,6 @@ from fusion import (
     doy_key,
     mask_key,
 )
-from fusion.temporal import OPERATORS
 
 pytestmark = [
     pytest.mark.filterwarnings(r"ignore:`torch\.jit\.\w+` is deprecated:DeprecationWarning"),
@@ -57,10 +57,10 @@ def _inputs(b: int = 2, t: int = T, seed: int = 1) -> dict[str, torch.Tensor]:
 
 
 def test_every_temporal_kind_states_its_operator_and_where_time_collapses() -> None:
-    assert len(TEMPORAL) == 2 * len(OPERATORS)
+    assert len(TEMPORAL) == 2 * len(TIME_OPS)
     for kind in TEMPORAL:
         cls = BRANCHES.get(kind)
-        assert cls.operator in OPERATORS and cls.collapse in ("after", "before")
+        assert cls.operator in TIME_OPS and cls.collapse in ("after", "before")
         assert kind == f"time_{cls.operator}" + ("_first" if cls.collapse == "before" else "")
 
 
