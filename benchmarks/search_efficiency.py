@@ -4,8 +4,8 @@ supernet, through the real `run_search`, on the synthetic benchmark preset and t
 Sen1Floods11 chip.
 
     python benchmarks/search_efficiency.py [--datasets synth,sen1floods11] [--seeds 0,1,2]
-        [--rows evolution,asha_evolution,asha_random,supernet] [--full-trials 16]
-        [--asha-trials 32] [--epochs 9] [--eta 3] [--max-train 1000] [--max-val 1000]
+        [--rows evolution,asha_evolution,asha_random,supernet] [--full-trials 12]
+        [--asha-trials 27] [--epochs 9] [--eta 3] [--max-train 800] [--max-val 1000]
         [--space compact] [--concurrency 2] [--data-root DIR]
         [--workdir /tmp/autors_search_eff] [--out results/benchmarks] [--smoke]
 
@@ -416,13 +416,14 @@ def _supernet_registered() -> bool:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--datasets", default="synth,sen1floods11")
-    p.add_argument("--rows", default=",".join(ROWS))
+    p.add_argument("--rows", default=None, help=f"default {','.join(ROWS)} (smoke: "
+                   "evolution,asha_random)")
     p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--full-trials", type=int, default=16)
-    p.add_argument("--asha-trials", type=int, default=32)
+    p.add_argument("--full-trials", type=int, default=12)
+    p.add_argument("--asha-trials", type=int, default=27)
     p.add_argument("--epochs", type=int, default=9)
     p.add_argument("--eta", type=int, default=3)
-    p.add_argument("--max-train", type=int, default=1000)
+    p.add_argument("--max-train", type=int, default=800)
     p.add_argument("--max-val", type=int, default=1000)
     p.add_argument("--concurrency", type=int, default=2)
     p.add_argument("--space", default="compact")
@@ -435,7 +436,8 @@ def main() -> None:
                    "1/3), evolution 2 trials and asha_random 3, one seed (CI)")
     args = p.parse_args()
     if args.smoke:
-        args.datasets, args.rows, args.seeds = "synth", "evolution,asha_random", "0"
+        args.datasets, args.seeds = "synth", "0"
+        args.rows = args.rows or "evolution,asha_random"
         args.full_trials, args.asha_trials, args.epochs = 2, 3, 3
         args.max_train, args.max_val = None, None
     t0 = time.perf_counter()
@@ -447,7 +449,7 @@ def main() -> None:
     args.workdir.mkdir(parents=True, exist_ok=True)
     partial = args.workdir / f"{name}_rows.json"  # rows so far: a crash keeps what was measured
     rows, missing = [], []
-    names = [r for r in args.rows.split(",") if r]
+    names = [r for r in (args.rows or ",".join(ROWS)).split(",") if r]
     if args.from_rows:
         saved = json.loads(args.from_rows.read_text())
         rows, missing = saved["rows"], saved.get("missing", [])
@@ -469,8 +471,10 @@ def main() -> None:
         _loopback_only()
         ray.init(num_cpus=args.concurrency, include_dashboard=False, log_to_driver=False,
                  logging_level="WARNING")
-    for ds in filter(None, args.datasets.split(",")):
-        for seed in [int(s) for s in args.seeds.split(",")]:
+    # seed by seed over both datasets: a run cut short still compares the datasets on the
+    # same seeds (rows are saved as they finish; --from-rows reports them)
+    for seed in [int(s) for s in args.seeds.split(",")] if args.datasets else []:
+        for ds in filter(None, args.datasets.split(",")):
             for row in names:
                 try:
                     rows.append(run_one(args, ds, row, seed))
