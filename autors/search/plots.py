@@ -25,7 +25,8 @@ def _best_so_far(values: list[float | None]) -> list[float | None]:
 
 
 def plot_progress(records: list[TrialRecord], objective: str, path: Path) -> None:
-    """Best feasible objective so far against trial count and against search wall time."""
+    """Best feasible objective so far against trial count and against search wall time (the
+    best so far counts complete trials only: with a scheduler, those at the top rung)."""
     # trials only: proposals screened out before training took no time and no slot
     recs = sorted((r for r in records if r.trained), key=lambda r: r.elapsed_s)
     values = [
@@ -42,7 +43,20 @@ def plot_progress(records: list[TrialRecord], objective: str, path: Path) -> Non
             for xi, r in zip(x, recs)
             if r.ok and not r.feasible
         ]
-        failed = [xi for xi, r in zip(x, recs) if not r.ok]
+        # multi-fidelity trials (search.scheduler) left below the top rung: not failures, shown
+        # at their highest rung's value; a ring marks every trial promoted at least once
+        stopped = [(xi, float(r.result.metrics[objective])) for xi, r in zip(x, recs)
+                   if r.stopped and objective in r.result.metrics]
+        promoted = [(xi, float(r.result.metrics[objective])) for xi, r in zip(x, recs)
+                    if len(r.result.extra.get("rungs", ())) > 1
+                    and objective in r.result.metrics]
+        failed = [xi for xi, r in zip(x, recs) if not r.ok and not r.stopped]
+        if stopped:
+            ax.scatter(*zip(*stopped), s=10, marker="v", color="tab:gray", alpha=0.6,
+                       label="stopped at a lower rung (its last rung's value)")
+        if promoted:
+            ax.scatter(*zip(*promoted), s=46, facecolors="none", edgecolors="tab:green",
+                       label="promoted (reached a higher rung)")
         if ok:
             ax.scatter(*zip(*ok), s=14, color="tab:blue", alpha=0.6, label="feasible trial")
         if infeasible:

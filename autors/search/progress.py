@@ -1,6 +1,7 @@
 """What the user sees while a search runs: a live panel (rich) or plain log lines (--quiet).
 
-Live panel: done/total, running, failed, best so far with a one-line arch summary, ETA.
+Live panel: done/total, running, failed, (with a scheduler) stopped and promoted, best so far
+with a one-line arch summary, ETA.
 Quiet mode (and any non-terminal output) prints one line per finished trial instead.
 """
 
@@ -27,6 +28,12 @@ def _fmt_s(seconds: float | None) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
+
+
+def _busy_s(record: TrialRecord) -> float:
+    """Seconds a trial held a slot: its rungs' worker seconds, else submission to record."""
+    rungs = record.result.extra.get("rungs")
+    return sum(g["seconds"] for g in rungs) if rungs else record.wall_s
 
 
 def trial_line(record: TrialRecord, objective: str, total: int | None, done: int) -> str:
@@ -90,12 +97,13 @@ class SearchProgress:
 
     def eta_s(self) -> float | None:
         """Remaining search time: trials left x mean trial time / concurrency, capped by the
-        time budget."""
+        time budget. A multi-fidelity trial's time is its rungs' (a paused trial's waiting
+        is not), so trials to be promoted later are not foreseen: a lower bound then."""
         b = self.broker
         new = [r for r in b.records[self._session_start:] if r.trained]
         by_count = None
         if b.budget.max_trials is not None and new:
-            mean = sum(r.wall_s for r in new) / len(new)
+            mean = sum(_busy_s(r) for r in new) / len(new)
             left = max(0, b.budget.max_trials - trained_count(b.records))
             by_count = left * mean / max(1, min(self.concurrency, left or 1))
         left_s = b.seconds_left()
@@ -105,7 +113,9 @@ class SearchProgress:
     def render(self) -> Group:
         b = self.broker
         records = b.records
-        failed = sum(not r.ok and r.trained for r in records)
+        failed = sum(not r.ok and not r.stopped and r.trained for r in records)
+        stopped = sum(r.stopped for r in records)  # multi-fidelity: below the top rung
+        promoted = sum(len(r.result.extra.get("rungs", ())) > 1 for r in records)
         screened = len(records) - trained_count(records)
         total = b.budget.max_trials
         status = Text.assemble(
@@ -113,6 +123,7 @@ class SearchProgress:
             f"{trained_count(records)}/{total if total is not None else '?'} done  ",
             f"{b.pool.running} running  ",
             (f"{failed} failed  ", "red" if failed else ""),
+            (f"{stopped} stopped  {promoted} promoted  " if b.rungs is not None else ""),
             (f"{screened} over limit (not trained)  " if screened else ""),
             f"elapsed {_fmt_s(b.elapsed())}  ETA {_fmt_s(self.eta_s())}",
         )

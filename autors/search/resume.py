@@ -4,7 +4,8 @@ Restored from the run folder: every finished trial (trials.jsonl, a truncated la
 repaired), the search wall time already spent (for max_minutes), the finished final-phase
 retrainings (final.jsonl). The strategy is re-seeded from the finished trials' samples and
 scores (see nni_adapter: dedup memory for all strategies, the population for evolution, the
-observation history for TPE). Not restored: the strategies' random generator position
+observation history for TPE). With a multi-fidelity scheduler the rungs, promotions and
+checkpoints of every trial come back too (`autors.search.rungs.Rungs.restore`). Not restored: the strategies' random generator position
 (re-seeded from seed and trial count, so a resumed run is reproducible but does not replay the
 same proposals) and trials that were running when the run stopped (never recorded; they are
 proposed afresh if the strategy picks them again).
