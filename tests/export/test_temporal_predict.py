@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 import rasterio
 import torch
 import yaml
@@ -22,6 +23,8 @@ from autors.config import load_task
 from autors.data import prepare
 from autors.errors import DataError
 from autors.export import load_exported
+from autors.export.card import MaskRule, ModelCard
+from autors.export.inputs import open_inputs
 from autors.export.predict import predict_scene
 from autors.synth.timeseries import TimeSeriesConfig, generate_time_series
 from autors.training.train_folder import read_train_folder
@@ -142,3 +145,45 @@ def test_export_and_predict_a_time_series_model(tmp_path: Path) -> None:
         assert "--sensor s2=" in str(err) and "{date}" in str(err)
     else:
         raise AssertionError("a time series without {date} was accepted")
+
+    # read level, against the {date} files: one band-group file for a model trained on band
+    # groups, a mask raster per date (only that date's masked pixels change), bad CSV dates
+    folder = info.task_path.parent
+    shutil.move(tmp_path / "aside.tif", folder / "s2_2021-05-10.tif")
+    days = task["sensors"]["s2"]["dates"]
+    values, valid = open_inputs(exported.card, paths).read(0, 0, 48, 48)
+    stack = np.concatenate([rasterio.open(folder / f"s2_{d}.tif").read() for d in days])
+    with rasterio.open(folder / f"s2_{days[0]}.tif") as src:
+        profile = src.profile | {"count": stack.shape[0]}
+    with rasterio.open(tmp_path / "stack.tif", "w", **profile) as dst:
+        dst.write(stack)
+    grouped = open_inputs(_with_read(exported.card, bands_per_date=4),
+                          paths | {"s2": tmp_path / "stack.tif"})
+    got, ok = grouped.read(0, 0, 48, 48)
+    assert np.array_equal(got["s2"], values["s2"]) and np.array_equal(ok["s2"], valid["s2"])
+    for t, d in enumerate(days):
+        cloud = np.zeros((1, 48, 48), np.uint8)
+        cloud[0, 5:9, 5:12] = 1 if t == 2 else 0
+        with rasterio.open(tmp_path / f"cloud_{d}.tif", "w", **(profile | {
+                "count": 1, "dtype": "uint8", "nodata": None})) as dst:
+            dst.write(cloud)
+    rule = _with_read(exported.card, mask=MaskRule(invalid_values=[1]))
+    _, ok = open_inputs(rule, paths, masks={"s2": tmp_path / "cloud_{date}.tif"}).read(
+        0, 0, 48, 48)
+    expect = np.zeros_like(valid["s2"])
+    expect[2, 5:9, 5:12] = valid["s2"][2, 5:9, 5:12]
+    assert expect.any() and ((ok["s2"] != valid["s2"]) == expect).all()
+    with pytest.raises(DataError, match=r"trained with a mask raster per date; give them "
+                                        r"with --mask s2=PATH holding \{date\}"):
+        open_inputs(rule, paths)
+    listing.write_text("date,path\n2021-02-02,s2.tif\n")
+    with pytest.raises(DataError, match=r"date\(s\) 2021-02-02 are not among the model's 4 "
+                                        r"dates"):
+        open_inputs(exported.card, paths | {"s2": listing})
+
+
+def _with_read(card: ModelCard, **read) -> ModelCard:
+    """`card` with sensor s2 read otherwise (band groups, a mask rule), for read checks."""
+    sensors = [s.model_copy(update={"read": s.read.model_copy(update=read)})
+               if s.name == "s2" else s for s in card.sensors]
+    return card.model_copy(update={"sensors": sensors})
