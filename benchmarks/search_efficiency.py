@@ -4,8 +4,9 @@ supernet, through the real `run_search`, on the synthetic benchmark preset and t
 Sen1Floods11 chip.
 
     python benchmarks/search_efficiency.py [--datasets synth,sen1floods11] [--seeds 0,1,2]
-        [--rows evolution,asha_evolution,asha_random,supernet] [--full-trials 12]
-        [--asha-trials 27] [--epochs 9] [--eta 3] [--max-train 800] [--max-val 1000]
+        [--rows evolution,asha_evolution,asha_random,supernet] [--full-trials 8]
+        [--asha-trials 18] [--epochs 9] [--eta 3] [--max-train 400] [--max-val 500]
+        [--max-test 3000] [--supernet-candidates 40] [--supernet-retrain 3]
         [--space compact] [--concurrency 2] [--data-root DIR]
         [--workdir /tmp/autors_search_eff] [--out results/benchmarks] [--smoke]
 
@@ -85,10 +86,58 @@ def bench_trial(task: dict, arch: dict, seed: int, data, trial_id: int, rung=Non
     complete = rung is None or rung.epochs == rung.max_epochs
     if trained is not None and result.status == "ok" and complete:
         t0 = _time.perf_counter()
-        test = evaluate(trained.outcome.model, data, "test", task["train"]["batch_size"])
+        keep = int(os.environ.get(MAX_TEST_ENV) or 0)
+        subset = test_subset(data, keep, task["split"].get("seed", 0)) if keep else data
+        test = evaluate(trained.outcome.model, subset, "test", task["train"]["batch_size"])
+        result.extra["bench_n_test"] = int(test["num_samples"])
         result.extra["bench_test_oa"] = float(test["oa"])
         result.extra["bench_test_s"] = _time.perf_counter() - t0
     return result
+
+
+MAX_TEST_ENV = "AUTORS_BENCH_MAX_TEST"  # --max-test, read by the trial function in Ray workers
+
+
+def test_subset(data, keep: int, seed: int):
+    """`data` with its test split cut to a fixed seeded subset of `keep` labelled pixels over
+    all scenes (as `train.val_max_samples` does for validation): the same pixels for every row,
+    seed and trial, because the split and this seed are the same. A copy: the shared data is
+    not changed."""
+    import copy
+    import zlib
+
+    import numpy as np
+
+    from autors.data.index import SPLIT_NAMES
+
+    entries = data.index.scenes
+    sizes = np.array([e.n("test") for e in entries])
+    total = int(sizes.sum())
+    if total <= keep:
+        return data
+    k = data.index.num_classes
+    chosen = np.sort(np.random.default_rng([seed, 4]).choice(total, keep, replace=False))
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    s_test = SPLIT_NAMES.index("test")
+    cut = []
+    for i, e in enumerate(entries):
+        e = copy.copy(e)
+        e.counts = dict(e.counts)
+        if sizes[i]:
+            codes = e.codes().copy()
+            flat = codes.reshape(-1)
+            pos = np.flatnonzero((flat >= s_test * k) & (flat < (s_test + 1) * k))
+            mine = chosen[(chosen >= starts[i]) & (chosen < starts[i + 1])] - starts[i]
+            drop = np.setdiff1d(np.arange(pos.size), mine)
+            flat[pos[drop]] = -1
+            e.codes_z = zlib.compress(codes.tobytes(), 1)
+            e.counts["test"] = np.bincount(flat[pos[mine]] - s_test * k,
+                                           minlength=k).astype(int).tolist()
+        cut.append(e)
+    out = copy.copy(data)
+    out.index = copy.copy(data.index)
+    out.index.scenes = cut
+    return out
 
 
 def skip_final(task: dict, arch: dict, seed: int, data, trial_id: int):
@@ -115,6 +164,10 @@ def make_task(args: argparse.Namespace, dataset: str, row: str, seed: int):
                          constraints={},
                          scheduler={"kind": "asha", "reduction_factor": args.eta,
                                     "min_resource": 1} if asha else {"kind": "none"})
+    if row == "supernet":  # trained once for --epochs, its best candidates stand-alone
+        raw["search"]["supernet"] = {"epochs": args.epochs,
+                                     "candidates": args.supernet_candidates,
+                                     "retrain": min(args.supernet_retrain, args.full_trials)}
     out = args.workdir / "tasks" / f"{dataset}_{row}_s{seed}.yaml"
     return load_task(write_task_file(raw, path, out))
 
@@ -200,7 +253,10 @@ def run_one(args: argparse.Namespace, dataset: str, row: str, seed: int) -> dict
             "first_vs_full": first_vs_full,
             "split_sha256": summary["split"]["sha256"],
             "n_val": summary["split"]["counts"]["val"],
-            "n_test": summary["split"]["counts"]["test"],
+            "n_test": next((r.result.extra["bench_n_test"] for r in outcome.records
+                            if r.result.extra.get("bench_n_test")),
+                           summary["split"]["counts"]["test"]),
+            "n_test_all": summary["split"]["counts"]["test"],
             "wall_s": wall, "run_dir": str(outcome.run_dir)}
 
 
@@ -309,13 +365,16 @@ def report(rows: list[dict], stats: dict, args: argparse.Namespace, wall_s: floa
         f"1 CPU each), space `{args.space}`, seeds {seeds}, one training protocol: "
         f"{args.epochs} epochs (cosine schedule over {args.epochs}), early stopping off, "
         f"{args.max_train or 'all'} training patches per epoch, the same "
-        f"{args.max_val or 'all'} validation pixels. evolution: NNI regularised evolution, "
+        f"{args.max_val or 'all'} validation pixels, the same {args.max_test or 'all'} test "
+        "pixels. evolution: NNI regularised evolution, "
         f"{args.full_trials} trials each trained {args.epochs} epochs. asha_evolution / "
         f"asha_random: {args.asha_trials} sampled architectures, "
         f"`scheduler: {{kind: asha, reduction_factor: {args.eta}, min_resource: 1}}` (rungs "
         + "/".join(map(str, _rungs(args))) + " epochs, promotions continue from the rung's "
-        "checkpoint). supernet: `strategy: supernet` (weight sharing, top candidates trained "
-        "stand-alone through the same engine)"
+        "checkpoint). supernet: `strategy: supernet` (weight sharing: the supernet trained "
+        f"{args.epochs} epochs, {args.supernet_candidates} candidates ranked by inherited-weight "
+        f"validation OA, the best {min(args.supernet_retrain, args.full_trials)} trained "
+        "stand-alone through the same engine; its training and ranking core-seconds count)"
         + (f" - NOT run: {'; '.join(missing)}" if missing else "") + ".\n\n"
         "**How reach is measured** (anytime, selection never sees test): in the order results "
         "arrive, the incumbent is the complete trial (trained all "
@@ -334,8 +393,9 @@ def report(rows: list[dict], stats: dict, args: argparse.Namespace, wall_s: floa
         if len(hashes) != 1 or len(n_test) != 1:
             raise SystemExit(f"{ds}: rows ran on different splits {sorted(hashes)}")
         text.append(f"## {ds}\n\nEvery row is validated on the same {sel[0]['n_val']:,} pixels "
-                    f"and tested on the same {n_test.pop():,} test pixels (split seed "
-                    f"{SPLIT_SEED}, hash `{hashes.pop()[:12]}`).\n\n")
+                    f"and tested on the same {n_test.pop():,} test pixels (a fixed seeded subset "
+                    f"of the split's {sel[0].get('n_test_all', 0):,} when --max-test is set; "
+                    f"split seed {SPLIT_SEED}, hash `{hashes.pop()[:12]}`).\n\n")
         body = []
         for name in (n for n in per_row if not n.startswith("_")):
             mine = [r for r in sel if r["row"] == name]
@@ -419,12 +479,16 @@ def main() -> None:
     p.add_argument("--rows", default=None, help=f"default {','.join(ROWS)} (smoke: "
                    "evolution,asha_random)")
     p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--full-trials", type=int, default=12)
-    p.add_argument("--asha-trials", type=int, default=27)
+    p.add_argument("--full-trials", type=int, default=8)
+    p.add_argument("--asha-trials", type=int, default=18)
     p.add_argument("--epochs", type=int, default=9)
     p.add_argument("--eta", type=int, default=3)
-    p.add_argument("--max-train", type=int, default=800)
-    p.add_argument("--max-val", type=int, default=1000)
+    p.add_argument("--max-train", type=int, default=400)
+    p.add_argument("--max-val", type=int, default=500)
+    p.add_argument("--max-test", type=int, default=3000, help="a fixed seeded subset of the "
+                   "test pixels, the same for every row (0: all)")
+    p.add_argument("--supernet-candidates", type=int, default=40)
+    p.add_argument("--supernet-retrain", type=int, default=3)
     p.add_argument("--concurrency", type=int, default=2)
     p.add_argument("--space", default="compact")
     p.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
@@ -439,11 +503,13 @@ def main() -> None:
         args.datasets, args.seeds = "synth", "0"
         args.rows = args.rows or "evolution,asha_random"
         args.full_trials, args.asha_trials, args.epochs = 2, 3, 3
-        args.max_train, args.max_val = None, None
+        args.max_train, args.max_val, args.max_test = None, None, 0
+        args.supernet_candidates, args.supernet_retrain = 6, 2
     t0 = time.perf_counter()
     one_thread()
     if "RAY_TMPDIR" not in os.environ:  # a private Ray folder (none made when one is given)
         os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="ray_eff_", dir="/tmp")
+    os.environ[MAX_TEST_ENV] = str(args.max_test or 0)  # Ray workers inherit it
     name = "search_efficiency_smoke" if args.smoke else "search_efficiency"
     args.out.mkdir(parents=True, exist_ok=True)
     args.workdir.mkdir(parents=True, exist_ok=True)
