@@ -23,7 +23,8 @@ METRICS = ("oa", "aa", "kappa", "miou")
 
 
 def ranked(records: list[TrialRecord]) -> list[TrialRecord]:
-    """Feasible ok trials by score (best first), then infeasible ones, then failed ones.
+    """Feasible ok trials by score (best first), then infeasible ones, then trials a
+    multi-fidelity scheduler stopped below the top rung (higher rung first), then failed ones.
 
     Equal scores are common on small validation sets (accuracy moves in steps of 1 / pixels):
     they are broken by validation kappa (higher), then validation loss (lower), then FLOPs
@@ -31,8 +32,10 @@ def ranked(records: list[TrialRecord]) -> list[TrialRecord]:
     """
 
     def key(r: TrialRecord) -> tuple:
-        group = 0 if (r.ok and r.feasible) else (1 if r.ok else 2)
-        if group == 2:
+        group = 0 if (r.ok and r.feasible) else (1 if r.ok else 3)
+        if r.stopped:  # a multi-fidelity trial below the top rung: the higher rung first
+            return (2, -float(r.result.epochs), -r.score, 0.0, 0.0, r.trial_id)
+        if group == 3:
             return (group, 0.0, 0.0, 0.0, 0.0, r.trial_id)
         return (group, -r.score, *tie_break(r.result.metrics, r.result.cost), r.trial_id)
 

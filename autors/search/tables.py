@@ -44,7 +44,8 @@ def leaderboard_table(
     table.add_column("architecture")  # wraps on narrow terminals
     for row in rows[:limit] if limit else rows:
         status = row["status"] if row["feasible"] or row["status"] != "ok" else "infeasible"
-        style = {"ok": "", "infeasible": "yellow", "over_limit": "yellow"}.get(status, "red")
+        style = {"ok": "", "infeasible": "yellow", "over_limit": "yellow",
+                 "stopped": "dim", "promoted": "dim"}.get(status, "red")  # stopped: by a scheduler
         value = row[objective]
         cells = [
             str(row["rank"]), str(row["trial_id"]), status,
@@ -58,6 +59,7 @@ def leaderboard_table(
         if has_node:
             runs = int(row.get("attempts") or 1)
             cells.append((str(row["node"]) or "-") + (f" (run {runs})" if runs > 1 else ""))
-        cells.append(row["arch"] if row["status"] == "ok" else row["reason"] or row["arch"])
+        cells.append(row["arch"] if row["status"] in ("ok", "stopped", "promoted")
+                     else row["reason"] or row["arch"])
         table.add_row(*cells, style=style)
     return table
