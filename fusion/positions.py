@@ -46,7 +46,7 @@ from fusion.errors import ArchError
 from fusion.heads import MultiHead
 from fusion.ops import MaskFilled
 from fusion.registry import BRANCHES, FUSION_OPS, HEADS, POSITIONS, TIME_OPS
-from fusion.temporal import from_pixels, spread, to_sequences
+from fusion.temporal import from_pixels, spread
 
 
 def mask_key(sensor: str) -> str:
@@ -125,11 +125,12 @@ def _size_refs(mask: Tensor, n: int) -> list[Tensor]:
     return refs
 
 
-def broadcast_dates(x: Tensor, t: int) -> Tensor:
-    """`[B, C, H, W]` -> `[B*T, C, H, W]`: the same map on each of `t` dates (date-major
-    within each sample, like a flattened `[B, T, ...]`)."""
-    return x.unsqueeze(1).expand([x.shape[0], t, x.shape[1], x.shape[2], x.shape[3]]).flatten(
-        0, 1)
+def broadcast_dates(x: Tensor, dates: Tensor) -> Tensor:
+    """`[B, C, H, W]` -> `[B*T, C, H, W]`: the same map on each date of `dates` `[B, T]`
+    (date-major within each sample, like a flattened `[B, T, ...]`). By broadcasting, not a
+    computed shape: an ONNX graph keeps every dimension it knows."""
+    ones = torch.ones_like(dates).to(x.dtype)[:, :, None, None, None]
+    return (x.unsqueeze(1) * ones).flatten(0, 1)
 
 
 def _trunk_depth(arch: Arch) -> int:
@@ -157,6 +158,7 @@ class FusionModel(nn.Module):
     doy_keys: list[str]
     time_after: bool  # fusion.time is an operator: the fusion runs per date (DATED sensors)
     time_ref: int  # the first DATED sensor: its days of year are the time axis
+    time_width: int  # the channels of the fused map that time collapses (fusion.time)
 
     # constants for TorchScript, so `forward` compiles only the branch its heads take (and
     # only the per-date fusion path when time collapses after the fusion)
@@ -319,7 +321,9 @@ class FusionModel(nn.Module):
                              + str([x.shape[0], x.shape[1]]) + ", got shape "
                              + str(doy.shape))
         n = doy.shape[0] * doy.shape[1]
-        valid = torch.zeros([n], dtype=x.dtype, device=x.device)
+        # from a mask, not a new tensor of size n: ONNX keeps its shape (the recurrent cells
+        # need it)
+        valid = masks[self.time_ref].amax(dim=(1, 2, 3))
         for i in range(len(self.sensors)):
             if self.series[i] == 3:  # DATED
                 if masks[i].shape[0] != n:
@@ -333,11 +337,11 @@ class FusionModel(nn.Module):
             keep = torch.nonzero(valid > 0).flatten()
         return doy, valid, self.training and 0 < keep.shape[0] < n, keep
 
-    def _per_date(self, x: Tensor, i: int, t: int, sub: bool, keep: Tensor) -> Tensor:
+    def _per_date(self, x: Tensor, i: int, doy: Tensor, sub: bool, keep: Tensor) -> Tensor:
         """Sensor i's map `[B*T, ...]` (DATED) or `[B, ...]` (broadcast over the dates) ->
         the map of every date that runs."""
         if self.series[i] != 3:
-            x = broadcast_dates(x, t)
+            x = broadcast_dates(x, doy)
         return x.index_select(0, keep) if sub else x
 
     def _collapse(self, fused: Tensor, fmasks: list[Tensor], doy: Tensor, valid: Tensor,
@@ -355,9 +359,14 @@ class FusionModel(nn.Module):
             there = spread(there, keep, b * t)
         else:
             there = there * valid.reshape(b * t, 1, 1, 1)
-        seq = fused.reshape(b, t, fused.shape[1], fused.shape[2], fused.shape[3])
-        m = there.reshape(b, t, fused.shape[2], fused.shape[3])
-        xs, mm, dd = to_sequences(seq, m, doy)
+        f, h, w = self.time_width, fused.shape[2], fused.shape[3]
+        seq = fused.reshape(b, t, f, h, w)
+        m = there.reshape(b, t, h, w)
+        # one sequence per pixel; the feature size a constant (ONNX: the recurrent cells'
+        # gates split a known size)
+        xs = seq.permute(0, 3, 4, 1, 2).reshape(-1, t, f)
+        mm = m.permute(0, 2, 3, 1).reshape(-1, t)
+        dd = doy.unsqueeze(1).unsqueeze(1).expand(b, h, w, t).reshape(-1, t)
         return from_pixels(self.time_op(xs, mm, dd), seq)
 
     @classmethod
@@ -495,6 +504,7 @@ class EarlyFusion(FusionModel):
         self.fuse = self._op([self.branch_channels[s] for s in self.sensors], width)
         if self.time_after:
             self.time_op = TIME_OPS.get(arch.fusion.time)(width)
+            self.time_width = width
         self._trunk_and_head(width, num_classes, [])
 
     @classmethod
@@ -509,12 +519,11 @@ class EarlyFusion(FusionModel):
         xs, masks = self._inputs(inputs)
         if self.time_after:  # the raw inputs fused date by date, then time collapsed
             doy, valid, sub, keep = self._time_axis(inputs, masks)
-            t = doy.shape[1]
             dxs: list[Tensor] = []
             dms: list[Tensor] = []
             for i in range(len(xs)):
-                dxs.append(self._per_date(xs[i], i, t, sub, keep))
-                dms.append(self._per_date(masks[i], i, t, sub, keep))
+                dxs.append(self._per_date(xs[i], i, doy, sub, keep))
+                dms.append(self._per_date(masks[i], i, doy, sub, keep))
             return self._collapse(self.fuse(dxs, dms), dms, doy, valid, sub, keep), []
         return self.fuse(xs, masks), []
 
@@ -547,6 +556,7 @@ class MiddleFusion(FusionModel):
         self.fuse = self._op([b.out_channels[-1] for b in self.branches], width)
         if self.time_after:
             self.time_op = TIME_OPS.get(arch.fusion.time)(width)
+            self.time_width = width
         self.fused_scale = self.fused_reduction.bit_length() - 1
         self._trunk_and_head(width, num_classes, [0] * self.fused_scale)
 
@@ -576,16 +586,15 @@ class MiddleFusion(FusionModel):
         """Time after fusion: per-date branches (valid dates only in training), the others
         broadcast over the dates, the op per date, the dates collapsed."""
         doy, valid, sub, keep = self._time_axis(inputs, masks)
-        t = doy.shape[1]
         feats: list[Tensor] = []
         fmasks: list[Tensor] = []
         for i, branch in enumerate(self.branches):
             if self.series[i] == 3:  # DATED: the branch runs on every date that runs
                 f = branch(xs[i].index_select(0, keep) if sub else xs[i])
             else:  # computed once, broadcast over the dates
-                f = self._per_date(branch(xs[i]), i, t, sub, keep)
+                f = self._per_date(branch(xs[i]), i, doy, sub, keep)
             feats.append(pool_features(f, self.pools[i]))
-            fmasks.append(pool_mask(self._per_date(masks[i], i, t, sub, keep),
+            fmasks.append(pool_mask(self._per_date(masks[i], i, doy, sub, keep),
                                     self.fused_reduction))
         return self._collapse(self.fuse(feats, fmasks), fmasks, doy, valid, sub, keep)
 

@@ -59,3 +59,33 @@ def test_task_space_asks_the_sensor_declaration(tmp_path: Path) -> None:
     space = space_for_task(parse_task(raw, tmp_path / "task.yaml"))
     assert _temporal() & set(space.branch_kinds("s2"))
     assert not _temporal() & set(space.branch_kinds("s1"))
+
+
+def test_space_offers_time_after_fusion_and_weights_timing_aware_options() -> None:
+    space = make_space("compact", SENSORS, dense=False)
+    assert "fusion.time" not in space.options()  # no time series: no choice
+    space.set_input_kinds({"s2": "temporal"})
+    opts = space.options()
+    assert opts["fusion.time"][0] == fusion.TIME_IN_BRANCH and "ltae" in opts["fusion.time"]
+    choices = space.choices()
+    # the options that read timing (stated by the parts) share TIMING_SHARE of the prior
+    kinds = choices["branch.s2.kind"]
+    timed = [fusion.BRANCHES.get(k).sees_timing if k != fusion.OFF else False
+             for k in kinds.values]
+    assert any(timed) and not all(timed)
+    share = sum(w for w, t in zip(kinds.weights, timed) if t)
+    assert abs(share - space.TIMING_SHARE) < 1e-9 and abs(sum(kinds.weights) - 1) < 1e-9
+    assert "time_mean_first" in kinds.values and not fusion.BRANCHES.get("time_mean_first").sees_timing
+    assert choices["branch.s1.kind"].weights == [1 / len(choices["branch.s1.kind"].values)] * len(
+        choices["branch.s1.kind"].values)  # a single-date sensor: uniform
+    base = {label: values[0] for label, values in opts.items()}
+    per_date = base | {"branch.s2.kind": "conv", "branch.s1.kind": "conv",
+                       "fusion.position": "middle", "fusion.time": "ltae"}
+    arch = space.to_arch(per_date)
+    assert arch.fusion.time == "ltae" and space.to_arch(space.to_sample(arch)) == arch
+    x = random_inputs(CHANNELS, 5, 2, dates={"s2": 3})
+    out = fusion.build_model(arch, CHANNELS, 3, dates={"s2": 3})(x)
+    assert out.shape == (2, 3) and torch.isfinite(out).all()
+    # unused where nothing is read per date (a temporal kind) or the position cannot
+    for unused in ({"branch.s2.kind": "time_ltae_first"}, {"fusion.position": "late"}):
+        assert space.to_arch(per_date | unused).fusion.time == fusion.TIME_IN_BRANCH
