@@ -116,6 +116,19 @@ def skip_final(task: dict, arch: dict, seed: int, data: object, trial_id: int):
                        error="final phase skipped by benchmarks/search_hypervolume.py")
 
 
+def shared_ray(args: argparse.Namespace):
+    """--smoke: one local Ray instance for its searches (each would start and stop its own;
+    run_search uses an initialised Ray as it is); otherwise nothing (each search its own)."""
+    from contextlib import nullcontext
+
+    if not args.smoke:
+        return nullcontext()
+    from autors.config import SearchSpec
+    from autors.search.cluster import ray_cluster
+
+    return ray_cluster(None, SearchSpec(concurrency=args.concurrency))
+
+
 def run_one(args: argparse.Namespace, dataset: str, strategy: str, seed: int,
             limit: int) -> dict:
     from rich.console import Console
@@ -402,20 +415,21 @@ def main() -> None:
             sys.argv = shlex.split(saved["command"])[1:]
             t0 -= saved["wall_s"]
             _common.LOAD_AT_START = tuple(saved["load_at_start"])
-    for ds in filter(None, args.datasets.split(",")):
-        # only the penalty method has a limit (computing it prepares the data once more)
-        limits[ds] = penalty_limit(args, ds) if "evolution" in args.strategies else 0
-        for seed in [int(s) for s in args.seeds.split(",")]:
-            for strategy in args.strategies.split(","):
-                rows.append(run_one(args, ds, strategy, seed, limits[ds]))
-                r = rows[-1]
-                print(f"{ds} {strategy} s{seed}: {len(r['trials'])} trials, "
-                      f"{r['search_s'] / 60:.1f} min, elapsed "
-                      f"{(time.perf_counter() - t0) / 60:.1f} min", flush=True)
-                partial.write_text(json.dumps({"limits": limits, "rows": rows,
-                                               "command": command(),
-                                               "load_at_start": _common.LOAD_AT_START,
-                                               "wall_s": time.perf_counter() - t0}))
+    with shared_ray(args):
+        for ds in filter(None, args.datasets.split(",")):
+            # only the penalty method has a limit (computing it prepares the data once more)
+            limits[ds] = penalty_limit(args, ds) if "evolution" in args.strategies else 0
+            for seed in [int(s) for s in args.seeds.split(",")]:
+                for strategy in args.strategies.split(","):
+                    rows.append(run_one(args, ds, strategy, seed, limits[ds]))
+                    r = rows[-1]
+                    print(f"{ds} {strategy} s{seed}: {len(r['trials'])} trials, "
+                          f"{r['search_s'] / 60:.1f} min, elapsed "
+                          f"{(time.perf_counter() - t0) / 60:.1f} min", flush=True)
+                    partial.write_text(json.dumps({"limits": limits, "rows": rows,
+                                                   "command": command(),
+                                                   "load_at_start": _common.LOAD_AT_START,
+                                                   "wall_s": time.perf_counter() - t0}))
     norms = measure(rows, objectives)
     png = args.out / f"{name}.png"
     _plot(rows, png)
