@@ -496,6 +496,8 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("results/benchmarks"))
     p.add_argument("--from-rows", type=Path, default=None, help="write the report again from "
                    "a run's saved rows (<workdir>/<name>_rows.json), running nothing")
+    p.add_argument("--keep-rows", type=Path, default=None, help="a cut run's saved rows: "
+                   "keep them and run only the (dataset, row, seed) searches they lack")
     p.add_argument("--smoke", action="store_true", help="tiny synth scene, 3 epochs (rungs "
                    "1/3), evolution 2 trials and asha_random 3, one seed (CI)")
     args = p.parse_args()
@@ -524,7 +526,12 @@ def main() -> None:
             sys.argv = shlex.split(saved["command"])[1:]
             t0 -= saved["wall_s"]
             _common.LOAD_AT_START = tuple(saved["load_at_start"])
-    elif "supernet" in names and not _supernet_registered():
+    elif args.keep_rows:  # the same command's earlier rows (its wall time is added)
+        saved = json.loads(args.keep_rows.read_text())
+        rows, missing = saved["rows"], saved.get("missing", [])
+        t0 -= saved["wall_s"]
+        _common.LOAD_AT_START = tuple(saved["load_at_start"])
+    if not args.from_rows and "supernet" in names and not _supernet_registered():
         names.remove("supernet")
         missing.append("strategy 'supernet' is not registered in this checkout")
     if args.datasets:
@@ -542,6 +549,8 @@ def main() -> None:
     for seed in [int(s) for s in args.seeds.split(",")] if args.datasets else []:
         for ds in filter(None, args.datasets.split(",")):
             for row in names:
+                if any((r["dataset"], r["row"], r["seed"]) == (ds, row, seed) for r in rows):
+                    continue  # kept from --keep-rows
                 try:
                     rows.append(run_one(args, ds, row, seed))
                 except Exception as err:
