@@ -42,6 +42,7 @@ import yaml
 from _common import (
     DEFAULT_DATA_ROOT,
     SPLIT_SEED,
+    command,
     dataset_task,
     header_block,
     md_table,
@@ -184,6 +185,26 @@ def verdict(m: dict) -> tuple[bool, str]:
                     f"{f['tau']:.2f}; cost {s['core_s']:.0f} vs {f['core_s']:.0f} core-s")
 
 
+def reused_runs(args: argparse.Namespace) -> dict:
+    """The datasets of an earlier report JSON (`--reuse`), checked to share this run's
+    settings; `_from` says which run they come from (its command and wall time)."""
+    prev = json.loads(args.reuse.read_text())
+    same = ("archs", "epochs", "supernet_epochs", "max_train", "max_val", "space", "seed")
+    differ = [k for k in same if prev["config"].get(k) != getattr(args, k)]
+    if differ:
+        raise SystemExit(f"--reuse {args.reuse}: made with other settings ({', '.join(differ)})")
+    command_, wall = prev.get("command"), prev.get("wall_s")
+    md = args.reuse.with_suffix(".md")
+    if command_ is None and md.is_file():  # reports before the JSON kept them: from the header
+        head = md.read_text().splitlines()
+        command_ = next((x[10:].strip().strip("`") for x in head if x.startswith("Command:")),
+                        None)
+        wall = next((float(x.split()[2]) * 60 for x in head if x.startswith("Wall time:")),
+                    None)
+    return {**prev["datasets"], "_from": {"file": str(args.reuse), "command": command_,
+                                          "wall_s": wall}}
+
+
 # -- report ---------------------------------------------------------------------------------------
 def _plot(data: dict, path: Path) -> None:
     import matplotlib
@@ -235,6 +256,12 @@ def report(data: dict, args: argparse.Namespace, wall_s: float, png: Path) -> st
         "plus scoring every architecture; the first epoch's training plus validation summed "
         "over the architectures (what ranking them by a one-epoch rung costs; an epoch's CPU "
         "seconds are its wall seconds times the share of a core the training got).\n\n")
+    src = getattr(args, "reused_from", None)
+    if src:
+        text.append(f"Stand-alone rows and the {args.supernet_epochs}-epoch supernet are reused "
+                    f"from an earlier run with the same settings (`{src['command']}`, "
+                    f"{(src['wall_s'] or 0) / 60:.1f} min); the wall time above is this "
+                    "run's, which trained only the longer supernets.\n\n")
     body, lines = [], []
     for ds, d in data.items():
         m, rows = d["measure"], d["rows"]
@@ -248,6 +275,12 @@ def report(data: dict, args: argparse.Namespace, wall_s: float, png: Path) -> st
                          f"{m['top_overlap'][key]} of {m['top_overlap']['k']}",
                          f"{m[key]['core_s']:.0f}",
                          f"{m[key]['core_s'] / m['standalone_core_s']:.2f}"])
+        for extra in d.get("longer", []):
+            lm, n = extra["measure"], extra["supernet"]
+            lo, hi = lm["ci95"]
+            body.append([ds, f"supernet ({n['epochs']} epochs, longer)", f"{lm['tau']:.3f}",
+                         f"[{lo:.3f}, {hi:.3f}]", "-", f"{lm['core_s']:.0f}",
+                         f"{lm['core_s'] / m['standalone_core_s']:.2f}"])
         inh, inh_sd = m["inherited"]
         oas = [r["val_oa"] for r in rows]
         useful, why = verdict(m)
@@ -265,6 +298,11 @@ def report(data: dict, args: argparse.Namespace, wall_s: float, png: Path) -> st
                           "stand-alone top 5 found", "core-s", "cost / stand-alone"],
                          body, "llrrrrr") + "\n\n")
     text.append("\n".join(lines) + "\n\n")
+    if any(d.get("longer") for d in data.values()):
+        text.append("Rows marked *longer*: the same supernet procedure with a larger budget, "
+                    "measured for information (they cost more than the first rung, so they "
+                    "cannot meet the target as stated; they show whether more supernet "
+                    "training would change the picture).\n\n")
     text.append(conclusion(data) + "\n")
     text.append(f"\n![scatter]({png.name})\n")
     return "".join(text)
@@ -306,6 +344,12 @@ def main() -> None:
     p.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
     p.add_argument("--workdir", type=Path, default=Path("/tmp/autors_rank"))
     p.add_argument("--out", type=Path, default=Path("results/benchmarks"))
+    p.add_argument("--longer", default="", help="comma list of larger supernet budgets "
+                   "(epochs) measured beside the main one (informative: they cost more than "
+                   "the first rung)")
+    p.add_argument("--reuse", type=Path, default=None, help="a report JSON made with the same "
+                   "settings: its stand-alone rows and main supernet are reused, only the "
+                   "--longer supernets are trained")
     p.add_argument("--smoke", action="store_true", help="tiny synth scene, 5 architectures, 1 "
                    "epoch, supernet 2 epochs (CI)")
     args = p.parse_args()
@@ -320,6 +364,9 @@ def main() -> None:
     args.workdir.mkdir(parents=True, exist_ok=True)
     partial = args.workdir / f"{name}_rows.json"
     data: dict = {}
+    longer = [int(e) for e in args.longer.split(",") if e]
+    reused = reused_runs(args) if args.reuse else {}
+    args.reused_from = reused.get("_from")
     pool = (ProcessPoolExecutor(args.workers, mp_context=get_context("spawn"))
             if args.workers > 1 else None)
     try:
@@ -330,7 +377,11 @@ def main() -> None:
                 raise SystemExit(f"{ds}: the space has only {len(archs)} distinct architectures")
             jobs = [(ds, path, raw, i, a, args.seed) for i, a in enumerate(archs)]
             net_job = (ds, path, raw, archs, args.seed, args.supernet_epochs)
-            if pool is None:
+            if ds in reused:  # stand-alone rows and main supernet of an earlier run
+                rows, net = reused[ds]["rows"], reused[ds]["supernet"]
+                if [r["arch"] for r in sorted(rows, key=lambda r: r["index"])] != archs:
+                    raise SystemExit(f"{ds}: --reuse {args.reuse} has other architectures")
+            elif pool is None:
                 net = supernet(net_job)
                 rows = [standalone(j) for j in jobs]
             else:  # the supernet first, beside the stand-alone trainings
@@ -339,6 +390,11 @@ def main() -> None:
                 net = net_future.result()
             data[ds] = {"rows": rows, "supernet": net}
             data[ds]["measure"] = measure(rows, net, args.seed, args.reps)
+            more = [(ds, path, raw, archs, args.seed, e) for e in longer]
+            nets = list(pool.map(supernet, more) if pool is not None else map(supernet, more))
+            data[ds]["longer"] = [{"supernet": n, "measure": measure(rows, n, args.seed,
+                                                                      args.reps)["supernet"]}
+                                  for n in nets]
             print(f"{ds}: {verdict(data[ds]['measure'])[1]}; elapsed "
                   f"{(time.perf_counter() - t0) / 60:.1f} min", flush=True)
             partial.write_text(json.dumps(data, default=str))
@@ -347,10 +403,12 @@ def main() -> None:
             pool.shutdown()
     png = args.out / f"{name}.png"
     _plot(data, png)
-    path = write_report(args.out, name, report(data, args, time.perf_counter() - t0, png))
+    wall_s = time.perf_counter() - t0
+    path = write_report(args.out, name, report(data, args, wall_s, png))
     (args.out / f"{name}.json").write_text(json.dumps(
         {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-         "useful_tau": USEFUL_TAU, "datasets": data}, indent=1, default=str))
+         "useful_tau": USEFUL_TAU, "command": command(), "wall_s": wall_s,
+         "reused": reused.get("_from"), "datasets": data}, indent=1, default=str))
     print(f"wrote {path}")
 
 
