@@ -90,7 +90,8 @@ def valid_mean(x: Tensor, m: Tensor) -> Tensor:
     anywhere = w.sum(dim=2, keepdim=True) > 0  # [B, 1, 1]
     w = torch.where(anywhere, w, torch.ones_like(w))
     # a matrix product: no [B, C, H, W] temporary
-    return (x.flatten(2) @ w.transpose(1, 2)).squeeze(2) / w.sum(dim=2)
+    # [..., 0], not squeeze(2): ONNX would wrap a squeeze of a dimension it cannot size in an If
+    return (x.flatten(2) @ w.transpose(1, 2))[:, :, 0] / w.sum(dim=2)
 
 
 def weighted_sum(ys: list[Tensor], w: Tensor) -> Tensor:
