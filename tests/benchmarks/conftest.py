@@ -1,18 +1,15 @@
-"""The benchmark smoke runs: started together (two at a time) for the tests collected."""
+"""The benchmark smoke runs: started in the background once the tests are collected
+(tests/conftest.py): one at a time beside the other tests, two at a time once a smoke test
+asks for its run (the smoke tests run last)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from smoke import SmokeRuns  # tests/benchmarks (tests/conftest.py)
+from smoke import SMOKE_RUNS, SmokeRuns  # tests/benchmarks (tests/conftest.py)
 
 
 @pytest.fixture(scope="session")
-def smoke_runs(request: pytest.FixtureRequest,
-               tmp_path_factory: pytest.TempPathFactory) -> Iterator[SmokeRuns]:
-    names = {n for item in request.session.items
-             for n in getattr(getattr(item, "function", None), "smoke_runs", ())}
-    runs = SmokeRuns(names, tmp_path_factory.mktemp("smoke"))
-    yield runs
-    runs.close()
+def smoke_runs(request: pytest.FixtureRequest) -> SmokeRuns:
+    runs = request.config.stash.get(SMOKE_RUNS, None)
+    assert runs is not None, "no smoke run was started for the collected tests"
+    return runs

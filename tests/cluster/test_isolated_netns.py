@@ -12,11 +12,13 @@ import sys
 from pathlib import Path
 
 import isolation
+import pytest
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 
 
+@pytest.mark.timing  # trial timeouts, node-death latencies: first, on a quiet machine
 def test_cluster_tests_pass_in_an_isolated_network_namespace() -> None:
     env = {**os.environ, isolation.NETNS_ENV: "1"}
     argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(HERE)]
