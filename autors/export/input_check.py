@@ -261,9 +261,10 @@ def sample_windows(height: int, width: int, windows: int, side: int) -> list[Win
 
 
 def sample_raster(sensor: str, spec: SensorSpec, info: RasterInfo, indexes: list[int],
-                  mask: RasterInfo | None, qa: int | None, options: CheckOptions) -> Sample:
+                  mask: RasterInfo | None, qa: int | None, options: CheckOptions,
+                  mask_band: int = 1) -> Sample:
     """Read a few windows of one sensor's raster with the training reader (see the module
-    docstring)."""
+    docstring); `mask_band`: the mask raster's band (a time series' band groups: its date's)."""
     grid = Grid.of(info)
     # The raw values of linear SAR (before the dB conversion) tell linear from dB.
     raw_spec = spec.model_copy(update={"sar_units": None}) if spec.sar_units == "linear" \
@@ -272,7 +273,7 @@ def sample_raster(sensor: str, spec: SensorSpec, info: RasterInfo, indexes: list
     for window in sample_windows(grid.height, grid.width, options.windows, options.side):
         sub = grid.sub(window)
         stack, ok = load_sensor(raw_spec, sub, info, indexes)
-        rule = rule_validity(spec, sub, info, mask, qa)
+        rule = rule_validity(spec, sub, info, mask, qa, mask_band)
         if rule is not None:
             ok &= rule
         pixels += ok.size
@@ -751,7 +752,7 @@ def check_scene(card: ModelCard, inputs: SceneInputs, options: CheckOptions = Ch
     # figures pool the training dates: a date's units, scale and bands must fit them too)
     for name, label, d in dated:
         sample = sample_raster(name, inputs.sources[name].spec, d.info, d.bands, d.mask, d.qa,
-                               options)
+                               options, d.mask_band)
         grid = pixel_size(inputs.grid) if not parts else None
         report = evaluate(Evidence(reference, {name: sample}, grid, inputs.grid_sensor,
                                    options))
