@@ -17,7 +17,8 @@ def test_search_efficiency_smoke(smoke_runs: SmokeRuns) -> None:
     out = smoke_runs.output("search_efficiency")
     text = (out / "search_efficiency_smoke.md").read_text()
     for key in ("Command: `python ", "Machine: ", "Versions: ", "Wall time: ", "hash `",
-                "selection never sees test", "rungs 1/3 epochs", "Kendall tau"):
+                "selection never sees test", "rungs 1/3 epochs", "Kendall tau",
+                "Load caveat"):
         assert key in text, key
     rows = table(text, "| row | final incumbent test OA % (per seed) |")
     assert [r[0] for r in rows] == ["evolution", "asha_random"]
@@ -30,6 +31,7 @@ def test_search_efficiency_smoke(smoke_runs: SmokeRuns) -> None:
     evo, asha = report["rows"]
     assert evo["complete"] == 2 and asha["trained"] == 3
     assert asha["stopped"] == 2 and asha["promoted"] == 1  # 3 at rung 0 -> the top 1 goes on
-    hours = [h for h, _, _ in asha["curve"]]
+    hours = [p[0] for p in asha["curve"]]
     assert hours == sorted(hours) and hours[-1] == asha["core_h"] > 0
+    assert asha["curve"][-1][3] == asha["epochs"] == 3 + 1 * 2  # 3 at rung 0, one on to 3
     assert (out / "search_efficiency_smoke.png").stat().st_size > 1000
