@@ -19,11 +19,14 @@ COSTS = {"params": "parameters", "flops": "FLOPs per sample", "latency_ms": "lat
 
 
 def status(r: TrialRecord) -> str:
-    """How a trial is marked: ok, infeasible, over_limit, timeout or failed."""
+    """How a trial is marked: ok, infeasible, over_limit, timeout, stopped (a multi-fidelity
+    trial a scheduler left below the top rung: not a failure) or failed."""
     if not r.trained:
         return "over_limit"
     if r.result.status == "timeout":
         return "timeout"
+    if r.stopped:
+        return "stopped"
     if not r.ok:
         return "failed"
     return "ok" if r.feasible else "infeasible"
@@ -177,9 +180,10 @@ def leaderboard(records: list[TrialRecord], finals: Sequence[Any]) -> str:
                 cells.append(Cell(fmt(v), v if isinstance(v, (int, float)) else None))
         body.append(cells)
         classes.append("" if row["status"] == "ok" and row["feasible"] else
-                       "muted" if row["status"] in ("ok", "over_limit") else "failed")
-    return (note("click a column header to sort; failed trials in red, infeasible and "
-                 "untrained ones in grey") +
+                       "muted" if row["status"] in ("ok", "over_limit", "stopped", "promoted")
+                       else "failed")
+    return (note("click a column header to sort; failed trials in red, infeasible, "
+                 "untrained and scheduler-stopped ones in grey") +
             table([h for _, h in cols], body, table_id="trials", sortable=True,
                   row_classes=classes, keys=[k for k, _ in cols]))
 

@@ -38,6 +38,7 @@ STYLES = {
     "over_limit": ("#9e9e9e", "#616161", "cross", "over a params/FLOPs limit, not trained"),
     "failed": ("#e15759", "#b71c1c", "cross", "failed"),
     "timeout": ("#e15759", "#b71c1c", "triangle", "timed out / stopped"),
+    "stopped": ("#bdbdbd", "#757575", "triangle", "stopped by the scheduler below the top rung"),
 }
 FRONT = "#e15759"
 
