@@ -468,7 +468,9 @@ class CompactSpace(BranchFusionSpace):
     OPS = ("sum", "concat", "gate")
     FUSION_WIDTHS = (8, 16)
     TRUNK_LAYERS = (0, 1)
-    PATCH_HEADS = ("patch",)
+    # both patch heads: a task labels each patch's centre pixel, and averaging the whole
+    # patch ("patch") blurs small fields (results/benchmarks/temporal_search.md)
+    PATCH_HEADS = ("patch", "centre")
     HEAD_HIDDEN = (0, 16)
     DECODER_WIDTHS = (0, 8, 16)
     ENCODER_DEPTHS = (0, 1, 2, 3)
