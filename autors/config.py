@@ -631,30 +631,6 @@ class TrainSpec(_Strict):
     )
 
 
-class SupernetSpec(_Strict):
-    """The `supernet` strategy (search.strategy: supernet): a weight-sharing one-shot supernet
-    trained once, candidates ranked by inherited-weight validation accuracy, the best
-    `retrain` of them trained stand-alone as ordinary trials."""
-
-    epochs: int | None = Field(
-        default=None, ge=1, description="supernet training epochs (passes over the training "
-        "samples, one sampled architecture per batch); None: twice train.epochs")
-    candidates: int = Field(default=100, ge=2, description="distinct architectures sampled "
-                            "uniformly and ranked with the supernet's weights")
-    retrain: int = Field(default=4, ge=1, description="best-ranked candidates trained "
-                         "stand-alone as search trials (at most search.max_trials)")
-    calibration_batches: int = Field(default=4, ge=1, description="training batches that "
-                                     "re-estimate BatchNorm statistics before each candidate "
-                                     "is scored")
-
-    @model_validator(mode="after")
-    def _retrain_within_candidates(self) -> SupernetSpec:
-        if self.retrain > self.candidates:
-            raise ValueError(f"retrain ({self.retrain}) must not exceed candidates "
-                             f"({self.candidates}): only ranked candidates are retrained")
-        return self
-
-
 class ConstraintSpec(_Strict):
     max_params: int | None = Field(default=None, ge=1)
     max_flops: int | None = Field(default=None, ge=1)
@@ -753,9 +729,6 @@ class SearchSpec(_Strict):
         "params, flops and latency_ms (min)"
     )
     constraints: ConstraintSpec = ConstraintSpec()
-    supernet: SupernetSpec = Field(
-        default=SupernetSpec(), description="settings of strategy 'supernet' (ignored by the "
-        "others)")
     top_k: int = Field(default=3, ge=1, description="architectures retrained and tested (a "
                        "multi-objective search retrains a spread of the front, up to top_k)")
     final_seeds: int = Field(default=3, ge=1, description="seeds per retrained architecture")

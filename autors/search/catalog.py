@@ -139,30 +139,6 @@ def optuna_tpe_strategy(seed: int, max_trials: int | None, n_labels: int) -> Any
     return tpe(seed, startup=_startup(max_trials))
 
 
-SUPERNET_DRIVER = "autors.search.supernet"
-
-
-def supernet_refusal(task: TaskSpec) -> str | None:
-    """Why the supernet strategy cannot run `task`, or None."""
-    if task.multi_target:
-        return ("the task has `targets` (several or continuous): the supernet ranks candidates "
-                "by one class target's validation accuracy")
-    if task.search.needs_robustness:
-        return ("search.objective / constraints ask for accuracy with sensors removed "
-                "(val_oa_robust, min_oa_when_missing), which the supernet does not estimate")
-    return None
-
-
-@STRATEGIES.register("supernet")
-@drives_with(SUPERNET_DRIVER)
-def supernet_strategy(seed: int, max_trials: int | None, n_labels: int) -> Any:
-    """SPOS one-shot supernet: trained once, ranks by inherited weights, retrains the best"""
-    return None  # the driver module reads search.supernet itself
-
-
-supernet_strategy.refusal = supernet_refusal  # type: ignore[attr-defined]
-
-
 def strategy_factory(name: str) -> StrategyFactory:
     """The factory registered as `name`; SearchError listing the valid names otherwise."""
     check_strategy(name)
@@ -208,21 +184,11 @@ def check_objectives(name: str, objectives: list) -> None:
         )
 
 
-def check_task(name: str, task: TaskSpec) -> None:
-    """A strategy that cannot run some tasks says why (its factory's `refusal(task)`)."""
-    refusal = getattr(strategy_factory(name), "refusal", None)
-    reason = refusal(task) if refusal is not None else None
-    if reason:
-        raise SearchError(f"search.strategy: '{name}' cannot run this task: {reason}; choose "
-                          "another strategy")
-
-
 def space_for_task(task: TaskSpec) -> SearchSpace:
-    """The task's search space for its sensors; also checks the strategy name (that a
-    multi-objective strategy has objectives, that the strategy can run the task)."""
+    """The task's search space for its sensors; also checks the strategy name (and that a
+    multi-objective strategy has objectives)."""
     check_strategy(task.search.strategy)
     check_objectives(task.search.strategy, task.search.objectives)
-    check_task(task.search.strategy, task)
     space = make_task_space(
         task.search.space, sensor_kinds(task), dense=task.dense
     )

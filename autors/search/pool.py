@@ -221,11 +221,6 @@ class TrialPool:
             ) from None
 
     @property
-    def inputs(self) -> SharedInputs:
-        """The object-store references every trial reads (a strategy's own Ray tasks too)."""
-        return self._inputs
-
-    @property
     def running(self) -> int:
         return len(self._running)
 
