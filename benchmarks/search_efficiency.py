@@ -1,13 +1,16 @@
 """Benchmark (issue 17): core-hours a search needs to find a network as good (on test) as the one
-full-training evolution finds, with multi-fidelity trials (ASHA) and the weight-sharing
-supernet, through the real `run_search`, on the synthetic benchmark preset and the
-Sen1Floods11 chip.
+full-training evolution finds, with multi-fidelity trials (ASHA), through the real
+`run_search`, on the synthetic benchmark preset and the Sen1Floods11 chip.
+
+The committed report's `supernet` row was measured when the weight-sharing `supernet`
+strategy existed (report committed at 9ee76f1); the strategy was removed since (it did not
+earn its place, see results/benchmarks/rank_correlation.md), and with it this script's
+supernet row.
 
     python benchmarks/search_efficiency.py [--datasets synth,sen1floods11] [--seeds 0,1,2]
-        [--rows evolution,asha_evolution,asha_random,supernet] [--full-trials 8]
+        [--rows evolution,asha_evolution,asha_random] [--full-trials 8]
         [--asha-trials 18] [--epochs 9] [--eta 3] [--max-train 400] [--max-val 500]
-        [--max-test 3000] [--supernet-candidates 40] [--supernet-retrain 3]
-        [--space compact] [--concurrency 2] [--data-root DIR]
+        [--max-test 3000] [--space compact] [--concurrency 2] [--data-root DIR]
         [--workdir /tmp/autors_search_eff] [--out results/benchmarks] [--smoke]
 
 Rows (every one a full search on one local Ray instance, `--concurrency` trials at once,
@@ -17,19 +20,18 @@ Rows (every one a full search on one local Ray instance, `--concurrency` trials 
 - evolution: NNI regularised evolution, every trial trained to `--epochs` (`--full-trials`);
 - asha_evolution / asha_random: the same strategy / uniform sampling with
   `search.scheduler: {kind: asha, reduction_factor: --eta, min_resource: 1}` (rungs
-  1, eta, eta^2 ... `--epochs` epochs; `--asha-trials` sampled architectures);
-- supernet: the weight-sharing strategy (`search.strategy: supernet`), when registered.
+  1, eta, eta^2 ... `--epochs` epochs; `--asha-trials` sampled architectures).
 
 How "reach" is measured (an anytime curve; selection never sees test): along each search, in
 the order results arrive, the incumbent is the COMPLETE trial (trained the full `--epochs`:
-every trial of evolution, the top rung of ASHA, the supernet's stand-alone trainings) with the
+every trial of evolution, the top rung of ASHA) with the
 best validation OA so far. Each complete trial's own weights are scored on the test split in
 its worker right after training (`bench_test_oa`, a value the search never reads: it selects
 on `val_oa` only), so the curve is (cumulative core-hours, the incumbent's test OA). The
 target OA is evolution's final incumbent's test OA minus 0.5 points (same seed); a row
 reaches it at the first point of its curve at or above it. Core-hours: every trial's and
 rung's `core_s` (cpus_per_trial x worker seconds, as the engine records it), minus the test
-scoring this benchmark adds, plus the supernet's own training (its run folder record).
+scoring this benchmark adds.
 Target (issue 17): at most 1/3 of full-training evolution's core-hours.
 
 Also: Kendall tau between the first-epoch ranking (the first rung, min_resource 1) and the
@@ -66,9 +68,8 @@ from _common import (
     write_task_file,
 )
 
-ROWS = ("evolution", "asha_evolution", "asha_random", "supernet")
-COLOURS = {"evolution": "tab:blue", "asha_evolution": "tab:green", "asha_random": "tab:gray",
-           "supernet": "tab:orange"}
+ROWS = ("evolution", "asha_evolution", "asha_random")
+COLOURS = {"evolution": "tab:blue", "asha_evolution": "tab:green", "asha_random": "tab:gray"}
 MARGIN = 0.005  # "within 0.5 OA points"
 TARGET_FRACTION = 1 / 3
 
@@ -155,7 +156,7 @@ def make_task(args: argparse.Namespace, dataset: str, row: str, seed: int):
     raw = with_budget(yaml.safe_load(text), args.epochs, args.max_train, args.max_val)
     raw["seed"] = seed
     strategy = {"evolution": "evolution", "asha_evolution": "evolution",
-                "asha_random": "random", "supernet": "supernet"}[row]
+                "asha_random": "random"}[row]
     asha = row.startswith("asha_")
     raw["search"] = dict(raw.get("search") or {}, space=args.space, strategy=strategy,
                          max_trials=args.asha_trials if asha else args.full_trials,
@@ -164,29 +165,8 @@ def make_task(args: argparse.Namespace, dataset: str, row: str, seed: int):
                          constraints={},
                          scheduler={"kind": "asha", "reduction_factor": args.eta,
                                     "min_resource": 1} if asha else {"kind": "none"})
-    if row == "supernet":  # trained once for --epochs, its best candidates stand-alone
-        raw["search"]["supernet"] = {"epochs": args.epochs,
-                                     "candidates": args.supernet_candidates,
-                                     "retrain": min(args.supernet_retrain, args.full_trials)}
     out = args.workdir / "tasks" / f"{dataset}_{row}_s{seed}.yaml"
     return load_task(write_task_file(raw, path, out))
-
-
-def _supernet_core_s(run_dir: Path) -> float:
-    """Core-seconds of the supernet's own training, as its strategy recorded them in the run
-    folder (any JSON file under the run naming `core_s` at its top level, other than the
-    standard ones); 0 when none is found (then stated in the report)."""
-    total = 0.0
-    for path in sorted(run_dir.rglob("*.json")):
-        if path.name in ("run.json", "summary.json") or "final" in path.parts:
-            continue
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(data, dict) and isinstance(data.get("core_s"), (int, float)):
-            total += float(data["core_s"])
-    return total
 
 
 def run_one(args: argparse.Namespace, dataset: str, row: str, seed: int) -> dict:
@@ -254,12 +234,7 @@ def row_of(args: argparse.Namespace, dataset: str, row: str, seed: int, run_dir:
             if ok and len(hist) == args.epochs:
                 first_vs_full.append((hist[0]["val_oa"], float(res.metrics["val_oa"])))
     events.sort(key=lambda e: e[0])
-    extra_core = _supernet_core_s(run_dir) if row == "supernet" else 0.0
-    # the supernet's training and ranking in epochs of its own search's stand-alone trials
-    trained_epochs = sum(e[4] for e in events)
-    per_epoch = sum(e[1] for e in events) / trained_epochs if trained_epochs else 0.0
-    extra_epochs = extra_core / per_epoch if per_epoch else 0.0
-    curve, cum, ep, best = [], extra_core, extra_epochs, None
+    curve, cum, ep, best = [], 0.0, 0, None
     for _, core, val, test, epochs in events:
         cum += core
         ep += epochs
@@ -268,8 +243,7 @@ def row_of(args: argparse.Namespace, dataset: str, row: str, seed: int, run_dir:
         curve.append((cum / 3600.0, None if best is None else best[1],
                       None if best is None else best[0], ep))
     return {"dataset": dataset, "row": row, "seed": seed, "curve": curve,
-            "core_h": cum / 3600.0, "supernet_core_h": extra_core / 3600.0,
-            "epochs": ep, "supernet_epochs": extra_epochs,
+            "core_h": cum / 3600.0, "epochs": ep,
             "final_test_oa": curve[-1][1] if curve else None,
             "final_val_oa": curve[-1][2] if curve else None,
             "complete": sum(e[2] is not None for e in events),
@@ -386,8 +360,8 @@ def _h(x: float | None) -> str:
 
 def report(rows: list[dict], stats: dict, args: argparse.Namespace, wall_s: float, png: Path,
            missing: list[str], rank_corr: dict | None) -> str:
-    text = [header_block("Search efficiency: multi-fidelity trials (ASHA) and the supernet "
-                         "against full-training evolution (issue 17)",
+    text = [header_block("Search efficiency: multi-fidelity trials (ASHA) against "
+                         "full-training evolution (issue 17)",
                          "benchmarks/search_efficiency.py", wall_s)]
     seeds = sorted({r["seed"] for r in rows})
     text.append(
@@ -401,10 +375,7 @@ def report(rows: list[dict], stats: dict, args: argparse.Namespace, wall_s: floa
         f"asha_random: {args.asha_trials} sampled architectures, "
         f"`scheduler: {{kind: asha, reduction_factor: {args.eta}, min_resource: 1}}` (rungs "
         + "/".join(map(str, _rungs(args))) + " epochs, promotions continue from the rung's "
-        "checkpoint). supernet: `strategy: supernet` (weight sharing: the supernet trained "
-        f"{args.epochs} epochs, {args.supernet_candidates} candidates ranked by inherited-weight "
-        f"validation OA, the best {min(args.supernet_retrain, args.full_trials)} trained "
-        "stand-alone through the same engine; its training and ranking core-seconds count)"
+        "checkpoint)"
         + (f" - NOT run: {'; '.join(missing)}" if missing else "") + ".\n\n"
         "**How reach is measured** (anytime, selection never sees test): in the order results "
         "arrive, the incumbent is the complete trial (trained all "
@@ -414,14 +385,13 @@ def report(rows: list[dict], stats: dict, args: argparse.Namespace, wall_s: floa
         "= evolution's final incumbent's test OA (same seed) minus 0.5 points; a row reaches "
         "it at the first curve point at or above it. Core-hours: the engine's per-trial and "
         "per-rung `core_s` (cpus_per_trial x worker seconds, Ray warm-up and driver time "
-        "excluded, this benchmark's test scoring taken off), plus the supernet's own training. "
+        "excluded, this benchmark's test scoring taken off). "
         "No final retraining (the final phase is skipped).\n\n"
         "**Load caveat:** core-seconds are wall seconds of a worker on this shared 2-core "
         "machine, so the same work costs more core-seconds when other jobs load it (identical "
         "evolution searches below differ up to 2.7x between seeds). The load-free second "
-        "measure is training epochs: every epoch a trial or rung trained (the supernet's "
-        "training and ranking converted at its own search's core-seconds per trial epoch); "
-        "the target is judged on both.\n\n")
+        "measure is training epochs: every epoch a trial or rung trained; the target is "
+        "judged on both.\n\n")
     for ds, per_row in stats.items():
         sel = [r for r in rows if r["dataset"] == ds]
         hashes = {r["split_sha256"] for r in sel}
@@ -475,7 +445,8 @@ def report(rows: list[dict], stats: dict, args: argparse.Namespace, wall_s: floa
             "repeat every epoch of rung k (at least one epoch), so continuing is always "
             "cheaper here and is what the engine does.\n\n")
     if rank_corr is not None:
-        text.append("Supernet and first-rung rank correlation against stand-alone training "
+        text.append("First-rung and (not shipped) supernet rank correlation against "
+                    "stand-alone training "
                     "on >= 30 architectures: see `rank_correlation.md` "
                     "(benchmarks/rank_correlation.py).\n\n")
     text.append(f"![efficiency]({png.name})\n")
@@ -505,15 +476,6 @@ def targets(ds: str, per_row: dict) -> str:
     return "\n".join(lines)
 
 
-def _supernet_registered() -> bool:
-    from autors.search.catalog import STRATEGIES
-
-    try:
-        return "supernet" in STRATEGIES
-    except TypeError:
-        return False
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--datasets", default="synth,sen1floods11")
@@ -528,8 +490,6 @@ def main() -> None:
     p.add_argument("--max-val", type=int, default=500)
     p.add_argument("--max-test", type=int, default=3000, help="a fixed seeded subset of the "
                    "test pixels, the same for every row (0: all)")
-    p.add_argument("--supernet-candidates", type=int, default=40)
-    p.add_argument("--supernet-retrain", type=int, default=3)
     p.add_argument("--concurrency", type=int, default=2)
     p.add_argument("--space", default="compact")
     p.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
@@ -549,7 +509,6 @@ def main() -> None:
         args.rows = args.rows or "evolution,asha_random"
         args.full_trials, args.asha_trials, args.epochs = 2, 3, 3
         args.max_train, args.max_val, args.max_test = None, None, 0
-        args.supernet_candidates, args.supernet_retrain = 6, 2
     t0 = time.perf_counter()
     one_thread()
     if "RAY_TMPDIR" not in os.environ:  # a private Ray folder (none made when one is given)
@@ -576,9 +535,13 @@ def main() -> None:
         rows, missing = saved["rows"], saved.get("missing", [])
         t0 -= saved["wall_s"]
         _common.LOAD_AT_START = tuple(saved["load_at_start"])
-    if not args.from_rows and "supernet" in names and not _supernet_registered():
-        names.remove("supernet")
-        missing.append("strategy 'supernet' is not registered in this checkout")
+    unknown = [n for n in names if n not in ROWS]
+    if unknown:
+        raise SystemExit(f"--rows: unknown {', '.join(unknown)}; rows are {', '.join(ROWS)}")
+    gone = sorted({r["row"] for r in rows} - set(ROWS))
+    if gone:  # saved rows of the removed supernet strategy (report of 9ee76f1)
+        rows = [r for r in rows if r["row"] in ROWS]
+        missing.append(f"saved rows {', '.join(gone)} left out (no longer in this script)")
     if args.datasets:
         import ray
 
@@ -596,14 +559,7 @@ def main() -> None:
             for row in names:
                 if any((r["dataset"], r["row"], r["seed"]) == (ds, row, seed) for r in rows):
                     continue  # kept from --keep-rows
-                try:
-                    rows.append(run_one(args, ds, row, seed))
-                except Exception as err:
-                    if row != "supernet":
-                        raise
-                    missing.append(f"supernet on {ds} seed {seed} failed: "
-                                   f"{type(err).__name__}: {str(err)[:200]}")
-                    continue
+                rows.append(run_one(args, ds, row, seed))
                 r = rows[-1]
                 print(f"{ds} {row} s{seed}: {r['trained']} trials, {r['core_h'] * 60:.2f} "
                       f"core-min, test OA {r['final_test_oa']}, elapsed "
