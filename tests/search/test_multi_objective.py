@@ -162,7 +162,7 @@ def test_optuna_strategies_keep_infeasible_and_failed_trials_off_the_front(
     strategy, objectives, make_task, trial_fns, tmp_path
 ) -> None:
     task = make_task(strategy=strategy, max_trials=6, concurrency=2, objectives=objectives,
-                     constraints={"max_latency_ms": 0.5})  # cheap trial: latency = params/1e4
+                     constraints={"max_latency_ms": 0.25})  # cheap trial: latency = params/1e4
     out = run_search(task, SearchOptions(out_dir=tmp_path, name="c", quiet=True,
                                          trial_fn=trial_fns.nan,  # odd trials: NaN val_oa
                                          final_fn=trial_fns.cheap_final),
