@@ -27,6 +27,7 @@
 from __future__ import annotations
 
 import io
+import json
 import math
 import time
 from collections.abc import Callable
@@ -82,15 +83,27 @@ class TrainState:
     best_state: dict[str, Any]
 
     def to_bytes(self) -> bytes:
+        # best_val (evaluate's metrics: numpy scalars and arrays) travels as JSON text, so the
+        # checkpoint holds only tensors and plain values and loads with weights_only=True: a
+        # run folder's checkpoints/ may come from someone else, and unpickling runs code.
+        state = dict(self.__dict__, best_val=json.dumps(self.best_val, default=_plain))
         buf = io.BytesIO()
-        torch.save(self.__dict__, buf)
+        torch.save(state, buf)
         return buf.getvalue()
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> TrainState:
-        # Not weights_only: best_val holds numpy values. A checkpoint is only ever read by the
-        # search that wrote it (its own run folder / object store), never from users.
-        return cls(**torch.load(io.BytesIO(raw), weights_only=False))
+        state = torch.load(io.BytesIO(raw), weights_only=True)
+        return cls(**dict(state, best_val=json.loads(state["best_val"])))
+
+
+def _plain(obj: object) -> object:
+    """`json.dumps(default=...)` for evaluate's numpy values."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON-serialisable in a checkpoint's metrics: {type(obj).__name__}")
 
 
 @dataclass
