@@ -160,6 +160,16 @@ def _kill_worker_at_top_rung(task: dict, arch: dict, seed: int, data: Any, trial
     return run_trial(task, arch, seed, data, trial_id, rung)
 
 
+def _assert_top_of_each_rung_promoted(records, eta: int) -> None:
+    """Every rung below the top: its best floor(n / eta) trials by that rung's score reached
+    the next rung (what a drained asynchronous ASHA guarantees, whatever the arrival order)."""
+    entries = {r.trial_id: r.result.extra["rungs"] for r in records}
+    for k in range(2):
+        at = {t: e[k]["score"] for t, e in entries.items() if len(e) > k}
+        best = sorted(at, key=lambda t: (-at[t], t))[:len(at) // eta]
+        assert best and all(len(entries[t]) > k + 1 for t in best), (k, at, entries)
+
+
 def test_asha_search_records_rungs_promotions_and_stops_and_resume_keeps_them(
     make_task, trial_fns, tmp_path
 ) -> None:
@@ -173,12 +183,15 @@ def test_asha_search_records_rungs_promotions_and_stops_and_resume_keeps_them(
     by_id = {r.trial_id: r for r in outcome.records}
     assert len(by_id) == 4
     rungs = {t: [g["epochs"] for g in r.result.extra["rungs"]] for t, r in by_id.items()}
-    # 4 results at rung 0 -> 2 promoted; 2 at rung 1 -> 1 promoted; ASHA's counts exactly
-    assert sorted(len(v) for v in rungs.values()) == [1, 1, 2, 3]
     assert all(v == [1, 2, 4][:len(v)] for v in rungs.values())
+    # Asynchronous promotions depend on the order results arrive (a trial may be promoted from
+    # a rung before the rung fills), so the counts are not fixed; what ASHA guarantees once the
+    # search has drained its promotions: the top floor(n / eta) of every rung went on.
+    _assert_top_of_each_rung_promoted(by_id.values(), eta=2)
     statuses = {t: r.result.status for t, r in by_id.items()}
-    assert sorted(statuses.values()) == ["ok", "stopped", "stopped", "stopped"]
-    top = next(r for r in outcome.records if r.result.status == "ok")
+    complete = sorted(t for t, v in rungs.items() if len(v) == 3)
+    assert complete and sorted(t for t, s in statuses.items() if s == "ok") == complete
+    assert all(s == "stopped" for t, s in statuses.items() if t not in complete)
     for r in outcome.records:
         entries = r.result.extra["rungs"]
         assert r.result.epochs == entries[-1]["epochs_run"] == entries[-1]["epochs"]
@@ -190,13 +203,16 @@ def test_asha_search_records_rungs_promotions_and_stops_and_resume_keeps_them(
     lines = _lines(run_dir)
     assert len(lines) == sum(len(v) for v in rungs.values())
     summary = outcome.summary
-    assert summary["counts"]["stopped"] == 3 and summary["counts"]["promoted"] == 2
-    assert [f["trial_id"] for f in summary["final"]] == [top.trial_id]  # stopped: not final
+    assert summary["counts"]["stopped"] == 4 - len(complete)
+    assert summary["counts"]["promoted"] == sum(len(v) >= 2 for v in rungs.values())
+    finals = [f["trial_id"] for f in summary["final"]]  # stopped trials are never final
+    assert finals and set(finals) <= set(complete)
     assert (run_dir / "progress.png").stat().st_size > 0
-    # the top rung's worker was killed mid-rung: Ray re-ran that rung, continuing from the
+    # every top rung's worker was killed mid-rung: Ray re-ran that rung, continuing from the
     # finished rung's checkpoint; no finished rung was lost
-    last = top.result.extra["rungs"]
-    assert [g["attempt"] for g in last] == [0, 0, 1] and last[2]["from_epochs"] == 2
+    for t in complete:
+        last = by_id[t].result.extra["rungs"]
+        assert [g["attempt"] for g in last] == [0, 0, 1] and last[2]["from_epochs"] == 2
 
     # --resume with a larger budget: the scheduler's rungs come back from trials.jsonl
     bigger = make_task(train=TRAIN_4, strategy="random", max_trials=6, concurrency=2,
@@ -211,5 +227,5 @@ def test_asha_search_records_rungs_promotions_and_stops_and_resume_keeps_them(
         assert kept[:len(epochs)] == epochs
         assert after[t].result.extra["rungs"][0]["finished_at"] == \
             by_id[t].result.extra["rungs"][0]["finished_at"]
-    # 6 results at rung 0 -> 3 promoted to rung 1 (one of them new)
-    assert sum(len(r.result.extra["rungs"]) >= 2 for r in after.values()) == 3
+    # 6 results at rung 0: the top 3 went on to rung 1 (and so on up)
+    _assert_top_of_each_rung_promoted(after.values(), eta=2)
