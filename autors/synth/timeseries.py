@@ -173,6 +173,14 @@ def generate_time_series(out_dir: Path, cfg: TimeSeriesConfig) -> TimeSeriesInfo
     header = (f"Synthetic optical + SAR time series ({len(days)} dates of {YEAR}), written by "
               "`autors synth --time-series`.\nTime-only classes (they differ only in timing): "
               + ", ".join(TIME_ONLY))
+    return _finish(out_dir, cfg, task, header, stamps, stamps, covers, files, t0)
+
+
+def _finish(out_dir: Path, cfg: TimeSeriesConfig, task: dict, header: str, stamps: list[str],
+            dates: list[str] | dict[str, list[str]], covers: list, files: list[str],
+            t0: float) -> TimeSeriesInfo:
+    """Write task.yaml and scene.json (`dates`: the task's list, or each scene's) and return
+    the generator's info."""
     task_path = write_task(out_dir / "task.yaml", task, header)
     info = TimeSeriesInfo(out_dir=out_dir, task_path=task_path, class_names=CLASSES,
                           time_only_classes=TIME_ONLY, dates=stamps, cloud_cover=covers,
@@ -180,7 +188,7 @@ def generate_time_series(out_dir: Path, cfg: TimeSeriesConfig) -> TimeSeriesInfo
     info.seconds = time.perf_counter() - t0
     write_json(out_dir / "scene.json", {
         "generator": "autors.synth.timeseries", "config": asdict(cfg), "classes": list(CLASSES),
-        "time_only_classes": list(TIME_ONLY), "dates": stamps, "cloud_cover": covers})
+        "time_only_classes": list(TIME_ONLY), "dates": dates, "cloud_cover": covers})
     return info
 
 
@@ -216,16 +224,8 @@ def _dataset(out_dir: Path, cfg: TimeSeriesConfig, t0: float) -> TimeSeriesInfo:
     header = (f"Synthetic optical + SAR time series, {cfg.scenes} scenes each with its own "
               "dates (dates: per_scene), written by `autors synth --time-series --scenes N`."
               "\nTime-only classes (they differ only in timing): " + ", ".join(TIME_ONLY))
-    task_path = write_task(out_dir / "task.yaml", task, header)
     stamps = sorted({d for days in per_scene.values() for d in days})
-    info = TimeSeriesInfo(out_dir=out_dir, task_path=task_path, class_names=CLASSES,
-                          time_only_classes=TIME_ONLY, dates=stamps, cloud_cover=covers,
-                          files=files)
-    info.seconds = time.perf_counter() - t0
-    write_json(out_dir / "scene.json", {
-        "generator": "autors.synth.timeseries", "config": asdict(cfg), "classes": list(CLASSES),
-        "time_only_classes": list(TIME_ONLY), "dates": per_scene, "cloud_cover": covers})
-    return info
+    return _finish(out_dir, cfg, task, header, stamps, per_scene, covers, files, t0)
 
 
 def _write_scene(out_dir: Path, cfg: TimeSeriesConfig, rng: np.random.Generator,
