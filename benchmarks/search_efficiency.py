@@ -67,6 +67,7 @@ from _common import (
     write_report,
     write_task_file,
 )
+from _rank import kendall_tau
 
 ROWS = ("evolution", "asha_evolution", "asha_random")
 COLOURS = {"evolution": "tab:blue", "asha_evolution": "tab:green", "asha_random": "tab:gray"}
@@ -267,13 +268,13 @@ def reach(curve: list, target: float, column: int = 0) -> float | None:
                 None)
 
 
-def kendall_tau(pairs: list[tuple[float, float]]) -> float | None:
+def pairs_tau(pairs: list[tuple[float, float]]) -> float | None:
+    """`_rank.kendall_tau` of (first rung, full training) pairs; None below 3 pairs or when
+    undefined."""
     if len(pairs) < 3:
         return None
-    from scipy.stats import kendalltau
-
-    tau = kendalltau([a for a, _ in pairs], [b for _, b in pairs]).statistic
-    return None if math.isnan(tau) else float(tau)
+    tau = kendall_tau([a for a, _ in pairs], [b for _, b in pairs])
+    return None if math.isnan(tau) else tau
 
 
 def measure(rows: list[dict]) -> dict:
@@ -301,8 +302,8 @@ def measure(rows: list[dict]) -> dict:
             out[ds][name] = per_seed
         pairs = [p for r in sel if r["row"] == "evolution" for p in r["first_vs_full"]]
         out[ds]["_tau_first_vs_full"] = {
-            "pooled": kendall_tau(pairs), "n": len(pairs),
-            "per_seed": {r["seed"]: kendall_tau(r["first_vs_full"]) for r in sel
+            "pooled": pairs_tau(pairs), "n": len(pairs),
+            "per_seed": {r["seed"]: pairs_tau(r["first_vs_full"]) for r in sel
                          if r["row"] == "evolution"}}
     return out
 
